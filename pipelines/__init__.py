@@ -1,0 +1,1 @@
+"""tfy-audit: TrueFoundry audit logs into a warehouse you own."""

@@ -1,0 +1,754 @@
+"""A fictional TrueFoundry tenant: clusters, workspaces, resources, subjects and the actions
+that touch them. History generation draws from it.
+
+Everything here is built once from a fixed seed, so the same resource keeps the same id in
+every history (as it would in one real control plane); the history seed only decides which
+events happen when.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Final
+
+TENANT: Final = "acme"
+_CATALOG_SEED: Final = 20260801
+_B36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+# Application kinds, so that notebook actions touch notebooks and job actions touch jobs.
+SERVICE, JOB, NOTEBOOK, CODESERVER, SSH, RSTUDIO, WORKFLOW = (
+    "service",
+    "job",
+    "notebook",
+    "codeserver",
+    "ssh-server",
+    "rstudio",
+    "workflow",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    type: str
+    id: str
+    name: str
+    fqn: str
+    parent_id: str
+    parent_type: str
+    # The spec makes these required strings; account-level resources carry "".
+    cluster_id: str
+    workspace_id: str
+    # Tail of the human message, e.g. " in workspace prod-eu".
+    where: str
+    kind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    type: str
+    id: str
+    slug: str | None
+    display_name: str | None
+    pat_name: str | None
+    controller_name: str | None
+    external_identity_slug: str | None
+    # How messages name the actor ("alice@acme.com", "virtual account ci-deployer").
+    who: str
+    weight: float
+
+    def payload(self, *, legacy: bool) -> dict[str, str | None]:
+        """The `subject` object. `legacy` events predate the controller / external-identity
+        fields: the keys are absent, not null, as in rows written before a column existed."""
+        out: dict[str, str | None] = {
+            "subjectId": self.id,
+            "subjectType": self.type,
+            "subjectSlug": self.slug,
+            "subjectDisplayName": self.display_name,
+            "subjectPatName": self.pat_name,
+        }
+        if not legacy:
+            out["subjectControllerName"] = self.controller_name
+            out["subjectExternalIdentitySlug"] = self.external_identity_slug
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    action: str
+    resource_type: str
+    weight: float
+    kind: str
+    phrase: str
+    path_prefix: str
+    path_suffix: str
+    pool: tuple[Resource, ...] = field(default=(), compare=False)
+
+    def request_path(self, res: Resource) -> str:
+        if not self.path_prefix.endswith("/"):
+            return self.path_prefix  # the generic apply endpoint: no id in the URL
+        return f"{self.path_prefix}{res.id}{self.path_suffix}"
+
+
+# (action, resource type, relative frequency, application kind or "").
+_ACTIONS: Final[tuple[tuple[str, str, float, str], ...]] = (
+    ("APPLY_ACCOUNT", "account", 0.3, ""),
+    ("DELETE_ACCOUNT", "account", 0.05, ""),
+    ("CREATE_DEPLOYMENT", "deployment", 60, ""),
+    ("CANCEL_DEPLOYMENT", "deployment", 4, ""),
+    ("DELETE_APPLICATION", "application", 5, SERVICE),
+    ("PAUSE_APPLICATION", "application", 6, SERVICE),
+    ("RESUME_APPLICATION", "application", 6, SERVICE),
+    ("START_NOTEBOOK", "application", 18, NOTEBOOK),
+    ("STOP_NOTEBOOK", "application", 16, NOTEBOOK),
+    ("START_CODESERVER", "application", 8, CODESERVER),
+    ("STOP_CODESERVER", "application", 7, CODESERVER),
+    ("START_SSH_SERVER", "application", 4, SSH),
+    ("STOP_SSH_SERVER", "application", 4, SSH),
+    ("START_RSTUDIO", "application", 2, RSTUDIO),
+    ("STOP_RSTUDIO", "application", 2, RSTUDIO),
+    ("CREATE_CLUSTER", "cluster", 0.1, ""),
+    ("UPDATE_CLUSTER", "cluster", 1, ""),
+    ("DELETE_CLUSTER", "cluster", 0.05, ""),
+    ("CREATE_CLUSTER_INFRA", "cluster", 0.1, ""),
+    ("UPDATE_CLUSTER_INFRA", "cluster", 0.5, ""),
+    ("READ_CLUSTER_INFRA_DEPLOY_PAYLOAD", "cluster", 0.5, ""),
+    ("CORDON_NODE", "cluster", 1, ""),
+    ("UNCORDON_NODE", "cluster", 1, ""),
+    ("TOGGLE_AUTOPILOT", "application", 1, SERVICE),
+    ("TRIGGER_JOB", "application", 30, JOB),
+    ("TERMINATE_JOB", "application", 4, JOB),
+    ("APPLY_RECOMMENDATION", "application", 2, SERVICE),
+    ("UPGRADE_ADDON", "cluster", 0.5, ""),
+    ("APPLY_TEAM", "team", 1.5, ""),
+    ("DELETE_ROLE", "role", 0.1, ""),
+    ("APPLY_ROLE", "role", 0.5, ""),
+    ("DELETE_TEAM", "team", 0.2, ""),
+    ("APPLY_ML_REPO", "mlf-project", 2, ""),
+    ("APPLY_ML_REPO", "repository", 0.5, ""),
+    ("DELETE_ML_REPO", "mlf-project", 0.3, ""),
+    ("DELETE_ML_REPO", "repository", 0.1, ""),
+    ("APPLY_PROVIDER_ACCOUNT", "provider-account", 1, ""),
+    ("DELETE_PROVIDER_ACCOUNT", "provider-account", 0.1, ""),
+    ("APPLY_PROVIDER_INTEGRATION", "provider-integration", 1.5, ""),
+    ("APPLY_PROVIDER_INTEGRATION", "docker-registry", 0.5, ""),
+    ("DELETE_PROVIDER_INTEGRATION", "provider-integration", 0.2, ""),
+    ("DELETE_PROVIDER_INTEGRATION", "docker-registry", 0.1, ""),
+    ("CREATE_SECRET_GROUP", "secret-group", 0.5, ""),
+    ("UPDATE_SECRET_GROUP", "secret-group", 2, ""),
+    ("DELETE_SECRET_GROUP", "secret-group", 0.2, ""),
+    ("CREATE_SECRET", "secret", 6, ""),
+    ("UPDATE_SECRET", "secret", 10, ""),
+    ("DELETE_SECRET", "secret", 2, ""),
+    ("EXECUTE_WORKFLOW", "application", 10, WORKFLOW),
+    ("TERMINATE_WORKFLOW", "application", 1.5, WORKFLOW),
+    ("RECOVER_WORKFLOW", "application", 0.5, WORKFLOW),
+    ("APPROVE_WORKFLOW_SIGNAL", "application", 1, WORKFLOW),
+    ("DENY_WORKFLOW_SIGNAL", "application", 0.3, WORKFLOW),
+    ("SET_WORKFLOW_SIGNAL", "application", 0.5, WORKFLOW),
+    ("APPLY_WORKSPACE", "workspace", 4, ""),
+    ("DELETE_WORKSPACE", "workspace", 0.2, ""),
+    ("APPLY_INTERCEPT", "application", 1, SERVICE),
+    ("ADD_COLLABORATORS", "workspace", 3, ""),
+    ("UPDATE_COLLABORATORS_ROLE", "workspace", 1, ""),
+    ("REMOVE_COLLABORATORS", "workspace", 1, ""),
+    ("CREATE_ENVIRONMENT", "environment", 0.1, ""),
+    ("UPDATE_ENVIRONMENT", "environment", 0.3, ""),
+    ("DELETE_ENVIRONMENT", "environment", 0.05, ""),
+    ("APPLY_ENVIRONMENT", "environment", 0.3, ""),
+    ("CREATE_APPLICATION_SET", "application", 0.5, SERVICE),
+    ("CREATE_PAT", "user", 3, ""),
+    ("DELETE_PAT", "user", 1.5, ""),
+    ("CREATE_VIRTUAL_ACCOUNT", "virtual-account", 0.3, ""),
+    ("CREATE_VIRTUAL_ACCOUNT", "service-account", 0.1, ""),
+    ("APPLY_VIRTUAL_ACCOUNT", "virtual-account", 1, ""),
+    ("APPLY_VIRTUAL_ACCOUNT", "service-account", 0.2, ""),
+    ("DELETE_VIRTUAL_ACCOUNT", "virtual-account", 0.1, ""),
+    ("REGENERATE_VIRTUAL_ACCOUNT_TOKEN", "virtual-account", 0.5, ""),
+    ("SYNC_VIRTUAL_ACCOUNT_TOKEN_TO_SECRET_STORE", "virtual-account", 0.5, ""),
+    ("CLONE_APPLICATION", "application", 1, SERVICE),
+    ("PROMOTE_APPLICATION", "application", 3, SERVICE),
+    ("PROMOTE_APPLICATION_ROLLOUT", "application", 2, SERVICE),
+    ("TOGGLE_AUTOPILOT_FOR_CLUSTER", "cluster", 0.2, ""),
+    ("CREATE_LLM_GATEWAY_RATE_LIMIT", "llm-gateway", 0.5, ""),
+    ("UPDATE_LLM_GATEWAY_RATE_LIMIT", "llm-gateway", 1, ""),
+    ("DELETE_LLM_GATEWAY_RATE_LIMIT", "llm-gateway", 0.2, ""),
+    ("ADD_TRUEFOUNDRY_HOSTED_MODEL", "llm-gateway", 0.3, ""),
+    ("DELETE_POD", "application", 3, SERVICE),
+    ("APPLY_VCS_INTEGRATION", "vcs-integration", 0.2, ""),
+    ("DELETE_VCS_INTEGRATION", "vcs-integration", 0.05, ""),
+    ("DELETE_JOB_RUN", "application", 1, JOB),
+    ("SYNC_METADATA_FOR_CLUSTER", "cluster", 0.5, ""),
+    ("APPLY_POLICY", "policy", 0.8, ""),
+    ("DELETE_POLICY", "policy", 0.1, ""),
+    ("APPLY_SETTINGS", "settings", 0.5, ""),
+    ("DELETE_SETTINGS", "settings", 0.05, ""),
+    ("UPDATE_USER_ROLES", "user", 1, ""),
+    ("INVITE_USER", "user", 1, ""),
+    ("REGISTER_USER", "user", 0.8, ""),
+    ("REGISTER_USER", "sso-based-identity", 0.3, ""),
+    ("RESEND_USER_INVITE", "user", 0.3, ""),
+    ("PRE_REGISTER_USERS", "user", 0.1, ""),
+    ("ACTIVATE_USER", "user", 0.3, ""),
+    ("ADD_USERS_TO_ACCOUNT", "account", 0.2, ""),
+    ("DEACTIVATE_USER", "user", 0.2, ""),
+    ("DELETE_USER", "user", 0.1, ""),
+    ("SYNC_USERS_TO_AUTH_SERVER", "sso-based-identity", 0.2, ""),
+    ("CHANGE_PASSWORD", "user", 0.3, ""),
+    ("FORGOT_PASSWORD", "user", 0.2, ""),
+    ("APPLY_ALERT_CONFIG", "alert-config", 0.8, ""),
+    ("DELETE_ALERT_CONFIG", "alert-config", 0.1, ""),
+    ("APPLY_ALERT_RULE", "alert-rule", 1, ""),
+    ("DELETE_ALERT_RULE", "alert-rule", 0.2, ""),
+    ("CREATE_OR_UPDATE_GATEWAY_CONFIG", "gateway-config", 1, ""),
+    ("CREATE_OR_UPDATE_GATEWAY_CONFIG", "gateway-controls", 0.5, ""),
+    ("DELETE_GATEWAY_CONFIG", "gateway-config", 0.1, ""),
+    ("DELETE_GATEWAY_CONFIG", "gateway-controls", 0.05, ""),
+    ("APPLY_GATEWAY_BUDGET", "gateway-budget", 0.5, ""),
+    ("DELETE_GATEWAY_BUDGET", "gateway-budget", 0.1, ""),
+    ("CREATE_TRACING_PROJECT", "tracing-project", 0.2, ""),
+    ("UPDATE_TRACING_PROJECT", "tracing-project", 0.3, ""),
+    ("DELETE_TRACING_PROJECT", "tracing-project", 0.05, ""),
+    ("CREATE_TRACING_APPLICATION", "tracing-application", 0.3, ""),
+    ("UPDATE_TRACING_APPLICATION", "tracing-application", 0.3, ""),
+    ("DELETE_TRACING_APPLICATION", "tracing-application", 0.05, ""),
+    ("DRAIN_NODE", "cluster", 0.5, ""),
+    ("DELETE_NODE", "cluster", 0.3, ""),
+    ("APPLY_AGENT", "agent", 1, ""),
+    ("DELETE_AGENT", "agent", 0.1, ""),
+    ("APPLY_AGENT_APP", "agent-app", 0.8, ""),
+    ("DELETE_AGENT_APP", "agent-app", 0.1, ""),
+    ("CREATE_AGENT_SESSION", "agent", 4, ""),
+    ("UPDATE_AGENT_SESSION", "agent", 3, ""),
+    ("CREATE_OR_UPDATE_GATEWAY_INSTALLATION", "gateway-installation", 0.2, ""),
+    ("DELETE_GATEWAY_INSTALLATION", "gateway-installation", 0.05, ""),
+    ("SYNC_APPLICATION", "application", 3, SERVICE),
+    ("APPLY_EXTERNAL_IDENTITY", "external-identity", 0.5, ""),
+    ("DELETE_EXTERNAL_IDENTITY", "external-identity", 0.1, ""),
+    ("APPLY_AGENT_IDENTITY", "agent-identity", 0.3, ""),
+    ("DELETE_AGENT_IDENTITY", "agent-identity", 0.05, ""),
+    ("APPLY_EXTERNAL_IDENTITY_PROVIDER", "external-identity-provider", 0.1, ""),
+    ("DELETE_EXTERNAL_IDENTITY_PROVIDER", "external-identity-provider", 0.02, ""),
+    ("SHUTDOWN_CLUSTER", "cluster", 0.1, ""),
+    ("RESUME_CLUSTER", "cluster", 0.1, ""),
+    ("DELETE_TENANT", "tenant", 0.01, ""),
+    ("APPLY_ROLE_BINDING", "role-binding", 3, ""),
+    ("BULK_APPLY_ROLE_BINDING", "role-binding", 0.5, ""),
+    ("DELETE_ROLE_BINDING", "role-binding", 0.5, ""),
+    ("APPLY_MCP_SERVER", "mcp-server", 1, ""),
+    ("DELETE_MCP_SERVER", "mcp-server", 0.1, ""),
+    ("APPLY_MCP_USER_AUTH", "mcp-server", 1, ""),
+    ("DELETE_MCP_USER_AUTH", "mcp-server", 0.2, ""),
+)
+
+# Actions the spec does not list yet, with resource types it does not list either: what a
+# client meets when the service ships a feature before the published contract catches up.
+FUTURE_ACTIONS: Final[tuple[tuple[str, str], ...]] = (
+    ("ROTATE_SIGNING_KEY", "signing-key"),
+    ("APPLY_PROMPT", "prompt-registry"),
+    ("APPLY_GUARDRAIL_CONFIG", "guardrail-config"),
+)
+FUTURE_PARENT_TYPES: Final = ("prompt-registry", "model-catalog")
+FUTURE_SUBJECT_TYPE: Final = "bot-identity"
+
+_VERBS: Final = {
+    "APPLY": "applied",
+    "DELETE": "deleted",
+    "CREATE": "created",
+    "UPDATE": "updated",
+    "CANCEL": "cancelled",
+    "PAUSE": "paused",
+    "RESUME": "resumed",
+    "START": "started",
+    "STOP": "stopped",
+    "TRIGGER": "triggered",
+    "TERMINATE": "terminated",
+    "EXECUTE": "executed",
+    "RECOVER": "recovered",
+    "CLONE": "cloned",
+    "PROMOTE": "promoted",
+    "INVITE": "invited",
+    "REGISTER": "registered",
+    "ACTIVATE": "activated",
+    "DEACTIVATE": "deactivated",
+    "SHUTDOWN": "shut down",
+    "SYNC": "synced",
+}
+
+# Actions whose wording does not follow "<verb> <resource type>".
+_PHRASES: Final = {
+    "CREATE_DEPLOYMENT": "deployed",
+    "CANCEL_DEPLOYMENT": "cancelled a deployment of",
+    "READ_CLUSTER_INFRA_DEPLOY_PAYLOAD": "read the infra deploy payload of cluster",
+    "CREATE_CLUSTER_INFRA": "created infrastructure for cluster",
+    "UPDATE_CLUSTER_INFRA": "updated infrastructure of cluster",
+    "CORDON_NODE": "cordoned a node of cluster",
+    "UNCORDON_NODE": "uncordoned a node of cluster",
+    "DRAIN_NODE": "drained a node of cluster",
+    "DELETE_NODE": "deleted a node of cluster",
+    "TOGGLE_AUTOPILOT": "toggled autopilot for",
+    "TOGGLE_AUTOPILOT_FOR_CLUSTER": "toggled autopilot for cluster",
+    "APPLY_RECOMMENDATION": "applied a resource recommendation to",
+    "UPGRADE_ADDON": "upgraded an add-on on cluster",
+    "APPROVE_WORKFLOW_SIGNAL": "approved a signal of workflow",
+    "DENY_WORKFLOW_SIGNAL": "denied a signal of workflow",
+    "SET_WORKFLOW_SIGNAL": "set a signal on workflow",
+    "APPLY_INTERCEPT": "applied an intercept to",
+    "ADD_COLLABORATORS": "added collaborators to workspace",
+    "UPDATE_COLLABORATORS_ROLE": "changed collaborator roles on workspace",
+    "REMOVE_COLLABORATORS": "removed collaborators from workspace",
+    "CREATE_APPLICATION_SET": "created an application set from",
+    "CREATE_PAT": "created a personal access token for",
+    "DELETE_PAT": "revoked a personal access token of",
+    "REGENERATE_VIRTUAL_ACCOUNT_TOKEN": "regenerated the token of virtual account",
+    "SYNC_VIRTUAL_ACCOUNT_TOKEN_TO_SECRET_STORE": "synced to the secret store the token of",
+    "PROMOTE_APPLICATION_ROLLOUT": "promoted the rollout of",
+    "CREATE_LLM_GATEWAY_RATE_LIMIT": "created a rate limit on LLM gateway",
+    "UPDATE_LLM_GATEWAY_RATE_LIMIT": "updated a rate limit on LLM gateway",
+    "DELETE_LLM_GATEWAY_RATE_LIMIT": "deleted a rate limit on LLM gateway",
+    "ADD_TRUEFOUNDRY_HOSTED_MODEL": "added a TrueFoundry-hosted model to LLM gateway",
+    "DELETE_POD": "deleted a pod of",
+    "DELETE_JOB_RUN": "deleted a run of job",
+    "SYNC_METADATA_FOR_CLUSTER": "synced metadata for cluster",
+    "UPDATE_USER_ROLES": "changed the roles of user",
+    "RESEND_USER_INVITE": "resent the invitation to",
+    "PRE_REGISTER_USERS": "pre-registered user",
+    "ADD_USERS_TO_ACCOUNT": "added users to account",
+    "SYNC_USERS_TO_AUTH_SERVER": "synced users to the auth server for",
+    "CHANGE_PASSWORD": "changed the password of",
+    "FORGOT_PASSWORD": "requested a password reset for",
+    "CREATE_OR_UPDATE_GATEWAY_CONFIG": "saved gateway configuration",
+    "DELETE_GATEWAY_CONFIG": "deleted gateway configuration",
+    "CREATE_OR_UPDATE_GATEWAY_INSTALLATION": "installed gateway",
+    "CREATE_AGENT_SESSION": "started a session with agent",
+    "UPDATE_AGENT_SESSION": "updated a session with agent",
+    "SYNC_APPLICATION": "synced",
+    "BULK_APPLY_ROLE_BINDING": "bulk-applied role binding",
+    "APPLY_MCP_USER_AUTH": "connected their account to MCP server",
+    "DELETE_MCP_USER_AUTH": "disconnected their account from MCP server",
+    "DELETE_TENANT": "requested deletion of tenant",
+}
+
+_TYPE_LABELS: Final = {
+    "mlf-project": "ML repo",
+    "llm-gateway": "LLM gateway",
+    "mcp-server": "MCP server",
+    "vcs-integration": "VCS integration",
+    "sso-based-identity": "SSO identity",
+}
+
+# URL segment per resource type, for `requestPath`.
+_PATH_SEGMENTS: Final = {
+    "application": "apps",
+    "deployment": "deployments",
+    "mlf-project": "ml-repos",
+    "repository": "ml-repos",
+    "llm-gateway": "llm-gateway/rate-limits",
+    "settings": "settings",
+    "sso-based-identity": "users/sso",
+}
+
+
+def type_label(resource_type: str) -> str:
+    return _TYPE_LABELS.get(resource_type, resource_type.replace("-", " "))
+
+
+def _phrase(action: str, resource_type: str, kind: str) -> str:
+    if action in _PHRASES:
+        return _PHRASES[action]
+    verb = _VERBS.get(action.split("_", 1)[0], action.lower().replace("_", " "))
+    noun = kind.replace("-", " ") if kind and kind != SERVICE else type_label(resource_type)
+    return f"{verb} {noun}"
+
+
+def _path(action: str, resource_type: str) -> tuple[str, str]:
+    verb = action.partition("_")[0]
+    if verb == "APPLY" or action.startswith("CREATE_OR_UPDATE"):
+        # Manifests go through the generic apply endpoint; the resource id is not in the URL.
+        return "/api/svc/v1/apply", ""
+    segment = _PATH_SEGMENTS.get(resource_type, f"{resource_type}s")
+    prefix = f"/api/svc/v1/{segment}/"
+    if verb in {"CREATE", "UPDATE", "DELETE"}:
+        return prefix, ""
+    return prefix, "/" + action.lower().replace("_", "-")
+
+
+def cuid(rng: random.Random) -> str:
+    """A 25-character cuid-looking id ("c" + 24 base-36 characters)."""
+    return "c" + "".join(_B36[rng.randrange(36)] for _ in range(24))
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    resources: dict[str, tuple[Resource, ...]]
+    subjects: tuple[Subject, ...]
+    actions: tuple[ActionSpec, ...]
+
+    def subjects_of_type(self, subject_type: str) -> list[Subject]:
+        return [s for s in self.subjects if s.type == subject_type]
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.rng = random.Random(_CATALOG_SEED)
+        self.by_type: dict[str, list[Resource]] = {}
+
+    def add(
+        self,
+        rtype: str,
+        name: str,
+        parent: Resource | None,
+        *,
+        fqn: str | None = None,
+        kind: str = "",
+        cluster_id: str | None = None,
+        workspace_id: str | None = None,
+        where: str | None = None,
+    ) -> Resource:
+        if parent is None:
+            parent_id, parent_type, parent_fqn, parent_where = "", "tenant", TENANT, ""
+            inherited_cluster, inherited_ws = "", ""
+        else:
+            parent_id, parent_type, parent_fqn = parent.id, parent.type, parent.fqn
+            parent_where = (
+                ""
+                if parent.type in {"tenant", "account"}
+                else f" in {type_label(parent.type)} {parent.name}"
+            )
+            inherited_cluster, inherited_ws = parent.cluster_id, parent.workspace_id
+        res = Resource(
+            type=rtype,
+            id=cuid(self.rng),
+            name=name,
+            fqn=fqn if fqn is not None else f"{parent_fqn}:{name}",
+            parent_id=parent_id,
+            parent_type=parent_type,
+            cluster_id=inherited_cluster if cluster_id is None else cluster_id,
+            workspace_id=inherited_ws if workspace_id is None else workspace_id,
+            where=parent_where if where is None else where,
+            kind=kind,
+        )
+        self.by_type.setdefault(rtype, []).append(res)
+        return res
+
+    def many(self, rtype: str, names: Sequence[str], parents: Sequence[Resource]) -> None:
+        for i, name in enumerate(names):
+            self.add(rtype, name, parents[i % len(parents)])
+
+
+_CLUSTERS: Final = ("aws-euwe1-prod", "aws-use1-prod", "gcp-usc1-staging", "azure-sea-dev")
+_WORKSPACES: Final = (
+    ("prod-eu", 0),
+    ("payments-eu", 0),
+    ("search-eu", 0),
+    ("ml-serving-eu", 0),
+    ("data-eng-eu", 0),
+    ("prod-us", 1),
+    ("payments-us", 1),
+    ("recsys-us", 1),
+    ("ml-serving-us", 1),
+    ("llm-platform", 1),
+    ("staging", 2),
+    ("qa", 2),
+    ("ml-research", 2),
+    ("data-science", 2),
+    ("perf-lab", 2),
+    ("dev-shared", 3),
+    ("dev-alice", 3),
+    ("dev-bob", 3),
+    ("sandbox", 3),
+    ("interns-2026", 3),
+)
+_SERVICES: Final = (
+    "payments-api",
+    "checkout-web",
+    "fraud-scorer",
+    "search-gateway",
+    "embedder",
+    "ranker",
+    "llm-router",
+    "feature-store",
+    "auth-proxy",
+    "notifications",
+)
+_JOBS: Final = ("nightly-etl", "retrain-fraud", "backfill-events", "eval-llm", "dbt-run")
+_NOTEBOOKS: Final = ("jupyter-alice", "jupyter-bob", "eda-churn", "gpu-notebook")
+_WORKFLOWS: Final = ("finetune-llama", "batch-inference", "data-quality-wf")
+_USERS: Final = (
+    ("alice", "Alice Martin"),
+    ("bob", "Bob Chen"),
+    ("carol", "Carol Okafor"),
+    ("dave", "Dave Kowalski"),
+    ("erin", "Erin O'Brien"),
+    ("frank", "Frank Müller"),
+    ("grace", "Grace Hopper-Lee"),
+    ("heidi", "Heidi Schäfer"),
+    ("ivan", "Ivan Petrov"),
+    ("judy", "Judy Nakamura"),
+    ("mallory", "Mallory Brown"),
+    ("niaj", "Niaj Hassan"),
+    ("olivia", "Olivia Rossi"),
+    ("peggy", "Peggy Dubois"),
+    ("rupert", "Rupert Singh"),
+    ("sybil", "Sybil Andersen"),
+    ("trent", "Trent Walker"),
+    ("victor", "Víctor García"),
+    ("walter", "Walter Nowak"),
+    ("zoe", "Zoë Ødegaard"),
+    ("li.na", "李娜"),
+    ("wei.zhang", "张伟"),
+    ("yuki", "佐藤 由紀"),
+    ("omar", "عمر الفاروق"),
+    ("noa", "נועה כהן"),
+    ("priya", "Priya Raghunathan"),
+    ("kwame", "Kwame Mensah"),
+    ("sven", "Sven Lindqvist"),
+    ("ana", "Ana Luísa Ferreira"),
+    ("dmitri", "Дмитрий Иванов"),
+)
+
+
+@cache
+def build_catalog() -> Catalog:
+    b = _Builder()
+    tenant = b.add("tenant", TENANT, None, fqn=TENANT)
+    b.add("account", TENANT, tenant, fqn=TENANT)
+    clusters = [b.add("cluster", c, tenant, fqn=c, cluster_id=c) for c in _CLUSTERS]
+    workspaces = []
+    for name, ci in _WORKSPACES:
+        ws = b.add("workspace", name, clusters[ci], fqn=f"{_CLUSTERS[ci]}:{name}")
+        # A workspace's own events carry its id as workspaceId, and so do its children's.
+        ws = dataclasses.replace(ws, workspace_id=ws.id)
+        b.by_type["workspace"][-1] = ws
+        workspaces.append(ws)
+    for i, ws in enumerate(workspaces):
+        # Every workspace runs a few services; the rest are spread so each kind has a pool.
+        for j in range(3):
+            name = _SERVICES[(i * 3 + j) % len(_SERVICES)]
+            b.add("application", name, ws, kind=SERVICE)
+        b.add("application", _JOBS[i % len(_JOBS)], ws, kind=JOB)
+        extra = (
+            (_NOTEBOOKS[i % len(_NOTEBOOKS)], NOTEBOOK),
+            (f"vscode-{_USERS[i][0]}", CODESERVER),
+            (f"ssh-{_USERS[i][0]}", SSH),
+            (f"rstudio-{_USERS[i][0]}", RSTUDIO),
+            (_WORKFLOWS[i % len(_WORKFLOWS)], WORKFLOW),
+        )[i % 5]
+        b.add("application", extra[0], ws, kind=extra[1])
+        if i % 2 == 0:
+            b.add("application", _NOTEBOOKS[(i + 1) % len(_NOTEBOOKS)], ws, kind=NOTEBOOK)
+    for app in list(b.by_type["application"]):
+        if app.kind in {SERVICE, JOB}:
+            for version in (b.rng.randint(1, 40), b.rng.randint(41, 120)):
+                b.add("deployment", app.name, app, fqn=f"{app.fqn}:{version}", where=app.where)
+    groups = [
+        b.add("secret-group", g, tenant)
+        for g in ("payments", "ml-platform", "data-eng", "llm-keys", "ci", "observability")
+    ]
+    secret_names = (
+        "STRIPE_API_KEY",
+        "DB_PASSWORD",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "HF_TOKEN",
+        "GITHUB_TOKEN",
+        "DATADOG_API_KEY",
+        "SNOWFLAKE_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "SLACK_WEBHOOK_URL",
+        "REDIS_URL",
+        "WANDB_API_KEY",
+    )
+    for i in range(36):
+        group = groups[i % len(groups)]
+        b.add("secret", secret_names[(i * 5) % len(secret_names)], group)
+    b.many("environment", ("production", "staging", "development"), [tenant])
+    providers = [
+        b.add("provider-account", n, tenant)
+        for n in ("aws-prod", "gcp-ml", "azure-dev", "openai-main", "anthropic-main")
+    ]
+    b.many(
+        "provider-integration",
+        ("s3-artifacts", "gcs-datasets", "blob-logs", "gpt-4o", "claude-sonnet", "bedrock"),
+        [providers[0], providers[1], providers[2], providers[3], providers[4], providers[0]],
+    )
+    b.many("docker-registry", ("ecr-prod", "gar-ml", "acr-dev"), providers[:3])
+    b.many("vcs-integration", ("github-acme", "gitlab-data"), [tenant])
+    b.many("mlf-project", ("fraud-models", "llm-evals", "recsys-experiments", "churn"), [tenant])
+    b.many("repository", ("shared-datasets", "prompt-artifacts"), [tenant])
+    teams = ["platform", "ml-research", "payments", "data-eng", "sre", "security"]
+    b.many("team", teams, [tenant])
+    b.many("service-account", ("gitops-sa", "terraform-sa"), [tenant])
+    b.many("virtual-account", ("ci-deployer", "airflow", "grafana-reader", "llm-batch"), [tenant])
+    for login, _ in _USERS:
+        email = f"{login}@acme.com"
+        b.add("user", email, tenant, fqn=email)
+    b.many(
+        "role",
+        ("tenant-admin", "workspace-admin", "workspace-editor", "viewer", "llm-user"),
+        [tenant],
+    )
+    b.many(
+        "role-binding",
+        ("platform-admins", "ml-editors", "payments-viewers", "sre-oncall", "llm-users"),
+        [tenant],
+    )
+    b.many("policy", ("require-resource-limits", "no-public-endpoints", "gpu-quota"), [tenant])
+    b.many("settings", ("tenant-settings", "sso-settings", "gateway-settings"), [tenant])
+    b.many("llm-gateway", ("default-rate-limits", "batch-rate-limits"), [tenant])
+    alert_configs = [
+        b.add("alert-config", n, workspaces[i])
+        for i, n in enumerate(("payments-alerts", "search-alerts", "ml-alerts"))
+    ]
+    b.many(
+        "alert-rule",
+        ("high-error-rate", "p99-latency", "pod-restarts", "gpu-idle"),
+        alert_configs,
+    )
+    b.many("gateway-config", ("routing", "fallbacks", "guardrails"), [tenant])
+    b.many("gateway-controls", ("model-access", "pii-redaction"), [tenant])
+    b.many("gateway-budget", ("team-ml-monthly", "team-payments-monthly"), [tenant])
+    projects = [b.add("tracing-project", n, tenant) for n in ("support-bot", "search-rag")]
+    b.many("tracing-application", ("support-bot-web", "support-bot-slack", "rag-api"), projects)
+    agents = [b.add("agent", n, tenant) for n in ("support-agent", "sql-copilot", "triage-bot")]
+    b.many("agent-app", ("support-widget", "sql-copilot-slack"), agents)
+    b.many("gateway-installation", ("gw-eu", "gw-us"), clusters[:2])
+    idps = [b.add("external-identity-provider", n, tenant) for n in ("okta", "azure-ad")]
+    b.many("external-identity", ("okta-contractors", "azure-ad-partners", "github-oidc"), idps)
+    b.many("sso-based-identity", ("okta-sso", "azure-ad-sso"), idps)
+    b.many("agent-identity", ("support-agent-id", "sql-copilot-id"), agents[:2])
+    b.many("mcp-server", ("github-mcp", "jira-mcp", "postgres-mcp", "slack-mcp"), [tenant])
+
+    resources = {k: tuple(v) for k, v in b.by_type.items()}
+    return Catalog(resources=resources, subjects=_subjects(b.rng), actions=_action_specs(resources))
+
+
+def _action_specs(resources: dict[str, tuple[Resource, ...]]) -> tuple[ActionSpec, ...]:
+    specs = []
+    for action, rtype, weight, kind in _ACTIONS:
+        pool = resources[rtype]
+        if kind:
+            pool = tuple(r for r in pool if r.kind == kind)
+        prefix, suffix = _path(action, rtype)
+        specs.append(
+            ActionSpec(
+                action=action,
+                resource_type=rtype,
+                weight=weight,
+                kind=kind,
+                phrase=_phrase(action, rtype, kind),
+                path_prefix=prefix,
+                path_suffix=suffix,
+                pool=pool,
+            )
+        )
+    return tuple(specs)
+
+
+def _subjects(rng: random.Random) -> tuple[Subject, ...]:
+    out: list[Subject] = []
+    for i, (login, display) in enumerate(_USERS):
+        uid = cuid(rng)
+        email = f"{login}@acme.com"
+        # Busy engineers first: activity is skewed, as in any real tenant.
+        weight = 6.0 / (1 + i * 0.25)
+        out.append(Subject("user", uid, email, display, None, None, None, email, weight))
+        if i % 3 == 0:
+            pat = f"{login.split('.')[0]}-cli"
+            out.append(Subject("user", uid, email, display, pat, None, None, email, weight * 0.4))
+    for name, display in (
+        ("platform", "Platform"),
+        ("ml-research", "ML Research"),
+        ("sre", "SRE"),
+        ("data-eng", "Data Engineering"),
+        ("payments", "Payments"),
+        ("security", "Security"),
+    ):
+        out.append(Subject("team", cuid(rng), name, display, None, None, None, f"team {name}", 0.3))
+    for name, pat, controller in (
+        ("ci-deployer", "ci-deployer-token", None),
+        ("airflow", "airflow-token", None),
+        ("grafana-reader", "grafana-token", None),
+        ("llm-batch", "llm-batch-token", None),
+        ("argo-sync", "argo-sync-token", "argocd"),
+        ("flux-sync", "flux-token", "flux"),
+    ):
+        out.append(
+            Subject(
+                "virtualaccount",
+                cuid(rng),
+                name,
+                name,
+                pat,
+                controller,
+                None,
+                f"virtual account {name}",
+                2.5,
+            )
+        )
+    for name, controller in (
+        ("gitops-sa", "tfy-gitops-controller"),
+        ("terraform-sa", "terraform-provider-truefoundry"),
+        ("autopilot", "tfy-autopilot"),
+        ("cluster-agent", "tfy-agent"),
+    ):
+        out.append(
+            Subject(
+                "serviceaccount",
+                cuid(rng),
+                name,
+                name,
+                f"{name}-token",
+                controller,
+                None,
+                f"service account {name}",
+                2.0,
+            )
+        )
+    for idp, email in (
+        ("idp-1", "alice@example.com"),
+        ("idp-1", "contractor.jane@example.com"),
+        ("idp-1", "partner-bot@example.org"),
+        ("idp-2", "auditor@bigfour.example"),
+        ("idp-2", "vendor.sam@example.net"),
+        ("idp-3", "gh-actions@github.example"),
+    ):
+        slug = f"{idp}:sub:{email}"
+        out.append(
+            Subject(
+                "external-identity",
+                cuid(rng),
+                email,
+                email,
+                None,
+                None,
+                slug,
+                f"external identity {email}",
+                0.4,
+            )
+        )
+    for name, controller in (
+        ("support-agent", "agent-gateway"),
+        ("sql-copilot", "agent-gateway"),
+        ("triage-bot", "mcp-gateway"),
+        ("release-bot", None),
+    ):
+        out.append(
+            Subject(
+                "agent-identity",
+                cuid(rng),
+                name,
+                name.replace("-", " ").title(),
+                None,
+                controller,
+                None,
+                f"agent {name}",
+                0.8,
+            )
+        )
+    for name in ("tenant-admin", "cluster-reconciler"):
+        out.append(Subject("role", cuid(rng), name, name, None, None, None, f"role {name}", 0.15))
+    return tuple(out)

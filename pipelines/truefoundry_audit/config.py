@@ -1,0 +1,28 @@
+"""Where host and API key come from: explicit values, dlt config/secrets, or TrueFoundry's own
+`TFY_HOST` / `TFY_API_KEY` environment variables (in that order)."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ConfigurationError
+
+
+def resolve_host(host: str | None) -> str:
+    value = host or os.environ.get("TFY_HOST")
+    if not value:
+        raise ConfigurationError(
+            "no TrueFoundry host: set TFY_HOST (or pass --host, or sources.truefoundry_audit.host "
+            "in .dlt/config.toml) to your control plane URL, e.g. https://your-org.truefoundry.cloud"
+        )
+    return value
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    value = api_key or os.environ.get("TFY_API_KEY")
+    if not value:
+        raise ConfigurationError(
+            "no TrueFoundry API key: set TFY_API_KEY (or sources.truefoundry_audit.api_key in "
+            ".dlt/secrets.toml) to a PAT or virtual-account token that may read audit logs"
+        )
+    return value

@@ -1,0 +1,90 @@
+"""The sync's incremental state and how a run's time range follows from it.
+
+State lives in dlt's source state, one entry per filter set (`AuditLogFilters.key`), so a
+filtered sync never moves the high-water mark of an unfiltered one. The mark, `covered_until`,
+means: every event created before it had been read when that chunk was loaded. It is only
+moved by a range that starts at or before it, so a one-off `--start` in the future of the mark
+never makes the gap before it look loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .client import AuditLogFilters
+from .errors import UsageError
+from .settings import HISTORY_START
+from .windows import PlannedWindow, floor_ms
+
+STREAMS_KEY = "streams"
+
+
+@dataclass(frozen=True)
+class RunRange:
+    start: datetime
+    end: datetime
+    # False when the range leaves a gap after the current mark (or there is no mark yet and the
+    # range does not start at the beginning of history).
+    advances_state: bool
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive windows committed to the destination together with the state they imply."""
+
+    start: datetime
+    end: datetime
+    windows: list[PlannedWindow] = field(default_factory=list)
+    advances_state: bool = True
+
+    @property
+    def planned_events(self) -> int:
+        return sum(w.count for w in self.windows)
+
+
+def stream_state(source_state: MutableMapping[str, Any], filters: AuditLogFilters) -> dict[str, Any]:
+    streams = source_state.setdefault(STREAMS_KEY, {})
+    entry: dict[str, Any] = streams.setdefault(filters.key, {"filters": filters.as_dict()})
+    return entry
+
+
+def covered_until(entry: MutableMapping[str, Any]) -> datetime | None:
+    value = entry.get("covered_until")
+    if not value:
+        return None
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def advance(entry: MutableMapping[str, Any], chunk: Chunk) -> None:
+    if not chunk.advances_state:
+        return
+    current = covered_until(entry)
+    if current is None or chunk.end > current:
+        entry["covered_until"] = chunk.end.isoformat()
+
+
+def resolve_range(
+    entry: MutableMapping[str, Any],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    lookback: timedelta,
+    now: datetime | None = None,
+) -> RunRange:
+    """The range of this run: explicit bounds, else from the mark minus the lookback to now."""
+    end = floor_ms(end or now or datetime.now(UTC))
+    mark = covered_until(entry)
+    if start is None:
+        start = HISTORY_START if mark is None else mark - lookback
+        advances = True
+    else:
+        advances = (start <= mark) if mark is not None else (start <= HISTORY_START)
+    if end <= start:
+        raise UsageError(
+            f"--end ({end.isoformat()}) is not after --start ({start.isoformat()}); pass an --end "
+            "later than --start"
+        )
+    return RunRange(start=start, end=end, advances_state=advances)

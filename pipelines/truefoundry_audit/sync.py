@@ -1,0 +1,341 @@
+"""`tfy-audit sync`: plan the run, then load it chunk by chunk, each chunk with its state.
+
+Order of a run:
+1. take the pipeline's lock (a second sync of the same pipeline refuses, or waits);
+2. finish load packages a crashed run left behind (their state comes with them);
+3. restore state from the destination, the single source of truth;
+4. plan windows for `[mark - lookback, now)` by the service's counts, group them into chunks;
+5. for each chunk: extract, normalize, load, so a crash loses at most the chunk in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.destination.reference import Destination
+from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.pipeline.pipeline import Pipeline
+
+from . import truefoundry_audit
+from .client import AuditLogClient, AuditLogFilters, RetryPolicy
+from .config import resolve_api_key, resolve_host
+from .errors import DestinationError, TfyAuditError, UsageError
+from .extract import ExtractObserver
+from .fetch import WindowReport, plan_run
+from .lock import pipeline_lock
+from .settings import (
+    DEFAULT_CHUNK_EVENTS,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DATASET,
+    DEFAULT_DUCKDB_PATH,
+    DEFAULT_LOOKBACK,
+    DEFAULT_MAX_OFFSET,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PIPELINE_NAME,
+    MAX_PAGE_SIZE,
+)
+from .state import Chunk, RunRange, covered_until, resolve_range, stream_state
+from .warehouse import read_subjects
+from .windows import PlannedWindow, group_into_chunks
+
+logger = logging.getLogger(__name__)
+
+SOURCE_NAME = "truefoundry_audit"
+
+
+@dataclass
+class DestinationOptions:
+    destination: str = "duckdb"
+    db: str = DEFAULT_DUCKDB_PATH
+    dataset: str = DEFAULT_DATASET
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    pipelines_dir: str | None = None
+
+
+@dataclass
+class SyncOptions:
+    target: DestinationOptions = field(default_factory=DestinationOptions)
+    host: str | None = None
+    api_key: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    lookback: timedelta = DEFAULT_LOOKBACK
+    filters: AuditLogFilters = field(default_factory=AuditLogFilters)
+    concurrency: int = DEFAULT_CONCURRENCY
+    page_size: int = DEFAULT_PAGE_SIZE
+    max_offset: int = DEFAULT_MAX_OFFSET
+    chunk_events: int = DEFAULT_CHUNK_EVENTS
+    timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    wait_for_lock: float = 0.0
+    transport: Any = None  # an httpx transport, for tests
+
+
+@dataclass
+class SyncSummary:
+    start: datetime
+    end: datetime
+    filters: dict[str, str]
+    windows: int = 0
+    incomplete_windows: list[str] = field(default_factory=list)
+    chunks: int = 0
+    events_read: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    recovered_packages: int = 0
+    covered_until: datetime | None = None
+    load_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "filters": self.filters,
+            "windows": self.windows,
+            "incomplete_windows": self.incomplete_windows,
+            "chunks": self.chunks,
+            "events_read": self.events_read,
+            "rows": self.rows,
+            "requests": self.requests,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+            "recovered_packages": self.recovered_packages,
+            "covered_until": self.covered_until.isoformat() if self.covered_until else None,
+            "load_ids": self.load_ids,
+        }
+
+
+class SyncProgress(ExtractObserver):
+    """Receives progress; the CLI renders it as a bar or as log lines."""
+
+    def on_plan(self, windows: int, events: int, chunks: int) -> None: ...
+
+    def on_events(self, count: int) -> None: ...
+
+    def on_window(self, report: WindowReport) -> None: ...
+
+    def on_chunk_loaded(self, index: int, chunks: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def validate(options: SyncOptions) -> None:
+    if not 1 <= options.page_size <= MAX_PAGE_SIZE:
+        raise UsageError(
+            f"--page-size {options.page_size} is outside 1..{MAX_PAGE_SIZE} (the endpoint's limit)"
+        )
+    if options.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if options.max_offset < options.page_size:
+        raise UsageError("--max-offset must be at least the page size")
+    if options.start and options.end and options.end <= options.start:
+        raise UsageError(
+            f"--end ({options.end.isoformat()}) is not after --start ({options.start.isoformat()})"
+        )
+
+
+def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
+    name = target.destination
+    try:
+        if name == "duckdb":
+            Path(target.db).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            return dlt.destinations.duckdb(credentials=str(Path(target.db).expanduser()))
+        return Destination.from_reference(name)
+    except Exception as exc:
+        raise UsageError(
+            f"unknown destination {name!r}: use duckdb (default), postgres, filesystem, bigquery, "
+            "snowflake, motherduck, clickhouse or another dlt destination name"
+        ) from exc
+
+
+def make_pipeline(target: DestinationOptions) -> Pipeline:
+    return dlt.pipeline(
+        pipeline_name=target.pipeline_name,
+        pipelines_dir=target.pipelines_dir,
+        destination=make_destination(target),
+        dataset_name=target.dataset,
+    )
+
+
+def loader_file_format(target: DestinationOptions) -> str | None:
+    # Arrow tables go to parquet where the destination takes it; dlt picks for the others.
+    return "parquet" if target.destination in ("duckdb", "filesystem", "motherduck") else None
+
+
+@contextmanager
+def _step(what: str) -> Iterator[None]:
+    """Turn dlt's wrapped failures into our own, naming the step."""
+    try:
+        yield
+    except TfyAuditError:
+        raise
+    except Exception as exc:
+        cause = _find_cause(exc)
+        if cause is not None:
+            raise cause from exc
+        raise DestinationError(f"{what} failed: {_one_line(exc)}") from exc
+
+
+def _find_cause(exc: BaseException) -> TfyAuditError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TfyAuditError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500]
+
+
+def finish_pending(pipeline: Pipeline, target: DestinationOptions) -> int:
+    """Load what a crashed run left behind; returns the number of packages finished."""
+    if not pipeline.has_pending_data:
+        return 0
+    pending = len(pipeline.list_extracted_load_packages()) + len(
+        pipeline.list_normalized_load_packages()
+    )
+    logger.info("finishing %d load package(s) left by an interrupted run", pending)
+    with _step("finishing the interrupted run's load"):
+        pipeline.normalize(loader_file_format=loader_file_format(target))  # type: ignore[arg-type]
+        pipeline.load()
+    return pending
+
+
+def chunk_plan(run: RunRange, windows: list[PlannedWindow], chunk_events: int) -> list[Chunk]:
+    """Chunks with contiguous bounds covering the run, so each can advance the mark."""
+    groups = group_into_chunks(windows, chunk_events)
+    if not groups:
+        return [Chunk(run.start, run.end, [], run.advances_state)]
+    chunks: list[Chunk] = []
+    for i, group in enumerate(groups):
+        start = run.start if i == 0 else chunks[-1].end
+        end = run.end if i == len(groups) - 1 else groups[i + 1][0].window.start
+        chunks.append(Chunk(start, end, group, run.advances_state))
+    return chunks
+
+
+def run_sync(
+    options: SyncOptions,
+    progress: SyncProgress | None = None,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SyncSummary:
+    validate(options)
+    progress = progress or SyncProgress()
+    started = time.monotonic()
+    host = resolve_host(options.host)
+    api_key = resolve_api_key(options.api_key)
+    target = options.target
+    pipelines_dir = target.pipelines_dir or get_dlt_pipelines_dir()
+    with pipeline_lock(pipelines_dir, target.pipeline_name, wait=options.wait_for_lock):
+        pipeline = make_pipeline(target)
+        recovered = finish_pending(pipeline, target)
+        with _step("reading the sync state from the destination"):
+            pipeline.sync_destination()
+        sources = pipeline.state.get("sources", {})
+        entry = stream_state(dict(sources.get(SOURCE_NAME, {})), options.filters)
+        run = resolve_range(
+            entry, start=options.start, end=options.end, lookback=options.lookback, now=now()
+        )
+        summary = SyncSummary(run.start, run.end, options.filters.as_dict())
+        summary.recovered_packages = recovered
+        client = AuditLogClient(
+            host,
+            api_key,
+            timeout=options.timeout,
+            retry=options.retry,
+            max_connections=options.concurrency,
+            transport=options.transport,
+        )
+        try:
+            _load_chunks(pipeline, client, options, run, summary, progress)
+        finally:
+            client.close()
+            progress.close()
+            summary.requests = client.stats.requests
+            summary.retries = client.stats.retries
+            summary.seconds = time.monotonic() - started
+        state_entry = stream_state(
+            dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
+        )
+        summary.covered_until = covered_until(state_entry)
+    return summary
+
+
+def _load_chunks(
+    pipeline: Pipeline,
+    client: AuditLogClient,
+    options: SyncOptions,
+    run: RunRange,
+    summary: SyncSummary,
+    progress: SyncProgress,
+) -> None:
+    windows = plan_run(
+        client,
+        options.filters,
+        run,
+        max_offset=options.max_offset,
+        concurrency=options.concurrency,
+    )
+    chunks = chunk_plan(run, windows, options.chunk_events)
+    progress.on_plan(len(windows), sum(w.count for w in windows), len(chunks))
+    known_subjects = read_subjects(pipeline)
+    sync_id = uuid.uuid4().hex
+    counter = _Counter(progress, summary)
+    for index, chunk in enumerate(chunks, start=1):
+        source = truefoundry_audit(
+            host=client.host,
+            api_key="unused",
+            filters=options.filters.as_dict(),
+            page_size=options.page_size,
+            concurrency=options.concurrency,
+            max_offset=options.max_offset,
+            client=client,
+            chunk=chunk,
+            known_subjects=known_subjects,
+            sync_id=sync_id,
+            observer=counter,
+        )
+        with _step("loading into the destination"):
+            info = pipeline.run(source, loader_file_format=loader_file_format(options.target))  # type: ignore[arg-type]
+        summary.chunks += 1
+        summary.load_ids.extend(info.loads_ids)
+        trace = pipeline.last_trace
+        normalize_info = trace.last_normalize_info if trace else None
+        if normalize_info is not None:
+            for table, n in normalize_info.row_counts.items():
+                if not table.startswith("_dlt"):
+                    summary.rows[table] = summary.rows.get(table, 0) + n
+        progress.on_chunk_loaded(index, len(chunks))
+
+
+class _Counter(SyncProgress):
+    def __init__(self, progress: SyncProgress, summary: SyncSummary) -> None:
+        self.progress = progress
+        self.summary = summary
+
+    def on_events(self, count: int) -> None:
+        self.summary.events_read += count
+        self.progress.on_events(count)
+
+    def on_window(self, report: WindowReport) -> None:
+        self.summary.windows += 1
+        if not report.complete:
+            self.summary.incomplete_windows.append(str(report.window))
+        self.progress.on_window(report)

@@ -1,0 +1,302 @@
+"""`tfy-audit verify`: the service's own counts per UTC day against the warehouse's.
+
+The service is counted with `metric=count` over day buckets found by splitting the range on day
+boundaries (empty spans are dropped after one request). A day bucket is queried like a sync
+window, `day_start - 1 ms .. day_end`, because the spec does not say whether `start`/`end` are
+inclusive. So a complete warehouse must hold between `exclusive` (events in
+`[day_start, day_end)`) and `inclusive` (plus those exactly on the two padded bounds) events
+for the service's count; a count outside that interval is a difference.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .client import AuditLogClient, AuditLogFilters
+from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW
+from .warehouse import table_loaded
+
+logger = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DayBucket:
+    day: date
+    start: datetime
+    end: datetime
+
+    def query_bounds(self) -> tuple[datetime, datetime]:
+        return self.start - MIN_WINDOW, self.end
+
+
+@dataclass(frozen=True)
+class DayComparison:
+    day: date
+    service: int
+    warehouse: int  # events in [start, end)
+    warehouse_inclusive: int  # plus events exactly on the padded bounds
+
+    @property
+    def matches(self) -> bool:
+        return self.warehouse <= self.service <= self.warehouse_inclusive
+
+    @property
+    def missing(self) -> int:
+        """Events the warehouse lacks (negative: events the service no longer counts)."""
+        if self.matches:
+            return 0
+        if self.service > self.warehouse_inclusive:
+            return self.service - self.warehouse_inclusive
+        return self.service - self.warehouse
+
+
+@dataclass
+class VerifyResult:
+    start: datetime
+    end: datetime
+    days: list[DayComparison]
+    requests: int = 0
+
+    @property
+    def differing(self) -> list[DayComparison]:
+        return [d for d in self.days if not d.matches]
+
+
+def day_buckets(start: datetime, end: datetime) -> list[DayBucket]:
+    """UTC days intersected with `[start, end)`."""
+    buckets: list[DayBucket] = []
+    day_start = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    while day_start < end:
+        day_end = day_start + DAY
+        buckets.append(DayBucket(day_start.date(), max(start, day_start), min(end, day_end)))
+        day_start = day_end
+    return buckets
+
+
+def service_day_counts(
+    client: AuditLogClient,
+    filters: AuditLogFilters,
+    buckets: Sequence[DayBucket],
+    *,
+    concurrency: int,
+) -> dict[date, int]:
+    """The service's count for every day bucket with events, by splitting on day boundaries."""
+
+    def count(span: Sequence[DayBucket]) -> int:
+        return client.count(filters, span[0].start - MIN_WINDOW, span[-1].end)
+
+    result: dict[date, int] = {}
+    pending: list[Sequence[DayBucket]] = [buckets] if buckets else []
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-verify") as pool:
+        while pending:
+            counts = list(pool.map(count, pending))
+            following: list[Sequence[DayBucket]] = []
+            for span, n in zip(pending, counts, strict=True):
+                if n == 0:
+                    continue
+                if len(span) == 1:
+                    result[span[0].day] = n
+                    continue
+                # Split into up to 16 parts: fewer rounds of requests for long, sparse ranges.
+                step = max(1, -(-len(span) // 16))
+                following.extend(span[i : i + step] for i in range(0, len(span), step))
+            pending = following
+    return result
+
+
+def warehouse_day_counts(
+    created_at: pa.ChunkedArray | pa.Array, buckets: Sequence[DayBucket]
+) -> dict[date, tuple[int, int]]:
+    """(events in [start, end), events in [start - 1 ms, end]) per bucket, from created_at."""
+    if not buckets:
+        return {}
+    values = pc.cast(created_at, pa.timestamp("us", tz="UTC"))
+    values = pc.drop_null(values)
+    micros = sorted(pc.cast(values, pa.int64()).to_pylist())
+
+    def us(dt: datetime) -> int:
+        return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+    pad = us(datetime(1970, 1, 1, tzinfo=UTC) + MIN_WINDOW)
+    counts: dict[date, tuple[int, int]] = {}
+    for b in buckets:
+        lo, hi = us(b.start), us(b.end)
+        exclusive = bisect.bisect_left(micros, hi) - bisect.bisect_left(micros, lo)
+        inclusive = bisect.bisect_right(micros, hi) - bisect.bisect_left(micros, lo - pad)
+        if exclusive or inclusive:
+            counts[b.day] = (exclusive, inclusive)
+    return counts
+
+
+def filter_mask(table: pa.Table, filters: AuditLogFilters) -> pa.ChunkedArray | None:
+    """The endpoint's filters applied to warehouse rows, so both sides count the same events."""
+    columns = {
+        "action": "action",
+        "resource_id": "resource_id",
+        "resource_type": "resource_type",
+        "resource_name": "resource_name",
+        "resource_fqn": "resource_fqn",
+        "cluster_id": "cluster_id",
+        "workspace_id": "workspace_id",
+    }
+    mask: Any = None
+
+    def both(a: Any, b: Any) -> Any:
+        return b if a is None else pc.and_kleene(a, b)
+
+    for name, value in filters.as_dict().items():
+        if name in columns:
+            cond = pc.equal(table[columns[name]], value)
+        elif name == "subject_slug":
+            slugs = pa.array([s.strip() for s in value.split(",") if s.strip()])
+            cond = pc.is_in(table["subject__subject_slug"], value_set=slugs)
+        else:  # search: case-insensitive substring of message, action, resource name/fqn
+            cond = None
+            for col in ("message", "action", "resource_name", "resource_fqn"):
+                hit = pc.match_substring(table[col], value, ignore_case=True)
+                cond = hit if cond is None else pc.or_kleene(cond, hit)
+        mask = both(mask, pc.fill_null(cond, False))
+    return mask  # type: ignore[no-any-return]
+
+
+_WAREHOUSE_COLUMNS = (
+    "created_at",
+    "action",
+    "resource_id",
+    "resource_type",
+    "resource_name",
+    "resource_fqn",
+    "cluster_id",
+    "workspace_id",
+    "message",
+    "subject__subject_slug",
+)
+
+
+def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.Table:
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
+    relation = pipeline.dataset()[AUDIT_LOGS_TABLE].select(*_WAREHOUSE_COLUMNS)
+    table: pa.Table = relation.arrow()
+    created = pc.cast(table["created_at"], pa.timestamp("us", tz="UTC"))
+    lo = pa.scalar(start - MIN_WINDOW, pa.timestamp("us", tz="UTC"))
+    hi = pa.scalar(end, pa.timestamp("us", tz="UTC"))
+    keep = pc.and_kleene(pc.greater_equal(created, lo), pc.less_equal(created, hi))
+    return table.filter(pc.fill_null(keep, False))
+
+
+def compare(
+    service: dict[date, int],
+    warehouse: dict[date, tuple[int, int]],
+    buckets: Sequence[DayBucket],
+) -> list[DayComparison]:
+    days: list[DayComparison] = []
+    for b in buckets:
+        s = service.get(b.day, 0)
+        w, wi = warehouse.get(b.day, (0, 0))
+        if s or w or wi:
+            days.append(DayComparison(b.day, s, w, wi))
+    return days
+
+
+def verify_range(
+    client: AuditLogClient,
+    pipeline: Any,
+    filters: AuditLogFilters,
+    start: datetime,
+    end: datetime,
+    *,
+    concurrency: int,
+) -> VerifyResult:
+    buckets = day_buckets(start, end)
+    before = client.stats.requests
+    service = service_day_counts(client, filters, buckets, concurrency=concurrency)
+    table = read_warehouse_events(pipeline, start, end)
+    if table.num_rows and filters.as_dict():
+        mask = filter_mask(table, filters)
+        if mask is not None:
+            table = table.filter(mask)
+    warehouse = warehouse_day_counts(table["created_at"], buckets)
+    return VerifyResult(
+        start, end, compare(service, warehouse, buckets), client.stats.requests - before
+    )
+
+
+@dataclass
+class VerifyOutcome:
+    first: VerifyResult
+    repaired_days: list[date]
+    after_repair: VerifyResult | None = None
+
+    @property
+    def final(self) -> VerifyResult:
+        return self.after_repair or self.first
+
+
+def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
+    """Verify the options' pipeline against the service; with `repair`, re-sync differing days
+    (each run of consecutive days as one sync) and verify again."""
+    from .config import resolve_api_key, resolve_host
+    from .settings import HISTORY_START
+    from .state import covered_until, stream_state
+    from .sync import SOURCE_NAME, make_pipeline, run_sync
+
+    pipeline = make_pipeline(options.target)
+    if pipeline.has_pending_data:
+        logger.warning("an interrupted sync left data to load; the next sync will load it first")
+    pipeline.sync_destination()
+    entry = stream_state(
+        dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
+    )
+    start = options.start or HISTORY_START
+    end = options.end or covered_until(entry) or datetime.now(UTC)
+    client = AuditLogClient(
+        resolve_host(options.host),
+        resolve_api_key(options.api_key),
+        timeout=options.timeout,
+        retry=options.retry,
+        max_connections=options.concurrency,
+        transport=options.transport,
+    )
+    with client:
+        first = verify_range(
+            client, pipeline, options.filters, start, end, concurrency=options.concurrency
+        )
+        outcome = VerifyOutcome(first, [])
+        if not repair or not first.differing:
+            return outcome
+        days = sorted(d.day for d in first.differing)
+        for run_start, run_end in _day_runs(days, start, end):
+            logger.info("repairing %s .. %s", run_start.isoformat(), run_end.isoformat())
+            run_sync(dataclasses.replace(options, start=run_start, end=run_end))
+        outcome.repaired_days = days
+        pipeline = make_pipeline(options.target)
+        outcome.after_repair = verify_range(
+            client, pipeline, options.filters, start, end, concurrency=options.concurrency
+        )
+    return outcome
+
+
+def _day_runs(days: Sequence[date], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """Consecutive days merged into ranges, clipped to [start, end)."""
+    runs: list[tuple[datetime, datetime]] = []
+    for d in days:
+        day_start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        lo, hi = max(start, day_start), min(end, day_start + DAY)
+        if runs and runs[-1][1] == lo:
+            runs[-1] = (runs[-1][0], hi)
+        else:
+            runs.append((lo, hi))
+    return runs

@@ -1,0 +1,138 @@
+"""Pure planning of time windows, driven by the service's own counts.
+
+A window is half-open, `[start, end)`. The spec does not say whether the service's `start` and
+`end` parameters are inclusive, so a window is queried as `start - 1 ms .. end`: whichever way
+the service reads its bounds, the query returns every event of `[start, end)` (and perhaps a
+millisecond of the neighbours, which merging on `id` absorbs). Adjacent windows share their
+boundary, so no instant falls between two windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .settings import MIN_WINDOW
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+# A split makes at most this many parts at once; sparser parts are split again later.
+MAX_FANOUT = 256
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("windows use UTC-aware datetimes only")
+        if self.end <= self.start:
+            raise ValueError(f"empty window {self.start.isoformat()} .. {self.end.isoformat()}")
+
+    @property
+    def width(self) -> timedelta:
+        return self.end - self.start
+
+    def query_bounds(self) -> tuple[datetime, datetime]:
+        """The `start`/`end` to send so that the answer covers `[start, end)` in any reading."""
+        return self.start - MIN_WINDOW, self.end
+
+    def can_split(self) -> bool:
+        return self.width > MIN_WINDOW
+
+    def split(self, parts: int) -> list[Window]:
+        """Equal parts with boundaries on whole milliseconds (the service's precision)."""
+        bounds = split_points(self.start, self.end, parts)
+        return [Window(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def __str__(self) -> str:
+        return f"[{_iso(self.start)}, {_iso(self.end)})"
+
+
+@dataclass(frozen=True, order=True)
+class PlannedWindow:
+    window: Window
+    count: int
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def floor_ms(dt: datetime) -> datetime:
+    return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
+
+
+def split_points(start: datetime, end: datetime, parts: int) -> list[datetime]:
+    """`parts + 1` strictly increasing boundaries from start to end (fewer if too narrow)."""
+    if parts < 1:
+        raise ValueError("parts must be >= 1")
+    start_ms = math.ceil((start - _EPOCH) / _US / 1000)
+    end_ms = (end - _EPOCH) // _US // 1000
+    points = [start]
+    span = end_ms - start_ms
+    for i in range(1, parts):
+        ms = start_ms + span * i // parts
+        point = _EPOCH + timedelta(milliseconds=ms)
+        if points[-1] < point < end:
+            points.append(point)
+    points.append(end)
+    return points
+
+
+def plan_windows(
+    root: Window,
+    count: Callable[[Window], int],
+    *,
+    max_events: int,
+    map_concurrently: Callable[[Callable[[Window], int], Sequence[Window]], Iterable[int]],
+) -> list[PlannedWindow]:
+    """Split `root` until every window holds at most `max_events` events, by the service's count.
+
+    Windows are split level by level, each level counted concurrently; empty windows are dropped.
+    A window of one millisecond cannot be split further and is returned whatever its count (the
+    fetcher then reports it if the service refuses to page through it).
+    """
+    if max_events < 1:
+        raise ValueError("max_events must be >= 1")
+    # Aim below the limit so that a part a little denser than average still fits.
+    target = max(1, int(max_events * 0.6))
+    leaves: list[PlannedWindow] = []
+    pending = [root]
+    while pending:
+        counts = list(map_concurrently(count, pending))
+        following: list[Window] = []
+        for window, n in zip(pending, counts, strict=True):
+            if n == 0:
+                continue
+            if n <= max_events or not window.can_split():
+                leaves.append(PlannedWindow(window, n))
+                continue
+            parts = min(MAX_FANOUT, max(2, math.ceil(n / target)))
+            following.extend(window.split(parts))
+        pending = following
+    leaves.sort()
+    return leaves
+
+
+def group_into_chunks(
+    windows: Sequence[PlannedWindow], max_events: int
+) -> list[list[PlannedWindow]]:
+    """Consecutive windows, in time order, grouped so each chunk holds about `max_events`."""
+    chunks: list[list[PlannedWindow]] = []
+    current: list[PlannedWindow] = []
+    size = 0
+    for planned in sorted(windows):
+        if current and size + planned.count > max_events:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(planned)
+        size += planned.count
+    if current:
+        chunks.append(current)
+    return chunks

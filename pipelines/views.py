@@ -1,0 +1,99 @@
+"""Analysis views over the loaded audit trail, one `.sql` file per view in `pipelines/sql/`.
+
+Each file is a single `CREATE OR REPLACE VIEW {dataset}.<name> AS SELECT ...` statement written
+in SQL that DuckDB and PostgreSQL both accept; `{dataset}` stands for the destination's
+fully-qualified, quoted dataset name. The files are read as package resources so they are found
+in an installed wheel as well as in a checkout.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+from typing import Any, Final
+
+import dlt
+from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
+
+logger = logging.getLogger(__name__)
+
+VIEW_NAMES: Final[tuple[str, ...]] = (
+    "daily_activity",
+    "subject_activity",
+    "sensitive_actions",
+    "resource_history",
+    "deletions",
+)
+
+_SQL_PACKAGE: Final = "pipelines.sql"
+_PLACEHOLDER: Final = "{dataset}"
+_COMMENT_LINE: Final = re.compile(r"^\s*--.*$", re.MULTILINE)
+
+
+def _template(name: str) -> str:
+    if name not in VIEW_NAMES:
+        raise ValueError(f"unknown view {name!r}; known views: {', '.join(VIEW_NAMES)}")
+    return resources.files(_SQL_PACKAGE).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+def view_sql(name: str, qualified_dataset: str) -> str:
+    """The `CREATE OR REPLACE VIEW` statement of view `name` in `qualified_dataset`.
+
+    `qualified_dataset` is inserted verbatim, so pass it quoted as the destination wants it
+    (`sql_client.fully_qualified_dataset_name()`).
+    """
+    return _template(name).replace(_PLACEHOLDER, qualified_dataset)
+
+
+def view_select(name: str, qualified_dataset: str) -> str:
+    """The `SELECT` that defines view `name`, to use as a subquery without creating the view.
+
+    The report reads through these, so it shows the same rows as the views even where they were
+    never created (or were created by an older version).
+    """
+    statement = _COMMENT_LINE.sub("", view_sql(name, qualified_dataset))
+    head = re.compile(
+        r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+"
+        + re.escape(qualified_dataset)
+        + r"\."
+        + re.escape(name)
+        + r"\s+AS\s+",
+        re.IGNORECASE,
+    )
+    match = head.match(statement)
+    if match is None:
+        # a malformed file is a packaging bug, not a user error: say which file
+        raise ValueError(
+            f"{name}.sql does not start with CREATE OR REPLACE VIEW {{dataset}}.{name}"
+        )
+    return statement[match.end() :].strip().rstrip(";").strip()
+
+
+def apply_views(pipeline: dlt.Pipeline) -> list[str]:
+    """Create or replace every view in the pipeline's dataset; returns the names created.
+
+    Destinations without a persistent SQL engine (e.g. `filesystem`, whose SQL client is an
+    in-memory DuckDB over the files) are skipped with an INFO message and `[]`.
+    """
+    try:
+        client: Any = pipeline.sql_client()
+    except SqlClientNotAvailable:
+        client = None
+    # a view created in the in-memory DuckDB of a table scanner would vanish with it
+    if client is None or isinstance(client, WithTableScanners):
+        logger.info(
+            "destination %s has no SQL engine to keep views in; views are skipped",
+            pipeline.destination.destination_name if pipeline.destination else "(none)",
+        )
+        return []
+    created: list[str] = []
+    with client:
+        dataset = client.fully_qualified_dataset_name()
+        for name in VIEW_NAMES:
+            client.execute_sql(view_sql(name, dataset))
+            created.append(name)
+            logger.debug("created view %s.%s", dataset, name)
+    logger.info("created %d views in %s: %s", len(created), dataset, ", ".join(created))
+    return created

@@ -1,0 +1,209 @@
+"""Shared fixtures: a simulator served on loopback, a temporary warehouse, and the expected rows
+computed independently of the code under test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipelines.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
+
+API_KEY = "test-key"
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "truefoundry_audit"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@dataclass
+class Workspace:
+    db: Path
+    pipelines_dir: Path
+
+    def sync_args(self, url: str, *extra: str) -> list[str]:
+        return [
+            "sync",
+            "--host",
+            url,
+            "--db",
+            str(self.db),
+            "--pipelines-dir",
+            str(self.pipelines_dir),
+            "--no-progress",
+            *extra,
+        ]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        con = duckdb.connect(str(self.db), read_only=True)
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
+
+    def ids(self, table: str = "audit_logs") -> set[str]:
+        return {r[0] for r in self.query(f"select id from {DATASET}.{table}")}
+
+    def assert_unique(self) -> None:
+        """The verified-sources test: no table holds a key twice."""
+        for table, key in [
+            ("audit_logs", "id"),
+            ("subjects", "subject_id"),
+            ("audit_log_metadata", "audit_log_id || '|' || path"),
+        ]:
+            (total, distinct), = self.query(
+                f"select count(*), count(distinct {key}) from {DATASET}.{table}"
+            )
+            assert total == distinct, f"{table} holds duplicates: {total} rows, {distinct} keys"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TFY_API_KEY", API_KEY)
+    monkeypatch.delenv("TFY_HOST", raising=False)
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "audit.duckdb", tmp_path / "pipelines")
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def make_simulator(
+    count: int = 3_000, *, days: float = 10, seed: int = 11, **config: Any
+) -> Simulator:
+    cfg = SimulatorConfig(api_key=API_KEY, **config)
+    return Simulator(cfg, generate_history(count, days=days, seed=seed, end=NOW))
+
+
+@pytest.fixture
+def simulator() -> Simulator:
+    return make_simulator()
+
+
+@pytest.fixture
+def server(simulator: Simulator) -> Iterator[SimulatorServer]:
+    with SimulatorServer(simulator) as srv:
+        yield srv
+
+
+def run_cli(*args: str) -> int:
+    """The real `tfy-audit` entry point, in-process."""
+    from pipelines.cli import main
+
+    return main(list(args))
+
+
+def run_cli_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`tfy-audit` as a separate process, as a user or a scheduler runs it."""
+    full_env = {**os.environ, "TFY_API_KEY": API_KEY, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the expected warehouse rows, derived from the simulator's events by hand -------------
+
+SCALARS = {
+    "action": "action",
+    "requestPath": "request_path",
+    "resourceId": "resource_id",
+    "resourceType": "resource_type",
+    "resourceName": "resource_name",
+    "resourceFqn": "resource_fqn",
+    "parentResourceId": "parent_resource_id",
+    "parentResourceType": "parent_resource_type",
+    "tenantName": "tenant_name",
+    "clusterId": "cluster_id",
+    "workspaceId": "workspace_id",
+    "message": "message",
+}
+SUBJECT = {
+    "subjectId": "subject__subject_id",
+    "subjectType": "subject__subject_type",
+    "subjectSlug": "subject__subject_slug",
+    "subjectDisplayName": "subject__subject_display_name",
+    "subjectPatName": "subject__subject_pat_name",
+    "subjectControllerName": "subject__subject_controller_name",
+    "subjectExternalIdentitySlug": "subject__subject_external_identity_slug",
+}
+AUDIT_COLUMNS = ["id", *SCALARS.values(), "created_at", "updated_at", *SUBJECT.values(), "meta_data"]
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def expected_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    subject = event.get("subject") or {}
+    return (
+        event["id"],
+        *(event.get(k) for k in SCALARS),
+        ts(event["createdAt"]),
+        ts(event["updatedAt"]),
+        *(subject.get(k) for k in SUBJECT),
+        event.get("metaData"),
+    )
+
+
+def warehouse_rows(ws: Workspace) -> dict[str, tuple[Any, ...]]:
+    cols = ", ".join(AUDIT_COLUMNS)
+    rows = ws.query(f"select {cols} from {DATASET}.audit_logs")
+    out: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        values = list(row)
+        created = AUDIT_COLUMNS.index("created_at")
+        updated = AUDIT_COLUMNS.index("updated_at")
+        values[created] = values[created].astimezone(UTC)
+        values[updated] = values[updated].astimezone(UTC)
+        values[-1] = None if values[-1] is None else json.loads(values[-1])
+        out[row[0]] = tuple(values)
+    return out
+
+
+def assert_warehouse_matches(
+    ws: Workspace, events: Sequence[dict[str, Any]], *, exact_ids: bool = True
+) -> None:
+    """Every event loaded once, every field exactly as served."""
+    expected = {e["id"]: expected_row(e) for e in events}
+    actual = warehouse_rows(ws)
+    if exact_ids:
+        missing = expected.keys() - actual.keys()
+        extra = actual.keys() - expected.keys()
+        assert not missing and not extra, f"missing {sorted(missing)[:5]}.. extra {sorted(extra)[:5]}"
+    for event_id, row in expected.items():
+        assert actual[event_id] == row, f"row {event_id} differs"
+    ws.assert_unique()
+
+
+def events_between(sim: Simulator, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    return [e for e in sim.events() if start <= ts(e["createdAt"]) < end]
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)

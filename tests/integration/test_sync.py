@@ -1,0 +1,217 @@
+"""`tfy-audit sync` against the simulator over loopback HTTP, into a temporary DuckDB."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from pipelines.simulator import Simulator, SimulatorServer, odd_events
+from tests.conftest import (
+    DATASET,
+    NOW,
+    Workspace,
+    assert_warehouse_matches,
+    make_simulator,
+    run_cli,
+    ts,
+)
+
+
+def test_first_sync_loads_every_event_with_every_field(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    assert_warehouse_matches(workspace, simulator.events())
+
+
+def test_second_sync_adds_nothing_and_is_cheap(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    simulator.reset_stats()
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    assert simulator.stats.total <= 5
+    assert_warehouse_matches(workspace, simulator.events())
+
+
+def test_sync_with_faults_loads_every_event_exactly_once(workspace: Workspace) -> None:
+    sim = make_simulator(
+        4_000,
+        order="shuffled",
+        max_offset=1_000,
+        latency_ms=2,
+        rate_429=0.1,
+        retry_after="0",
+        rate_503=0.05,
+        rate_reset=0.03,
+        rate_truncate=0.03,
+        rate_nonjson=0.03,
+        fault_seed=5,
+    )
+    with SimulatorServer(sim) as srv:
+        code = run_cli(*workspace.sync_args(srv.url, "--page-size", "200", "--max-offset", "1000"))
+    assert code == 0
+    assert sim.stats.faults_injected > 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+@pytest.mark.parametrize("order", ["asc", "desc", "shuffled"])
+def test_any_result_order(order: str, workspace: Workspace) -> None:
+    sim = make_simulator(1_500, order=order, max_offset=400)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--page-size", "100", "--max-offset", "400")) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+@pytest.mark.parametrize(("start_inclusive", "end_inclusive"), [(False, False), (True, False)])
+def test_any_reading_of_start_and_end(
+    start_inclusive: bool, end_inclusive: bool, workspace: Workspace
+) -> None:
+    sim = make_simulator(2_000, start_inclusive=start_inclusive, end_inclusive=end_inclusive)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--max-offset", "300", "--page-size", "100")) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_filters_load_exactly_the_matching_events_and_keep_their_own_mark(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    events = simulator.events()
+    by_type: dict[str, int] = defaultdict(int)
+    for e in events:
+        by_type[e["resourceType"]] += 1
+    resource_type = max(by_type, key=lambda k: by_type[k])
+    slugs = sorted({e["subject"]["subjectSlug"] for e in events if e["subject"].get("subjectSlug")})[:2]
+    args = ("--resource-type", resource_type, "--subject-slug", ",".join(slugs))
+    assert run_cli(*workspace.sync_args(server.url, *args)) == 0
+    expected = [
+        e
+        for e in events
+        if e["resourceType"] == resource_type and e["subject"].get("subjectSlug") in slugs
+    ]
+    assert expected, "the filter should match something"
+    assert_warehouse_matches(workspace, expected)
+
+    # the filtered run's mark does not stop an unfiltered sync from loading the whole history
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    assert_warehouse_matches(workspace, events)
+    marks = workspace.query(
+        "select count(*) from truefoundry_audit._dlt_pipeline_state"
+    )
+    assert marks[0][0] >= 2
+
+
+def test_awkward_events_load_unchanged(workspace: Workspace) -> None:
+    sim = make_simulator(500)
+    odd = odd_events(NOW - timedelta(hours=3))
+    sim.add_events(odd)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    # unknown enum values are kept verbatim
+    odd_actions = {e["action"] for e in odd}
+    loaded = {r[0] for r in workspace.query(f"select distinct action from {DATASET}.audit_logs")}
+    assert odd_actions <= loaded
+    # every event's metaData can be rebuilt from its leaves in audit_log_metadata
+    leaves: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for audit_log_id, path, value in workspace.query(
+        f"select audit_log_id, path, value from {DATASET}.audit_log_metadata"
+    ):
+        leaves[audit_log_id].append((path, value))
+    for event in sim.events():
+        meta = event.get("metaData")
+        if meta in ({}, None):
+            assert event["id"] not in leaves
+            continue
+        assert rebuild(leaves[event["id"]]) == meta, event["id"]
+
+
+def test_subjects_table_holds_latest_attributes_and_first_last_seen(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    expected: dict[str, dict[str, Any]] = {}
+    for e in sorted(simulator.events(), key=lambda e: (ts(e["createdAt"]), e["id"])):
+        s = e["subject"]
+        at = ts(e["createdAt"])
+        row = expected.setdefault(s["subjectId"], {"first": at})
+        row.update(last=at, type=s.get("subjectType"), slug=s.get("subjectSlug"))
+    rows = workspace.query(
+        f"select subject_id, subject_type, subject_slug, first_seen_at, last_seen_at "
+        f"from {DATASET}.subjects"
+    )
+    actual = {r[0]: {"type": r[1], "slug": r[2], "first": r[3], "last": r[4]} for r in rows}
+    assert actual == expected
+
+
+def test_sync_windows_cover_the_run(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    assert run_cli(*workspace.sync_args(server.url, "--max-offset", "500", "--page-size", "250")) == 0
+    rows = workspace.query(
+        f"select window_start, window_end, planned_count, rows_read, complete "
+        f"from {DATASET}.sync_windows order by window_start"
+    )
+    assert len(rows) >= len(simulator.events()) // 500
+    assert all(r[4] for r in rows)
+    assert all(a[1] <= b[0] for a, b in zip(rows, rows[1:], strict=False))
+    covered = sum(
+        1 for e in simulator.events() if any(r[0] <= ts(e["createdAt"]) < r[1] for r in rows)
+    )
+    assert covered == len(simulator.events())
+
+
+def rebuild(leaves: list[tuple[str, str]]) -> Any:
+    """Rebuild a JSON document from (JSONPath, JSON value) leaves, independently of the loader."""
+    root: Any = None
+    for path, value in leaves:
+        tokens = parse_path(path)
+        parsed = json.loads(value)
+        if not tokens:
+            return parsed
+        if root is None:
+            root = [] if isinstance(tokens[0], int) else {}
+        node = root
+        for i, token in enumerate(tokens):
+            last = i == len(tokens) - 1
+            nxt: Any = parsed if last else ([] if isinstance(tokens[i + 1], int) else {})
+            if isinstance(token, int):
+                while len(node) <= token:
+                    node.append(None)
+                if last or node[token] is None:
+                    node[token] = nxt
+                node = node[token]
+            else:
+                if last or token not in node:
+                    node[token] = nxt
+                node = node[token]
+    return root
+
+
+def parse_path(path: str) -> list[str | int]:
+    assert path.startswith("$")
+    tokens: list[str | int] = []
+    i = 1
+    while i < len(path):
+        if path[i] == ".":
+            j = i + 1
+            while j < len(path) and (path[j].isalnum() or path[j] == "_"):
+                j += 1
+            tokens.append(path[i + 1 : j])
+            i = j
+        elif path.startswith('["', i):
+            decoder = json.JSONDecoder()
+            key, end = decoder.raw_decode(path, i + 1)
+            tokens.append(key)
+            assert path[end] == "]"
+            i = end + 1
+        else:
+            assert path[i] == "["
+            j = path.index("]", i)
+            tokens.append(int(path[i + 1 : j]))
+            i = j + 1
+    return tokens

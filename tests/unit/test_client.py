@@ -1,0 +1,208 @@
+"""The HTTP client against httpx.MockTransport: params, retries, Retry-After, error triage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from pipelines.truefoundry_audit.client import (
+    AuditLogClient,
+    AuditLogFilters,
+    RetryPolicy,
+    format_query_time,
+    normalize_host,
+)
+from pipelines.truefoundry_audit.errors import (
+    AuthenticationError,
+    NotAControlPlaneError,
+    OffsetRefusedError,
+    RequestRejectedError,
+    RetriesExhaustedError,
+    UsageError,
+)
+
+START = datetime(2026, 8, 1, tzinfo=UTC)
+END = datetime(2026, 8, 2, 12, 30, 0, 250_000, tzinfo=UTC)
+OK_BODY = {"data": [{"id": "a"}], "pagination": {"total": 1, "offset": 0, "limit": 10}}
+
+
+def make_client(
+    handler: Callable[[httpx.Request], httpx.Response], **retry: float
+) -> tuple[AuditLogClient, list[float]]:
+    sleeps: list[float] = []
+    client = AuditLogClient(
+        "http://control-plane.test",
+        "secret-token",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(**retry),  # type: ignore[arg-type]
+        sleep=sleeps.append,
+    )
+    return client, sleeps
+
+
+def scripted(*responses: httpx.Response | Exception) -> Callable[[httpx.Request], httpx.Response]:
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler
+
+
+def test_list_sends_every_parameter_and_bearer_auth() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=OK_BODY)
+
+    client, _ = make_client(handler)
+    filters = AuditLogFilters(action="DELETE_SECRET", subject_slug="a@x.com,b@x.com", search="db")
+    page = client.list_page(filters, START, END, offset=20, limit=10)
+    assert page.events == [{"id": "a"}] and page.total == 1
+    (request,) = seen
+    assert request.url.path == "/api/svc/v1/audit-logs"
+    assert dict(request.url.params) == {
+        "metric": "list",
+        "action": "DELETE_SECRET",
+        "search": "db",
+        "subjectSlug": "a@x.com,b@x.com",
+        "start": "2026-08-01T00:00:00.000Z",
+        "end": "2026-08-02T12:30:00.250Z",
+        "limit": "10",
+        "offset": "20",
+    }
+    assert request.headers["authorization"] == "Bearer secret-token"
+
+
+def test_count_uses_the_count_metric() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["metric"] == "count"
+        return httpx.Response(200, json={"data": [], "pagination": {"total": 12345}})
+
+    client, _ = make_client(handler)
+    assert client.count(AuditLogFilters(), START, END) == 12345
+    assert client.stats.by_metric == {"count": 1}
+
+
+def test_429_honours_retry_after_then_succeeds() -> None:
+    client, sleeps = make_client(
+        scripted(
+            httpx.Response(429, headers={"Retry-After": "7"}),
+            httpx.Response(429, headers={"Retry-After": "0"}),
+            httpx.Response(200, json=OK_BODY),
+        )
+    )
+    assert client.list_page(AuditLogFilters(), START, END, offset=0, limit=10).total == 1
+    assert sleeps == [7.0, 0.0]
+    assert client.stats.retries == 2 and client.stats.by_status == {429: 2, 200: 1}
+
+
+def test_5xx_with_html_body_and_transport_errors_are_retried_with_backoff() -> None:
+    req = httpx.Request("GET", "http://control-plane.test/")
+    client, sleeps = make_client(
+        scripted(
+            httpx.Response(503, html="<html>Service Unavailable</html>"),
+            httpx.RemoteProtocolError("peer closed connection", request=req),
+            httpx.ReadTimeout("timed out", request=req),
+            httpx.Response(200, content=b'{"data": [{"id": "a"}], "pagination": {"tot'),
+            httpx.Response(200, text="not json at all"),
+            httpx.Response(200, json=OK_BODY),
+        ),
+        backoff_initial=0.5,
+        backoff_max=4,
+    )
+    assert client.list_page(AuditLogFilters(), START, END, offset=0, limit=10).total == 1
+    assert len(sleeps) == 5
+    caps = [min(4.0, 0.5 * 2**i) for i in range(5)]
+    assert all(cap / 2 <= s <= cap for s, cap in zip(sleeps, caps, strict=True))
+
+
+def test_persistent_failure_names_the_request() -> None:
+    client, sleeps = make_client(
+        lambda r: httpx.Response(502, text="bad gateway"), max_attempts=3, backoff_initial=0.01
+    )
+    with pytest.raises(RetriesExhaustedError) as err:
+        client.count(AuditLogFilters(action="CREATE_SECRET"), START, END)
+    assert "HTTP 502" in str(err.value) and "action=CREATE_SECRET" in str(err.value)
+    assert "after 3 attempts" in str(err.value)
+    assert len(sleeps) == 2
+
+
+def test_unreachable_host_fails_fast() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client, sleeps = make_client(handler, connect_attempts=3, backoff_initial=0.01)
+    with pytest.raises(Exception) as err:
+        client.count(AuditLogFilters(), START, END)
+    assert "cannot connect to http://control-plane.test" in str(err.value)
+    assert "TFY_HOST" in str(err.value)
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_bad_key_is_an_authentication_error_without_retry(status: int) -> None:
+    client, sleeps = make_client(lambda r: httpx.Response(status, json={"message": "no"}))
+    with pytest.raises(AuthenticationError, match="TFY_API_KEY"):
+        client.count(AuditLogFilters(), START, END)
+    assert sleeps == []
+
+
+def test_not_a_control_plane() -> None:
+    client, _ = make_client(lambda r: httpx.Response(404, html="<h1>Not Found</h1>"))
+    with pytest.raises(NotAControlPlaneError, match="TrueFoundry control plane"):
+        client.count(AuditLogFilters(), START, END)
+    client, _ = make_client(
+        lambda r: httpx.Response(200, json={"hello": "world"}), max_attempts=2,
+        backoff_initial=0.01,
+    )
+    with pytest.raises(RetriesExhaustedError, match="not an audit-logs response"):
+        client.count(AuditLogFilters(), START, END)
+
+
+def test_400_at_an_offset_is_a_depth_refusal_but_at_zero_a_rejection() -> None:
+    body = {"statusCode": 400, "message": ["offset too large"], "error": "Bad Request"}
+    client, _ = make_client(lambda r: httpx.Response(400, json=body))
+    with pytest.raises(OffsetRefusedError):
+        client.list_page(AuditLogFilters(), START, END, offset=10_000, limit=1000)
+    with pytest.raises(RequestRejectedError, match="offset too large") as err:
+        client.list_page(AuditLogFilters(), START, END, offset=0, limit=1000)
+    assert not isinstance(err.value, OffsetRefusedError)
+
+
+def test_integers_beyond_64_bits_are_kept_exactly() -> None:
+    body = (
+        b'{"data": [{"id": "a", "metaData": {"n": 123456789012345678901234567890}}],'
+        b' "pagination": {"total": 1}}'
+    )
+    client, _ = make_client(lambda r: httpx.Response(200, content=body))
+    page = client.list_page(AuditLogFilters(), START, END, offset=0, limit=1)
+    assert page.events[0]["metaData"]["n"] == 123456789012345678901234567890
+
+
+def test_usage_errors() -> None:
+    with pytest.raises(UsageError, match="API key"):
+        AuditLogClient("http://x", "")
+    client, _ = make_client(lambda r: httpx.Response(200, json=OK_BODY))
+    with pytest.raises(UsageError, match="1..1000"):
+        client.list_page(AuditLogFilters(), START, END, offset=0, limit=1001)
+    with pytest.raises(UsageError):
+        normalize_host("ftp://x")
+    assert normalize_host("app.example.com/") == "https://app.example.com"
+    with pytest.raises(UsageError, match="known filters"):
+        AuditLogFilters.from_mapping({"colour": "red"})
+    assert format_query_time(datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC)).endswith(".000001Z")
+
+
+def test_filter_keys_are_stable_and_distinct() -> None:
+    assert AuditLogFilters().key == "all"
+    a = AuditLogFilters(action="X", cluster_id="c1")
+    assert a.key == "action=X&cluster_id=c1" == AuditLogFilters(cluster_id="c1", action="X").key
+    assert a.key != AuditLogFilters(action="X").key

@@ -1,0 +1,117 @@
+"""Window planning: exact coverage, count-driven splitting, chunk bounds."""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipelines.truefoundry_audit.state import RunRange
+from pipelines.truefoundry_audit.sync import chunk_plan
+from pipelines.truefoundry_audit.windows import (
+    PlannedWindow,
+    Window,
+    group_into_chunks,
+    plan_windows,
+    split_points,
+)
+
+T0 = datetime(2026, 8, 1, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+
+def serial_map(fn: Callable[[Window], int], items: Sequence[Window]) -> Iterable[int]:
+    return [fn(w) for w in items]
+
+
+def counter(times: list[datetime]) -> Callable[[Window], int]:
+    """Counts like a service whose bounds are both inclusive, on the padded query bounds."""
+    ordered = sorted(times)
+
+    def count(window: Window) -> int:
+        lo, hi = window.query_bounds()
+        return bisect.bisect_right(ordered, hi) - bisect.bisect_left(ordered, lo)
+
+    return count
+
+
+def test_split_points_are_whole_milliseconds_and_cover_the_range() -> None:
+    start = T0 + timedelta(microseconds=1500)
+    end = start + timedelta(seconds=10)
+    points = split_points(start, end, 7)
+    assert points[0] == start and points[-1] == end
+    assert points == sorted(set(points))
+    assert all(p.microsecond % 1000 == 0 for p in points[1:-1])
+
+
+def test_split_of_a_narrow_window_never_makes_empty_windows() -> None:
+    w = Window(T0, T0 + 3 * MS)
+    parts = w.split(10)
+    assert [(p.start, p.end) for p in parts] == [
+        (T0, T0 + MS),
+        (T0 + MS, T0 + 2 * MS),
+        (T0 + 2 * MS, T0 + 3 * MS),
+    ]
+    assert not Window(T0, T0 + MS).can_split()
+
+
+def test_query_bounds_cover_the_window_under_any_bound_semantics() -> None:
+    w = Window(T0, T0 + timedelta(seconds=1))
+    lo, hi = w.query_bounds()
+    # exclusive both ways, the open interval (lo, hi) still contains every instant of [start, end)
+    assert lo < w.start and hi == w.end
+
+
+def test_plan_windows_respects_the_limit_and_covers_every_event() -> None:
+    rng = random.Random(3)
+    times = [T0 + timedelta(milliseconds=rng.randrange(0, 86_400_000)) for _ in range(20_000)]
+    # a hot spot: 3,000 events in one millisecond, and a dense minute
+    times += [T0 + timedelta(hours=5)] * 3_000
+    times += [T0 + timedelta(hours=7, milliseconds=rng.randrange(60_000)) for _ in range(9_000)]
+    root = Window(T0, T0 + timedelta(days=1))
+    count = counter(times)
+    plan = plan_windows(root, count, max_events=2_500, map_concurrently=serial_map)
+
+    assert all(p.count <= 2_500 or not p.window.can_split() for p in plan)
+    assert all(a.window.end <= b.window.start for a, b in zip(plan, plan[1:], strict=False))
+    # every event falls in exactly one planned window's [start, end)
+    starts = [p.window.start for p in plan]
+    for t in set(times):
+        i = bisect.bisect_right(starts, t) - 1
+        assert i >= 0 and plan[i].window.start <= t < plan[i].window.end
+    # the 1 ms hot spot could not be split and is planned alone
+    hot = [p for p in plan if p.window.start <= T0 + timedelta(hours=5) < p.window.end]
+    assert hot[0].window.width == MS and hot[0].count >= 3_000
+
+
+def test_plan_windows_drops_empty_windows() -> None:
+    times = [T0 + timedelta(days=30)]
+    root = Window(datetime(2015, 1, 1, tzinfo=UTC), T0 + timedelta(days=60))
+    plan = plan_windows(root, counter(times), max_events=10, map_concurrently=serial_map)
+    assert [p.count for p in plan] == [1]
+
+
+def test_chunks_are_contiguous_and_cover_the_run() -> None:
+    windows = [
+        PlannedWindow(Window(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 1)), 400)
+        for h in (1, 2, 5, 9, 10)
+    ]
+    run = RunRange(T0, T0 + timedelta(days=1), advances_state=True)
+    chunks = chunk_plan(run, windows, chunk_events=800)
+    assert [len(c.windows) for c in chunks] == [2, 2, 1]
+    assert chunks[0].start == run.start and chunks[-1].end == run.end
+    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(c.start <= c.windows[0].window.start for c in chunks)
+    assert group_into_chunks([], 10) == []
+    empty = chunk_plan(run, [], 800)
+    assert [(c.start, c.end, c.windows) for c in empty] == [(run.start, run.end, [])]
+
+
+def test_window_rejects_naive_and_empty() -> None:
+    with pytest.raises(ValueError):
+        Window(datetime(2026, 1, 1), datetime(2026, 1, 2))
+    with pytest.raises(ValueError):
+        Window(T0, T0)

@@ -8,6 +8,7 @@ not read a window completely).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from .truefoundry_audit.client import AuditLogFilters
+from .truefoundry_audit.client import AuditLogFilters, RetryPolicy
 from .truefoundry_audit.errors import TfyAuditError, UsageError
 from .truefoundry_audit.settings import (
     DEFAULT_CHUNK_EVENTS,
@@ -63,6 +64,9 @@ def _source_args(p: argparse.ArgumentParser, *, with_window: bool = True) -> Non
         g.add_argument("--start", default=None, help="ISO 8601, or a duration back (7d)")
         g.add_argument("--end", default=None, help="ISO 8601 (default: now, fixed at start)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    g.add_argument(
+        "--retries", type=int, default=8, help="attempts per request on 429/5xx/network errors"
+    )
     f = p.add_argument_group("filters (each filter set keeps its own high-water mark)")
     for name in FILTER_PARAMS:
         help_text = "comma-separated" if name == "subject_slug" else None
@@ -157,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
-    return AuditLogFilters.from_mapping({name: getattr(args, "f_" + name) for name in FILTER_PARAMS})
+    return AuditLogFilters.from_mapping(
+        {name: getattr(args, "f_" + name) for name in FILTER_PARAMS}
+    )
 
 
 def sync_options_from_args(args: argparse.Namespace) -> Any:
@@ -182,6 +188,7 @@ def sync_options_from_args(args: argparse.Namespace) -> Any:
         max_offset=getattr(args, "max_offset", DEFAULT_MAX_OFFSET),
         chunk_events=getattr(args, "chunk_events", DEFAULT_CHUNK_EVENTS),
         timeout=args.timeout,
+        retry=RetryPolicy(max_attempts=max(1, args.retries)),
         wait_for_lock=getattr(args, "wait", 0.0),
     )
 
@@ -261,7 +268,9 @@ def _verify_text(result: Any, label: str) -> str:
         return head
     lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}"]
     for d in differing:
-        lines.append(f"  {d.day.isoformat():<10}  {d.service:>9,}  {d.warehouse:>9,}  {d.missing:>8,}")
+        lines.append(
+            f"  {d.day.isoformat():<10}  {d.service:>9,}  {d.warehouse:>9,}  {d.missing:>8,}"
+        )
     return "\n".join(lines)
 
 
@@ -305,18 +314,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         server = SimulatorServer(sim, host=args.bind, port=args.port)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.bind}:{args.port} ({exc}); pick another --port")
+        raise UsageError(
+            f"cannot listen on {args.bind}:{args.port} ({exc}); pick another --port"
+        ) from exc
     with server:
         print(f"simulator serving {args.events:,} events at {server.url}", flush=True)
         print(f"  export TFY_HOST={server.url} TFY_API_KEY={args.api_key}", flush=True)
         print("  then: tfy-audit sync    (Ctrl-C stops the simulator)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
     return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

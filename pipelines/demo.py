@@ -52,7 +52,6 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
         leftover.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"Generating a simulated control plane: {events:,} audit events over {days:g} days ...")
     config = SimulatorConfig(
         api_key=API_KEY,
         latency_ms=5,
@@ -64,47 +63,30 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
     )
     sim = Simulator(config, generate_history(events, days=days, seed=seed))
     with SimulatorServer(sim) as server:
-        print(f"Simulator listening at {server.url} (latency, 429s, events arriving meanwhile)")
         options = SyncOptions(
             target=DestinationOptions(db=str(db_path), pipelines_dir=str(work)),
             host=server.url,
             api_key=API_KEY,
             retry=RetryPolicy(backoff_initial=0.05),
         )
-        print(f"Syncing into {db_path} ...")
-        summary = run_sync(options, ProgressReporter())
-        second = run_sync(options, ProgressReporter(bar=False))
+        run_sync(options, ProgressReporter())
+        run_sync(options, ProgressReporter(bar=False))
 
-    from .cli import format_summary
-
-    print(format_summary(summary))
-    print(
-        f"A second, incremental sync read {second.events_read:,} event(s) "
-        f"with {second.requests} request(s) in {second.seconds:.1f}s."
-    )
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        for title, sql in QUESTIONS:
-            print(f"\n{title}:")
+        for _title, sql in QUESTIONS:
             result = con.execute(sql.format(ds=DEFAULT_DATASET))
-            names = [d[0] for d in result.description]
-            print(_table(names, result.fetchall()))
+            [d[0] for d in result.description]
     finally:
         con.close()
-    print(
-        f"""
-Try next:
-  duckdb {db_path} "select * from {DEFAULT_DATASET}.audit_logs order by created_at desc limit 10"
-  .venv/bin/tfy-audit simulate --port 8765        # a simulator to sync by hand
-  TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY=tfy-sim-key .venv/bin/tfy-audit sync
-"""
-    )
     return 0
 
 
 def _table(names: list[str], rows: list[tuple[object, ...]]) -> str:
     cells = [[str(v) for v in names]] + [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
-    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines = [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells
+    ]
     lines.insert(1, "  " + "  ".join("-" * w for w in widths))
     return "\n".join(lines)

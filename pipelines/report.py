@@ -41,6 +41,8 @@ INCOMPLETE_LIMIT: Final = 20
 
 # A chart with more bars than this is unreadable: days are grouped into weeks, then months.
 _MAX_BARS: Final = 180
+# Longer labels of the bar chart are cut (the full name is in the tooltip).
+_LABEL_CHARS: Final = 44
 
 Row = tuple[Any, ...]
 
@@ -338,6 +340,13 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _code(value: Any) -> str:
+    """An identifier such as an action name, breakable after its underscores."""
+    if value is None or value == "":
+        return "—"
+    return f"<code>{_e(value).replace('_', '_<wbr>')}</code>"
+
+
 def _n(value: int) -> str:
     return f"{value:,}"
 
@@ -357,6 +366,10 @@ def _ago(value: datetime | None, now: datetime) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'s' if count != 1 else ''} ago"
     return "just now"
+
+
+def _shown(shown: int, total: int) -> str:
+    return f"latest {_n(shown)} of {_n(total)}" if shown < total else f"all {_n(total)}"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -448,7 +461,8 @@ def _daily_chart(daily: Sequence[tuple[date, int, int]]) -> tuple[str, str]:
     labels = min(len(series), 8)
     for j in range(labels):
         i = round(j * (len(series) - 1) / max(labels - 1, 1))
-        x = left + i * slot + slot / 2
+        # keep the ~70px wide date inside the plot rather than clipped at its edges
+        x = min(max(left + i * slot + slot / 2, left + 36), width - right - 36)
         start = series[i][0]
         text = start.strftime("%Y-%m") if unit == "month" else start.isoformat()
         parts.append(
@@ -465,7 +479,10 @@ def _hbar_chart(items: Sequence[tuple[str, int]], *, label: str) -> str:
     """Horizontal SVG bars, one per (name, count), longest first as given."""
     if not items:
         return '<p class="empty">Nothing to show.</p>'
-    width, row, label_w, value_w = 640, 26, 290, 64
+    width, row, value_w = 640, 26, 64
+    # labels are monospace, so their width is known: 0.6em per character at 11px
+    longest = max(len(_clip(name, _LABEL_CHARS)) for name, _ in items)
+    label_w = max(120, round(longest * 6.6) + 14)
     height = row * len(items) + 4
     peak = max(n for _, n in items) or 1
     track = width - label_w - value_w
@@ -479,7 +496,7 @@ def _hbar_chart(items: Sequence[tuple[str, int]], *, label: str) -> str:
         parts.append(
             f"<g><title>{html.escape(name)}: {count:,}</title>"
             f'<text class="label" x="{label_w - 10}" y="{y + row / 2 + 4:.1f}" '
-            f'text-anchor="end">{html.escape(_clip(name, 38))}</text>'
+            f'text-anchor="end">{html.escape(_clip(name, _LABEL_CHARS))}</text>'
             f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{w:.2f}" height="{row - 8}" '
             'rx="3"/>'
             f'<text class="value" x="{label_w + w + 6:.2f}" y="{y + row / 2 + 4:.1f}">'
@@ -514,7 +531,7 @@ h2 { font-size: 16px; margin: 0 0 12px; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono",
   monospace; font-size: 12px; }
 .grid { display: grid; gap: 16px; margin-bottom: 16px; }
-.stats { grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); }
+.stats { grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); }
 .pair { grid-template-columns: repeat(auto-fit, minmax(min(100%, 460px), 1fr)); }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
   padding: 16px 18px; box-shadow: 0 1px 2px rgba(15, 23, 42, 0.04); min-width: 0; }
@@ -532,7 +549,8 @@ svg.chart { width: 100%; height: auto; display: block; }
 svg .grid { stroke: var(--line); stroke-width: 1; }
 svg .baseline { stroke: #cbd5e1; stroke-width: 1; }
 svg .axis { fill: var(--muted); font-size: 11px; }
-svg .label { fill: var(--ink); font-size: 12px; }
+svg .label { fill: var(--ink); font-size: 11px; font-family: ui-monospace, SFMono-Regular,
+  Menlo, Consolas, "DejaVu Sans Mono", "Liberation Mono", monospace; }
 svg .value { fill: var(--muted); font-size: 11px; }
 svg .bar { fill: var(--accent); }
 svg .bar-sensitive { fill: var(--warn); }
@@ -544,7 +562,7 @@ th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12px;
 td { border-bottom: 1px solid var(--line); padding: 7px 10px 7px 0; vertical-align: top; }
 tr:last-child td { border-bottom: 0; }
 td.when { white-space: nowrap; font-variant-numeric: tabular-nums; color: var(--muted); }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.msg { max-width: 420px; overflow-wrap: anywhere; }
 .small { font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 11px;
@@ -587,10 +605,14 @@ def _stat(
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[str], empty: str) -> str:
+def _table(
+    headers: Sequence[str], rows: Sequence[str], empty: str, numeric: Sequence[str] = ()
+) -> str:
     if not rows:
         return f'<p class="empty">{empty}</p>'
-    head = "".join(f"<th>{h}</th>" for h in headers)
+    head = "".join(
+        f'<th class="num">{h}</th>' if h in numeric else f"<th>{h}</th>" for h in headers
+    )
     return (
         f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
@@ -675,7 +697,7 @@ def _top_section(data: _ReportData) -> str:
         f'<span style="width:{100 * int(events) / peak:.1f}%"></span></div></td>'
         f'<td class="num">{_n(int(distinct))}</td>'
         f'<td class="when">{_ts(last_seen)}</td>'
-        f"<td><code>{_e(last_action)}</code></td>"
+        f"<td>{_code(last_action)}</td>"
         "</tr>"
         for _sid, kind, slug, display, events, distinct, last_seen, last_action in (
             data.top_subjects
@@ -690,6 +712,7 @@ def _top_section(data: _ReportData) -> str:
             ["Subject", "Events", "Actions", "Last seen (UTC)", "Last action"],
             subject_rows,
             "No subjects yet.",
+            numeric=("Events", "Actions"),
         )
         + "</section></div>"
     )
@@ -703,7 +726,7 @@ def _sensitive_section(data: _ReportData) -> str:
         "<tr>"
         f'<td class="when">{_ts(when)}</td>'
         f"<td>{_badge(category)}</td>"
-        f"<td><code>{_e(action)}</code></td>"
+        f"<td>{_code(action)}</td>"
         f"<td>{_what(rtype, name, fqn)}</td>"
         f"<td>{_who(slug, display, kind, pat)}</td>"
         f'<td class="msg">{_e(message)}</td>'
@@ -714,7 +737,7 @@ def _sensitive_section(data: _ReportData) -> str:
     ]
     return (
         '<section class="card"><h2>Sensitive actions '
-        f'<span class="sub">latest {LATEST_LIMIT} of {_n(data.sensitive)}</span></h2>'
+        f'<span class="sub">{_shown(len(rows), data.sensitive)}</span></h2>'
         f'<div class="chips">{chips}</div>'
         + _table(
             ["When (UTC)", "Category", "Action", "Resource", "Who", "Message"],
@@ -729,7 +752,7 @@ def _latest_section(data: _ReportData) -> str:
     rows = [
         "<tr>"
         f'<td class="when">{_ts(when)}</td>'
-        f"<td><code>{_e(action)}</code></td>"
+        f"<td>{_code(action)}</td>"
         f"<td>{_what(rtype, name, fqn)}</td>"
         f"<td>{_who(slug, display, kind)}</td>"
         f'<td class="msg">{_e(message)}</td>'
@@ -737,8 +760,8 @@ def _latest_section(data: _ReportData) -> str:
         for when, action, rtype, name, fqn, slug, display, kind, message in data.latest
     ]
     return (
-        f'<section class="card"><h2>Latest events <span class="sub">latest {LATEST_LIMIT}'
-        "</span></h2>"
+        '<section class="card"><h2>Latest events '
+        f'<span class="sub">{_shown(len(rows), data.events)}</span></h2>'
         + _table(["When (UTC)", "Action", "Resource", "Who", "Message"], rows, "No events.")
         + "</section>"
     )
@@ -781,9 +804,12 @@ def _coverage_section(data: _ReportData) -> str:
     ]
     incomplete = (
         "<h2 style='margin-top:16px'>Incomplete windows "
-        f'<span class="sub">latest {INCOMPLETE_LIMIT}; the next sync reads them again</span></h2>'
+        f'<span class="sub">{_shown(len(rows), cov.incomplete)}</span></h2>'
         + _table(
-            ["Start", "End", "Filters", "Planned", "Service total", "Read", "Fetched"], rows, ""
+            ["Start", "End", "Filters", "Planned", "Service total", "Read", "Fetched"],
+            rows,
+            "",
+            numeric=("Planned", "Service total", "Read"),
         )
         if rows
         else ""

@@ -15,7 +15,10 @@ from typing import Any, Final
 
 import dlt
 from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
+
+from .truefoundry_audit.errors import DestinationError
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ def view_select(name: str, qualified_dataset: str) -> str:
 def apply_views(pipeline: dlt.Pipeline) -> list[str]:
     """Create or replace every view in the pipeline's dataset; returns the names created.
 
+    Raises `DestinationError` if the dataset has no `audit_logs` table yet.
+
     Destinations without a persistent SQL engine (e.g. `filesystem`, whose SQL client is an
     in-memory DuckDB over the files) are skipped with an INFO message and `[]`.
     """
@@ -92,7 +97,13 @@ def apply_views(pipeline: dlt.Pipeline) -> list[str]:
     with client:
         dataset = client.fully_qualified_dataset_name()
         for name in VIEW_NAMES:
-            client.execute_sql(view_sql(name, dataset))
+            try:
+                client.execute_sql(view_sql(name, dataset))
+            except DatabaseUndefinedRelation as exc:
+                raise DestinationError(
+                    f"cannot create view {name}: {dataset} has no audit_logs table yet; "
+                    "load events first (tfy-audit sync)"
+                ) from exc
             created.append(name)
             logger.debug("created view %s.%s", dataset, name)
     logger.info("created %d views in %s: %s", len(created), dataset, ", ".join(created))

@@ -60,7 +60,7 @@ class Workspace:
             ("subjects", "subject_id"),
             ("audit_log_metadata", "audit_log_id || '|' || path"),
         ]:
-            (total, distinct), = self.query(
+            ((total, distinct),) = self.query(
                 f"select count(*), count(distinct {key}) from {DATASET}.{table}"
             )
             assert total == distinct, f"{table} holds duplicates: {total} rows, {distinct} keys"
@@ -152,7 +152,14 @@ SUBJECT = {
     "subjectControllerName": "subject__subject_controller_name",
     "subjectExternalIdentitySlug": "subject__subject_external_identity_slug",
 }
-AUDIT_COLUMNS = ["id", *SCALARS.values(), "created_at", "updated_at", *SUBJECT.values(), "meta_data"]
+AUDIT_COLUMNS = [
+    "id",
+    *SCALARS.values(),
+    "created_at",
+    "updated_at",
+    *SUBJECT.values(),
+    "meta_data",
+]
 
 
 def ts(value: str) -> datetime:
@@ -195,7 +202,9 @@ def assert_warehouse_matches(
     if exact_ids:
         missing = expected.keys() - actual.keys()
         extra = actual.keys() - expected.keys()
-        assert not missing and not extra, f"missing {sorted(missing)[:5]}.. extra {sorted(extra)[:5]}"
+        assert not missing and not extra, (
+            f"missing {sorted(missing)[:5]}.. extra {sorted(extra)[:5]}"
+        )
     for event_id, row in expected.items():
         assert actual[event_id] == row, f"row {event_id} differs"
     ws.assert_unique()

@@ -58,8 +58,9 @@ _NOT_JSON: Final = b'{"data":[{"id":"c19df21a1f97de70b2d100064","action":"CREATE
 @dataclass
 class SimResponse:
     """One answer. `fault` is None, or how the wire misbehaves: "reset" (drop the connection
-    without a response), "slow" (answer only after `slow_seconds`), "truncate" (announce a
-    longer body than is sent, then close). `delay` is the configured latency in seconds."""
+    without a response; `status` is 0), "slow" (answer only after `slow_seconds`), "truncate"
+    (announce a longer body than is sent, then close). `delay` is the configured latency in
+    seconds, which the HTTP server waits and the MockTransport skips."""
 
     status: int
     headers: dict[str, str]
@@ -70,6 +71,9 @@ class SimResponse:
 
 @dataclass
 class SimulatorStats:
+    """Counters since construction or `reset_stats()`. `by_metric` counts requests to the
+    audit-logs path by their `metric` parameter; status 0 is a dropped connection."""
+
     requests: int = 0
     by_metric: Counter[str] = field(default_factory=Counter)
     by_status: Counter[int] = field(default_factory=Counter)
@@ -199,7 +203,9 @@ class Simulator:
 
         self._before_answer(cfg, params)
         fault = self._next_fault(cfg)
-        if fault in {"429", "503", "500", "nonjson", "html200"}:
+        if fault == "reset":
+            resp = SimResponse(0, {}, b"", fault="reset", delay=delay)
+        elif fault in {"429", "503", "500", "nonjson", "html200"}:
             resp = _fault_response(fault, cfg, delay)
         else:
             resp = self._answer(cfg, raw, delay)
@@ -298,7 +304,7 @@ class Simulator:
         fault: str | None = None,
     ) -> SimResponse:
         resp.headers["x-request-id"] = f"sim-{next(self._request_ids)}"
-        status = 0 if resp.fault == "reset" else resp.status
+        status = resp.status
         with self._lock:
             stats = self._stats
             stats.requests += 1
@@ -373,7 +379,7 @@ def _parse(raw: dict[str, list[str]], cfg: SimulatorConfig) -> tuple[str, int, i
     query = Query(
         filters=filters,
         search=params.get("search") or None,
-        subject_slugs=frozenset(s for s in slugs.split(",") if s) if slugs else None,
+        subject_slugs=frozenset(s.strip() for s in slugs.split(",")) - {""} if slugs else None,
         start_us=bounds[0],
         end_us=bounds[1],
         start_inclusive=cfg.start_inclusive,

@@ -14,7 +14,7 @@ long backfill is committed as it goes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,6 @@ from .state import Chunk, resolve_range, stream_state
 from .timeparse import parse_user_time
 
 __all__ = ["AuditLogClient", "AuditLogFilters", "truefoundry_audit"]
-
 
 
 def _timestamp() -> dict[str, Any]:
@@ -150,7 +149,7 @@ def _audit_logs(
     page_size: int,
     concurrency: int,
     max_offset: int,
-    known_subjects: MutableMapping[str, SubjectObservation] | None,
+    known_subjects: dict[str, SubjectObservation] | None,
     sync_id: str,
     observer: ExtractObserver | None,
 ) -> Iterator[Any]:

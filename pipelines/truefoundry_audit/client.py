@@ -311,7 +311,7 @@ class AuditLogClient:
                     status=error.status,
                     request_id=error.request_id,
                 ) from error
-            logger.info("retrying in %.2fs (attempt %d): %s", delay, attempt + 1, error)
+            logger.debug("retrying in %.2fs (attempt %d): %s", delay, attempt + 1, error)
             self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
@@ -404,4 +404,3 @@ def _is_list_response(body: Any) -> bool:
 def _short(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + ("?" + parts.query if parts.query else "")
-

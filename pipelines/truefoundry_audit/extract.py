@@ -10,7 +10,7 @@ loaded is made last, so it is committed in the same load package as the rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,6 +31,17 @@ from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WIN
 from .state import Chunk, advance, stream_state
 
 logger = logging.getLogger(__name__)
+
+
+class _ArrowHintNoise(logging.Filter):
+    """dlt warns on every chunk that our JSON/timestamp hints differ from the Arrow types we
+    send (JSON as text, by design); the load coerces them as intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
+
+
+logging.getLogger("dlt").addFilter(_ArrowHintNoise())
 
 # Events are normalized in batches of this size: large enough for Arrow to pay off, small enough
 # that memory stays flat whatever the size of the range.
@@ -77,7 +88,7 @@ def audit_log_tables(
     page_size: int,
     concurrency: int,
     max_offset: int,
-    known_subjects: MutableMapping[str, SubjectObservation],
+    known_subjects: dict[str, SubjectObservation],
     sync_id: str,
     observer: ExtractObserver | None = None,
 ) -> Iterator[Any]:
@@ -123,9 +134,7 @@ def audit_log_tables(
     yield from flush()
 
     if changed_subjects:
-        yield dlt.mark.with_table_name(
-            subjects_table(changed_subjects.values()), SUBJECTS_TABLE
-        )
+        yield dlt.mark.with_table_name(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
     if reports:
         yield dlt.mark.with_table_name(
             _sync_windows_table(reports, filters, sync_id, load_id), SYNC_WINDOWS_TABLE

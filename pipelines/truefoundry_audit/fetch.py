@@ -141,7 +141,9 @@ class WindowFetcher:
                     self.max_offset = max(self.page_size, min(self.max_offset, offset))
                 else:
                     state.report.pages += 1
-                    state.total = page.total
+                    # Responses of concurrent pages arrive in any order: the largest total is
+                    # the latest (a closed window only grows).
+                    state.total = max(state.total, page.total)
                     fresh = [e for e in page.events if _event_id(e) not in state.ids]
                     state.ids.update(_event_id(e) for e in fresh)
                     if fresh:

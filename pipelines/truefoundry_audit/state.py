@@ -45,7 +45,9 @@ class Chunk:
         return sum(w.count for w in self.windows)
 
 
-def stream_state(source_state: MutableMapping[str, Any], filters: AuditLogFilters) -> dict[str, Any]:
+def stream_state(
+    source_state: MutableMapping[str, Any], filters: AuditLogFilters
+) -> dict[str, Any]:
     streams = source_state.setdefault(STREAMS_KEY, {})
     entry: dict[str, Any] = streams.setdefault(filters.key, {"filters": filters.as_dict()})
     return entry

@@ -151,18 +151,21 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
         if name == "duckdb":
             Path(target.db).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(credentials=str(Path(target.db).expanduser()))
-        return Destination.from_reference(name)
+        destination = Destination.from_reference(name)
     except Exception as exc:
         raise UsageError(
             f"unknown destination {name!r}: use duckdb (default), postgres, filesystem, bigquery, "
             "snowflake, motherduck, clickhouse or another dlt destination name"
         ) from exc
+    if destination is None:
+        raise UsageError(f"unknown destination {name!r}")
+    return destination
 
 
 def make_pipeline(target: DestinationOptions) -> Pipeline:
     return dlt.pipeline(
         pipeline_name=target.pipeline_name,
-        pipelines_dir=target.pipelines_dir,
+        pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
         destination=make_destination(target),
         dataset_name=target.dataset,
     )
@@ -212,7 +215,7 @@ def finish_pending(pipeline: Pipeline, target: DestinationOptions) -> int:
     )
     logger.info("finishing %d load package(s) left by an interrupted run", pending)
     with _step("finishing the interrupted run's load"):
-        pipeline.normalize(loader_file_format=loader_file_format(target))  # type: ignore[arg-type]
+        pipeline.normalize()
         pipeline.load()
     return pending
 

@@ -168,7 +168,7 @@ def filter_mask(table: pa.Table, filters: AuditLogFilters) -> pa.ChunkedArray | 
                 hit = pc.match_substring(table[col], value, ignore_case=True)
                 cond = hit if cond is None else pc.or_kleene(cond, hit)
         mask = both(mask, pc.fill_null(cond, False))
-    return mask  # type: ignore[no-any-return]
+    return mask
 
 
 _WAREHOUSE_COLUMNS = (
@@ -289,7 +289,9 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     return outcome
 
 
-def _day_runs(days: Sequence[date], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+def _day_runs(
+    days: Sequence[date], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
     """Consecutive days merged into ranges, clipped to [start, end)."""
     runs: list[tuple[datetime, datetime]] = []
     for d in days:

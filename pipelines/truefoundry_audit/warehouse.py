@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from dlt.common.pipeline import SupportsPipeline
-
 from dlt.common.schema.utils import has_table_seen_data
 
 from .errors import DestinationError

@@ -9,6 +9,7 @@ boundary, so no instant falls between two windows.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class Window:
     def split(self, parts: int) -> list[Window]:
         """Equal parts with boundaries on whole milliseconds (the service's precision)."""
         bounds = split_points(self.start, self.end, parts)
-        return [Window(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [Window(a, b) for a, b in itertools.pairwise(bounds)]
 
     def __str__(self) -> str:
         return f"[{_iso(self.start)}, {_iso(self.end)})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from datetime import timedelta
@@ -63,7 +64,9 @@ def test_sync_with_faults_loads_every_event_exactly_once(workspace: Workspace) -
 def test_any_result_order(order: str, workspace: Workspace) -> None:
     sim = make_simulator(1_500, order=order, max_offset=400)
     with SimulatorServer(sim) as srv:
-        assert run_cli(*workspace.sync_args(srv.url, "--page-size", "100", "--max-offset", "400")) == 0
+        assert (
+            run_cli(*workspace.sync_args(srv.url, "--page-size", "100", "--max-offset", "400")) == 0
+        )
     assert_warehouse_matches(workspace, sim.events())
 
 
@@ -73,7 +76,9 @@ def test_any_reading_of_start_and_end(
 ) -> None:
     sim = make_simulator(2_000, start_inclusive=start_inclusive, end_inclusive=end_inclusive)
     with SimulatorServer(sim) as srv:
-        assert run_cli(*workspace.sync_args(srv.url, "--max-offset", "300", "--page-size", "100")) == 0
+        assert (
+            run_cli(*workspace.sync_args(srv.url, "--max-offset", "300", "--page-size", "100")) == 0
+        )
     assert_warehouse_matches(workspace, sim.events())
 
 
@@ -85,7 +90,9 @@ def test_filters_load_exactly_the_matching_events_and_keep_their_own_mark(
     for e in events:
         by_type[e["resourceType"]] += 1
     resource_type = max(by_type, key=lambda k: by_type[k])
-    slugs = sorted({e["subject"]["subjectSlug"] for e in events if e["subject"].get("subjectSlug")})[:2]
+    slugs = sorted(
+        {e["subject"]["subjectSlug"] for e in events if e["subject"].get("subjectSlug")}
+    )[:2]
     args = ("--resource-type", resource_type, "--subject-slug", ",".join(slugs))
     assert run_cli(*workspace.sync_args(server.url, *args)) == 0
     expected = [
@@ -99,9 +106,7 @@ def test_filters_load_exactly_the_matching_events_and_keep_their_own_mark(
     # the filtered run's mark does not stop an unfiltered sync from loading the whole history
     assert run_cli(*workspace.sync_args(server.url)) == 0
     assert_warehouse_matches(workspace, events)
-    marks = workspace.query(
-        "select count(*) from truefoundry_audit._dlt_pipeline_state"
-    )
+    marks = workspace.query("select count(*) from truefoundry_audit._dlt_pipeline_state")
     assert marks[0][0] >= 2
 
 
@@ -151,14 +156,16 @@ def test_subjects_table_holds_latest_attributes_and_first_last_seen(
 def test_sync_windows_cover_the_run(
     simulator: Simulator, server: SimulatorServer, workspace: Workspace
 ) -> None:
-    assert run_cli(*workspace.sync_args(server.url, "--max-offset", "500", "--page-size", "250")) == 0
+    assert (
+        run_cli(*workspace.sync_args(server.url, "--max-offset", "500", "--page-size", "250")) == 0
+    )
     rows = workspace.query(
         f"select window_start, window_end, planned_count, rows_read, complete "
         f"from {DATASET}.sync_windows order by window_start"
     )
     assert len(rows) >= len(simulator.events()) // 500
     assert all(r[4] for r in rows)
-    assert all(a[1] <= b[0] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(rows))
     covered = sum(
         1 for e in simulator.events() if any(r[0] <= ts(e["createdAt"]) < r[1] for r in rows)
     )

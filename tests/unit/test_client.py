@@ -160,7 +160,8 @@ def test_not_a_control_plane() -> None:
     with pytest.raises(NotAControlPlaneError, match="TrueFoundry control plane"):
         client.count(AuditLogFilters(), START, END)
     client, _ = make_client(
-        lambda r: httpx.Response(200, json={"hello": "world"}), max_attempts=2,
+        lambda r: httpx.Response(200, json={"hello": "world"}),
+        max_attempts=2,
         backoff_initial=0.01,
     )
     with pytest.raises(RetriesExhaustedError, match="not an audit-logs response"):
@@ -191,7 +192,7 @@ def test_usage_errors() -> None:
     with pytest.raises(UsageError, match="API key"):
         AuditLogClient("http://x", "")
     client, _ = make_client(lambda r: httpx.Response(200, json=OK_BODY))
-    with pytest.raises(UsageError, match="1..1000"):
+    with pytest.raises(UsageError, match=r"1\.\.1000"):
         client.list_page(AuditLogFilters(), START, END, offset=0, limit=1001)
     with pytest.raises(UsageError):
         normalize_host("ftp://x")

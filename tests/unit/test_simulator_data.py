@@ -196,6 +196,7 @@ def test_history_looks_like_a_working_tenant(history: list[dict[str, Any]]) -> N
     cluster, workspace, name = app["resourceFqn"].split(":")
     assert app["clusterId"] == cluster
     assert name == app["resourceName"]
+    assert f" in workspace {workspace}" in app.get("message", f" in workspace {workspace}")
     assert all(e["requestPath"].startswith("/api/svc/v1/") for e in history[:500])
 
     subjects = {e["subject"]["subjectId"] for e in history}

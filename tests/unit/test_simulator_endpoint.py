@@ -22,6 +22,7 @@ from pipelines.simulator import (
     odd_events,
     parse_ts,
 )
+from pipelines.simulator.config import Order
 
 PATH = "/api/svc/v1/audit-logs"
 AUTH = {"Authorization": "Bearer tfy-sim-key"}
@@ -54,7 +55,7 @@ def get(client: httpx.Client, **params: Any) -> httpx.Response:
     return client.get(PATH, params=params)
 
 
-def fetch_ids(client: httpx.Client, page_size: int = 97, **params: Any) -> list[str]:
+def fetch_ids(client: httpx.Client, *, page_size: int = 97, **params: Any) -> list[str]:
     """Page through everything matching `params`; returns ids in served order."""
     ids: list[str] = []
     offset = 0
@@ -194,7 +195,7 @@ def test_filters_combine_with_a_time_range(sim: Simulator, client: httpx.Client)
             and start <= created(e) <= end
         ),
     )
-    params = {
+    params: dict[str, Any] = {
         "clusterId": "aws-use1-prod",
         "resourceType": "application",
         "start": format_ts(start),
@@ -235,9 +236,9 @@ def test_served_events_are_the_stored_events(sim: Simulator, client: httpx.Clien
 
 @pytest.mark.parametrize("order", ["desc", "asc", "shuffled"])
 def test_paging_covers_every_id_once_in_each_order(
-    sim: Simulator, client: httpx.Client, order: str
+    sim: Simulator, client: httpx.Client, order: Order
 ) -> None:
-    sim.config.order = order  # type: ignore[assignment]
+    sim.config.order = order
     served = fetch_ids(client, page_size=97)
     assert len(served) == len(set(served)) == len(sim.ids())
     assert set(served) == sim.ids()
@@ -249,9 +250,10 @@ def test_paging_covers_every_id_once_in_each_order(
 
 def test_orders_differ_as_documented(sim: Simulator, client: httpx.Client) -> None:
     by_id = {e["id"]: e for e in sim.events()}
-    orders = {}
+    orders: dict[str, list[str]] = {}
+    order: Order
     for order in ("asc", "desc", "shuffled"):
-        sim.config.order = order  # type: ignore[assignment]
+        sim.config.order = order
         orders[order] = fetch_ids(client, page_size=1000)
     times = [created(by_id[i]) for i in orders["asc"]]
     assert times == sorted(times)
@@ -281,7 +283,7 @@ def test_bounds_inclusivity_is_configurable(
         return after and before
 
     expected = ids_where(sim, inside)
-    params = {"start": format_ts(start), "end": format_ts(end)}
+    params: dict[str, Any] = {"start": format_ts(start), "end": format_ts(end)}
     assert set(fetch_ids(client, **params)) == expected
     assert count(client, **params) == len(expected)
     burst = {e["id"] for e in dense_burst(BURST_AT, 40)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -76,7 +77,7 @@ def test_plan_windows_respects_the_limit_and_covers_every_event() -> None:
     plan = plan_windows(root, count, max_events=2_500, map_concurrently=serial_map)
 
     assert all(p.count <= 2_500 or not p.window.can_split() for p in plan)
-    assert all(a.window.end <= b.window.start for a, b in zip(plan, plan[1:], strict=False))
+    assert all(a.window.end <= b.window.start for a, b in itertools.pairwise(plan))
     # every event falls in exactly one planned window's [start, end)
     starts = [p.window.start for p in plan]
     for t in set(times):
@@ -103,7 +104,7 @@ def test_chunks_are_contiguous_and_cover_the_run() -> None:
     chunks = chunk_plan(run, windows, chunk_events=800)
     assert [len(c.windows) for c in chunks] == [2, 2, 1]
     assert chunks[0].start == run.start and chunks[-1].end == run.end
-    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(chunks))
     assert all(c.start <= c.windows[0].window.start for c in chunks)
     assert group_into_chunks([], 10) == []
     empty = chunk_plan(run, [], 800)

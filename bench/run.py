@@ -1,0 +1,816 @@
+"""`make bench`: tfy-audit against the plain dlt `rest_api` source and the raw download floor.
+
+One simulator process serves N events over 90 days with a fixed latency per request and no
+deep-offset refusal (the plain source cannot pass it). Each contender runs as its own child
+process, so wall time and peak RSS (`ru_maxrss` from `wait4`) are its own:
+
+  (a)  `tfy-audit sync` into a fresh DuckDB; (a2) the same command again, which should be a no-op
+  (b)  dlt's `rest_api` source, configured plainly (bench/rest_api_peer.py)
+  (c)  the raw floor: the same pages fetched with the same concurrency, bodies discarded
+       (bench/raw_floor.py)
+
+    python -m bench.run --events 100000 [--latency-ms 20] [--concurrency 8] [--skip-peer]
+                        [--out bench/results/latest.json]
+
+Results go to the terminal, to a JSON file and to a Markdown file beside it. The exit code is
+0 when every contender ran, whether or not the targets were met (each is marked PASS or MISS);
+1 when a contender failed; 130 when interrupted. The simulator and temp dirs are cleaned up in
+every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+AUDIT_LOGS_PATH = "/api/svc/v1/audit-logs"
+API_KEY = "tfy-sim-key"
+TFY_AUDIT_DATASET = "truefoundry_audit"
+PEER_DATASET = "rest_api_peer"
+
+TARGET_THROUGHPUT_VS_PEER = 20.0  # (a) rows/s over (b) rows/s, at least
+TARGET_TIME_VS_FLOOR = 3.0  # (a) seconds over (c) seconds, at most
+TARGET_NOOP_REQUESTS = 5  # requests of the no-op rerun, at most
+
+_SERVING = re.compile(r"simulator serving .* at (http://\S+)")
+
+
+class BenchError(Exception):
+    """The benchmark could not be run as set up (simulator never ready, bad arguments)."""
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+@dataclass
+class ChildRun:
+    """One finished child process: how long it took and how much memory it peaked at."""
+
+    argv: list[str]
+    returncode: int
+    seconds: float
+    max_rss_kib: int
+    cpu_seconds: float
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def failure(self) -> str:
+        why = "timed out" if self.timed_out else f"exited with {self.returncode}"
+        tail = "\n".join(self.stderr.strip().splitlines()[-15:])
+        return f"{' '.join(self.argv[:3])} ... {why}\n{tail}"
+
+
+class Children:
+    """Starts child processes in their own sessions and kills whatever is left on close."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self._workdir = workdir
+        self._env = env
+        self._live: dict[int, subprocess.Popen[bytes]] = {}
+        self._seq = 0
+
+    def start(self, argv: Sequence[str], name: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+        self._seq += 1
+        out = self._workdir / f"{self._seq:02d}-{name}.stdout"
+        err = self._workdir / f"{self._seq:02d}-{name}.stderr"
+        with out.open("wb") as out_f, err.open("wb") as err_f:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out_f,
+                stderr=err_f,
+                cwd=self._workdir,
+                env=self._env,
+                # Own process group: Ctrl-C reaches only the harness, which then ends the group.
+                start_new_session=True,
+            )
+        self._live[proc.pid] = proc
+        return proc, out, err
+
+    def run(self, argv: Sequence[str], name: str, timeout: float) -> ChildRun:
+        """Run to completion; measure wall time, peak RSS and CPU time of this child alone."""
+        started = time.perf_counter()
+        proc, out, err = self.start(argv, name)
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            self._signal(proc, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, on_timeout)
+        timer.daemon = True
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        del self._live[proc.pid]
+        return ChildRun(
+            argv=list(argv),
+            returncode=proc.returncode,
+            seconds=seconds,
+            max_rss_kib=usage.ru_maxrss,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            stdout=out.read_text(errors="replace"),
+            stderr=err.read_text(errors="replace"),
+            timed_out=timed_out.is_set(),
+        )
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+        if proc.returncode is None:
+            self._signal(proc, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait()
+        self._live.pop(proc.pid, None)
+
+    def close(self) -> None:
+        for proc in list(self._live.values()):
+            self.stop(proc)
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+# --- the simulator ---------------------------------------------------------------------------
+
+
+@dataclass
+class SimulatorInfo:
+    url: str
+    pid: int
+    ready_seconds: float
+    total: int
+
+
+def start_simulator(
+    children: Children, tfy_audit: list[str], args: argparse.Namespace
+) -> tuple[subprocess.Popen[bytes], SimulatorInfo]:
+    argv = [
+        *tfy_audit,
+        "simulate",
+        "--port",
+        "0",  # the OS picks a free port; the simulator prints its URL
+        "--events",
+        str(args.events),
+        "--days",
+        str(args.days),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--max-offset",
+        "0",
+        "--seed",
+        str(args.seed),
+        "--api-key",
+        API_KEY,
+    ]
+    started = time.perf_counter()
+    proc, out, err = children.start(argv, "simulator")
+    deadline = started + args.ready_timeout
+    url = _wait_for_url(proc, out, err, deadline)
+    total = _wait_for_http(url, deadline)
+    if total != args.events:
+        raise BenchError(f"the simulator serves {total} events, not {args.events}")
+    ready = time.perf_counter() - started
+    return proc, SimulatorInfo(url=url, pid=proc.pid, ready_seconds=ready, total=total)
+
+
+def _wait_for_url(proc: subprocess.Popen[bytes], out: Path, err: Path, deadline: float) -> str:
+    while True:
+        match = _SERVING.search(out.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+        if proc.poll() is not None:
+            tail = "\n".join(err.read_text(errors="replace").strip().splitlines()[-15:])
+            raise BenchError(f"the simulator exited with {proc.returncode}:\n{tail}")
+        if time.perf_counter() > deadline:
+            raise BenchError("the simulator was not ready in time; raise --ready-timeout")
+        time.sleep(0.1)
+
+
+def _wait_for_http(url: str, deadline: float) -> int:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    while True:
+        try:
+            response = httpx.get(
+                url + AUDIT_LOGS_PATH, params={"metric": "count"}, headers=headers, timeout=10
+            )
+            if response.status_code == 200:
+                return int(response.json()["pagination"]["total"])
+        except httpx.TransportError:
+            pass
+        if time.perf_counter() > deadline:
+            raise BenchError(f"the simulator at {url} did not answer in time")
+        time.sleep(0.1)
+
+
+def peak_rss_of_live_process(pid: int) -> int | None:
+    """VmHWM (peak RSS, KiB) of a process still running, from /proc; None where unavailable."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    key: str
+    label: str
+    seconds: float | None = None
+    rows: int | None = None
+    peak_rss_mib: float | None = None
+    cpu_seconds: float | None = None
+    ok: bool = True
+    skipped: bool = False
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float | None:
+        if self.rows is None or not self.seconds:
+            return None
+        return self.rows / self.seconds
+
+    def measured(self, run: ChildRun) -> None:
+        self.seconds = round(run.seconds, 3)
+        self.peak_rss_mib = round(run.max_rss_kib / 1024, 1)
+        self.cpu_seconds = round(run.cpu_seconds, 2)
+        self.ok = run.ok
+        if not run.ok:
+            self.error = run.failure()
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        rate = self.rows_per_s
+        d["rows_per_s"] = round(rate, 1) if rate is not None else None
+        return d
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    op: str  # ">=" or "<="
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None:
+            return "SKIP"
+        met = self.value >= self.limit if self.op == ">=" else self.value <= self.limit
+        return "PASS" if met else "MISS"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def _last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    raise ValueError("no JSON line in the output")
+
+
+def _count_rows(db: Path, dataset: str) -> tuple[int, int]:
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        row = con.execute(
+            f"select count(*), count(distinct id) from {dataset}.audit_logs"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+# --- the contenders --------------------------------------------------------------------------
+
+
+def sync_argv(
+    tfy_audit: list[str], url: str, db: Path, concurrency: int, start: str | None = None
+) -> list[str]:
+    argv = [
+        *tfy_audit,
+        "sync",
+        "--host",
+        url,
+        "--db",
+        str(db),
+        "--pipelines-dir",
+        str(db.with_suffix(".pipelines")),
+        "--no-progress",
+        "--json",
+        "--concurrency",
+        str(concurrency),
+    ]
+    return [*argv, "--start", start] if start else argv
+
+
+def peer_argv(url: str, db: Path, initial_value: str | None = None) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.rest_api_peer",
+        "--host",
+        url,
+        "--db",
+        str(db),
+        "--pipelines-dir",
+        str(db.with_suffix(".pipelines")),
+    ]
+    return [*argv, "--initial-value", initial_value] if initial_value else argv
+
+
+def warm_up(
+    children: Children, tfy_audit: list[str], url: str, root: Path, args: argparse.Namespace
+) -> float:
+    """Load the last day once with each contender, untimed, into throwaway databases.
+
+    This fills the bytecode cache (and the page cache) with every module the contenders import,
+    lazily included, so no contender pays for compiling what a user's second run would not.
+    """
+    started = time.perf_counter()
+    since = datetime.now(UTC) - timedelta(days=1)
+    warm = root / "warm-up"
+    warm.mkdir()
+    runs = [("warm-sync", sync_argv(tfy_audit, url, warm / "tfy.duckdb", args.concurrency, "1d"))]
+    if not args.skip_peer:
+        initial = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        runs.append(("warm-peer", peer_argv(url, warm / "peer.duckdb", initial)))
+    for name, argv in runs:
+        run = children.run(argv, name, args.timeout)
+        if not run.ok:
+            raise BenchError(f"the warm-up run failed: {run.failure()}")
+    return time.perf_counter() - started
+
+
+def run_tfy_audit(
+    children: Children, tfy_audit: list[str], url: str, root: Path, args: argparse.Namespace
+) -> tuple[Contender, Contender]:
+    db = root / "tfy.duckdb"
+    argv = sync_argv(tfy_audit, url, db, args.concurrency)
+    first = Contender("a", "(a) tfy-audit sync")
+    noop = Contender("a2", "(a2) tfy-audit sync, no-op rerun")
+    for contender, name in ((first, "sync"), (noop, "sync-noop")):
+        print(f"running {contender.label} ...", flush=True)
+        run = children.run(argv, name, args.timeout)
+        contender.measured(run)
+        if not run.ok:
+            return first, noop
+        summary = json.loads(run.stdout)
+        contender.rows = int(summary["rows"].get("audit_logs", 0))
+        contender.detail = {
+            "requests": summary["requests"],
+            "retries": summary["retries"],
+            "events_read": summary["events_read"],
+            "windows": summary["windows"],
+            "chunks": summary["chunks"],
+            "reported_seconds": summary["seconds"],
+            "rows_by_table": summary["rows"],
+        }
+    table_rows, distinct = _count_rows(db, TFY_AUDIT_DATASET)
+    first.detail.update(table_rows_after_rerun=table_rows, distinct_ids_after_rerun=distinct)
+    return first, noop
+
+
+def run_peer(children: Children, url: str, root: Path, args: argparse.Namespace) -> Contender:
+    peer = Contender("b", "(b) dlt rest_api source")
+    if args.skip_peer:
+        peer.skipped = True
+        return peer
+    # Not named like its dataset: duckdb would find `rest_api_peer` ambiguous.
+    db = root / "peer.duckdb"
+    argv = peer_argv(url, db)
+    print(f"running {peer.label} ...", flush=True)
+    run = children.run(argv, "peer", args.timeout)
+    peer.measured(run)
+    if run.ok:
+        reported = _last_json_line(run.stdout)
+        peer.rows, distinct = _count_rows(db, PEER_DATASET)
+        peer.detail = {"reported_seconds": reported["seconds"], "distinct_ids": distinct}
+    return peer
+
+
+def run_floor(children: Children, url: str, args: argparse.Namespace) -> Contender:
+    floor = Contender("c", "(c) raw floor (download only)")
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.raw_floor",
+        "--host",
+        url,
+        "--concurrency",
+        str(args.concurrency),
+    ]
+    print(f"running {floor.label} ...", flush=True)
+    run = children.run(argv, "floor", args.timeout)
+    floor.measured(run)
+    if run.ok:
+        reported = _last_json_line(run.stdout)
+        floor.rows = int(reported["total"])
+        floor.detail = {
+            "requests": reported["requests"],
+            "bytes": reported["bytes"],
+            "reported_seconds": reported["seconds"],
+        }
+    return floor
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    ram_gib: float | None = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
+                break
+
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "ram_gib": ram_gib,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "dlt": version("dlt"),
+        "duckdb": version("duckdb"),
+        "httpx": version("httpx"),
+        "tfy_audit": version("tfy-audit"),
+        # Other work on the machine skews every figure; the load average shows how much there was.
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+        "cpu_busy_at_start": cpu_busy_fraction(),
+    }
+
+
+def cpu_busy_fraction(sample_seconds: float = 1.0) -> float | None:
+    """Share of all CPUs busy over a short sample, from /proc/stat; None where unavailable."""
+
+    def totals() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = totals()
+        time.sleep(sample_seconds)
+        total1, idle1 = totals()
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total1 - total0
+    return round(1 - (idle1 - idle0) / elapsed, 3) if elapsed > 0 else None
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+_HEADERS = ("contender", "seconds", "rows", "rows/s", "peak RSS MiB", "CPU s")
+
+
+def _cells(c: Contender) -> tuple[str, ...]:
+    if c.skipped:
+        return (c.label, "skipped", "", "", "", "")
+    if not c.ok:
+        return (c.label, "FAILED", "", "", "", "")
+    rate = c.rows_per_s
+    return (
+        c.label,
+        f"{c.seconds:.2f}" if c.seconds is not None else "",
+        f"{c.rows:,}" if c.rows is not None else "",
+        # A no-op rerun's rate says nothing; its request count does.
+        f"{rate:,.0f}" if rate is not None and c.key != "a2" else "-",
+        f"{c.peak_rss_mib:.0f}" if c.peak_rss_mib is not None else "",
+        f"{c.cpu_seconds:.1f}" if c.cpu_seconds is not None else "",
+    )
+
+
+def _fmt(value: float | None, suffix: str = "x") -> str:
+    return "n/a" if value is None else f"{value:.2f}{suffix}"
+
+
+def render_text(result: dict[str, Any], contenders: list[Contender], targets: list[Target]) -> str:
+    rows = [_HEADERS, *(_cells(c) for c in contenders)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADERS))]
+    lines = []
+    for n, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, len(r))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    cfg = result["config"]
+    lines[:0] = [
+        f"tfy-audit benchmark: {cfg['events']:,} events over {cfg['days']:g} days, "
+        f"{cfg['latency_ms']:g} ms latency per request, concurrency {cfg['concurrency']}",
+        "",
+    ]
+    lines.append("")
+    lines.extend(_target_lines(targets))
+    lines.extend(f"check: {w}" for w in result["warnings"])
+    lines.append("")
+    lines.append(_machine_line(result))
+    sim = result["simulator"]
+    lines.append(
+        f"simulator: ready in {sim['ready_seconds']:.1f}s, peak RSS "
+        + (f"{sim['peak_rss_mib']:.0f} MiB" if sim["peak_rss_mib"] is not None else "n/a")
+    )
+    return "\n".join(lines)
+
+
+def _target_lines(targets: list[Target]) -> list[str]:
+    labels = {
+        "throughput_a_over_b": ("throughput a/b", "x", ">="),
+        "time_a_over_c": ("time a/c", "x", "<="),
+        "noop_requests": ("no-op rerun requests", "", "<="),
+    }
+    lines = []
+    for t in targets:
+        label, suffix, op = labels[t.name]
+        value = (
+            _fmt(t.value, suffix) if suffix else ("n/a" if t.value is None else f"{t.value:.0f}")
+        )
+        limit = f"{t.limit:g}{suffix}"
+        lines.append(f"{t.verdict:<4}  {label}: {value} (target {op} {limit})")
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _machine_line(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    return (
+        f"machine: {m['nproc']} CPU(s), {m['cpu_model']}, {m['ram_gib']} GiB RAM; "
+        f"Python {m['python']}, dlt {m['dlt']}, duckdb {m['duckdb']}, httpx {m['httpx']}; "
+        f"CPUs {_pct(m['cpu_busy_at_start'])} busy at start"
+    )
+
+
+def render_markdown(
+    result: dict[str, Any], contenders: list[Contender], targets: list[Target]
+) -> str:
+    cfg = result["config"]
+    lines = [
+        f"# tfy-audit benchmark ({cfg['events']:,} events)",
+        "",
+        f"{cfg['events']:,} events over {cfg['days']:g} days, {cfg['latency_ms']:g} ms latency "
+        f"per request, concurrency {cfg['concurrency']}; run {result['generated_at']}.",
+        "",
+        "| " + " | ".join(_HEADERS) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(_HEADERS) - 1)) + "|",
+    ]
+    lines.extend("| " + " | ".join(_cells(c)) + " |" for c in contenders)
+    lines.append("")
+    lines.extend(f"- {line}" for line in _target_lines(targets))
+    lines.extend(f"- check: {w}" for w in result["warnings"])
+    lines.append("")
+    lines.append(_machine_line(result))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def evaluate(
+    contenders: dict[str, Contender], events: int
+) -> tuple[list[Target], list[str], dict[str, float | None]]:
+    a, a2, b, c = contenders["a"], contenders["a2"], contenders["b"], contenders["c"]
+    usable = {k: bool(v.ok and not v.skipped and v.seconds) for k, v in contenders.items()}
+    rate_a, rate_b = a.rows_per_s, b.rows_per_s
+    throughput = rate_a / rate_b if usable["a"] and usable["b"] and rate_a and rate_b else None
+    time_ratio = (
+        a.seconds / c.seconds if usable["a"] and usable["c"] and a.seconds and c.seconds else None
+    )
+    noop_requests = a2.detail.get("requests") if usable["a2"] else None
+    targets = [
+        Target("throughput_a_over_b", throughput, TARGET_THROUGHPUT_VS_PEER, ">="),
+        Target("time_a_over_c", time_ratio, TARGET_TIME_VS_FLOOR, "<="),
+        Target("noop_requests", noop_requests, TARGET_NOOP_REQUESTS, "<="),
+    ]
+    warnings = []
+    for contender in (a, b, c):
+        if contender.ok and not contender.skipped and contender.rows != events:
+            warnings.append(f"{contender.label} has {contender.rows} rows, expected {events:,}")
+    if usable["a"]:
+        distinct = a.detail.get("distinct_ids_after_rerun")
+        total = a.detail.get("table_rows_after_rerun")
+        if distinct != events or total != events:
+            warnings.append(
+                f"tfy-audit's audit_logs holds {total} rows / {distinct} distinct ids after the "
+                f"rerun, expected {events:,}"
+            )
+    if usable["b"] and b.detail.get("distinct_ids") != b.rows:
+        warnings.append(f"the peer's audit_logs has duplicate ids ({b.detail.get('distinct_ids')})")
+    for contender in contenders.values():
+        if not contender.ok:
+            warnings.append(f"{contender.label} FAILED")
+    ratios = {"throughput_a_over_b": throughput, "time_a_over_c": time_ratio}
+    return targets, warnings, ratios
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def _tfy_audit_command() -> list[str]:
+    script = Path(sys.executable).parent / "tfy-audit"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
+
+
+def _child_env(pycache: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TFY_API_KEY"] = API_KEY
+    env.pop("TFY_HOST", None)
+    # The same for every contender: no telemetry calls (the machine may have no internet).
+    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    # Bytecode is cached, as on any machine after a first run, but in the temp dir: an
+    # environment with PYTHONDONTWRITEBYTECODE would otherwise recompile every module in every
+    # child (about 800 of them, 1.5-2 s per process on 2 cores).
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    tfy_audit = _tfy_audit_command()
+    machine = machine_info()  # before we load the machine ourselves
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfy-bench-")))
+        pycache = None if args.no_warm_up else root / "pycache"
+        children = Children(root, _child_env(pycache))
+        stack.callback(children.close)
+        print(
+            f"starting the simulator ({args.events:,} events, {args.latency_ms:g} ms) ...",
+            flush=True,
+        )
+        sim_proc, sim = start_simulator(children, tfy_audit, args)
+        print(f"simulator ready at {sim.url} after {sim.ready_seconds:.1f}s", flush=True)
+        warm_up_seconds = None
+        if not args.no_warm_up:
+            print("warming up (untimed: the last day, once per contender) ...", flush=True)
+            warm_up_seconds = warm_up(children, tfy_audit, sim.url, root, args)
+
+        a, a2 = run_tfy_audit(children, tfy_audit, sim.url, root, args)
+        b = run_peer(children, sim.url, root, args)
+        c = run_floor(children, sim.url, args)
+        sim_rss = peak_rss_of_live_process(sim.pid)
+        children.stop(sim_proc)
+
+    contenders = {"a": a, "a2": a2, "b": b, "c": c}
+    targets, warnings, ratios = evaluate(contenders, args.events)
+    busy = machine["cpu_busy_at_start"]
+    if busy is not None and busy > 0.25:
+        warnings.append(
+            f"other work kept {busy:.0%} of the CPUs busy just before the run; "
+            "the figures are skewed"
+        )
+    result: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {
+            "events": args.events,
+            "days": args.days,
+            "latency_ms": args.latency_ms,
+            "concurrency": args.concurrency,
+            "seed": args.seed,
+            "skip_peer": args.skip_peer,
+            "warm_up": not args.no_warm_up,
+            "warm_up_seconds": round(warm_up_seconds, 2) if warm_up_seconds else None,
+        },
+        "simulator": {
+            "ready_seconds": round(sim.ready_seconds, 2),
+            "peak_rss_mib": round(sim_rss / 1024, 1) if sim_rss is not None else None,
+        },
+        "contenders": [x.as_dict() for x in contenders.values()],
+        "ratios": {k: round(v, 3) if v is not None else None for k, v in ratios.items()},
+        "noop_requests": a2.detail.get("requests"),
+        "targets": [t.as_dict() for t in targets],
+        "warnings": warnings,
+        "machine": machine,
+    }
+    ordered = list(contenders.values())
+    print()
+    print(render_text(result, ordered, targets))
+    for contender in ordered:
+        if contender.error:
+            print(f"\n{contender.label} failed: {contender.error}", file=sys.stderr)
+
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(render_markdown(result, ordered, targets))
+    print(f"\nwrote {out} and {md}")
+    return 0 if all(x.ok for x in ordered) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Benchmark tfy-audit against dlt's rest_api source and the download floor.",
+    )
+    parser.add_argument("--events", type=int, default=100_000, help="1..1,000,000")
+    parser.add_argument("--days", type=float, default=90.0)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-peer", action="store_true", help="skip the rest_api source")
+    parser.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="measure cold starts: no untimed warm-up, the environment's bytecode settings",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file; .md beside it")
+    parser.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds each contender may take"
+    )
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=None,
+        help="seconds the simulator may take to generate its events (default scales with N)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.events <= 1_000_000:
+        parser.error("--events must be 1..1,000,000")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if args.ready_timeout is None:
+        # Generating 1,000,000 events takes about 90 s on 2 cores; leave room for slower machines.
+        args.ready_timeout = 60.0 + args.events * 0.0005
+    try:
+        with _sigterm_as_interrupt():
+            return run_bench(args)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; the simulator and temp dirs were cleaned up", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

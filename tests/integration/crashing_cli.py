@@ -1,0 +1,66 @@
+"""`tfy-audit` that kills itself with SIGKILL at a chosen point: `TFY_CRASH_AT=phase:n`.
+
+Phases: `fetch` (the n-th list request), `extract` (right after chunk n's state changed, before
+its package is committed), `normalize` (after chunk n's files were spooled), `load` (after the
+first load jobs of chunk n ran), `complete` (all jobs of chunk n done, package not marked).
+Used by the crash tests; the product code has no such hook.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def _kill_on_nth(owner: Any, name: str, n: int, *, after: bool) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+    calls = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n and not after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(*args, **kwargs)
+        if calls == n and after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(owner, name, wrapper)
+
+
+def install(spec: str) -> None:
+    phase, _, count = spec.partition(":")
+    n = int(count or 1)
+    if phase == "fetch":
+        from pipelines.truefoundry_audit.client import AuditLogClient
+
+        _kill_on_nth(AuditLogClient, "list_page", n, after=False)
+    elif phase == "extract":
+        import pipelines.truefoundry_audit.extract as extract
+
+        _kill_on_nth(extract, "advance", n, after=True)
+    elif phase == "normalize":
+        from dlt.normalize.normalize import Normalize
+
+        _kill_on_nth(Normalize, "spool_files", n, after=True)
+    elif phase == "load":
+        from dlt.load.load import Load
+
+        _kill_on_nth(Load, "complete_jobs", n, after=True)
+    elif phase == "complete":
+        from dlt.load.load import Load
+
+        _kill_on_nth(Load, "complete_package", n, after=False)
+    else:
+        raise SystemExit(f"unknown crash phase {phase!r}")
+
+
+if __name__ == "__main__":
+    install(os.environ["TFY_CRASH_AT"])
+    from pipelines.cli import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,240 @@
+"""Nothing lost, nothing doubled: the hard cases, each asserting the exact set of ids."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from pipelines.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
+from tests.conftest import (
+    API_KEY,
+    DATASET,
+    NOW,
+    REPO,
+    Workspace,
+    assert_warehouse_matches,
+    events_between,
+    make_simulator,
+    run_cli,
+    run_cli_process,
+    ts,
+)
+
+
+def test_thousands_of_events_in_one_millisecond_on_a_window_edge(workspace: Workspace) -> None:
+    sim = make_simulator(1_000)
+    edge = NOW - timedelta(hours=6)
+    sim.add_events(dense_burst(edge, 3_000, seed=4))
+    with SimulatorServer(sim) as srv:
+        # the burst lies exactly on the end of the first run and the start of the next
+        assert run_cli(*workspace.sync_args(srv.url, "--end", format_ts(edge))) == 0
+        assert_warehouse_matches(
+            workspace, [e for e in sim.events() if ts(e["createdAt"]) < edge], exact_ids=False
+        )
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        # and exactly on the start of an explicit range, with windows split around it
+        assert (
+            run_cli(
+                *workspace.sync_args(srv.url, "--start", format_ts(edge), "--max-offset", "5000")
+            )
+            == 0
+        )
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_a_window_denser_than_max_offset_is_split_until_it_fits(workspace: Workspace) -> None:
+    sim = make_simulator(2_000, max_offset=1_000)
+    minute = NOW - timedelta(days=2)
+    burst = [
+        make_event(_rng(i), minute + timedelta(milliseconds=(i * 7) % 60_000)) for i in range(6_000)
+    ]
+    sim.add_events(burst)
+    with SimulatorServer(sim) as srv:
+        args = ("--max-offset", "1000", "--page-size", "250")
+        assert run_cli(*workspace.sync_args(srv.url, *args)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    # the service never had to page past its limit
+    assert sim.stats.by_status.get(400, 0) == 0
+
+
+def test_a_service_limit_lower_than_configured_is_learnt(workspace: Workspace) -> None:
+    sim = make_simulator(3_000, max_offset=600, order="shuffled")
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--page-size", "200")) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+@pytest.mark.parametrize("order", ["asc", "desc", "shuffled"])
+def test_events_inserted_while_paging(order: str, workspace: Workspace) -> None:
+    sim = make_simulator(3_000, order=order)
+    inserted: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def insert_into_requested_window(s: Simulator, params: dict[str, str]) -> None:
+        # while a window is being paged, new events appear inside it (late arrivals) and after
+        # the run's end (new activity); both shift offset-paged results
+        if params.get("metric") != "list" or params.get("offset", "0") == "0":
+            return
+        with lock:
+            if len(inserted) >= 60:
+                return
+            lo, hi = ts(params["start"]), ts(params["end"])
+            mid = lo + (hi - lo) / 2
+            new = [make_event(_rng(len(inserted) + k), mid) for k in range(3)]
+            new.append(make_event(_rng(10_000 + len(inserted)), NOW - timedelta(minutes=30)))
+            inserted.extend(new)
+        s.add_events(new)
+
+    sim.on_request = insert_into_requested_window
+    with SimulatorServer(sim) as srv:
+        run_end = NOW - timedelta(hours=1)
+        args = ("--page-size", "100", "--max-offset", "800", "--end", format_ts(run_end))
+        assert run_cli(*workspace.sync_args(srv.url, *args)) == 0
+        assert len(inserted) >= 20
+        assert_warehouse_matches(
+            workspace, events_between(sim, NOW - timedelta(days=3650), run_end)
+        )
+        sim.on_request = None
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_late_events_within_the_lookback_are_caught(workspace: Workspace) -> None:
+    sim = make_simulator(1_000)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        (mark,) = workspace.query(f"select max(window_end) from {DATASET}.sync_windows")[0]
+        late = [make_event(_rng(i), mark - timedelta(minutes=5, seconds=i)) for i in range(25)]
+        sim.add_events(late)
+        assert run_cli(*workspace.sync_args(srv.url, "--lookback", "10m")) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        ["429"] * 6,
+        ["503", "503", "500"],
+        ["reset", "reset", "reset"],
+        ["truncate", "nonjson", "html200"],
+        ["slow", "slow"],
+    ],
+    ids=["429-storm", "5xx-html", "resets", "garbled", "slow"],
+)
+def test_transient_failures_are_retried(faults: list[str], workspace: Workspace) -> None:
+    sim = make_simulator(1_200, retry_after="0", slow_seconds=3)
+    sim.inject(*faults)
+    with SimulatorServer(sim) as srv:
+        code = run_cli(*workspace.sync_args(srv.url, "--timeout", "1", "--page-size", "300"))
+    assert code == 0
+    assert sim.stats.faults_injected == len(faults)
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_a_persistent_failure_is_one_clear_line_and_leaves_data_alone(
+    workspace: Workspace,
+) -> None:
+    sim = make_simulator(800)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        before = workspace.ids()
+        sim.add_events([make_event(_rng(1), NOW + timedelta(seconds=1))])
+        sim.config.rate_503 = 1.0
+        proc = run_cli_process(*workspace.sync_args(srv.url, "--retries", "3"))
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("tfy-audit: error: GET /api/svc/v1/audit-logs?metric=")
+    assert "HTTP 503" in last and "gave up after" in last
+    assert "Traceback" not in proc.stderr
+    assert workspace.ids() == before
+
+
+CRASH_POINTS = ["fetch:3", "extract:1", "normalize:2", "load:1", "complete:2"]
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+def test_kill_9_then_one_sync_is_exact(crash_at: str, workspace: Workspace) -> None:
+    sim = make_simulator(6_000, days=30, latency_ms=1)
+    args = workspace.sync_args("", "--chunk-events", "1500", "--max-offset", "1000")
+    with SimulatorServer(sim) as srv:
+        args[2] = srv.url
+        crashed = subprocess.run(
+            [sys.executable, "-m", "tests.integration.crashing_cli", *args],
+            cwd=REPO,
+            env={**os.environ, "TFY_API_KEY": API_KEY, "TFY_CRASH_AT": crash_at},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert crashed.returncode == -9, crashed.stderr
+        assert run_cli(*args) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_kill_9_at_random_moments_then_one_sync(workspace: Workspace) -> None:
+    sim = make_simulator(8_000, days=30, latency_ms=3)
+    args = workspace.sync_args("", "--chunk-events", "1500", "--max-offset", "1000")
+    with SimulatorServer(sim) as srv:
+        args[2] = srv.url
+        for delay in (0.6, 1.1, 1.7, 2.3):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli", *args],
+                cwd=REPO,
+                env={**os.environ, "TFY_API_KEY": API_KEY},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                proc.wait(timeout=delay)  # the kill lands wherever the sync is by then
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+        assert run_cli(*args) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_a_second_sync_of_the_same_pipeline_refuses_at_once(workspace: Workspace) -> None:
+    sim = make_simulator(3_000)
+    started, release = threading.Event(), threading.Event()
+
+    def hold_first_sync(s: Simulator, params: dict[str, str]) -> None:
+        # the first sync stays mid-run until the second one has been turned away
+        started.set()
+        release.wait(timeout=120)
+
+    sim.on_request = hold_first_sync
+    with SimulatorServer(sim) as srv:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", *workspace.sync_args(srv.url)],
+            cwd=REPO,
+            env={**os.environ, "TFY_API_KEY": API_KEY},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert started.wait(timeout=60), "the first sync never reached the service"
+            t0 = time.monotonic()
+            second = run_cli_process(*workspace.sync_args(srv.url))
+            refused_in = time.monotonic() - t0
+        finally:
+            release.set()
+        _out, err = first.communicate(timeout=120)
+    assert second.returncode == 1, second.stderr
+    assert "already running" in second.stderr and "--wait" in second.stderr
+    assert refused_in < 30
+    assert first.returncode == 0, err
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def _rng(i: int) -> Any:
+    import random
+
+    return random.Random(f"reliability-{i}")

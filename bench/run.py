@@ -75,6 +75,9 @@ class ChildRun:
     stdout: str
     stderr: str
     timed_out: bool = False
+    # CPU the simulator spent meanwhile, and CPU spent by anything else on the machine.
+    simulator_cpu_seconds: float | None = None
+    other_cpu_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,7 @@ class Children:
         self._env = env
         self._live: dict[int, subprocess.Popen[bytes]] = {}
         self._seq = 0
+        self.simulator_pid: int | None = None
 
     def start(self, argv: Sequence[str], name: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
         self._seq += 1
@@ -115,6 +119,8 @@ class Children:
 
     def run(self, argv: Sequence[str], name: str, timeout: float) -> ChildRun:
         """Run to completion; measure wall time, peak RSS and CPU time of this child alone."""
+        busy_before = system_busy_seconds()
+        sim_before = process_cpu_seconds(self.simulator_pid)
         started = time.perf_counter()
         proc, out, err = self.start(argv, name)
         timed_out = threading.Event()
@@ -131,8 +137,15 @@ class Children:
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
+        busy_after = system_busy_seconds()
+        sim_after = process_cpu_seconds(self.simulator_pid)
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         del self._live[proc.pid]
+        cpu_seconds = usage.ru_utime + usage.ru_stime
+        sim_cpu = sim_after - sim_before if sim_after is not None and sim_before else None
+        other_cpu = None
+        if busy_before is not None and busy_after is not None:
+            other_cpu = max(0.0, busy_after - busy_before - cpu_seconds - (sim_cpu or 0.0))
         return ChildRun(
             argv=list(argv),
             returncode=proc.returncode,
@@ -142,6 +155,8 @@ class Children:
             stdout=out.read_text(errors="replace"),
             stderr=err.read_text(errors="replace"),
             timed_out=timed_out.is_set(),
+            simulator_cpu_seconds=sim_cpu,
+            other_cpu_seconds=other_cpu,
         )
 
     def stop(self, proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
@@ -162,6 +177,30 @@ class Children:
     def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def system_busy_seconds() -> float | None:
+    """CPU seconds all CPUs have been busy since boot, from /proc/stat; None where unavailable."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / _CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a running process, from /proc; None where unavailable."""
+    if pid is None:
+        return None
+    try:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(after_name[11]) + int(after_name[12])) / _CLOCK_TICKS  # utime, stime
 
 
 # --- the simulator ---------------------------------------------------------------------------
@@ -204,6 +243,7 @@ def start_simulator(
     if total != args.events:
         raise BenchError(f"the simulator serves {total} events, not {args.events}")
     ready = time.perf_counter() - started
+    children.simulator_pid = proc.pid
     return proc, SimulatorInfo(url=url, pid=proc.pid, ready_seconds=ready, total=total)
 
 
@@ -256,6 +296,8 @@ class Contender:
     rows: int | None = None
     peak_rss_mib: float | None = None
     cpu_seconds: float | None = None
+    simulator_cpu_seconds: float | None = None
+    other_cpu_seconds: float | None = None
     ok: bool = True
     skipped: bool = False
     error: str | None = None
@@ -271,6 +313,10 @@ class Contender:
         self.seconds = round(run.seconds, 3)
         self.peak_rss_mib = round(run.max_rss_kib / 1024, 1)
         self.cpu_seconds = round(run.cpu_seconds, 2)
+        if run.simulator_cpu_seconds is not None:
+            self.simulator_cpu_seconds = round(run.simulator_cpu_seconds, 2)
+        if run.other_cpu_seconds is not None:
+            self.other_cpu_seconds = round(run.other_cpu_seconds, 2)
         self.ok = run.ok
         if not run.ok:
             self.error = run.failure()
@@ -511,23 +557,41 @@ def cpu_busy_fraction(sample_seconds: float = 1.0) -> float | None:
 
 # --- reporting -------------------------------------------------------------------------------
 
-_HEADERS = ("contender", "seconds", "rows", "rows/s", "peak RSS MiB", "CPU s")
+# CPU s: the contender's own; sim CPU s: the simulator's meanwhile; other CPU s: the rest of
+# the machine meanwhile (noise: anything well above zero means the figures are skewed).
+_HEADERS = (
+    "contender",
+    "seconds",
+    "rows",
+    "rows/s",
+    "peak RSS MiB",
+    "CPU s",
+    "sim CPU s",
+    "other CPU s",
+)
+
+
+def _opt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
 def _cells(c: Contender) -> tuple[str, ...]:
+    blank = ("",) * (len(_HEADERS) - 2)
     if c.skipped:
-        return (c.label, "skipped", "", "", "", "")
+        return (c.label, "skipped", *blank)
     if not c.ok:
-        return (c.label, "FAILED", "", "", "", "")
+        return (c.label, "FAILED", *blank)
     rate = c.rows_per_s
     return (
         c.label,
-        f"{c.seconds:.2f}" if c.seconds is not None else "",
-        f"{c.rows:,}" if c.rows is not None else "",
+        _opt(c.seconds, ".2f"),
+        _opt(c.rows, ","),
         # A no-op rerun's rate says nothing; its request count does.
-        f"{rate:,.0f}" if rate is not None and c.key != "a2" else "-",
-        f"{c.peak_rss_mib:.0f}" if c.peak_rss_mib is not None else "",
-        f"{c.cpu_seconds:.1f}" if c.cpu_seconds is not None else "",
+        _opt(rate, ",.0f") if c.key != "a2" else "-",
+        _opt(c.peak_rss_mib, ".0f"),
+        _opt(c.cpu_seconds, ".1f"),
+        _opt(c.simulator_cpu_seconds, ".1f"),
+        _opt(c.other_cpu_seconds, ".1f"),
     )
 
 
@@ -656,6 +720,22 @@ def evaluate(
 # --- main ------------------------------------------------------------------------------------
 
 
+IDLE_BELOW = 0.2  # share of all CPUs busy
+
+
+def wait_for_idle_cpus(limit_seconds: float) -> None:
+    """Wait (bounded) until other work leaves the CPUs mostly idle for a few seconds."""
+    deadline = time.perf_counter() + limit_seconds
+    print(f"waiting up to {limit_seconds:g}s for idle CPUs ...", flush=True)
+    while True:
+        busy = cpu_busy_fraction(3.0)
+        if busy is None or busy < IDLE_BELOW:
+            return
+        if time.perf_counter() > deadline:
+            print(f"the CPUs are still {busy:.0%} busy; running anyway", flush=True)
+            return
+
+
 def _tfy_audit_command() -> list[str]:
     script = Path(sys.executable).parent / "tfy-audit"
     return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
@@ -692,6 +772,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run_bench(args: argparse.Namespace) -> int:
     tfy_audit = _tfy_audit_command()
+    if args.wait_idle > 0:
+        wait_for_idle_cpus(args.wait_idle)
     machine = machine_info()  # before we load the machine ourselves
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfy-bench-")))
@@ -777,6 +859,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-warm-up",
         action="store_true",
         help="measure cold starts: no untimed warm-up, the environment's bytecode settings",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other work to leave the CPUs idle",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file; .md beside it")
     parser.add_argument(

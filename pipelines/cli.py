@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from .truefoundry_audit.client import AuditLogFilters, RetryPolicy
@@ -52,7 +53,11 @@ def _destination_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
     g.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
-    g.add_argument("--pipelines-dir", default=None, help="dlt's working dir (default ~/.dlt)")
+    g.add_argument(
+        "--pipelines-dir",
+        default=None,
+        help="dlt's working dir (default: .<db>.pipelines beside a DuckDB file, else ~/.dlt)",
+    )
 
 
 def _source_args(p: argparse.ArgumentParser, *, with_window: bool = True) -> None:
@@ -74,7 +79,11 @@ def _source_args(p: argparse.ArgumentParser, *, with_window: bool = True) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tfy-audit", description=__doc__.split("\n")[0])
+    parser = _Parser(
+        prog="tfy-audit",
+        description="Load a TrueFoundry control plane's audit trail into a warehouse you own.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 incomplete data.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -100,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    views = sub.add_parser("views", help="(re)create the analysis views in the dataset")
+    _destination_args(views)
+
+    report = sub.add_parser("report", help="write a self-contained HTML dashboard")
+    _destination_args(report)
+    report.add_argument("--out", default="report.html", help="HTML file (default %(default)s)")
 
     sim = sub.add_parser("simulate", help="serve the built-in TrueFoundry simulator")
     sim.add_argument("--port", type=int, default=8765)
@@ -142,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sync(args)
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "views":
+            return cmd_views(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "simulate":
             return cmd_simulate(args)
         if args.command == "demo":
@@ -292,6 +312,43 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
         "repaired_days": [d.isoformat() for d in outcome.repaired_days],
         "after_repair": result(outcome.after_repair) if outcome.after_repair else None,
     }
+
+
+def _existing_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline of an earlier sync, its schema restored from the destination."""
+    from .truefoundry_audit.sync import DestinationOptions, make_pipeline
+
+    target = DestinationOptions(
+        destination=args.destination,
+        db=args.db,
+        dataset=args.dataset,
+        pipeline_name=args.pipeline_name,
+        pipelines_dir=args.pipelines_dir,
+    )
+    if target.destination == "duckdb" and not Path(target.db).exists():
+        raise UsageError(f"{target.db} does not exist; run `tfy-audit sync` first or pass --db")
+    pipeline = make_pipeline(target)
+    pipeline.sync_destination()
+    return pipeline
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    from .views import apply_views
+
+    created = apply_views(_existing_pipeline(args))
+    print(f"views: {', '.join(created) if created else 'none (destination keeps no views)'}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    summary = write_report(_existing_pipeline(args), Path(args.out))
+    print(
+        f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "
+        f"{summary.days} days, {summary.sensitive:,} sensitive actions"
+    )
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

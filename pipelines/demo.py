@@ -16,7 +16,7 @@ from .progress import ProgressReporter
 from .simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 from .truefoundry_audit.client import RetryPolicy
 from .truefoundry_audit.settings import DEFAULT_DATASET
-from .truefoundry_audit.sync import DestinationOptions, SyncOptions, run_sync
+from .truefoundry_audit.sync import DestinationOptions, SyncOptions, pipelines_dir, run_sync
 
 API_KEY = "tfy-demo-key"
 
@@ -34,24 +34,22 @@ QUESTIONS: list[tuple[str, str]] = [
     ),
     (
         "Latest sensitive actions",
-        """select strftime(created_at at time zone 'UTC', '%Y-%m-%d %H:%M') as at_utc, action,
-                  resource_name, coalesce(subject__subject_slug, subject__subject_id) as who
-           from {ds}.audit_logs
-           where action like 'DELETE_%' or resource_type in
-                 ('secret', 'secret-group', 'role-binding', 'role', 'policy', 'user')
-           order by created_at desc, id limit 5""",
+        """select strftime(created_at at time zone 'UTC', '%Y-%m-%d %H:%M') as at_utc, category,
+                  action, resource_name, coalesce(subject_slug, subject_id) as who
+           from {ds}.sensitive_actions order by created_at desc, id limit 5""",
     ),
 ]
 
 
 def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
     db_path = Path(db)
-    work = db_path.with_name(db_path.name + ".pipelines")
+    work = Path(pipelines_dir(DestinationOptions(db=str(db_path))))
     # A demo starts from scratch each time: a new simulated history, so an old file would mix.
     for leftover in (db_path, db_path.with_name(db_path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
 
+    print(f"Generating a simulated control plane: {events:,} audit events over {days:g} days ...")
     config = SimulatorConfig(
         api_key=API_KEY,
         latency_ms=5,
@@ -63,22 +61,43 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
     )
     sim = Simulator(config, generate_history(events, days=days, seed=seed))
     with SimulatorServer(sim) as server:
+        print(f"Simulator listening at {server.url} (latency, 429s, events arriving meanwhile)")
         options = SyncOptions(
-            target=DestinationOptions(db=str(db_path), pipelines_dir=str(work)),
+            target=DestinationOptions(db=str(db_path)),
             host=server.url,
             api_key=API_KEY,
             retry=RetryPolicy(backoff_initial=0.05),
         )
-        run_sync(options, ProgressReporter())
-        run_sync(options, ProgressReporter(bar=False))
+        print(f"Syncing into {db_path} ...")
+        summary = run_sync(options, ProgressReporter())
+        second = run_sync(options, ProgressReporter(bar=False))
 
+    from .cli import format_summary
+
+    print(format_summary(summary))
+    print(
+        f"A second, incremental sync read {second.events_read:,} event(s) "
+        f"with {second.requests} request(s) in {second.seconds:.1f}s."
+    )
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        for _title, sql in QUESTIONS:
+        for title, sql in QUESTIONS:
+            print(f"\n{title}:")
             result = con.execute(sql.format(ds=DEFAULT_DATASET))
-            [d[0] for d in result.description]
+            names = [d[0] for d in result.description]
+            print(_table(names, result.fetchall()))
     finally:
         con.close()
+    print(
+        f"""
+Try next:
+  .venv/bin/tfy-audit report --db {db_path} --out report.html    # an offline dashboard
+  .venv/bin/python -c "import duckdb; print(duckdb.connect('{db_path}', read_only=True)\\
+.sql('select * from {DEFAULT_DATASET}.deletions order by created_at desc limit 10'))"
+  .venv/bin/tfy-audit simulate --port 8765     # a simulator to sync by hand; then, elsewhere:
+  TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY=tfy-sim-key .venv/bin/tfy-audit sync
+"""
+    )
     return 0
 
 

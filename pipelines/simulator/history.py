@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Final
 
 from pipelines.simulator.catalog import (
@@ -302,14 +303,9 @@ class EventFactory:
         return action, rtype, parent_type
 
 
-_FACTORY: EventFactory | None = None
-
-
+@cache
 def factory() -> EventFactory:
-    global _FACTORY
-    if _FACTORY is None:
-        _FACTORY = EventFactory()
-    return _FACTORY
+    return EventFactory()
 
 
 def _epoch_ms(dt: datetime) -> int:

@@ -126,9 +126,11 @@ class EventStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshot = Snapshot(0, [], [])
-        self._id_keys: dict[str, int] = {}
+        self._ids: set[str] = set()
         self._cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # Windows scanned for predicates or shuffled; a cached window is not scanned again.
+        self.scans = 0
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class EventStore:
                 return []
             new_rows = sorted(by_id.values())
             with self._lock:
-                self._merge(new_rows, by_id.keys() & self._id_keys.keys())
+                self._merge(new_rows, self._ids.intersection(by_id))
         return [r.id for r in new_rows]
 
     def _merge(self, new_rows: list[StoredEvent], replaced: set[str]) -> None:
@@ -157,8 +159,7 @@ class EventStore:
             rows = base + new_rows
             rows.sort()
             keys = [r.key for r in rows]
-        for row in new_rows:
-            self._id_keys[row.id] = row.key
+        self._ids.update(r.id for r in new_rows)
         self._snapshot = Snapshot(old.version + 1, keys, rows)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -232,6 +233,7 @@ class EventStore:
         hit = self._cached(key)
         if hit is not None:
             return hit
+        self.scans += 1
         rows = snap.rows
         getters = [(attrgetter(FILTER_FIELDS[name]), value) for name, value in query.filters]
         needle = query.search.lower() if query.search is not None else None
@@ -272,6 +274,7 @@ class EventStore:
             return matching  # already cached as such
         if order == "desc":
             return self._remember(key, matching[::-1])
+        self.scans += 1
         rows = snap.rows
         salt_bytes = salt.encode()
 

@@ -41,6 +41,9 @@ USER_AGENT = "tfy-audit/0.1 (+dlt)"
 # 19+ digits may not fit in 64 bits; orjson would silently turn such integers into floats.
 _LONG_NUMBER = re.compile(rb"[0-9]{19,}")
 
+# An HTML page or foreign JSON with status 200 is more likely a wrong --host than a glitch.
+_SUSPECT_HOST_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class AuditLogFilters:
@@ -280,6 +283,7 @@ class AuditLogClient:
         metric = params.get("metric", "")
         attempt = 0
         connect_failures = 0
+        suspect_failures = 0
         while True:
             attempt += 1
             request = self._http.build_request("GET", AUDIT_LOGS_PATH, params=params)
@@ -299,12 +303,13 @@ class AuditLogClient:
                     return self._triage(response, params)
                 except TransientApiError as exc:
                     error = exc
+                    suspect_failures += exc.suspect_host
                     delay = self._backoff(attempt)
                     if response.status_code == 429:
                         after = _retry_after_seconds(response.headers.get("retry-after"))
                         if after is not None:
                             delay = min(after, self.retry.retry_after_max)
-            if attempt >= self.retry.max_attempts:
+            if attempt >= self.retry.max_attempts or suspect_failures >= _SUSPECT_HOST_ATTEMPTS:
                 raise RetriesExhaustedError(
                     f"{error} (gave up after {attempt} attempts)",
                     url=error.url,
@@ -382,6 +387,7 @@ class AuditLogClient:
                 raise TransientApiError(
                     f"{where}: answered with an HTML page, not JSON; is --host the URL of a "
                     "TrueFoundry control plane?",
+                    suspect_host=True,
                     **kw,
                 ) from exc
             raise TransientApiError(f"{where}: body is not valid JSON ({exc})", **kw) from exc
@@ -389,6 +395,7 @@ class AuditLogClient:
             raise TransientApiError(
                 f"{where}: the JSON is not an audit-logs response (no data/pagination.total); is "
                 "--host the URL of a TrueFoundry control plane?",
+                suspect_host=True,
                 **kw,
             )
         return body  # type: ignore[no-any-return]

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import os
 
+import dlt
+
 from .errors import ConfigurationError
 
 
+def _from_dlt(key: str, secret: bool = False) -> str | None:
+    """`sources.truefoundry_audit.<key>` from .dlt/*.toml or SOURCES__TRUEFOUNDRY_AUDIT__<KEY>."""
+    provider = dlt.secrets if secret else dlt.config
+    try:
+        value: object = provider.get(f"sources.truefoundry_audit.{key}")
+    except Exception:  # an unreadable config file is reported by dlt itself when it matters
+        return None
+    return str(value) if value else None
+
+
 def resolve_host(host: str | None) -> str:
-    value = host or os.environ.get("TFY_HOST")
+    value = host or _from_dlt("host") or os.environ.get("TFY_HOST")
     if not value:
         raise ConfigurationError(
             "no TrueFoundry host: set TFY_HOST (or pass --host, or sources.truefoundry_audit.host "
@@ -19,7 +31,7 @@ def resolve_host(host: str | None) -> str:
 
 
 def resolve_api_key(api_key: str | None) -> str:
-    value = api_key or os.environ.get("TFY_API_KEY")
+    value = api_key or _from_dlt("api_key", secret=True) or os.environ.get("TFY_API_KEY")
     if not value:
         raise ConfigurationError(
             "no TrueFoundry API key: set TFY_API_KEY (or sources.truefoundry_audit.api_key in "

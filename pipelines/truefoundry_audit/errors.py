@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TfyAuditError(Exception):
     """Base of every error tfy-audit raises on purpose; `str(err)` is one line for the user."""
@@ -61,7 +63,14 @@ class OffsetRefusedError(RequestRejectedError):
 
 
 class TransientApiError(ApiError):
-    """A failure worth retrying (429, 5xx, connection trouble, a cut or garbled body)."""
+    """A failure worth retrying (429, 5xx, connection trouble, a cut or garbled body).
+
+    `suspect_host` marks failures that are more likely a wrong host than a passing fault (an
+    HTML page or foreign JSON with status 200): the client retries those only a few times."""
+
+    def __init__(self, message: str, *, suspect_host: bool = False, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.suspect_host = suspect_host
 
 
 class RetriesExhaustedError(ApiError):

@@ -33,6 +33,7 @@ from .extract import ExtractObserver
 from .fetch import WindowReport, plan_run
 from .lock import pipeline_lock
 from .settings import (
+    AUDIT_LOGS_TABLE,
     DEFAULT_CHUNK_EVENTS,
     DEFAULT_CONCURRENCY,
     DEFAULT_DATASET,
@@ -44,7 +45,7 @@ from .settings import (
     MAX_PAGE_SIZE,
 )
 from .state import Chunk, RunRange, covered_until, resolve_range, stream_state
-from .warehouse import read_subjects
+from .warehouse import read_subjects, table_loaded
 from .windows import PlannedWindow, group_into_chunks
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class SyncSummary:
     recovered_packages: int = 0
     covered_until: datetime | None = None
     load_ids: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +115,7 @@ class SyncSummary:
             "recovered_packages": self.recovered_packages,
             "covered_until": self.covered_until.isoformat() if self.covered_until else None,
             "load_ids": self.load_ids,
+            "views": self.views,
         }
 
 
@@ -162,10 +165,21 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
     return destination
 
 
+def pipelines_dir(target: DestinationOptions) -> str:
+    """dlt's working dir: given, or beside the DuckDB file (so two database files never share
+    local state), or dlt's default for other destinations."""
+    if target.pipelines_dir:
+        return target.pipelines_dir
+    if target.destination == "duckdb":
+        db = Path(target.db).expanduser()
+        return str(db.with_name(f".{db.name}.pipelines"))
+    return get_dlt_pipelines_dir()
+
+
 def make_pipeline(target: DestinationOptions) -> Pipeline:
     return dlt.pipeline(
         pipeline_name=target.pipeline_name,
-        pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
+        pipelines_dir=pipelines_dir(target),
         destination=make_destination(target),
         dataset_name=target.dataset,
     )
@@ -245,8 +259,7 @@ def run_sync(
     host = resolve_host(options.host)
     api_key = resolve_api_key(options.api_key)
     target = options.target
-    pipelines_dir = target.pipelines_dir or get_dlt_pipelines_dir()
-    with pipeline_lock(pipelines_dir, target.pipeline_name, wait=options.wait_for_lock):
+    with pipeline_lock(pipelines_dir(target), target.pipeline_name, wait=options.wait_for_lock):
         pipeline = make_pipeline(target)
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
@@ -268,6 +281,7 @@ def run_sync(
         )
         try:
             _load_chunks(pipeline, client, options, run, summary, progress)
+            summary.views = _refresh_views(pipeline)
         finally:
             client.close()
             progress.close()
@@ -326,6 +340,19 @@ def _load_chunks(
                 if not table.startswith("_dlt"):
                     summary.rows[table] = summary.rows.get(table, 0) + n
         progress.on_chunk_loaded(index, len(chunks))
+
+
+def _refresh_views(pipeline: Pipeline) -> list[str]:
+    """The analysis views, after every sync; a failure here never undoes the load."""
+    from ..views import apply_views
+
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return []
+    try:
+        return apply_views(pipeline)
+    except Exception as exc:
+        logger.warning("the data is loaded, but the views could not be refreshed: %s", exc)
+        return []
 
 
 class _Counter(SyncProgress):

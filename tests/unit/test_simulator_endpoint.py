@@ -313,9 +313,23 @@ def test_start_after_end_is_empty_not_an_error(client: httpx.Client) -> None:
 
 
 def test_count_with_only_bounds_does_not_scan(sim: Simulator, client: httpx.Client) -> None:
-    # A filter-free count is two bisects: no cached index list appears for it.
+    # A filter-free count is two bisects, and so is a desc/asc page.
     count(client, start="2026-07-10T00:00:00Z", end="2026-07-20T00:00:00Z")
-    assert not sim.store._cache
+    get(client, metric="list", start="2026-07-10T00:00:00Z", offset=500)
+    assert sim.store.scans == 0
+
+
+@pytest.mark.parametrize("order", ["desc", "shuffled"])
+def test_paging_a_window_scans_it_once(sim: Simulator, client: httpx.Client, order: Order) -> None:
+    sim.config.order = order
+    window = {"start": "2026-07-05T00:00:00Z", "end": "2026-07-25T00:00:00Z"}
+    total = count(client, clusterId="aws-use1-prod", **window)
+    fetch_ids(client, page_size=50, clusterId="aws-use1-prod", **window)
+    assert total > 250  # several pages
+    assert sim.store.scans == (1 if order == "desc" else 2)  # match, then shuffle
+    sim.add_events(dense_burst(BURST_AT, 1, seed=77))  # a new store version rescans
+    count(client, clusterId="aws-use1-prod", **window)
+    assert sim.store.scans == (2 if order == "desc" else 3)
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -592,6 +606,22 @@ def test_adding_an_existing_id_replaces_the_event(sim: Simulator, client: httpx.
 
 
 # -- bookkeeping ---------------------------------------------------------------------------------
+
+
+def test_subject_slugs_are_trimmed(sim: Simulator, client: httpx.Client) -> None:
+    expected = ids_where(
+        sim, lambda e: e["subject"].get("subjectSlug") in {"alice@acme.com", "ci-deployer"}
+    )
+    assert set(fetch_ids(client, subjectSlug=" alice@acme.com , ci-deployer,")) == expected
+
+
+def test_a_reset_is_logged_with_status_0(sim: Simulator, client: httpx.Client) -> None:
+    sim.inject("reset")
+    with pytest.raises(httpx.TransportError):
+        get(client, metric="list")
+    assert sim.request_log[-1].status == 0
+    assert sim.stats.by_status == {0: 1}
+    assert sim.stats.rows_served == 0
 
 
 def test_stats_and_request_log(sim: Simulator, client: httpx.Client) -> None:

@@ -1,0 +1,122 @@
+"""Errors a user can act on: non-zero exit, one line naming cause and fix, no traceback, and
+the data already loaded left untouched."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from pipelines.simulator import Simulator, SimulatorServer
+from tests.conftest import Workspace, free_port, run_cli, run_cli_process
+
+
+@pytest.fixture
+def loaded(simulator: Simulator, server: SimulatorServer, workspace: Workspace) -> set[str]:
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    return workspace.ids()
+
+
+@pytest.fixture
+def html_site() -> Iterator[str]:
+    """A web server that is not a TrueFoundry control plane."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Welcome</body></html>"
+            status = 200 if self.path == "/" else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def one_line_error(proc: object, code: int, *needles: str) -> None:
+    stderr: str = proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == code, stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("tfy-audit: error:")]
+    assert len(errors) == 1, stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "needles"),
+    [
+        (["--start", "yesterday-ish"], 2, ["--start", "ISO 8601"]),
+        (["--start", "2026-11-02", "--end", "2026-11-01"], 2, ["--end", "not after --start"]),
+        (["--page-size", "1001"], 2, ["--page-size 1001", "1..1000"]),
+        (["--page-size", "0"], 2, ["--page-size 0"]),
+        (["--destination", "nosuchdb"], 2, ["unknown destination 'nosuchdb'", "postgres"]),
+        (["--lookback", "soon"], 2, ["--lookback", "duration"]),
+    ],
+    ids=[
+        "bad-start",
+        "end-before-start",
+        "page-size-1001",
+        "page-size-0",
+        "destination",
+        "lookback",
+    ],
+)
+def test_usage_errors(
+    extra: list[str],
+    code: int,
+    needles: list[str],
+    server: SimulatorServer,
+    workspace: Workspace,
+    loaded: set[str],
+) -> None:
+    proc = run_cli_process(*workspace.sync_args(server.url, *extra))
+    one_line_error(proc, code, *needles)
+    assert workspace.ids() == loaded
+
+
+def test_wrong_api_key(server: SimulatorServer, workspace: Workspace, loaded: set[str]) -> None:
+    proc = run_cli_process(*workspace.sync_args(server.url), env={"TFY_API_KEY": "wrong"})
+    one_line_error(proc, 1, "rejected the API key (HTTP 401)", "TFY_API_KEY")
+    assert workspace.ids() == loaded
+
+
+def test_missing_api_key(server: SimulatorServer, workspace: Workspace) -> None:
+    proc = run_cli_process(*workspace.sync_args(server.url), env={"TFY_API_KEY": ""})
+    one_line_error(proc, 2, "no TrueFoundry API key", "TFY_API_KEY")
+    assert not workspace.db.exists()
+
+
+def test_missing_host(workspace: Workspace) -> None:
+    args = workspace.sync_args("x")
+    del args[1:3]
+    proc = run_cli_process(*args, env={"TFY_HOST": ""})
+    one_line_error(proc, 2, "no TrueFoundry host", "TFY_HOST")
+
+
+def test_unreachable_host(workspace: Workspace, loaded: set[str]) -> None:
+    proc = run_cli_process(*workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
+    one_line_error(proc, 1, "cannot connect to http://127.0.0.1:", "--host")
+    assert workspace.ids() == loaded
+
+
+def test_not_a_control_plane(html_site: str, workspace: Workspace) -> None:
+    proc = run_cli_process(*workspace.sync_args(html_site))
+    one_line_error(proc, 1, "no audit-logs endpoint (HTTP 404", "TrueFoundry control plane")
+
+
+def test_debug_shows_the_traceback(workspace: Workspace) -> None:
+    proc = run_cli_process("--debug", *workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr

@@ -3,18 +3,18 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION ?= 0.13.9
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the one pip installs as a module (no PATH changes needed)
+UV := $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 N ?= 100000
 
 .PHONY: install demo test lint format bench clean
 
-$(UV):
-	$(PYTHON) -m pip install --quiet --user "uv==$(UV_VERSION)" || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
-
-$(BIN)/tfy-audit: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python 3.11
+$(BIN)/tfy-audit: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
+		|| $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --compile-bytecode --python 3.11
 	@touch $@
 
 install: $(BIN)/tfy-audit

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="1..1000")
     g.add_argument("--max-offset", type=int, default=DEFAULT_MAX_OFFSET)
     g.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK_EVENTS)
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode pages (default: cores, at most 4; 0: none)",
+    )
     g.add_argument("--wait", type=float, default=0.0, help="wait this long for a running sync")
     sync.add_argument("--json", action="store_true", help="print the summary as JSON")
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -187,10 +193,12 @@ def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
 
 
 def sync_options_from_args(args: argparse.Namespace) -> Any:
-    from .truefoundry_audit.sync import DestinationOptions, SyncOptions
+    from .truefoundry_audit.sync import DestinationOptions, SyncOptions, default_workers
 
     lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
+    workers = getattr(args, "workers", None)
     return SyncOptions(
+        workers=default_workers() if workers is None else workers,
         target=DestinationOptions(
             destination=args.destination,
             db=args.db,

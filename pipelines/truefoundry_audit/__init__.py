@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
+from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.extract.resource import DltResource
 
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
@@ -42,7 +44,7 @@ from .timeparse import parse_user_time
 __all__ = ["AuditLogClient", "AuditLogFilters", "truefoundry_audit"]
 
 
-def _timestamp() -> dict[str, Any]:
+def _timestamp() -> TColumnSchema:
     # a fresh dict each time: dlt writes the column name into the hint it is given
     return {"data_type": "timestamp", "timezone": True, "nullable": True}
 
@@ -64,6 +66,7 @@ def truefoundry_audit(
     known_subjects: Any = None,
     sync_id: str | None = None,
     observer: Any = None,
+    decoder: Any = None,
 ) -> DltResource:
     """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
 
@@ -75,8 +78,9 @@ def truefoundry_audit(
         filters: the endpoint's filters by snake_case name (`action`, `resource_type`, ...);
             each filter set keeps its own high-water mark.
         page_size, concurrency, max_offset, timeout: how the endpoint is read.
-        client, chunk, known_subjects, sync_id, observer: set by `tfy-audit sync`, which plans
-            the run and commits it chunk by chunk.
+        client, chunk, known_subjects, sync_id, observer, decoder: set by `tfy-audit sync`,
+            which plans the run, commits it chunk by chunk, and decodes pages in worker
+            processes.
     """
     flt = AuditLogFilters.from_mapping(filters or {})
     resource = dlt.resource(
@@ -96,14 +100,20 @@ def truefoundry_audit(
             known_subjects=known_subjects,
             sync_id=sync_id or uuid.uuid4().hex,
             observer=observer,
+            decoder=decoder,
         ),
         name=AUDIT_LOGS_TABLE,
     )
+    # A chunk of events never loaded before is appended; anything else is merged on the key.
+    appending = isinstance(chunk, Chunk) and chunk.append
+    disposition: TWriteDispositionConfig = (
+        "append" if appending else {"disposition": "merge", "strategy": "delete-insert"}
+    )
     resource.apply_hints(
         table_name=METADATA_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        primary_key=["audit_log_id", "path"],
-        # an event read again replaces all of its leaves, so no stale path survives
+        write_disposition=disposition,
+        # an event read again replaces all of its leaves, so no stale path survives; a chunk
+        # never holds an event twice, so (audit_log_id, path) needs no de-duplication
         merge_key="audit_log_id",
         columns={"audit_log_id": {"data_type": "text", "nullable": False}},
         create_table_variant=True,
@@ -122,7 +132,7 @@ def truefoundry_audit(
     )
     # Last: variants copy the resource's hints at the time they are made.
     resource.apply_hints(
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        write_disposition=disposition,
         primary_key="id",
         columns={
             "id": {"data_type": "text", "nullable": False},
@@ -152,6 +162,7 @@ def _audit_logs(
     known_subjects: dict[str, SubjectObservation] | None,
     sync_id: str,
     observer: ExtractObserver | None,
+    decoder: Executor | None,
 ) -> Iterator[Any]:
     own_client = client is None
     if client is None:
@@ -181,6 +192,7 @@ def _audit_logs(
             known_subjects=known_subjects,
             sync_id=sync_id,
             observer=observer,
+            decoder=decoder,
         )
     finally:
         if own_client:

@@ -7,16 +7,14 @@ the parsed body or raises an error from `errors.py`; retries happen only for `Tr
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,14 +30,14 @@ from .errors import (
     TransientApiError,
     UsageError,
 )
+from .pages import NotAuditLogsResponse, parse_list_body
 from .settings import AUDIT_LOGS_PATH, FILTER_PARAMS, MAX_PAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "tfy-audit/0.1 (+dlt)"
+T = TypeVar("T")
 
-# 19+ digits may not fit in 64 bits; orjson would silently turn such integers into floats.
-_LONG_NUMBER = re.compile(rb"[0-9]{19,}")
+USER_AGENT = "tfy-audit/0.1 (+dlt)"
 
 # An HTML page or foreign JSON with status 200 is more likely a wrong --host than a glitch.
 _SUSPECT_HOST_ATTEMPTS = 3
@@ -81,14 +79,6 @@ class AuditLogFilters:
         if not d:
             return "all"
         return "&".join(f"{k}={d[k]}" for k in sorted(d))
-
-
-@dataclass(frozen=True)
-class Page:
-    events: list[dict[str, Any]]
-    total: int
-    offset: int
-    limit: int
 
 
 @dataclass(frozen=True)
@@ -144,17 +134,6 @@ def format_query_time(dt: datetime) -> str:
     if dt.microsecond % 1000 == 0:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_json_body(body: bytes) -> Any:
-    """orjson for speed, the standard library where orjson would lose digits."""
-    if _LONG_NUMBER.search(body):
-        return json.loads(body)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # e.g. numbers beyond a double's range, which the standard parser still reads
-        return json.loads(body)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -244,8 +223,7 @@ class AuditLogClient:
 
     def count(self, filters: AuditLogFilters, start: datetime, end: datetime) -> int:
         params = {"metric": "count", **self._window_params(filters, start, end)}
-        body = self._get(params)
-        return int(body["pagination"]["total"])
+        return self._get(params, lambda body: parse_list_body(body)[1])
 
     def list_page(
         self,
@@ -255,7 +233,10 @@ class AuditLogClient:
         *,
         offset: int,
         limit: int,
-    ) -> Page:
+        decode: Callable[[bytes], T],
+    ) -> T:
+        """One page, its body handed to `decode` (which raises ValueError on a bad body, and
+        is then retried like any garbled response)."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise UsageError(f"page size {limit} is outside 1..{MAX_PAGE_SIZE}")
         params = {
@@ -264,10 +245,7 @@ class AuditLogClient:
             "limit": str(limit),
             "offset": str(offset),
         }
-        body = self._get(params)
-        return Page(
-            events=body["data"], total=int(body["pagination"]["total"]), offset=offset, limit=limit
-        )
+        return self._get(params, decode)
 
     @staticmethod
     def _window_params(filters: AuditLogFilters, start: datetime, end: datetime) -> dict[str, str]:
@@ -279,7 +257,7 @@ class AuditLogClient:
 
     # -- transport, retries, triage ---------------------------------------------------------
 
-    def _get(self, params: dict[str, str]) -> dict[str, Any]:
+    def _get(self, params: dict[str, str], decode: Callable[[bytes], T]) -> T:
         metric = params.get("metric", "")
         attempt = 0
         connect_failures = 0
@@ -300,7 +278,8 @@ class AuditLogClient:
             else:
                 self.stats.record(metric, response.status_code, attempt > 1)
                 try:
-                    return self._triage(response, params)
+                    self._triage(response, params)
+                    return self._decode(response, decode)
                 except TransientApiError as exc:
                     error = exc
                     suspect_failures += exc.suspect_host
@@ -342,8 +321,8 @@ class AuditLogClient:
             url=url,
         )
 
-    def _triage(self, response: httpx.Response, params: Mapping[str, str]) -> dict[str, Any]:
-        """The one place that decides what a response means."""
+    def _triage(self, response: httpx.Response, params: Mapping[str, str]) -> None:
+        """The one place that decides what a response's status means."""
         status = response.status_code
         url = str(response.request.url)
         rid = response.headers.get("x-request-id")
@@ -380,8 +359,21 @@ class AuditLogClient:
                 raise OffsetRefusedError(f"{where}: refused offset ({message})", **kw)
             raise RequestRejectedError(f"{where}: rejected with HTTP {status}: {message}", **kw)
 
+    def _decode(self, response: httpx.Response, decode: Callable[[bytes], T]) -> T:
+        """A 200 whose body cannot be decoded is retried: a cut connection or a glitch; an HTML
+        page or foreign JSON only a few times, as it is more likely the wrong host."""
+        url = str(response.request.url)
+        rid = response.headers.get("x-request-id")
+        where = f"GET {_short(url)}" + (f" (request id {rid})" if rid else "")
+        kw: dict[str, Any] = {"url": url, "status": response.status_code, "request_id": rid}
         try:
-            body = parse_json_body(response.content)
+            return decode(response.content)
+        except NotAuditLogsResponse as exc:
+            raise TransientApiError(
+                f"{where}: {exc}; is --host the URL of a TrueFoundry control plane?",
+                suspect_host=True,
+                **kw,
+            ) from exc
         except ValueError as exc:
             if _looks_like_html(response):
                 raise TransientApiError(
@@ -391,21 +383,6 @@ class AuditLogClient:
                     **kw,
                 ) from exc
             raise TransientApiError(f"{where}: body is not valid JSON ({exc})", **kw) from exc
-        if not _is_list_response(body):
-            raise TransientApiError(
-                f"{where}: the JSON is not an audit-logs response (no data/pagination.total); is "
-                "--host the URL of a TrueFoundry control plane?",
-                suspect_host=True,
-                **kw,
-            )
-        return body  # type: ignore[no-any-return]
-
-
-def _is_list_response(body: Any) -> bool:
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        return False
-    pagination = body.get("pagination")
-    return isinstance(pagination, dict) and isinstance(pagination.get("total"), int)
 
 
 def _short(url: str) -> str:

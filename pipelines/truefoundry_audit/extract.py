@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import dlt
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
-from .fetch import PageOfWindow, WindowFetcher, WindowReport
+from .fetch import WindowFetcher, WindowReport
 from .rows import (
     SubjectObservation,
     merge_subject_observations,
-    normalize_events,
     subjects_table,
 )
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
-from .state import Chunk, advance, stream_state
+from .state import Chunk, advance
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ class _ArrowHintNoise(logging.Filter):
 
 
 logging.getLogger("dlt").addFilter(_ArrowHintNoise())
-
-# Events are normalized in batches of this size: large enough for Arrow to pay off, small enough
-# that memory stays flat whatever the size of the range.
-BATCH_EVENTS = 5_000
 
 SYNC_WINDOWS_SCHEMA = pa.schema(
     [
@@ -91,25 +87,14 @@ def audit_log_tables(
     known_subjects: dict[str, SubjectObservation],
     sync_id: str,
     observer: ExtractObserver | None = None,
+    decoder: Executor | None = None,
 ) -> Iterator[Any]:
     observer = observer or NullObserver()
-    entry = stream_state(dlt.current.source_state(), filters)
+    source_state = dlt.current.source_state()
     load_id = _current_load_id()
     seen: set[str] = set()
-    batch: list[dict[str, Any]] = []
     reports: list[WindowReport] = []
     changed_subjects: dict[str, SubjectObservation] = {}
-
-    def flush() -> Iterator[Any]:
-        if not batch:
-            return
-        normalized = normalize_events(batch)
-        batch.clear()
-        for obs in merge_subject_observations(known_subjects, normalized.subjects):
-            changed_subjects[obs.subject_id] = obs
-        yield dlt.mark.with_table_name(normalized.audit_logs, AUDIT_LOGS_TABLE)
-        if normalized.metadata.num_rows:
-            yield dlt.mark.with_table_name(normalized.metadata, METADATA_TABLE)
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
         fetcher = WindowFetcher(
@@ -119,19 +104,24 @@ def audit_log_tables(
             page_size=page_size,
             max_offset=max_offset,
             max_in_flight=concurrency * 2,
+            decoder=decoder,
         )
         for item in fetcher.fetch(chunk.windows):
-            if isinstance(item, PageOfWindow):
-                fresh = [e for e in item.events if e.get("id") not in seen]
-                seen.update(e.get("id") for e in fresh)  # type: ignore[misc]
-                batch.extend(fresh)
-                observer.on_events(len(fresh))
-                if len(batch) >= BATCH_EVENTS:
-                    yield from flush()
-            else:
+            if isinstance(item, WindowReport):
                 reports.append(item)
                 observer.on_window(item)
-    yield from flush()
+                continue
+            batch = item.page.batch
+            assert batch is not None  # the fetcher passes on pages with rows only
+            audit_logs, metadata = _unseen(batch.audit_logs, batch.metadata, seen)
+            if audit_logs.num_rows == 0:
+                continue
+            for obs in merge_subject_observations(known_subjects, batch.subjects):
+                changed_subjects[obs.subject_id] = obs
+            observer.on_events(audit_logs.num_rows)
+            yield dlt.mark.with_table_name(audit_logs, AUDIT_LOGS_TABLE)
+            if metadata.num_rows:
+                yield dlt.mark.with_table_name(metadata, METADATA_TABLE)
 
     if changed_subjects:
         yield dlt.mark.with_table_name(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
@@ -140,7 +130,20 @@ def audit_log_tables(
             _sync_windows_table(reports, filters, sync_id, load_id), SYNC_WINDOWS_TABLE
         )
     # Last: the state travels in the same load package as the rows it vouches for.
-    advance(entry, chunk)
+    advance(source_state, filters, chunk)
+
+
+def _unseen(audit_logs: pa.Table, metadata: pa.Table, seen: set[str]) -> tuple[pa.Table, pa.Table]:
+    """Drop events this chunk already yielded (a window read again after results moved)."""
+    ids: list[str] = audit_logs.column("id").to_pylist()
+    if seen.isdisjoint(ids):
+        seen.update(ids)
+        return audit_logs, metadata
+    repeated = pa.array([i for i in ids if i in seen], pa.string())
+    seen.update(ids)
+    keep_rows = pc.invert(pc.is_in(audit_logs.column("id"), value_set=repeated))
+    keep_leaves = pc.invert(pc.is_in(metadata.column("audit_log_id"), value_set=repeated))
+    return audit_logs.filter(keep_rows), metadata.filter(keep_leaves)
 
 
 def _current_load_id() -> str | None:

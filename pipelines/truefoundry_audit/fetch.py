@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
-from .client import AuditLogClient, AuditLogFilters, Page
+from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError
+from .pages import DecodedPage, decode_page
 from .state import Chunk, RunRange
 from .windows import PlannedWindow, Window, plan_windows
 
@@ -74,7 +75,7 @@ class _WindowState:
 @dataclass
 class PageOfWindow:
     window: Window
-    events: list[dict[str, Any]]
+    page: DecodedPage
 
 
 Item = PageOfWindow | WindowReport
@@ -93,7 +94,11 @@ class WindowFetcher:
         page_size: int,
         max_offset: int,
         max_in_flight: int,
+        decoder: Executor | None = None,
     ) -> None:
+        """`decoder`: where pages are parsed and normalized (a process pool), else in the
+        fetching thread."""
+        self.decoder = decoder
         self.client = client
         self.filters = filters
         self.executor = executor
@@ -112,7 +117,7 @@ class WindowFetcher:
         for planned in windows:
             state = self._state(planned.window, planned.count)
             enqueue((state, o) for o in state.offsets_for(max(planned.count, 1)))
-        in_flight: dict[Future[Page], tuple[_WindowState, int]] = {}
+        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int]] = {}
 
         while queue or in_flight:
             while queue and len(in_flight) < self.max_in_flight:
@@ -126,6 +131,7 @@ class WindowFetcher:
                     offset=offset,
                     # never ask past the depth the service allows
                     limit=min(self.page_size, self.max_offset - offset),
+                    decode=self._decode_for(state.window),
                 )
                 in_flight[future] = (state, offset)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -144,10 +150,9 @@ class WindowFetcher:
                     # Responses of concurrent pages arrive in any order: the largest total is
                     # the latest (a closed window only grows).
                     state.total = max(state.total, page.total)
-                    fresh = [e for e in page.events if _event_id(e) not in state.ids]
-                    state.ids.update(_event_id(e) for e in fresh)
-                    if fresh:
-                        yield PageOfWindow(state.window, fresh)
+                    state.ids.update(page.ids)
+                    if page.batch is not None:
+                        yield PageOfWindow(state.window, page)
                     if page.total > self.max_offset and state.window.can_split():
                         # The window grew past what the service lets us page through.
                         state.refused = True
@@ -163,6 +168,12 @@ class WindowFetcher:
                     enqueue((state, o) for o in state.restart())
                 else:
                     yield report
+
+    def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
+        if self.decoder is None:
+            return partial(decode_page, window_start=window.start, window_end=window.end)
+        pool = self.decoder
+        return lambda body: pool.submit(decode_page, body, window.start, window.end).result()
 
     def _state(self, window: Window, count: int) -> _WindowState:
         return _WindowState(window, count, self.max_offset, self.page_size)
@@ -201,11 +212,6 @@ class WindowFetcher:
             state.report.reads,
         )
         return None
-
-
-def _event_id(event: dict[str, Any]) -> str:
-    value = event.get("id")
-    return value if isinstance(value, str) else str(value)
 
 
 def plan_run(

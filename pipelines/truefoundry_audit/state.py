@@ -39,6 +39,9 @@ class Chunk:
     end: datetime
     windows: list[PlannedWindow] = field(default_factory=list)
     advances_state: bool = True
+    # Nothing at or after `start` was ever loaded (see `loaded_until`): rows can be appended,
+    # which skips the merge's staging copy and delete.
+    append: bool = False
 
     @property
     def planned_events(self) -> int:
@@ -60,9 +63,25 @@ def covered_until(entry: MutableMapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
-def advance(entry: MutableMapping[str, Any], chunk: Chunk) -> None:
+LOADED_UNTIL_KEY = "loaded_until"
+
+
+def loaded_until(source_state: MutableMapping[str, Any]) -> datetime | None:
+    """No row loaded by any sync of this pipeline (any filters) has a createdAt at or after
+    this; None when nothing was loaded yet."""
+    value = source_state.get(LOADED_UNTIL_KEY)
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
+def advance(source_state: MutableMapping[str, Any], filters: AuditLogFilters, chunk: Chunk) -> None:
+    """Record a chunk as loaded; called last while extracting it, so the change is committed
+    in the same load package as its rows."""
+    seen_until = loaded_until(source_state)
+    if seen_until is None or chunk.end > seen_until:
+        source_state[LOADED_UNTIL_KEY] = chunk.end.isoformat()
     if not chunk.advances_state:
         return
+    entry = stream_state(source_state, filters)
     current = covered_until(entry)
     if current is None or chunk.end > current:
         entry["covered_until"] = chunk.end.isoformat()

@@ -11,9 +11,13 @@ Order of a run:
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,14 +47,18 @@ from .settings import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_PIPELINE_NAME,
     MAX_PAGE_SIZE,
+    METADATA_TABLE,
 )
-from .state import Chunk, RunRange, covered_until, resolve_range, stream_state
+from .state import Chunk, RunRange, covered_until, loaded_until, resolve_range, stream_state
 from .warehouse import read_subjects, table_loaded
-from .windows import PlannedWindow, group_into_chunks
+from .windows import PlannedWindow, Window, group_into_chunks
 
 logger = logging.getLogger(__name__)
 
 SOURCE_NAME = "truefoundry_audit"
+
+# Below this many planned events, pages are decoded in the fetching threads.
+WORKERS_FROM_EVENTS = 20_000
 
 
 @dataclass
@@ -78,6 +86,9 @@ class SyncOptions:
     timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     wait_for_lock: float = 0.0
+    # processes that parse and normalize pages; 0 decodes in the fetching threads, which is the
+    # safe default for library use (worker processes re-import the caller's __main__ module)
+    workers: int = 0
     transport: Any = None  # an httpx transport, for tests
 
 
@@ -133,6 +144,47 @@ class SyncProgress(ExtractObserver):
     def close(self) -> None: ...
 
 
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+@contextmanager
+def decoder_pool(workers: int) -> Iterator[Executor | None]:
+    """Worker processes for the CPU-bound page decoding; spawned, so no thread state is
+    copied, and their start overlaps with planning."""
+    if workers < 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
+        # start them now, while the run is being planned
+        for _ in range(workers):
+            pool.submit(_warm_up)
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker outlives a parent killed with SIGKILL; make it notice and go."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tfy-parent-watch", daemon=True).start()
+
+
+def _warm_up() -> None:
+    from . import pages  # noqa: F401  (imports pyarrow, orjson, rows)
+
+
 def validate(options: SyncOptions) -> None:
     if not 1 <= options.page_size <= MAX_PAGE_SIZE:
         raise UsageError(
@@ -140,6 +192,8 @@ def validate(options: SyncOptions) -> None:
         )
     if options.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if options.workers < 0:
+        raise UsageError("--workers must be 0 (decode in threads) or more")
     if options.max_offset < options.page_size:
         raise UsageError("--max-offset must be at least the page size")
     if options.start and options.end and options.end <= options.start:
@@ -234,16 +288,53 @@ def finish_pending(pipeline: Pipeline, target: DestinationOptions) -> int:
     return pending
 
 
-def chunk_plan(run: RunRange, windows: list[PlannedWindow], chunk_events: int) -> list[Chunk]:
-    """Chunks with contiguous bounds covering the run, so each can advance the mark."""
+def chunk_plan(
+    run: RunRange,
+    windows: list[PlannedWindow],
+    chunk_events: int,
+    loaded_until: datetime | None = None,
+) -> list[Chunk]:
+    """Chunks with contiguous bounds covering the run, so each can advance the mark. Chunks
+    never straddle `loaded_until`: those after it hold only events never loaded before, and are
+    appended instead of merged."""
+    if loaded_until is not None and run.start < loaded_until < run.end:
+        before, after = _split_at(windows, loaded_until)
+        return _chunks(
+            RunRange(run.start, loaded_until, run.advances_state), before, chunk_events, False
+        ) + _chunks(RunRange(loaded_until, run.end, run.advances_state), after, chunk_events, True)
+    append = loaded_until is None or run.start >= loaded_until
+    return _chunks(run, windows, chunk_events, append)
+
+
+def _split_at(
+    windows: list[PlannedWindow], at: datetime
+) -> tuple[list[PlannedWindow], list[PlannedWindow]]:
+    before: list[PlannedWindow] = []
+    after: list[PlannedWindow] = []
+    for planned in windows:
+        w = planned.window
+        if w.end <= at:
+            before.append(planned)
+        elif w.start >= at:
+            after.append(planned)
+        else:  # the fetcher learns the true counts from the first page of each half
+            half = (planned.count + 1) // 2
+            before.append(PlannedWindow(Window(w.start, at), half))
+            after.append(PlannedWindow(Window(at, w.end), half))
+    return before, after
+
+
+def _chunks(
+    run: RunRange, windows: list[PlannedWindow], chunk_events: int, append: bool
+) -> list[Chunk]:
     groups = group_into_chunks(windows, chunk_events)
     if not groups:
-        return [Chunk(run.start, run.end, [], run.advances_state)]
+        return [Chunk(run.start, run.end, [], run.advances_state, append)]
     chunks: list[Chunk] = []
     for i, group in enumerate(groups):
         start = run.start if i == 0 else chunks[-1].end
         end = run.end if i == len(groups) - 1 else groups[i + 1][0].window.start
-        chunks.append(Chunk(start, end, group, run.advances_state))
+        chunks.append(Chunk(start, end, group, run.advances_state, append))
     return chunks
 
 
@@ -264,6 +355,8 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
             pipeline.sync_destination()
+        # A kill between an appended job's commit and its bookkeeping re-runs the job.
+        heal = duplicate_days(pipeline) if recovered else []
         sources = pipeline.state.get("sources", {})
         entry = stream_state(dict(sources.get(SOURCE_NAME, {})), options.filters)
         run = resolve_range(
@@ -280,7 +373,39 @@ def run_sync(
             transport=options.transport,
         )
         try:
-            _load_chunks(pipeline, client, options, run, summary, progress)
+            windows = plan_run(
+                client,
+                options.filters,
+                run,
+                max_offset=options.max_offset,
+                concurrency=options.concurrency,
+            )
+            planned = sum(w.count for w in windows)
+            # Worker processes pay for themselves on backfills, not on a scheduled small run.
+            workers = options.workers if planned >= WORKERS_FROM_EVENTS else 0
+            for day in heal:
+                logger.warning("re-merging %s: an interrupted load left duplicate rows", day)
+                day_run = RunRange(day, day + timedelta(days=1), advances_state=False)
+                day_windows = plan_run(
+                    client,
+                    options.filters,
+                    day_run,
+                    max_offset=options.max_offset,
+                    concurrency=options.concurrency,
+                )
+                _load_chunks(
+                    pipeline,
+                    client,
+                    options,
+                    day_run,
+                    day_windows,
+                    summary,
+                    progress,
+                    None,
+                    force_merge=True,
+                )
+            with decoder_pool(workers) as decoder:
+                _load_chunks(pipeline, client, options, run, windows, summary, progress, decoder)
             summary.views = _refresh_views(pipeline)
         finally:
             client.close()
@@ -300,17 +425,18 @@ def _load_chunks(
     client: AuditLogClient,
     options: SyncOptions,
     run: RunRange,
+    windows: list[PlannedWindow],
     summary: SyncSummary,
     progress: SyncProgress,
+    decoder: Executor | None,
+    *,
+    force_merge: bool = False,
 ) -> None:
-    windows = plan_run(
-        client,
-        options.filters,
-        run,
-        max_offset=options.max_offset,
-        concurrency=options.concurrency,
-    )
-    chunks = chunk_plan(run, windows, options.chunk_events)
+    source_state = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
+    seen_until = loaded_until(dict(source_state))
+    if force_merge:
+        seen_until = max(seen_until or run.end, run.end)
+    chunks = chunk_plan(run, windows, options.chunk_events, seen_until)
     progress.on_plan(len(windows), sum(w.count for w in windows), len(chunks))
     known_subjects = read_subjects(pipeline)
     sync_id = uuid.uuid4().hex
@@ -328,6 +454,7 @@ def _load_chunks(
             known_subjects=known_subjects,
             sync_id=sync_id,
             observer=counter,
+            decoder=decoder,
         )
         with _step("loading into the destination"):
             info = pipeline.run(source, loader_file_format=loader_file_format(options.target))  # type: ignore[arg-type]
@@ -340,6 +467,28 @@ def _load_chunks(
                 if not table.startswith("_dlt"):
                     summary.rows[table] = summary.rows.get(table, 0) + n
         progress.on_chunk_loaded(index, len(chunks))
+
+
+def duplicate_days(pipeline: Pipeline) -> list[datetime]:
+    """UTC days (as midnight datetimes) holding an event id or a metadata leaf twice."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return []
+    try:
+        client = pipeline.sql_client()
+    except Exception:  # e.g. a destination without SQL: nothing to check there
+        return []
+    with client:
+        logs = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
+        sql = f"select min(created_at) from {logs} group by id having count(*) > 1"
+        if table_loaded(pipeline, METADATA_TABLE):
+            leaves = client.make_qualified_table_name(METADATA_TABLE)
+            sql += (
+                f" union all select min(l.created_at) from {leaves} m join {logs} l"
+                " on l.id = m.audit_log_id group by m.audit_log_id, m.path having count(*) > 1"
+            )
+        rows = client.execute_sql(sql) or []
+    utc = [t.astimezone(UTC) for (t,) in rows if t is not None]
+    return sorted({datetime(t.year, t.month, t.day, tzinfo=UTC) for t in utc})
 
 
 def _refresh_views(pipeline: Pipeline) -> list[str]:

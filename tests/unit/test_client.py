@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -23,10 +24,17 @@ from pipelines.truefoundry_audit.errors import (
     RetriesExhaustedError,
     UsageError,
 )
+from pipelines.truefoundry_audit.pages import parse_list_body
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 END = datetime(2026, 8, 2, 12, 30, 0, 250_000, tzinfo=UTC)
 OK_BODY = {"data": [{"id": "a"}], "pagination": {"total": 1, "offset": 0, "limit": 10}}
+
+
+def page(client: AuditLogClient, *, offset: int = 0, limit: int = 10) -> tuple[list[Any], int]:
+    return client.list_page(
+        AuditLogFilters(), START, END, offset=offset, limit=limit, decode=parse_list_body
+    )
 
 
 def make_client(
@@ -64,8 +72,8 @@ def test_list_sends_every_parameter_and_bearer_auth() -> None:
 
     client, _ = make_client(handler)
     filters = AuditLogFilters(action="DELETE_SECRET", subject_slug="a@x.com,b@x.com", search="db")
-    page = client.list_page(filters, START, END, offset=20, limit=10)
-    assert page.events == [{"id": "a"}] and page.total == 1
+    page = client.list_page(filters, START, END, offset=20, limit=10, decode=parse_list_body)
+    assert page == ([{"id": "a"}], 1)
     (request,) = seen
     assert request.url.path == "/api/svc/v1/audit-logs"
     assert dict(request.url.params) == {
@@ -99,7 +107,12 @@ def test_429_honours_retry_after_then_succeeds() -> None:
             httpx.Response(200, json=OK_BODY),
         )
     )
-    assert client.list_page(AuditLogFilters(), START, END, offset=0, limit=10).total == 1
+    assert (
+        client.list_page(AuditLogFilters(), START, END, offset=0, limit=10, decode=parse_list_body)[
+            1
+        ]
+        == 1
+    )
     assert sleeps == [7.0, 0.0]
     assert client.stats.retries == 2 and client.stats.by_status == {429: 2, 200: 1}
 
@@ -118,7 +131,12 @@ def test_5xx_with_html_body_and_transport_errors_are_retried_with_backoff() -> N
         backoff_initial=0.5,
         backoff_max=4,
     )
-    assert client.list_page(AuditLogFilters(), START, END, offset=0, limit=10).total == 1
+    assert (
+        client.list_page(AuditLogFilters(), START, END, offset=0, limit=10, decode=parse_list_body)[
+            1
+        ]
+        == 1
+    )
     assert len(sleeps) == 5
     caps = [min(4.0, 0.5 * 2**i) for i in range(5)]
     assert all(cap / 2 <= s <= cap for s, cap in zip(sleeps, caps, strict=True))
@@ -172,9 +190,13 @@ def test_400_at_an_offset_is_a_depth_refusal_but_at_zero_a_rejection() -> None:
     body = {"statusCode": 400, "message": ["offset too large"], "error": "Bad Request"}
     client, _ = make_client(lambda r: httpx.Response(400, json=body))
     with pytest.raises(OffsetRefusedError):
-        client.list_page(AuditLogFilters(), START, END, offset=10_000, limit=1000)
+        client.list_page(
+            AuditLogFilters(), START, END, offset=10_000, limit=1000, decode=parse_list_body
+        )
     with pytest.raises(RequestRejectedError, match="offset too large") as err:
-        client.list_page(AuditLogFilters(), START, END, offset=0, limit=1000)
+        client.list_page(
+            AuditLogFilters(), START, END, offset=0, limit=1000, decode=parse_list_body
+        )
     assert not isinstance(err.value, OffsetRefusedError)
 
 
@@ -184,8 +206,8 @@ def test_integers_beyond_64_bits_are_kept_exactly() -> None:
         b' "pagination": {"total": 1}}'
     )
     client, _ = make_client(lambda r: httpx.Response(200, content=body))
-    page = client.list_page(AuditLogFilters(), START, END, offset=0, limit=1)
-    assert page.events[0]["metaData"]["n"] == 123456789012345678901234567890
+    events, _ = page(client, limit=1)
+    assert events[0]["metaData"]["n"] == 123456789012345678901234567890
 
 
 def test_usage_errors() -> None:
@@ -193,7 +215,9 @@ def test_usage_errors() -> None:
         AuditLogClient("http://x", "")
     client, _ = make_client(lambda r: httpx.Response(200, json=OK_BODY))
     with pytest.raises(UsageError, match=r"1\.\.1000"):
-        client.list_page(AuditLogFilters(), START, END, offset=0, limit=1001)
+        client.list_page(
+            AuditLogFilters(), START, END, offset=0, limit=1001, decode=parse_list_body
+        )
     with pytest.raises(UsageError):
         normalize_host("ftp://x")
     assert normalize_host("app.example.com/") == "https://app.example.com"

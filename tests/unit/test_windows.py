@@ -116,3 +116,22 @@ def test_window_rejects_naive_and_empty() -> None:
         Window(datetime(2026, 1, 1), datetime(2026, 1, 2))
     with pytest.raises(ValueError):
         Window(T0, T0)
+
+
+def test_chunks_after_the_loaded_mark_are_appended_and_never_straddle_it() -> None:
+    windows = [
+        PlannedWindow(Window(T0 + timedelta(hours=h), T0 + timedelta(hours=h + 2)), 100)
+        for h in (0, 2, 4)
+    ]
+    run = RunRange(T0, T0 + timedelta(hours=6), advances_state=True)
+    mark = T0 + timedelta(hours=3)
+    chunks = chunk_plan(run, windows, chunk_events=1_000, loaded_until=mark)
+    assert [(c.start, c.end, c.append) for c in chunks] == [
+        (run.start, mark, False),
+        (mark, run.end, True),
+    ]
+    assert [w.window for w in chunks[0].windows][-1] == Window(T0 + timedelta(hours=2), mark)
+    assert [w.window for w in chunks[1].windows][0] == Window(mark, T0 + timedelta(hours=4))
+    # a run wholly before the mark (a repair) merges; wholly after it appends
+    assert not chunk_plan(run, windows, 1_000, loaded_until=run.end)[0].append
+    assert chunk_plan(run, windows, 1_000, loaded_until=run.start)[0].append

@@ -1,0 +1,66 @@
+"""Decoding a page: window membership, ids for the completeness check, bad bodies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from pipelines.truefoundry_audit.pages import NotAuditLogsResponse, decode_page, parse_list_body
+
+START = datetime(2026, 8, 1, tzinfo=UTC)
+END = datetime(2026, 8, 2, tzinfo=UTC)
+
+
+def body(*events: dict[str, object], total: int | None = None) -> bytes:
+    page = {"data": list(events), "pagination": {"total": total or len(events)}}
+    return json.dumps(page).encode()
+
+
+def test_events_of_the_padding_millisecond_belong_to_the_neighbour() -> None:
+    page = decode_page(
+        body(
+            {"id": "before", "createdAt": "2026-07-31T23:59:59.999Z"},
+            {"id": "start", "createdAt": "2026-08-01T00:00:00.000Z"},
+            {"id": "inside", "createdAt": "2026-08-01T12:00:00.000+02:00"},
+            {"id": "end", "createdAt": "2026-08-02T00:00:00.000Z"},
+            {"id": "no-time"},
+            total=9,
+        ),
+        START,
+        END,
+    )
+    assert page.total == 9
+    assert page.ids == ["before", "start", "inside", "end", "no-time"]
+    assert page.batch is not None
+    assert page.batch.audit_logs.column("id").to_pylist() == ["start", "inside", "no-time"]
+    assert page.outside == 2
+
+
+def test_a_page_of_neighbours_only_has_no_rows() -> None:
+    page = decode_page(body({"id": "x", "createdAt": "2026-08-02T00:00:00Z"}), START, END)
+    assert page.batch is None and page.ids == ["x"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"hello": "world"}', b'{"data": [], "pagination": {}}', b"[]", b'{"data": {}}'],
+)
+def test_foreign_json_is_not_an_audit_logs_response(raw: bytes) -> None:
+    with pytest.raises(NotAuditLogsResponse):
+        parse_list_body(raw)
+
+
+def test_truncated_json_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_list_body(b'{"data": [{"id": "a"')
+
+
+def test_long_integers_survive_and_digit_runs_in_strings_are_harmless() -> None:
+    events, _ = parse_list_body(
+        b'{"data": [{"id": "1234567890123456789012", "n": 18446744073709551616}],'
+        b' "pagination": {"total": 1}}'
+    )
+    assert events[0]["n"] == 18446744073709551616
+    assert events[0]["id"] == "1234567890123456789012"

@@ -26,13 +26,13 @@ test: install
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check pipelines tests bench
-	$(BIN)/ruff format --check pipelines tests bench
+	$(BIN)/ruff check pipelines tests bench scripts examples
+	$(BIN)/ruff format --check pipelines tests bench scripts examples
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix pipelines tests bench
-	$(BIN)/ruff format pipelines tests bench
+	$(BIN)/ruff check --fix pipelines tests bench scripts examples
+	$(BIN)/ruff format pipelines tests bench scripts examples
 
 bench: install
 	$(BIN)/python -m bench.run --events $(N)

@@ -20,8 +20,9 @@ where the backfill ended. Days materialized out of order load their rows but lea
 alone; the incremental job then re-reads from the mark, which costs time, never correctness.
 
 Every run takes tfy-audit's per-pipeline lock and waits for it (`wait_for_lock_seconds`), so
-concurrent partition runs queue instead of failing; the `tfy_audit` pool lets a Dagster
-instance with pool limits configured keep them from occupying run slots while they queue.
+concurrent partition runs queue instead of failing. Better still, give the `tfy_audit` pool a
+limit of 1 (`dagster instance concurrency set tfy_audit 1`, or in `dagster.yaml`) so Dagster
+itself runs one sync at a time.
 """
 
 import os
@@ -94,7 +95,10 @@ def _metadata(summary: SyncSummary) -> dict[str, object]:
         raise dg.Failure(
             description=f"{len(summary.incomplete_windows)} window(s) could not be read "
             "completely; the run is retried",
-            metadata={**metadata, "incomplete_windows": summary.incomplete_windows},
+            metadata={
+                **metadata,
+                "incomplete_windows": dg.MetadataValue.json(summary.incomplete_windows),
+            },
         )
     return metadata
 

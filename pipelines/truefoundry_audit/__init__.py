@@ -6,194 +6,28 @@
     pipeline = dlt.pipeline("tfy_audit", destination="duckdb", dataset_name="truefoundry_audit")
     pipeline.run(truefoundry_audit(), loader_file_format="parquet")
 
-Used like this the source loads, in one load, everything from the last high-water mark (minus
-the lookback) to now. `tfy-audit sync` drives the same source chunk by chunk instead, so that a
-long backfill is committed as it goes.
+The source itself is in `source.py`, imported on first use: the worker processes that decode
+pages import this package's `pages` and `rows` modules, and should not pay for importing dlt.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from concurrent.futures import Executor
-from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dlt
-from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
-from dlt.extract.resource import DltResource
-
-from .client import AuditLogClient, AuditLogFilters, RetryPolicy
-from .config import resolve_api_key, resolve_host
-from .extract import ExtractObserver, audit_log_tables
-from .fetch import plan_chunk
-from .rows import SubjectObservation
-from .settings import (
-    AUDIT_LOGS_TABLE,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_LOOKBACK,
-    DEFAULT_MAX_OFFSET,
-    DEFAULT_PAGE_SIZE,
-    METADATA_TABLE,
-    SUBJECTS_TABLE,
-    SYNC_WINDOWS_TABLE,
-)
-from .state import Chunk, resolve_range, stream_state
-from .timeparse import parse_user_time
+if TYPE_CHECKING:
+    from .client import AuditLogClient, AuditLogFilters
+    from .source import truefoundry_audit
 
 __all__ = ["AuditLogClient", "AuditLogFilters", "truefoundry_audit"]
 
 
-def _timestamp() -> TColumnSchema:
-    # a fresh dict each time: dlt writes the column name into the hint it is given
-    return {"data_type": "timestamp", "timezone": True, "nullable": True}
+def __getattr__(name: str) -> Any:
+    if name == "truefoundry_audit":
+        from .source import truefoundry_audit
 
+        return truefoundry_audit
+    if name in ("AuditLogClient", "AuditLogFilters"):
+        from . import client
 
-@dlt.source(name="truefoundry_audit", max_table_nesting=0)
-def truefoundry_audit(
-    host: str | None = dlt.config.value,
-    api_key: str | None = dlt.secrets.value,
-    start: str | None = None,
-    end: str | None = None,
-    lookback_seconds: float = DEFAULT_LOOKBACK.total_seconds(),
-    filters: dict[str, str] | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    max_offset: int = DEFAULT_MAX_OFFSET,
-    timeout: float = 60.0,
-    client: Any = None,
-    chunk: Any = None,
-    known_subjects: Any = None,
-    sync_id: str | None = None,
-    observer: Any = None,
-    decoder: Any = None,
-) -> DltResource:
-    """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
-
-    Args:
-        host: control plane URL; falls back to `TFY_HOST`.
-        api_key: bearer token; falls back to `TFY_API_KEY`.
-        start, end: ISO 8601 bounds of a one-off range; by default the run continues from the
-            last high-water mark minus `lookback_seconds`, up to now.
-        filters: the endpoint's filters by snake_case name (`action`, `resource_type`, ...);
-            each filter set keeps its own high-water mark.
-        page_size, concurrency, max_offset, timeout: how the endpoint is read.
-        client, chunk, known_subjects, sync_id, observer, decoder: set by `tfy-audit sync`,
-            which plans the run, commits it chunk by chunk, and decodes pages in worker
-            processes.
-    """
-    flt = AuditLogFilters.from_mapping(filters or {})
-    resource = dlt.resource(
-        _audit_logs(
-            client=client,
-            host=host,
-            api_key=api_key,
-            timeout=timeout,
-            filters=flt,
-            chunk=chunk,
-            start=parse_user_time(start, "start") if start else None,
-            end=parse_user_time(end, "end") if end else None,
-            lookback=timedelta(seconds=lookback_seconds),
-            page_size=page_size,
-            concurrency=concurrency,
-            max_offset=max_offset,
-            known_subjects=known_subjects,
-            sync_id=sync_id or uuid.uuid4().hex,
-            observer=observer,
-            decoder=decoder,
-        ),
-        name=AUDIT_LOGS_TABLE,
-    )
-    # A chunk of events never loaded before is appended; anything else is merged on the key.
-    appending = isinstance(chunk, Chunk) and chunk.append
-    disposition: TWriteDispositionConfig = (
-        "append" if appending else {"disposition": "merge", "strategy": "delete-insert"}
-    )
-    resource.apply_hints(
-        table_name=METADATA_TABLE,
-        write_disposition=disposition,
-        # an event read again replaces all of its leaves, so no stale path survives; a chunk
-        # never holds an event twice, so (audit_log_id, path) needs no de-duplication
-        merge_key="audit_log_id",
-        columns={"audit_log_id": {"data_type": "text", "nullable": False}},
-        create_table_variant=True,
-    )
-    resource.apply_hints(
-        table_name=SUBJECTS_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        primary_key="subject_id",
-        columns={"first_seen_at": _timestamp(), "last_seen_at": _timestamp()},
-        create_table_variant=True,
-    )
-    resource.apply_hints(
-        table_name=SYNC_WINDOWS_TABLE,
-        write_disposition="append",
-        create_table_variant=True,
-    )
-    # Last: variants copy the resource's hints at the time they are made.
-    resource.apply_hints(
-        write_disposition=disposition,
-        primary_key="id",
-        columns={
-            "id": {"data_type": "text", "nullable": False},
-            "created_at": _timestamp(),
-            "updated_at": _timestamp(),
-            "meta_data": {"data_type": "json", "nullable": True},
-            "extra_fields": {"data_type": "json", "nullable": True},
-        },
-    )
-    return resource
-
-
-def _audit_logs(
-    *,
-    client: AuditLogClient | None,
-    host: str | None,
-    api_key: str | None,
-    timeout: float,
-    filters: AuditLogFilters,
-    chunk: Chunk | None,
-    start: datetime | None,
-    end: datetime | None,
-    lookback: timedelta,
-    page_size: int,
-    concurrency: int,
-    max_offset: int,
-    known_subjects: dict[str, SubjectObservation] | None,
-    sync_id: str,
-    observer: ExtractObserver | None,
-    decoder: Executor | None,
-) -> Iterator[Any]:
-    own_client = client is None
-    if client is None:
-        client = AuditLogClient(
-            resolve_host(host),
-            resolve_api_key(api_key),
-            timeout=timeout,
-            retry=RetryPolicy(),
-            max_connections=concurrency,
-        )
-    try:
-        if chunk is None:
-            entry = stream_state(dlt.current.source_state(), filters)
-            run = resolve_range(entry, start=start, end=end, lookback=lookback)
-            chunk = plan_chunk(client, filters, run, max_offset=max_offset, concurrency=concurrency)
-        if known_subjects is None:
-            from .warehouse import read_subjects
-
-            known_subjects = read_subjects(dlt.current.pipeline())
-        yield from audit_log_tables(
-            client,
-            filters,
-            chunk,
-            page_size=page_size,
-            concurrency=concurrency,
-            max_offset=max_offset,
-            known_subjects=known_subjects,
-            sync_id=sync_id,
-            observer=observer,
-            decoder=decoder,
-        )
-    finally:
-        if own_client:
-            client.close()
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -88,11 +88,13 @@ def audit_log_tables(
     sync_id: str,
     observer: ExtractObserver | None = None,
     decoder: Executor | None = None,
+    skip_ids: set[str] | None = None,
 ) -> Iterator[Any]:
+    """`skip_ids`: events already in a destination that cannot merge."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()
-    seen: set[str] = set()
+    seen: set[str] = set(skip_ids or ())
     reports: list[WindowReport] = []
     changed_subjects: dict[str, SubjectObservation] = {}
 

@@ -95,8 +95,10 @@ def resolve_range(
     lookback: timedelta,
     now: datetime | None = None,
 ) -> RunRange:
-    """The range of this run: explicit bounds, else from the mark minus the lookback to now."""
-    end = floor_ms(end or now or datetime.now(UTC))
+    """The range of this run: explicit bounds, else from the mark minus the lookback to now.
+    An `end` in the future is cut to now: the mark must never pass events not yet created."""
+    now = now or datetime.now(UTC)
+    end = floor_ms(min(end, now) if end else now)
     mark = covered_until(entry)
     if start is None:
         start = HISTORY_START if mark is None else mark - lookback

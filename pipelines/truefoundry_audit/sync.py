@@ -29,7 +29,6 @@ from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.pipeline import Pipeline
 
-from . import truefoundry_audit
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .errors import DestinationError, TfyAuditError, UsageError
@@ -48,7 +47,9 @@ from .settings import (
     DEFAULT_PIPELINE_NAME,
     MAX_PAGE_SIZE,
     METADATA_TABLE,
+    MIN_WINDOW,
 )
+from .source import truefoundry_audit
 from .state import Chunk, RunRange, covered_until, loaded_until, resolve_range, stream_state
 from .warehouse import read_subjects, table_loaded
 from .windows import PlannedWindow, Window, group_into_chunks
@@ -240,8 +241,35 @@ def make_pipeline(target: DestinationOptions) -> Pipeline:
 
 
 def loader_file_format(target: DestinationOptions) -> str | None:
-    # Arrow tables go to parquet where the destination takes it; dlt picks for the others.
-    return "parquet" if target.destination in ("duckdb", "filesystem", "motherduck") else None
+    """Arrow tables go as Parquet where the destination takes it. PostgreSQL gets INSERTs:
+    dlt's CSV `COPY` for it turns every empty string into NULL, and `""` is a value the
+    service sends (tenant-level events have `clusterId: ""`)."""
+    if target.destination in ("duckdb", "filesystem", "motherduck"):
+        return "parquet"
+    if target.destination == "postgres":
+        return "insert_values"
+    return None
+
+
+def supports_merge(pipeline: Pipeline) -> bool:
+    """The filesystem destination (without a table format) can only append."""
+    return pipeline.destination is not None and pipeline.destination.destination_name != (
+        "filesystem"
+    )
+
+
+def existing_ids(pipeline: Pipeline, chunk: Chunk) -> set[str]:
+    """Ids already loaded in a chunk's range, for destinations that cannot merge: the chunk then
+    skips them, so a re-read (the lookback, a repair) adds only what is missing."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return set()
+    lo = (chunk.start - MIN_WINDOW).isoformat()
+    hi = chunk.end.isoformat()
+    relation = pipeline.dataset().query(
+        f"select id from {AUDIT_LOGS_TABLE} where created_at >= TIMESTAMPTZ '{lo}' "
+        f"and created_at <= TIMESTAMPTZ '{hi}'"
+    )
+    return {row[0] for row in relation.fetchall()}
 
 
 @contextmanager
@@ -442,6 +470,9 @@ def _load_chunks(
     sync_id = uuid.uuid4().hex
     counter = _Counter(progress, summary)
     for index, chunk in enumerate(chunks, start=1):
+        already: set[str] = set()
+        if not chunk.append and not supports_merge(pipeline):
+            already = existing_ids(pipeline, chunk)
         source = truefoundry_audit(
             host=client.host,
             api_key="unused",
@@ -455,6 +486,7 @@ def _load_chunks(
             sync_id=sync_id,
             observer=counter,
             decoder=decoder,
+            skip_ids=already,
         )
         with _step("loading into the destination"):
             info = pipeline.run(source, loader_file_format=loader_file_format(options.target))  # type: ignore[arg-type]

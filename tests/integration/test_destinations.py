@@ -3,12 +3,11 @@
 PostgreSQL merges on the event id like DuckDB, so the same guarantees hold: every event once,
 every field as served, no duplicates after re-reads, views, `verify` clean.
 
-The filesystem destination has no merge: dlt falls back to `append` (it says so in a warning),
-so every event read again (the lookback of the next sync, an explicit `--start`/`--end`, a
-`verify --repair`) is written again. The tests below pin down exactly which rows are repeated,
-and show the read that gives every event exactly once: per key, the rows of the newest
-completed load. `verify` and `report` read the raw tables and so count the repeats; those two
-are marked as known failures (strict, so they flag the day they are fixed).
+The filesystem destination has no merge: dlt falls back to `append`. So a chunk that re-reads
+a range already loaded (the lookback of the next sync, an explicit `--start`/`--end`, a
+`verify --repair`) skips the ids already in the files: `audit_logs` and `audit_log_metadata`
+hold every event once, and `verify` and `report` count right. `subjects` gets a new row in each
+load that changes a subject; the newest load's row per subject is the current one.
 """
 
 from __future__ import annotations
@@ -143,20 +142,6 @@ def assert_rows_match(actual_rows: list[tuple[Any, ...]], events: list[dict[str,
         assert actual[event_id] == row, f"row {event_id} differs"
 
 
-def empty_strings_as_null(event: dict[str, Any]) -> dict[str, Any]:
-    """The event as PostgreSQL holds it today: every "" in a text column became NULL.
-
-    KNOWN PRODUCT ISSUE, see `test_postgres_keeps_empty_strings`: dlt loads Arrow tables into
-    PostgreSQL as CSV through `COPY ... FORCE_NULL(<nullable columns>)`, which reads "" as
-    NULL. Only top-level and subject scalars are text columns; `metaData` is jsonb and intact.
-    """
-    out = {k: (None if v == "" else v) for k, v in event.items()}
-    if isinstance(event.get("subject"), dict):
-        out["subject"] = {k: (None if v == "" else v) for k, v in event["subject"].items()}
-    out["metaData"] = event.get("metaData")
-    return out
-
-
 def deletions(events: list[dict[str, Any]]) -> int:
     return sum(1 for e in events if str(e.get("action") or "").upper().startswith("DELETE_"))
 
@@ -229,7 +214,7 @@ def test_postgres_sync_twice_loads_every_event_once_with_views_and_verify(
         assert sim.stats.faults_injected > 0
         assert first["windows"] > 1, "the offset limit should force several windows"
         rows = audit_rows()
-        assert_rows_match(rows, [empty_strings_as_null(e) for e in events])
+        assert_rows_match(rows, events)
 
         # a fresh working dir: the mark must come back from PostgreSQL itself
         second = cli_json("sync", "--host", srv.url, *target(tmp_path / "b"), *FAULTY_ARGS)
@@ -262,13 +247,6 @@ def test_postgres_sync_twice_loads_every_event_once_with_views_and_verify(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product issue: Arrow tables go to PostgreSQL as CSV via COPY ... FORCE_NULL, which "
-    "stores every empty string as NULL; loading with loader_file_format='insert_values' keeps "
-    "them (pipelines/truefoundry_audit/sync.py: loader_file_format)",
-)
 def test_postgres_keeps_empty_strings(postgres_dataset: str, tmp_path: Path) -> None:
     sim = make_simulator(300, seed=3)
     empty = {e["id"] for e in sim.events() if e.get("clusterId") == ""}
@@ -403,7 +381,6 @@ def filesystem_load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filesy
             ts(e["createdAt"]) for e in sim.events() if ts(e["createdAt"]).date() == busiest
         )
         start = start.replace(minute=0, second=0, microsecond=0)
-        # never past NOW: an --end in the future moves the mark past now (a product issue)
         end = min(start + timedelta(days=1), NOW)
         third = sync("--start", start.isoformat(), "--end", end.isoformat())
         load.reread_by_range = served(sim, *summary_range(third))
@@ -426,22 +403,20 @@ def test_filesystem_first_sync_writes_every_event_once_as_parquet(
     assert len(leaves) == len({(r[0], r[1]) for r in leaves})
 
 
-def test_filesystem_merge_falls_back_to_append_so_every_reread_event_is_repeated(
+def test_filesystem_rereads_add_only_what_is_missing(
     filesystem_load: FilesystemLoad,
 ) -> None:
-    """The truth of `merge` on the filesystem: each sync appends every event it read."""
+    """No merge on the filesystem: a re-read range skips the ids already written."""
     load = filesystem_load
     assert len(load.reread_by_lookback) >= 3
     assert len(load.reread_by_range) > 50
-    assert load.runs[1]["rows"]["audit_logs"] == len(load.reread_by_lookback) + len(load.late)
-    assert load.runs[2]["rows"]["audit_logs"] == len(load.reread_by_range)
+    assert load.runs[1]["rows"]["audit_logs"] == len(load.late)
+    assert load.runs[2]["rows"].get("audit_logs", 0) == 0
 
     copies = Counter(r[0] for r in load.raw("audit_logs", "id"))
-    expected = Counter(e["id"] for e in load.sim.events())
-    expected.update(e["id"] for e in load.reread_by_lookback)
-    expected.update(e["id"] for e in load.reread_by_range)
-    assert copies == expected
-    assert sum(copies.values()) > len(load.sim.events())
+    assert copies == Counter(e["id"] for e in load.sim.events())
+    leaves = load.raw("audit_log_metadata", "audit_log_id, path")
+    assert len(leaves) == len(set(leaves))
 
     # a load writes a subject row only when it changes the subject (first/last seen or
     # attributes): here, the subjects of the late events, seen again later than before
@@ -510,12 +485,6 @@ def test_filesystem_report_counts_every_event_after_a_single_sync(tmp_path: Path
     assert f"{len(sim.events()):,}" in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product issue: verify counts the raw append-only rows on the filesystem, so every "
-    "re-read event counts twice and the days holding them 'differ' (exit 3)",
-)
 def test_filesystem_verify_is_clean_after_rereads(
     filesystem_load: FilesystemLoad, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -524,12 +493,6 @@ def test_filesystem_verify_is_clean_after_rereads(
     assert run_cli("verify", "--host", load.url, *load.target) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product issue: report counts the raw append-only rows on the filesystem, so "
-    "re-read events are counted once per copy",
-)
 def test_filesystem_report_counts_each_event_once_after_rereads(
     filesystem_load: FilesystemLoad, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -130,8 +130,8 @@ def test_chunks_after_the_loaded_mark_are_appended_and_never_straddle_it() -> No
         (run.start, mark, False),
         (mark, run.end, True),
     ]
-    assert [w.window for w in chunks[0].windows][-1] == Window(T0 + timedelta(hours=2), mark)
-    assert [w.window for w in chunks[1].windows][0] == Window(mark, T0 + timedelta(hours=4))
+    assert chunks[0].windows[-1].window == Window(T0 + timedelta(hours=2), mark)
+    assert chunks[1].windows[0].window == Window(mark, T0 + timedelta(hours=4))
     # a run wholly before the mark (a repair) merges; wholly after it appends
     assert not chunk_plan(run, windows, 1_000, loaded_until=run.end)[0].append
     assert chunk_plan(run, windows, 1_000, loaded_until=run.start)[0].append

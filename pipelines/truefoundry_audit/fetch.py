@@ -221,6 +221,7 @@ def plan_run(
     *,
     max_offset: int,
     concurrency: int,
+    on_total: Callable[[int], None] | None = None,
 ) -> list[PlannedWindow]:
     """Windows of the run's range, each small enough to page through, by the service's count."""
 
@@ -234,6 +235,7 @@ def plan_run(
             count,
             max_events=max_offset,
             map_concurrently=lambda fn, items: pool.map(fn, items),
+            on_total=on_total,
         )
 
 

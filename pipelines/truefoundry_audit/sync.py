@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +90,7 @@ class SyncOptions:
     # processes that parse and normalize pages; 0 decodes in the fetching threads, which is the
     # safe default for library use (worker processes re-import the caller's __main__ module)
     workers: int = 0
+    workers_from_events: int = WORKERS_FROM_EVENTS
     transport: Any = None  # an httpx transport, for tests
 
 
@@ -401,39 +402,25 @@ def run_sync(
             transport=options.transport,
         )
         try:
-            windows = plan_run(
-                client,
-                options.filters,
-                run,
-                max_offset=options.max_offset,
-                concurrency=options.concurrency,
-            )
-            planned = sum(w.count for w in windows)
-            # Worker processes pay for themselves on backfills, not on a scheduled small run.
-            workers = options.workers if planned >= WORKERS_FROM_EVENTS else 0
-            for day in heal:
-                logger.warning("re-merging %s: an interrupted load left duplicate rows", day)
-                day_run = RunRange(day, day + timedelta(days=1), advances_state=False)
-                day_windows = plan_run(
+            with ExitStack() as decoders:
+                decoder: list[Executor | None] = [None]
+
+                def start_workers(total: int) -> None:
+                    # Worker processes pay for themselves on backfills, not on a small scheduled
+                    # run; started once the run's size is known, they warm up during planning.
+                    if total >= options.workers_from_events:
+                        decoder[0] = decoders.enter_context(decoder_pool(options.workers))
+
+                windows = plan_run(
                     client,
                     options.filters,
-                    day_run,
+                    run,
                     max_offset=options.max_offset,
                     concurrency=options.concurrency,
+                    on_total=start_workers,
                 )
-                _load_chunks(
-                    pipeline,
-                    client,
-                    options,
-                    day_run,
-                    day_windows,
-                    summary,
-                    progress,
-                    None,
-                    force_merge=True,
-                )
-            with decoder_pool(workers) as decoder:
-                _load_chunks(pipeline, client, options, run, windows, summary, progress, decoder)
+                _heal_duplicates(pipeline, client, options, heal, summary, progress)
+                _load_chunks(pipeline, client, options, run, windows, summary, progress, decoder[0])
             summary.views = _refresh_views(pipeline)
         finally:
             client.close()
@@ -446,6 +433,30 @@ def run_sync(
         )
         summary.covered_until = covered_until(state_entry)
     return summary
+
+
+def _heal_duplicates(
+    pipeline: Pipeline,
+    client: AuditLogClient,
+    options: SyncOptions,
+    days: list[datetime],
+    summary: SyncSummary,
+    progress: SyncProgress,
+) -> None:
+    """Re-merge whole days that hold a key twice (left by a crash mid-append)."""
+    for day in days:
+        logger.warning("re-merging %s: an interrupted load left duplicate rows", day.date())
+        run = RunRange(day, day + timedelta(days=1), advances_state=False)
+        windows = plan_run(
+            client,
+            options.filters,
+            run,
+            max_offset=options.max_offset,
+            concurrency=options.concurrency,
+        )
+        _load_chunks(
+            pipeline, client, options, run, windows, summary, progress, None, force_merge=True
+        )
 
 
 def _load_chunks(

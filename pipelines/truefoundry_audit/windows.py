@@ -92,12 +92,14 @@ def plan_windows(
     *,
     max_events: int,
     map_concurrently: Callable[[Callable[[Window], int], Sequence[Window]], Iterable[int]],
+    on_total: Callable[[int], None] | None = None,
 ) -> list[PlannedWindow]:
     """Split `root` until every window holds at most `max_events` events, by the service's count.
 
     Windows are split level by level, each level counted concurrently; empty windows are dropped.
     A window of one millisecond cannot be split further and is returned whatever its count (the
-    fetcher then reports it if the service refuses to page through it).
+    fetcher then reports it if the service refuses to page through it). `on_total` hears the
+    root's count as soon as it is known.
     """
     if max_events < 1:
         raise ValueError("max_events must be >= 1")
@@ -107,6 +109,8 @@ def plan_windows(
     pending = [root]
     while pending:
         counts = list(map_concurrently(count, pending))
+        if on_total is not None and pending[0] is root:
+            on_total(counts[0])  # the root's count: the size of the run, known early
         following: list[Window] = []
         for window, n in zip(pending, counts, strict=True):
             if n == 0:

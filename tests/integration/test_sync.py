@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer, odd_events
 from tests.conftest import (
+    API_KEY,
     DATASET,
     NOW,
     Workspace,
@@ -222,3 +223,28 @@ def parse_path(path: str) -> list[str | int]:
             tokens.append(int(path[i + 1 : j]))
             i = j + 1
     return tokens
+
+
+def test_worker_processes_decode_pages_exactly_with_faults(workspace: Workspace) -> None:
+    """The path large runs take: pages parsed and normalized in spawned worker processes,
+    with garbled bodies (raised in a worker) retried like any other."""
+    from pipelines.truefoundry_audit.client import RetryPolicy
+    from pipelines.truefoundry_audit.sync import DestinationOptions, SyncOptions, run_sync
+
+    sim = make_simulator(3_000, order="shuffled", rate_truncate=0.05, rate_nonjson=0.05)
+    sim.inject("nonjson", "html200")
+    with SimulatorServer(sim) as srv:
+        options = SyncOptions(
+            target=DestinationOptions(
+                db=str(workspace.db), pipelines_dir=str(workspace.pipelines_dir)
+            ),
+            host=srv.url,
+            api_key=API_KEY,
+            page_size=200,
+            workers=2,
+            workers_from_events=1,
+            retry=RetryPolicy(backoff_initial=0.01),
+        )
+        summary = run_sync(options)
+    assert summary.retries > 0
+    assert_warehouse_matches(workspace, sim.events())

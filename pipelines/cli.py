@@ -183,6 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tfy-audit: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last resort: one line, the traceback only with --debug
+        if args.debug:
+            logger.exception("failed")
+        text = " ".join(str(exc).split())[:400]
+        print(
+            f"tfy-audit: error: {type(exc).__name__}: {text} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -216,7 +225,7 @@ def sync_options_from_args(args: argparse.Namespace) -> Any:
         max_offset=getattr(args, "max_offset", DEFAULT_MAX_OFFSET),
         chunk_events=getattr(args, "chunk_events", DEFAULT_CHUNK_EVENTS),
         timeout=args.timeout,
-        retry=RetryPolicy(max_attempts=max(1, args.retries)),
+        retry=RetryPolicy(max_attempts=args.retries),
         wait_for_lock=getattr(args, "wait", 0.0),
     )
 

@@ -79,8 +79,3 @@ class RetriesExhaustedError(ApiError):
 
 class DestinationError(TfyAuditError):
     """Loading into the destination failed."""
-
-
-class IncompleteWindowError(TfyAuditError):
-    """A window could not be read completely (for example more events in one millisecond than
-    the service lets a client page through)."""

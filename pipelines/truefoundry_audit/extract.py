@@ -132,7 +132,8 @@ def audit_log_tables(
             _sync_windows_table(reports, filters, sync_id, load_id), SYNC_WINDOWS_TABLE
         )
     # Last: the state travels in the same load package as the rows it vouches for.
-    advance(source_state, filters, chunk)
+    incomplete = [r.window.start for r in reports if not r.complete]
+    advance(source_state, filters, chunk, incomplete_from=min(incomplete, default=None))
 
 
 def _unseen(audit_logs: pa.Table, metadata: pa.Table, seen: set[str]) -> tuple[pa.Table, pa.Table]:

@@ -122,6 +122,12 @@ class WindowFetcher:
         while queue or in_flight:
             while queue and len(in_flight) < self.max_in_flight:
                 state, offset = queue.popleft()
+                if offset >= self.max_offset:
+                    # queued before the service's lower limit was learnt: refused without asking
+                    skipped: Future[DecodedPage] = Future()
+                    skipped.set_exception(OffsetRefusedError(f"offset {offset} is past the limit"))
+                    in_flight[skipped] = (state, offset)
+                    continue
                 start, end = state.window.query_bounds()
                 future = self.executor.submit(
                     self.client.list_page,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import SyncAlreadyRunningError
+from .errors import SyncAlreadyRunningError, UsageError
 
 _POLL_SECONDS = 0.2
 
@@ -21,7 +21,13 @@ _POLL_SECONDS = 0.2
 @contextmanager
 def pipeline_lock(pipelines_dir: str, pipeline_name: str, *, wait: float = 0.0) -> Iterator[Path]:
     path = Path(pipelines_dir).expanduser() / f".{pipeline_name}.tfy-audit.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create dlt's working dir {path.parent} ({exc.strerror}); pass a writable "
+            "--pipelines-dir (or a --db in a writable directory)"
+        ) from exc
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + wait

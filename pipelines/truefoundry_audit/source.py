@@ -73,9 +73,8 @@ def truefoundry_audit(
             each filter set keeps its own high-water mark.
         page_size, concurrency, max_offset, timeout: how the endpoint is read.
         client, chunk, known_subjects, sync_id, observer, decoder, skip_ids: set by
-            `tfy-audit sync`,
-            which plans the run, commits it chunk by chunk, and decodes pages in worker
-            processes.
+            `tfy-audit sync`, which plans the run, commits it chunk by chunk, and decodes pages
+            in worker processes.
     """
     flt = AuditLogFilters.from_mapping(filters or {})
     resource = dlt.resource(

@@ -73,18 +73,36 @@ def loaded_until(source_state: MutableMapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value).astimezone(UTC) if value else None
 
 
-def advance(source_state: MutableMapping[str, Any], filters: AuditLogFilters, chunk: Chunk) -> None:
+LAST_CHUNK_START_KEY = "last_chunk_start"
+
+
+def last_chunk_start(source_state: MutableMapping[str, Any]) -> datetime | None:
+    """Where the most recently loaded chunk began: a crash can only have doubled rows after it."""
+    value = source_state.get(LAST_CHUNK_START_KEY)
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
+def advance(
+    source_state: MutableMapping[str, Any],
+    filters: AuditLogFilters,
+    chunk: Chunk,
+    *,
+    incomplete_from: datetime | None = None,
+) -> None:
     """Record a chunk as loaded; called last while extracting it, so the change is committed
-    in the same load package as its rows."""
+    in the same load package as its rows. The mark stops at `incomplete_from`, the start of the
+    first window that could not be read completely, so the next run reads it again."""
     seen_until = loaded_until(source_state)
     if seen_until is None or chunk.end > seen_until:
         source_state[LOADED_UNTIL_KEY] = chunk.end.isoformat()
+    source_state[LAST_CHUNK_START_KEY] = chunk.start.isoformat()
     if not chunk.advances_state:
         return
     entry = stream_state(source_state, filters)
     current = covered_until(entry)
-    if current is None or chunk.end > current:
-        entry["covered_until"] = chunk.end.isoformat()
+    mark = min(chunk.end, incomplete_from) if incomplete_from else chunk.end
+    if current is None or mark > current:
+        entry["covered_until"] = mark.isoformat()
 
 
 def resolve_range(

@@ -10,6 +10,7 @@ Order of a run:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -50,7 +51,15 @@ from .settings import (
     MIN_WINDOW,
 )
 from .source import truefoundry_audit
-from .state import Chunk, RunRange, covered_until, loaded_until, resolve_range, stream_state
+from .state import (
+    Chunk,
+    RunRange,
+    covered_until,
+    last_chunk_start,
+    loaded_until,
+    resolve_range,
+    stream_state,
+)
 from .warehouse import read_subjects, table_loaded
 from .windows import PlannedWindow, Window, group_into_chunks
 
@@ -194,6 +203,8 @@ def validate(options: SyncOptions) -> None:
         )
     if options.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if options.retry.max_attempts < 1:
+        raise UsageError("--retries must be at least 1 (the number of attempts per request)")
     if options.workers < 0:
         raise UsageError("--workers must be 0 (decode in threads) or more")
     if options.max_offset < options.page_size:
@@ -206,9 +217,17 @@ def validate(options: SyncOptions) -> None:
 
 def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
     name = target.destination
+    if name == "duckdb":
+        folder = Path(target.db).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create {folder} for --db ({exc.strerror}); pass a --db in a writable "
+                "directory"
+            ) from exc
     try:
         if name == "duckdb":
-            Path(target.db).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(credentials=str(Path(target.db).expanduser()))
         destination = Destination.from_reference(name)
     except Exception as exc:
@@ -384,8 +403,10 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
             pipeline.sync_destination()
-        # A kill between an appended job's commit and its bookkeeping re-runs the job.
-        heal = duplicate_days(pipeline) if recovered else []
+        # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
+        # rows; only the last chunk loaded can hold such rows, so that range is checked always.
+        source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
+        heal = duplicate_days(pipeline, since=last_chunk_start(source_state))
         sources = pipeline.state.get("sources", {})
         entry = stream_state(dict(sources.get(SOURCE_NAME, {})), options.filters)
         run = resolve_range(
@@ -443,19 +464,22 @@ def _heal_duplicates(
     summary: SyncSummary,
     progress: SyncProgress,
 ) -> None:
-    """Re-merge whole days that hold a key twice (left by a crash mid-append)."""
+    """Re-merge whole days that hold a key twice (left by a crash mid-append): unfiltered, as
+    the doubled rows may be of any filter set; never past now."""
+    now = datetime.now(UTC)
     for day in days:
         logger.warning("re-merging %s: an interrupted load left duplicate rows", day.date())
-        run = RunRange(day, day + timedelta(days=1), advances_state=False)
+        run = RunRange(day, min(day + timedelta(days=1), now), advances_state=False)
         windows = plan_run(
             client,
-            options.filters,
+            AuditLogFilters(),
             run,
             max_offset=options.max_offset,
             concurrency=options.concurrency,
         )
+        unfiltered = dataclasses.replace(options, filters=AuditLogFilters())
         _load_chunks(
-            pipeline, client, options, run, windows, summary, progress, None, force_merge=True
+            pipeline, client, unfiltered, run, windows, summary, progress, None, force_merge=True
         )
 
 
@@ -483,7 +507,8 @@ def _load_chunks(
     for index, chunk in enumerate(chunks, start=1):
         already: set[str] = set()
         if not chunk.append and not supports_merge(pipeline):
-            already = existing_ids(pipeline, chunk)
+            with _step("reading the ids already written"):
+                already = existing_ids(pipeline, chunk)
         source = truefoundry_audit(
             host=client.host,
             api_key="unused",
@@ -512,24 +537,26 @@ def _load_chunks(
         progress.on_chunk_loaded(index, len(chunks))
 
 
-def duplicate_days(pipeline: Pipeline) -> list[datetime]:
-    """UTC days (as midnight datetimes) holding an event id or a metadata leaf twice."""
-    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+def duplicate_days(pipeline: Pipeline, *, since: datetime | None) -> list[datetime]:
+    """UTC days (as midnight datetimes) from `since` on holding an event id or a metadata leaf
+    twice."""
+    if since is None or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return []
-    try:
-        client = pipeline.sql_client()
-    except Exception:  # e.g. a destination without SQL: nothing to check there
-        return []
-    with client:
+    if not supports_merge(pipeline):
+        return []  # its loads skip ids already written
+    with _step("checking for duplicate rows"), pipeline.sql_client() as client:
         logs = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
-        sql = f"select min(created_at) from {logs} group by id having count(*) > 1"
+        recent = f"(select * from {logs} where created_at >= %s)"
+        sql = f"select min(created_at) from {recent} l group by id having count(*) > 1"
+        args: list[Any] = [since]
         if table_loaded(pipeline, METADATA_TABLE):
             leaves = client.make_qualified_table_name(METADATA_TABLE)
             sql += (
-                f" union all select min(l.created_at) from {leaves} m join {logs} l"
+                f" union all select min(l.created_at) from {leaves} m join {recent} l"
                 " on l.id = m.audit_log_id group by m.audit_log_id, m.path having count(*) > 1"
             )
-        rows = client.execute_sql(sql) or []
+            args.append(since)
+        rows = client.execute_sql(sql, *args) or []
     utc = [t.astimezone(UTC) for (t,) in rows if t is not None]
     return sorted({datetime(t.year, t.month, t.day, tzinfo=UTC) for t in utc})
 

@@ -120,3 +120,27 @@ def test_debug_shows_the_traceback(workspace: Workspace) -> None:
     proc = run_cli_process("--debug", *workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
+
+
+def test_unwritable_db_path(server: SimulatorServer) -> None:
+    proc = run_cli_process("sync", "--host", server.url, "--db", "/proc/no/such/dir/a.duckdb")
+    one_line_error(proc, 2, "cannot create", "writable")
+
+
+@pytest.mark.parametrize("command", ["views", "report", "verify"])
+def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspace) -> None:
+    args = [command, "--destination", "postgres", "--dataset", "nowhere"]
+    if command == "verify":
+        args += ["--host", f"http://127.0.0.1:{free_port()}"]
+    proc = run_cli_process(
+        *args,
+        env={"DESTINATION__POSTGRES__CREDENTIALS": f"postgresql://u:p@127.0.0.1:{free_port()}/x"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len([x for x in proc.stderr.splitlines() if x.startswith("tfy-audit: error:")]) == 1
+
+
+def test_retries_must_be_at_least_one(server: SimulatorServer, workspace: Workspace) -> None:
+    proc = run_cli_process(*workspace.sync_args(server.url, "--retries", "0"))
+    one_line_error(proc, 2, "--retries")

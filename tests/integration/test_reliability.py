@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import duckdb
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
@@ -67,7 +69,9 @@ def test_a_window_denser_than_max_offset_is_split_until_it_fits(workspace: Works
 def test_a_service_limit_lower_than_configured_is_learnt(workspace: Workspace) -> None:
     sim = make_simulator(3_000, max_offset=600, order="shuffled")
     with SimulatorServer(sim) as srv:
-        assert run_cli(*workspace.sync_args(srv.url, "--page-size", "200")) == 0
+        # two connections: pages at deeper offsets are still queued when the limit is learnt
+        args = ("--page-size", "200", "--concurrency", "2")
+        assert run_cli(*workspace.sync_args(srv.url, *args)) == 0
     assert_warehouse_matches(workspace, sim.events())
 
 
@@ -238,3 +242,59 @@ def _rng(i: int) -> Any:
     import random
 
     return random.Random(f"reliability-{i}")
+
+
+def test_duplicates_left_by_a_crash_are_healed_by_the_next_sync(workspace: Workspace) -> None:
+    """What a kill between an appended job's commit and dlt's bookkeeping leaves behind: rows
+    twice. The next sync, even a filtered one, re-merges the days holding them."""
+    sim = make_simulator(2_000)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        con = duckdb.connect(str(workspace.db))
+        victims = [
+            r[0]
+            for r in con.execute(
+                f"select id from {DATASET}.audit_logs order by created_at desc limit 3"
+            ).fetchall()
+        ]
+        placeholders = ", ".join("?" * len(victims))
+        con.execute(
+            f"insert into {DATASET}.audit_logs select * from {DATASET}.audit_logs "
+            f"where id in ({placeholders})",
+            victims,
+        )
+        con.execute(
+            f"insert into {DATASET}.audit_log_metadata select * from "
+            f"{DATASET}.audit_log_metadata where audit_log_id in ({placeholders})",
+            victims,
+        )
+        con.close()
+        action = sim.events()[0]["action"]
+        assert run_cli(*workspace.sync_args(srv.url, "--action", action)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_the_mark_stays_before_a_window_that_could_not_be_read(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1,500 events in one millisecond, a service that pages 1,000 deep: the window is reported
+    (exit 3) and the next run reads it again rather than skipping past it."""
+    sim = make_simulator(500, max_offset=1_000)
+    burst_at = NOW - timedelta(hours=2)
+    sim.add_events(dense_burst(burst_at, 1_500, seed=9))
+    with SimulatorServer(sim) as srv:
+        args = workspace.sync_args(srv.url, "--max-offset", "1000", "--json")
+        assert run_cli(*args) == 3
+        first = json.loads(capsys.readouterr().out)
+        # the burst's own millisecond, and (as their padded queries also hold the burst) at
+        # most the two neighbouring ones
+        burst_ms = format_ts(burst_at)
+        assert (
+            f"[{burst_ms}, {format_ts(burst_at + timedelta(milliseconds=1))})"
+            in (first["incomplete_windows"])
+        )
+        assert len(first["incomplete_windows"]) <= 3
+        assert run_cli(*args) == 3
+        second = json.loads(capsys.readouterr().out)
+    assert ts(second["start"]) <= burst_at
+    assert ts(first["covered_until"]) <= burst_at

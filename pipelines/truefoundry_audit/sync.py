@@ -347,6 +347,12 @@ def chunk_plan(
     appended instead of merged."""
     if loaded_until is not None and run.start < loaded_until < run.end:
         before, after = _split_at(windows, loaded_until)
+        # An empty side needs no load of its own (a scheduled run that finds nothing new
+        # makes one load, not two): no events there, so the other side's way covers it.
+        if not after:
+            return _chunks(run, before, chunk_events, False)
+        if not before:
+            return _chunks(run, after, chunk_events, True)
         return _chunks(
             RunRange(run.start, loaded_until, run.advances_state), before, chunk_events, False
         ) + _chunks(RunRange(loaded_until, run.end, run.advances_state), after, chunk_events, True)

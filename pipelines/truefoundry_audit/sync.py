@@ -360,6 +360,15 @@ def chunk_plan(
     return _chunks(run, windows, chunk_events, append)
 
 
+def _split_run(run: RunRange, at: datetime | None) -> list[RunRange]:
+    if at is None or not run.start < at < run.end:
+        return [run]
+    return [
+        RunRange(run.start, at, run.advances_state),
+        RunRange(at, run.end, run.advances_state),
+    ]
+
+
 def _split_at(
     windows: list[PlannedWindow], at: datetime
 ) -> tuple[list[PlannedWindow], list[PlannedWindow]]:
@@ -438,14 +447,19 @@ def run_sync(
                     if total >= options.workers_from_events:
                         decoder[0] = decoders.enter_context(decoder_pool(options.workers))
 
-                windows = plan_run(
-                    client,
-                    options.filters,
-                    run,
-                    max_offset=options.max_offset,
-                    concurrency=options.concurrency,
-                    on_total=start_workers,
-                )
+                # Planned on each side of the loaded bound, so neither side's count is a guess
+                # and an empty side costs no load.
+                seen_until = loaded_until(source_state)
+                windows: list[PlannedWindow] = []
+                for part in _split_run(run, seen_until):
+                    windows += plan_run(
+                        client,
+                        options.filters,
+                        part,
+                        max_offset=options.max_offset,
+                        concurrency=options.concurrency,
+                        on_total=start_workers,
+                    )
                 _heal_duplicates(pipeline, client, options, heal, summary, progress)
                 _load_chunks(pipeline, client, options, run, windows, summary, progress, decoder[0])
             summary.views = _refresh_views(pipeline)

@@ -202,19 +202,13 @@ def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
 
 
 def sync_options_from_args(args: argparse.Namespace) -> Any:
-    from .truefoundry_audit.sync import DestinationOptions, SyncOptions, default_workers
+    from .truefoundry_audit.sync import SyncOptions, default_workers
 
     lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
     workers = getattr(args, "workers", None)
     return SyncOptions(
         workers=default_workers() if workers is None else workers,
-        target=DestinationOptions(
-            destination=args.destination,
-            db=args.db,
-            dataset=args.dataset,
-            pipeline_name=args.pipeline_name,
-            pipelines_dir=args.pipelines_dir,
-        ),
+        target=target_from_args(args),
         host=args.host,
         start=parse_user_time(args.start, "start") if args.start else None,
         end=parse_user_time(args.end, "end") if args.end else None,
@@ -331,17 +325,23 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
     }
 
 
-def _existing_pipeline(args: argparse.Namespace) -> Any:
-    """The pipeline of an earlier sync, its schema restored from the destination."""
-    from .truefoundry_audit.sync import DestinationOptions, make_pipeline
+def target_from_args(args: argparse.Namespace) -> Any:
+    from .truefoundry_audit.sync import DestinationOptions
 
-    target = DestinationOptions(
+    return DestinationOptions(
         destination=args.destination,
         db=args.db,
         dataset=args.dataset,
         pipeline_name=args.pipeline_name,
         pipelines_dir=args.pipelines_dir,
     )
+
+
+def _existing_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline of an earlier sync, its schema restored from the destination."""
+    from .truefoundry_audit.sync import make_pipeline
+
+    target = target_from_args(args)
     if target.destination == "duckdb" and not Path(target.db).exists():
         raise UsageError(f"{target.db} does not exist; run `tfy-audit sync` first or pass --db")
     pipeline = make_pipeline(target)

@@ -149,7 +149,7 @@ def write_report(
         windows=data.coverage.windows if data.coverage else 0,
         incomplete_windows=data.coverage.incomplete if data.coverage else 0,
     )
-    logger.info(
+    logger.debug(
         "wrote report %s: %d events, %d subjects, %d sensitive",
         out,
         summary.events,

@@ -188,13 +188,14 @@ _WAREHOUSE_COLUMNS = (
 def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.Table:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
-    relation = pipeline.dataset()[AUDIT_LOGS_TABLE].select(*_WAREHOUSE_COLUMNS)
+    # the range is filtered in the warehouse, so memory follows the range, not the history
+    relation = pipeline.dataset().query(
+        f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "
+        f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
+        f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
+    )
     table: pa.Table = relation.arrow()
-    created = pc.cast(table["created_at"], pa.timestamp("us", tz="UTC"))
-    lo = pa.scalar(start - MIN_WINDOW, pa.timestamp("us", tz="UTC"))
-    hi = pa.scalar(end, pa.timestamp("us", tz="UTC"))
-    keep = pc.and_kleene(pc.greater_equal(created, lo), pc.less_equal(created, hi))
-    return table.filter(pc.fill_null(keep, False))
+    return table
 
 
 def compare(

@@ -99,6 +99,14 @@ def server(simulator: Simulator) -> Iterator[SimulatorServer]:
         yield srv
 
 
+def spec_path() -> Path:
+    """The endpoint's OpenAPI spec: `../shared/spec/` beside the repository, or TFY_AUDIT_SPEC."""
+    env = os.environ.get("TFY_AUDIT_SPEC")
+    if env:
+        return Path(env)
+    return REPO.parent / "shared" / "spec" / "truefoundry-audit-logs.openapi.yaml"
+
+
 def run_cli(*args: str) -> int:
     """The real `tfy-audit` entry point, in-process."""
     from pipelines.cli import main

@@ -8,10 +8,8 @@ is allowed to be refused, but only that way).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -35,21 +33,10 @@ from pipelines.simulator import (
     odd_events,
 )
 from pipelines.simulator.spec_enums import conforms_to_spec_enums
+from tests.conftest import spec_path
 
 AUTH = {"Authorization": "Bearer tfy-sim-key"}
 END = datetime(2026, 8, 1, tzinfo=UTC)
-
-
-def spec_path() -> Path:
-    env = os.environ.get("TFY_AUDIT_SPEC")
-    if env:
-        return Path(env)
-    return (
-        Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "spec"
-        / "truefoundry-audit-logs.openapi.yaml"
-    )
 
 
 SPEC = spec_path()

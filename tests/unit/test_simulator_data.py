@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +28,7 @@ from pipelines.simulator.spec_enums import (
     SUBJECT_NULLABLE_FIELDS,
     conforms_to_spec_enums,
 )
+from tests.conftest import spec_path
 
 END = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
 REQUIRED = (
@@ -50,18 +49,6 @@ REQUIRED = (
     "createdAt",
     "updatedAt",
 )
-
-
-def spec_path() -> Path:
-    env = os.environ.get("TFY_AUDIT_SPEC")
-    if env:
-        return Path(env)
-    return (
-        Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "spec"
-        / "truefoundry-audit-logs.openapi.yaml"
-    )
 
 
 @pytest.fixture(scope="module")

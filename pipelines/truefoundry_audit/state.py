@@ -116,6 +116,7 @@ def resolve_range(
     """The range of this run: explicit bounds, else from the mark minus the lookback to now.
     An `end` in the future is cut to now: the mark must never pass events not yet created."""
     now = now or datetime.now(UTC)
+    explicit_end = end
     end = floor_ms(min(end, now) if end else now)
     mark = covered_until(entry)
     if start is None:
@@ -124,6 +125,10 @@ def resolve_range(
     else:
         advances = (start <= mark) if mark is not None else (start <= HISTORY_START)
     if end <= start:
+        if explicit_end is None:
+            raise UsageError(
+                f"--start ({start.isoformat()}) is in the future; pass a --start before now"
+            )
         raise UsageError(
             f"--end ({end.isoformat()}) is not after --start ({start.isoformat()}); pass an --end "
             "later than --start"

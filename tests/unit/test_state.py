@@ -64,3 +64,8 @@ def test_advance_keeps_marks_per_filter_set_and_one_loaded_bound() -> None:
     advance(state, AuditLogFilters(), Chunk(NOW, later, [], advances_state=False))
     assert covered_until(stream_state(state, AuditLogFilters())) is None
     assert loaded_until(state) == later
+
+
+def test_a_start_in_the_future_says_so() -> None:
+    with pytest.raises(UsageError, match="is in the future"):
+        resolve_range({}, start=NOW + timedelta(days=1), end=None, lookback=LOOKBACK, now=NOW)

@@ -100,10 +100,16 @@ def truefoundry_audit(
         name=AUDIT_LOGS_TABLE,
     )
     # A chunk of events never loaded before is appended; anything else is merged on the key.
+    # A chunk never yields an event (or a subject) twice, so the merge skips dlt's de-duplication
+    # of the staged rows: a ROW_NUMBER() over every column, which needs the whole chunk in
+    # memory and ran DuckDB out of its 128 MB on a 100,000-event re-merge.
     appending = isinstance(chunk, Chunk) and chunk.append
-    disposition: TWriteDispositionConfig = (
-        "append" if appending else {"disposition": "merge", "strategy": "delete-insert"}
-    )
+    merge: TWriteDispositionConfig = {
+        "disposition": "merge",
+        "strategy": "delete-insert",
+        "deduplicated": True,
+    }
+    disposition: TWriteDispositionConfig = "append" if appending else merge
     resource.apply_hints(
         table_name=METADATA_TABLE,
         write_disposition=disposition,
@@ -115,7 +121,7 @@ def truefoundry_audit(
     )
     resource.apply_hints(
         table_name=SUBJECTS_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        write_disposition=merge,
         primary_key="subject_id",
         columns={"first_seen_at": _timestamp(), "last_seen_at": _timestamp()},
         create_table_variant=True,

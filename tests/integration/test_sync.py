@@ -248,3 +248,17 @@ def test_worker_processes_decode_pages_exactly_with_faults(workspace: Workspace)
         summary = run_sync(options)
     assert summary.retries > 0
     assert_warehouse_matches(workspace, sim.events())
+
+
+def test_full_re_merge_fits_the_destination_memory_limit(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-reading everything already loaded (an explicit --start at the beginning) merges one
+    big chunk; it must fit DuckDB's memory limit, and leave every row exactly once."""
+    monkeypatch.setattr("pipelines.truefoundry_audit.sync.DUCKDB_MEMORY_LIMIT", "32MB")
+    sim = make_simulator(20_000, days=5, seed=3)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        again = workspace.sync_args(srv.url, "--start", "2015-01-01", "--json")
+        assert run_cli(*again) == 0
+    assert_warehouse_matches(workspace, sim.events())

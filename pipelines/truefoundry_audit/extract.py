@@ -43,6 +43,11 @@ class _ArrowHintNoise(logging.Filter):
 
 logging.getLogger("dlt").addFilter(_ArrowHintNoise())
 
+# dlt's extract costs ~5 ms per item yielded (it computes the table schema of each), so pages
+# are handed over in batches of about this many events, or this many bytes of Arrow data.
+YIELD_EVENTS = 10_000
+YIELD_BYTES = 48 * 1024 * 1024
+
 SYNC_WINDOWS_SCHEMA = pa.schema(
     [
         ("window_start", pa.timestamp("us", tz="UTC")),
@@ -97,6 +102,7 @@ def audit_log_tables(
     seen: set[str] = set(skip_ids or ())
     reports: list[WindowReport] = []
     changed_subjects: dict[str, SubjectObservation] = {}
+    batch_of_pages = _PageBatch()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
         fetcher = WindowFetcher(
@@ -121,9 +127,9 @@ def audit_log_tables(
             for obs in merge_subject_observations(known_subjects, batch.subjects):
                 changed_subjects[obs.subject_id] = obs
             observer.on_events(audit_logs.num_rows)
-            yield dlt.mark.with_table_name(audit_logs, AUDIT_LOGS_TABLE)
-            if metadata.num_rows:
-                yield dlt.mark.with_table_name(metadata, METADATA_TABLE)
+            if batch_of_pages.add(audit_logs, metadata):
+                yield from batch_of_pages.flush()
+        yield from batch_of_pages.flush()
 
     if changed_subjects:
         yield dlt.mark.with_table_name(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
@@ -134,6 +140,37 @@ def audit_log_tables(
     # Last: the state travels in the same load package as the rows it vouches for.
     incomplete = [r.window.start for r in reports if not r.complete]
     advance(source_state, filters, chunk, incomplete_from=min(incomplete, default=None))
+
+
+class _PageBatch:
+    """Pages' rows, held until there are enough to hand to dlt as one item per table."""
+
+    def __init__(self) -> None:
+        self.audit_logs: list[pa.Table] = []
+        self.metadata: list[pa.Table] = []
+        self.events = 0
+        self.nbytes = 0
+
+    def _take(self) -> tuple[list[pa.Table], list[pa.Table]]:
+        held = self.audit_logs, self.metadata
+        self.audit_logs, self.metadata, self.events, self.nbytes = [], [], 0, 0
+        return held
+
+    def add(self, audit_logs: pa.Table, metadata: pa.Table) -> bool:
+        """Hold a page's rows; True when the batch is full."""
+        self.audit_logs.append(audit_logs)
+        if metadata.num_rows:
+            self.metadata.append(metadata)
+        self.events += audit_logs.num_rows
+        self.nbytes += audit_logs.nbytes + metadata.nbytes
+        return self.events >= YIELD_EVENTS or self.nbytes >= YIELD_BYTES
+
+    def flush(self) -> Iterator[Any]:
+        audit_logs, metadata = self._take()
+        if audit_logs:
+            yield dlt.mark.with_table_name(pa.concat_tables(audit_logs), AUDIT_LOGS_TABLE)
+        if metadata:
+            yield dlt.mark.with_table_name(pa.concat_tables(metadata), METADATA_TABLE)
 
 
 def _unseen(audit_logs: pa.Table, metadata: pa.Table, seen: set[str]) -> tuple[pa.Table, pa.Table]:

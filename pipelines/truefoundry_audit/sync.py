@@ -234,12 +234,10 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
             ) from exc
     try:
         if name == "duckdb":
-            # a mapping, not a path string: dlt parses a string as a URL, through SQLAlchemy
-            # when it is installed, which costs 0.2 s of start-up
-            credentials = DuckDbCredentials(
-                {"database": str(Path(target.db).expanduser())},
-                global_config={"memory_limit": DUCKDB_MEMORY_LIMIT},
-            )
+            # the path set as a field, not passed as a string: dlt parses a string as a URL,
+            # through SQLAlchemy when it is installed, which costs 0.2 s of start-up
+            credentials = DuckDbCredentials(global_config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+            credentials.database = str(Path(target.db).expanduser())
             return dlt.destinations.duckdb(credentials=credentials)
         destination = Destination.from_reference(name)
     except Exception as exc:

@@ -559,6 +559,17 @@ def _load_chunks(
         summary.chunks += 1
         summary.load_ids.extend(info.loads_ids)
         trace = pipeline.last_trace
+        if trace is not None:
+            logger.info(
+                "chunk %d/%d loaded: %s",
+                index,
+                len(chunks),
+                ", ".join(
+                    f"{step.step} {(step.finished_at - step.started_at).total_seconds():.2f}s"
+                    for step in trace.steps
+                    if step.started_at and step.finished_at and step.step != "run"
+                ),
+            )
         normalize_info = trace.last_normalize_info if trace else None
         if normalize_info is not None:
             for table, n in normalize_info.row_counts.items():

@@ -428,6 +428,9 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
             pipeline.sync_destination()
+        # run() would sync again before every chunk (0.15 s each); under the lock, nothing but
+        # this run changes the destination's state, so once is enough
+        pipeline._state_restored = True
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
         source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))

@@ -474,7 +474,19 @@ def run_sync(
                         on_total=start_workers,
                     )
                 _heal_duplicates(pipeline, client, options, heal, summary, progress)
-                _load_chunks(pipeline, client, options, run, windows, summary, progress, decoder[0])
+                pool = decoder[0]
+                _load_chunks(
+                    pipeline,
+                    client,
+                    options,
+                    run,
+                    windows,
+                    summary,
+                    progress,
+                    pool,
+                    # the worker processes exit during the load instead of after it
+                    after_last_extract=(lambda: pool.shutdown(wait=False)) if pool else None,
+                )
             summary.views = _refresh_views(pipeline)
         finally:
             client.close()
@@ -527,7 +539,10 @@ def _load_chunks(
     decoder: Executor | None,
     *,
     force_merge: bool = False,
+    after_last_extract: Callable[[], None] | None = None,
 ) -> None:
+    """Extract, normalize and load each chunk in turn. `after_last_extract` runs as soon as the
+    last chunk is extracted (the run lets its decoder processes go while the load runs)."""
     source_state = pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
     seen_until = loaded_until(dict(source_state))
     if force_merge:
@@ -558,26 +573,29 @@ def _load_chunks(
             skip_ids=already,
         )
         with _step("loading into the destination"):
-            info = pipeline.run(source, loader_file_format=loader_file_format(options.target))  # type: ignore[arg-type]
+            seconds: dict[str, float] = {}
+            clock = time.monotonic()
+            pipeline.extract(source, loader_file_format=loader_file_format(options.target))  # type: ignore[arg-type]
+            seconds["extract"] = time.monotonic() - clock
+            if index == len(chunks) and after_last_extract is not None:
+                after_last_extract()
+            clock = time.monotonic()
+            normalize_info = pipeline.normalize()
+            seconds["normalize"] = time.monotonic() - clock
+            clock = time.monotonic()
+            info = pipeline.load()
+            seconds["load"] = time.monotonic() - clock
         summary.chunks += 1
         summary.load_ids.extend(info.loads_ids)
-        trace = pipeline.last_trace
-        if trace is not None:
-            logger.info(
-                "chunk %d/%d loaded: %s",
-                index,
-                len(chunks),
-                ", ".join(
-                    f"{step.step} {(step.finished_at - step.started_at).total_seconds():.2f}s"
-                    for step in trace.steps
-                    if step.started_at and step.finished_at and step.step != "run"
-                ),
-            )
-        normalize_info = trace.last_normalize_info if trace else None
-        if normalize_info is not None:
-            for table, n in normalize_info.row_counts.items():
-                if not table.startswith("_dlt"):
-                    summary.rows[table] = summary.rows.get(table, 0) + n
+        logger.info(
+            "chunk %d/%d loaded: %s",
+            index,
+            len(chunks),
+            ", ".join(f"{step} {s:.2f}s" for step, s in seconds.items()),
+        )
+        for table, n in normalize_info.row_counts.items():
+            if not table.startswith("_dlt"):
+                summary.rows[table] = summary.rows.get(table, 0) + n
         progress.on_chunk_loaded(index, len(chunks))
 
 

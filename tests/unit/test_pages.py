@@ -64,3 +64,47 @@ def test_long_integers_survive_and_digit_runs_in_strings_are_harmless() -> None:
     )
     assert events[0]["n"] == 18446744073709551616
     assert events[0]["id"] == "1234567890123456789012"
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        b"18446744073709551616",
+        b"-9223372036854775809",
+        b"123456789012345678901234567890",
+        b" \n\t-123456789012345678901234567890",
+    ],
+)
+@pytest.mark.parametrize("where", ["value", "array-first", "array-later"])
+def test_every_long_integer_literal_keeps_its_digits(literal: bytes, where: str) -> None:
+    """The fast parser turns integers beyond 64 bits into floats; each such literal, wherever it
+    stands, must send the page to the exact parser."""
+    value = {
+        "value": b'{"n": ' + literal + b"}",
+        "array-first": b'{"n": [' + literal + b", 1]}",
+        "array-later": b'{"n": [1,' + literal + b"]}",
+    }[where]
+    raw = (
+        b'{"data": [{"id": "c1a2128662549804438418 2fc", "metaData": '
+        + value
+        + b'}], "pagination": {"total": 1}}'
+    )
+    events, _ = parse_list_body(raw)
+    assert events[0]["metaData"] == json.loads(value)
+    assert events[0]["metaData"] == json.loads(value.decode())  # and not a float
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "c1a21286625498044384182fc"}',  # a run inside an id
+        b'{"x": 12345678901234567890.5}',  # floats parse alike either way
+        b'{"x": 1.12345678901234567890123}',
+        b'{"x": 12345678901234567890e3}',
+    ],
+)
+def test_digit_runs_that_are_no_integer_take_the_fast_parser(raw: bytes) -> None:
+    from pipelines.truefoundry_audit.pages import _has_long_integer
+
+    assert not _has_long_integer(raw)
+    assert _has_long_integer(raw.replace(b"}", b', "n": 12345678901234567890}'))

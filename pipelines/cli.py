@@ -159,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.debug, args.quiet)
+    # dlt sends anonymous usage events to dlthub by default (DNS lookups and HTTPS on every
+    # run); a tool that copies a security audit trail should not call out unasked. Set
+    # RUNTIME__DLTHUB_TELEMETRY=true to opt in.
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     try:
         if args.command == "sync":
             return cmd_sync(args)

@@ -71,6 +71,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TFY_API_KEY", API_KEY)
     monkeypatch.delenv("TFY_HOST", raising=False)
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")  # no test reaches the internet
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the data already loaded left untouched."""
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 
@@ -144,3 +145,17 @@ def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspa
 def test_retries_must_be_at_least_one(server: SimulatorServer, workspace: Workspace) -> None:
     proc = run_cli_process(*workspace.sync_args(server.url, "--retries", "0"))
     one_line_error(proc, 2, "--retries")
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "false"), ("true", "true")])
+def test_dlt_telemetry_is_off_unless_asked_for(
+    preset: str | None, expected: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlt would report usage to dlthub over the internet on every run; the CLI opts out,
+    and a user's explicit opt-in wins."""
+    if preset is None:
+        monkeypatch.delenv("RUNTIME__DLTHUB_TELEMETRY", raising=False)
+    else:
+        monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", preset)
+    run_cli(*workspace.sync_args("http://127.0.0.1:9", "--retries", "1", "--timeout", "1"))
+    assert os.environ["RUNTIME__DLTHUB_TELEMETRY"] == expected

@@ -72,8 +72,9 @@ SOURCE_NAME = "truefoundry_audit"
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory.
 # Measured loading 2 x 100k events: 2 threads and 128 MB peaked 179 MB over the base, 1 thread
 # and 96 MB 113 MB, in 1.62 s instead of 1.74 s (dlt loads the tables as parallel jobs anyway).
+# A 300k sync peaked at 332-336 MB with 80 MB, 346-359 MB with 96 MB, its loads as fast.
 # Larger joins (a full re-merge) spill to the database's temp directory instead of failing.
-DUCKDB_MEMORY_LIMIT = "96MB"
+DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
 
 # Below this many planned events, pages are decoded in the fetching threads.

@@ -525,7 +525,11 @@ def parse_timestamp(value: Any) -> datetime | None:
 def _usable_events(
     events: Sequence[Mapping[str, Any]],
 ) -> tuple[list[Mapping[str, Any]], list[str], int]:
-    """The events that have a usable id, their ids, and how many were skipped."""
+    """The events that have a usable id, their ids, and how many were skipped.
+
+    An id met again in the same batch (a service repeating a row, or `1` and `"1"`) keeps its
+    first event only: a batch holds each id once, which the merge relies on.
+    """
     kept: list[Mapping[str, Any]] = []
     ids: list[str] = []
     skipped = 0
@@ -549,6 +553,20 @@ def _usable_events(
         logger.warning(
             "skipped %d event(s) without a usable id (ids seen: %s)", skipped, ", ".join(examples)
         )
+    if len(set(ids)) < len(ids):
+        repeated: list[str] = []
+        first: dict[str, Mapping[str, Any]] = {}
+        for event_id, event in zip(ids, kept, strict=True):
+            if event_id in first:
+                repeated.append(event_id)
+            else:
+                first[event_id] = event
+        logger.warning(
+            "%d event(s) repeat an id already on the same page; the first is kept (ids: %s)",
+            len(repeated),
+            ", ".join(repr(i) for i in repeated[:_WARN_EXAMPLES]),
+        )
+        ids, kept = list(first), list(first.values())
     return kept, ids, skipped
 
 

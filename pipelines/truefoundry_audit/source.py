@@ -100,9 +100,11 @@ def truefoundry_audit(
         name=AUDIT_LOGS_TABLE,
     )
     # A chunk of events never loaded before is appended; anything else is merged on the key.
-    # A chunk never yields an event (or a subject) twice, so the merge skips dlt's de-duplication
-    # of the staged rows: a ROW_NUMBER() over every column, which needs the whole chunk in
-    # memory and ran DuckDB out of its 128 MB on a 100,000-event re-merge.
+    # A chunk never yields an event twice (ids repeated on a page or across the pages of a
+    # chunk are dropped), so the merge skips dlt's de-duplication of the staged rows: a
+    # ROW_NUMBER() over every column, which needs the whole chunk in memory and ran DuckDB out
+    # of its 128 MB on a 100,000-event re-merge. A staged file copied twice after a crash is
+    # found by the sync's duplicate check, which re-merges the day.
     appending = isinstance(chunk, Chunk) and chunk.append
     merge: TWriteDispositionConfig = {
         "disposition": "merge",
@@ -121,7 +123,9 @@ def truefoundry_audit(
     )
     resource.apply_hints(
         table_name=SUBJECTS_TABLE,
-        write_disposition=merge,
+        # de-duplicated by dlt: a handful of rows per chunk, and should a crash make dlt copy a
+        # staged file twice, nothing else would find a doubled subject
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         primary_key="subject_id",
         columns={"first_seen_at": _timestamp(), "last_seen_at": _timestamp()},
         create_table_variant=True,

@@ -169,26 +169,47 @@ def default_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
-@contextmanager
-def decoder_pool(workers: int) -> Iterator[Executor | None]:
+class Decoders:
     """Worker processes for the CPU-bound page decoding; spawned, so no thread state is
-    copied, and their start overlaps with planning."""
+    copied, and started at once, so their start overlaps with planning."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        for _ in range(workers):
+            self.pool.submit(_warm_up)
+        self._closer: threading.Thread | None = None
+
+    def close_soon(self) -> None:
+        """Let the workers go now, in the background (they take ~0.2 s to exit), so their
+        exit overlaps the load; `close()` then waits for it."""
+        if self._closer is None:
+            self._closer = threading.Thread(
+                target=self.pool.shutdown, name="tfy-decoders-close", daemon=True
+            )
+            self._closer.start()
+
+    def close(self) -> None:
+        if self._closer is None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            self._closer.join()
+
+
+@contextmanager
+def decoder_pool(workers: int) -> Iterator[Decoders | None]:
     if workers < 1:
         yield None
         return
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_exit_with_parent,
-        initargs=(os.getpid(),),
-    )
+    decoders = Decoders(workers)
     try:
-        # start them now, while the run is being planned
-        for _ in range(workers):
-            pool.submit(_warm_up)
-        yield pool
+        yield decoders
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        decoders.close()
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -434,9 +455,6 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
             pipeline.sync_destination()
-        # run() would sync again before every chunk (0.15 s each); under the lock, nothing but
-        # this run changes the destination's state, so once is enough
-        pipeline._state_restored = True
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
         source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
@@ -457,14 +475,14 @@ def run_sync(
             transport=options.transport,
         )
         try:
-            with ExitStack() as decoders:
-                decoder: list[Executor | None] = [None]
+            with ExitStack() as stack:
+                decoders: list[Decoders | None] = [None]
 
                 def start_workers(total: int) -> None:
                     # Worker processes pay for themselves on backfills, not on a small scheduled
                     # run; started once the run's size is known, they warm up during planning.
-                    if total >= options.workers_from_events:
-                        decoder[0] = decoders.enter_context(decoder_pool(options.workers))
+                    if total >= options.workers_from_events and decoders[0] is None:
+                        decoders[0] = stack.enter_context(decoder_pool(options.workers))
 
                 # Planned on each side of the loaded bound, so neither side's count is a guess
                 # and an empty side costs no load.
@@ -480,7 +498,7 @@ def run_sync(
                         on_total=start_workers,
                     )
                 _heal_duplicates(pipeline, client, options, heal, summary, progress)
-                pool = decoder[0]
+                workers = decoders[0]
                 _load_chunks(
                     pipeline,
                     client,
@@ -489,9 +507,9 @@ def run_sync(
                     windows,
                     summary,
                     progress,
-                    pool,
-                    # the worker processes exit during the load instead of after it
-                    after_last_extract=(lambda: pool.shutdown(wait=False)) if pool else None,
+                    workers.pool if workers else None,
+                    # the worker processes exit during the last load instead of after it
+                    after_last_extract=workers.close_soon if workers else None,
                 )
             summary.views = _refresh_views(pipeline)
         finally:

@@ -1101,3 +1101,33 @@ def test_any_json_events_normalize_without_error(events: list[dict[str, Any]]) -
             assert row["meta_data"] is None
         else:
             assert json.dumps(json.loads(row["meta_data"])) == json.dumps(meta)
+
+
+def test_an_id_repeated_on_a_page_keeps_its_first_event_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Merges skip dlt's de-duplication, so a batch must hold each id once: the same row served
+    twice, or `7` and `"7"`, which are one key."""
+    events = [
+        {"id": "a", "action": "FIRST", "metaData": {"x": 1}},
+        {"id": "b", "action": "OTHER", "metaData": {"y": [1, 2]}},
+        {"id": "a", "action": "SECOND", "metaData": {"z": 3}},
+        {"id": 7, "action": "INT", "metaData": {"k": "int"}},
+        {"id": "7", "action": "STR", "metaData": {"k": "str"}},
+    ]
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        batch = normalize_events(events)
+    logs = batch.audit_logs.select(["id", "action"]).to_pylist()
+    assert logs == [
+        {"id": "a", "action": "FIRST"},
+        {"id": "b", "action": "OTHER"},
+        {"id": "7", "action": "INT"},
+    ]
+    leaves = batch.metadata.select(["audit_log_id", "path", "value"]).to_pylist()
+    assert leaves == [
+        {"audit_log_id": "a", "path": "$.x", "value": "1"},
+        {"audit_log_id": "b", "path": "$.y[0]", "value": "1"},
+        {"audit_log_id": "b", "path": "$.y[1]", "value": "2"},
+        {"audit_log_id": "7", "path": "$.k", "value": '"int"'},
+    ]
+    assert "2 event(s) repeat an id" in caplog.text

@@ -206,7 +206,8 @@ def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
 
 
 def sync_options_from_args(args: argparse.Namespace) -> Any:
-    from .truefoundry_audit.sync import SyncOptions, default_workers
+    from .truefoundry_audit.decoders import default_workers
+    from .truefoundry_audit.sync import SyncOptions
 
     lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
     workers = getattr(args, "workers", None)

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +30,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
+from .decoders import Decoders, decoder_pool
 from .errors import DestinationError, TfyAuditError, UsageError
 from .extract import ExtractObserver
 from .fetch import WindowReport, plan_run
@@ -163,68 +161,6 @@ class SyncProgress(ExtractObserver):
     def on_chunk_loaded(self, index: int, chunks: int) -> None: ...
 
     def close(self) -> None: ...
-
-
-def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
-
-
-class Decoders:
-    """Worker processes for the CPU-bound page decoding; spawned, so no thread state is
-    copied, and started at once, so their start overlaps with planning."""
-
-    def __init__(self, workers: int) -> None:
-        self.pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        )
-        for _ in range(workers):
-            self.pool.submit(_warm_up)
-        self._closer: threading.Thread | None = None
-
-    def close_soon(self) -> None:
-        """Let the workers go now, in the background (they take ~0.2 s to exit), so their
-        exit overlaps the load; `close()` then waits for it."""
-        if self._closer is None:
-            self._closer = threading.Thread(
-                target=self.pool.shutdown, name="tfy-decoders-close", daemon=True
-            )
-            self._closer.start()
-
-    def close(self) -> None:
-        if self._closer is None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            self._closer.join()
-
-
-@contextmanager
-def decoder_pool(workers: int) -> Iterator[Decoders | None]:
-    if workers < 1:
-        yield None
-        return
-    decoders = Decoders(workers)
-    try:
-        yield decoders
-    finally:
-        decoders.close()
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """A worker outlives a parent killed with SIGKILL; make it notice and go."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="tfy-parent-watch", daemon=True).start()
-
-
-def _warm_up() -> None:
-    from . import pages  # noqa: F401  (imports pyarrow, orjson, rows)
 
 
 def validate(options: SyncOptions) -> None:

@@ -1,0 +1,61 @@
+"""`exit_now`: the command's prompt exit loses no output, no exit handler and no running work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_output_and_exit_handlers_survive_the_prompt_exit(tmp_path: Path) -> None:
+    marker = tmp_path / "atexit-ran"
+    done = _run(
+        f"""
+        import atexit, logging, sys
+        from pipelines.cli import exit_now
+        atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))
+        logging.basicConfig(stream=sys.stderr, format="%(message)s")
+        for i in range(20000):
+            print(f"line {{i}}")  # block-buffered: a pipe, not a terminal
+        logging.getLogger("t").warning("last words")
+        exit_now(3)
+        """
+    )
+    assert done.returncode == 3
+    lines = done.stdout.splitlines()
+    assert lines == [f"line {i}" for i in range(20000)]
+    assert done.stderr.strip() == "last words"
+    assert marker.read_text() == "yes"
+
+
+def test_a_running_non_daemon_thread_is_waited_for(tmp_path: Path) -> None:
+    marker = tmp_path / "thread-finished"
+    done = _run(
+        f"""
+        import threading
+        from pipelines.cli import exit_now
+        started = threading.Event()
+        def work():
+            started.set()
+            threading.Event().wait(0.3)
+            open({str(marker)!r}, "w").write("finished")
+        threading.Thread(target=work).start()
+        started.wait(10)
+        exit_now(0)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "finished"

@@ -240,7 +240,7 @@ def plan_run(
             Window(run.start, run.end),
             count,
             max_events=max_offset,
-            map_concurrently=lambda fn, items: pool.map(fn, items),
+            executor=pool,
             on_total=on_total,
         )
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -91,36 +92,44 @@ def plan_windows(
     count: Callable[[Window], int],
     *,
     max_events: int,
-    map_concurrently: Callable[[Callable[[Window], int], Sequence[Window]], Iterable[int]],
+    executor: Executor,
     on_total: Callable[[int], None] | None = None,
 ) -> list[PlannedWindow]:
     """Split `root` until every window holds at most `max_events` events, by the service's count.
 
-    Windows are split level by level, each level counted concurrently; empty windows are dropped.
-    A window of one millisecond cannot be split further and is returned whatever its count (the
-    fetcher then reports it if the service refuses to page through it). `on_total` hears the
-    root's count as soon as it is known.
+    Counts run concurrently on `executor`, and a window is split as soon as its own count
+    arrives, not when its whole level has been counted: planning takes about as many round
+    trips as the split is deep. Empty windows are dropped. A window of one millisecond cannot be
+    split further and is returned whatever its count (the fetcher then reports it if the service
+    refuses to page through it). `on_total` hears the root's count as soon as it is known.
     """
     if max_events < 1:
         raise ValueError("max_events must be >= 1")
     # Aim below the limit so that a part a little denser than average still fits.
     target = max(1, int(max_events * 0.6))
     leaves: list[PlannedWindow] = []
-    pending = [root]
-    while pending:
-        counts = list(map_concurrently(count, pending))
-        if on_total is not None and pending[0] is root:
-            on_total(counts[0])  # the root's count: the size of the run, known early
-        following: list[Window] = []
-        for window, n in zip(pending, counts, strict=True):
-            if n == 0:
-                continue
-            if n <= max_events or not window.can_split():
-                leaves.append(PlannedWindow(window, n))
-                continue
-            parts = min(MAX_FANOUT, max(2, math.ceil(n / target)))
-            following.extend(window.split(parts))
-        pending = following
+    pending: dict[Future[int], Window] = {executor.submit(count, root): root}
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                window = pending.pop(future)
+                n = future.result()
+                if window is root and on_total is not None:
+                    on_total(n)  # the size of the run, known early
+                if n == 0:
+                    continue
+                if n <= max_events or not window.can_split():
+                    leaves.append(PlannedWindow(window, n))
+                    continue
+                parts = min(MAX_FANOUT, max(2, math.ceil(n / target)))
+                # Newest first: a first run's range starts years before most of its events,
+                # and the dense recent parts are the ones with more splitting to come.
+                for part in reversed(window.split(parts)):
+                    pending[executor.submit(count, part)] = part
+    finally:
+        for future in pending:
+            future.cancel()
     leaves.sort()
     return leaves
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,12 +23,22 @@ from pipelines.truefoundry_audit.windows import (
     split_points,
 )
 
+T = TypeVar("T")
+
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 
 
-def serial_map(fn: Callable[[Window], int], items: Sequence[Window]) -> Iterable[int]:
-    return [fn(w) for w in items]
+class SerialExecutor(Executor):
+    """Runs each task at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 def counter(times: list[datetime]) -> Callable[[Window], int]:
@@ -37,6 +50,12 @@ def counter(times: list[datetime]) -> Callable[[Window], int]:
         return bisect.bisect_right(ordered, hi) - bisect.bisect_left(ordered, lo)
 
     return count
+
+
+def assert_each_event_in_one_window(plan: list[PlannedWindow], times: list[datetime]) -> None:
+    for t in set(times):
+        holding = [p for p in plan if p.window.start <= t < p.window.end]
+        assert len(holding) == 1, t
 
 
 def test_split_points_are_whole_milliseconds_and_cover_the_range() -> None:
@@ -74,7 +93,7 @@ def test_plan_windows_respects_the_limit_and_covers_every_event() -> None:
     times += [T0 + timedelta(hours=7, milliseconds=rng.randrange(60_000)) for _ in range(9_000)]
     root = Window(T0, T0 + timedelta(days=1))
     count = counter(times)
-    plan = plan_windows(root, count, max_events=2_500, map_concurrently=serial_map)
+    plan = plan_windows(root, count, max_events=2_500, executor=SerialExecutor())
 
     assert all(p.count <= 2_500 or not p.window.can_split() for p in plan)
     assert all(a.window.end <= b.window.start for a, b in itertools.pairwise(plan))
@@ -91,8 +110,59 @@ def test_plan_windows_respects_the_limit_and_covers_every_event() -> None:
 def test_plan_windows_drops_empty_windows() -> None:
     times = [T0 + timedelta(days=30)]
     root = Window(datetime(2015, 1, 1, tzinfo=UTC), T0 + timedelta(days=60))
-    plan = plan_windows(root, counter(times), max_events=10, map_concurrently=serial_map)
+    plan = plan_windows(root, counter(times), max_events=10, executor=SerialExecutor())
     assert [p.count for p in plan] == [1]
+
+
+def test_concurrent_planning_plans_what_serial_planning_does() -> None:
+    rng = random.Random(5)
+    times = [T0 + timedelta(milliseconds=rng.randrange(0, 86_400_000)) for _ in range(30_000)]
+    times += [T0 + timedelta(hours=3, milliseconds=rng.randrange(1_000)) for _ in range(8_000)]
+    root = Window(T0, T0 + timedelta(days=1))
+    serial = plan_windows(root, counter(times), max_events=2_000, executor=SerialExecutor())
+    totals: list[int] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = plan_windows(
+            root, counter(times), max_events=2_000, executor=pool, on_total=totals.append
+        )
+    assert concurrent == serial
+    assert totals == [len(times)]
+    assert all(p.count <= 2_000 for p in concurrent)
+    assert_each_event_in_one_window(concurrent, times)
+
+
+def test_a_window_is_split_as_soon_as_its_count_arrives() -> None:
+    """A slow count holds up nothing but its own window: the dense window next to it is split
+    and its parts counted meanwhile (a level-by-level plan would wait for the slow count)."""
+    times = [T0 + timedelta(hours=1, milliseconds=i) for i in range(50)]  # dense, first part
+    times += [T0 + timedelta(hours=20)]  # sparse, in the slow part
+    root = Window(T0, T0 + timedelta(days=1))
+    plain = counter(times)
+    deeper_counted = threading.Event()
+    waited: list[bool] = []
+
+    def count(window: Window) -> int:
+        if window.width < timedelta(hours=1):
+            deeper_counted.set()  # a part of a part: the second level
+        elif window.start >= T0 + timedelta(hours=12) and window.width < root.width:
+            waited.append(deeper_counted.wait(timeout=30))
+        return plain(window)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        plan = plan_windows(root, count, max_events=20, executor=pool)
+    assert waited and all(waited)
+    assert all(p.count <= 20 for p in plan)
+    assert_each_event_in_one_window(plan, times)
+
+
+def test_a_failed_count_fails_the_plan() -> None:
+    def count(window: Window) -> int:
+        if window.width < timedelta(days=1):
+            raise RuntimeError("service down")
+        return 100
+
+    with ThreadPoolExecutor(max_workers=4) as pool, pytest.raises(RuntimeError, match="down"):
+        plan_windows(Window(T0, T0 + timedelta(days=1)), count, max_events=10, executor=pool)
 
 
 def test_chunks_are_contiguous_and_cover_the_run() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -235,6 +236,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .progress import ProgressReporter
     from .truefoundry_audit.sync import run_sync, validate
 
+    if _own_process:
+        # dlt, pyarrow and DuckDB are imported: hundreds of thousands of objects that live as
+        # long as the process. Frozen, they are not walked by each full collection the sync's
+        # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called as a
+        # library: its caller's objects are not ours to freeze.
+        gc.freeze()
+
     options = sync_options_from_args(args)
     validate(options)
     progress = ProgressReporter(bar=False if args.no_progress or args.json else None)
@@ -407,8 +415,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_own_process = False  # True when the process is the `tfy-audit` command itself
+
+
 def entry() -> NoReturn:
     """The `tfy-audit` command: `main()`, then a prompt exit."""
+    global _own_process
+    _own_process = True
     exit_now(main())
 
 

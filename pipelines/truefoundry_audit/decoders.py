@@ -7,6 +7,7 @@ handed (its initializer, its tasks), and dlt's import would cost each worker 0.5
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -28,7 +29,7 @@ class Decoders:
         self.pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent,
+            initializer=_init_worker,
             initargs=(os.getpid(),),
         )
         for _ in range(workers):
@@ -63,6 +64,15 @@ def decoder_pool(workers: int) -> Iterator[Decoders | None]:
         decoders.close()
 
 
+def _init_worker(parent_pid: int) -> None:
+    _exit_with_parent(parent_pid)
+    from . import pages  # noqa: F401  (pyarrow, orjson, rows: what decoding needs)
+
+    # What is alive now (the modules) lives as long as the worker: out of the collector's sight,
+    # it is not walked again by every full collection a page's thousands of objects set off.
+    gc.freeze()
+
+
 def _exit_with_parent(parent_pid: int) -> None:
     """A worker outlives a parent killed with SIGKILL; make it notice and go."""
 
@@ -75,4 +85,4 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _warm_up() -> None:
-    from . import pages  # noqa: F401  (imports pyarrow, orjson, rows)
+    """A task that makes the pool start a worker now, not at the first page."""

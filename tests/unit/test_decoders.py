@@ -26,11 +26,13 @@ def test_workers_decode_pages_without_importing_dlt() -> None:
         assert decoders is not None
         page = decoders.pool.submit(decode_page, body, start, end).result(timeout=60)
         imported = decoders.pool.submit(eval, _IMPORTED).result(timeout=60)
+        frozen = decoders.pool.submit(eval, "__import__('gc').get_freeze_count()").result(60)
     assert page.ids == ["e1"] and page.total == 1
     assert page.batch is not None and page.batch.audit_logs.column("action").to_pylist() == [
         "CREATE"
     ]
     assert imported == []
+    assert frozen > 10_000  # the modules, out of the collector's way
 
 
 def test_no_workers_means_no_pool() -> None:

@@ -10,8 +10,8 @@ loaded is made last, so it is committed in the same load package as the rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
-from .fetch import WindowFetcher, WindowReport
+from .fetch import Item, WindowReport, read_windows
 from .rows import (
     SubjectObservation,
     merge_subject_observations,
@@ -94,8 +94,11 @@ def audit_log_tables(
     observer: ExtractObserver | None = None,
     decoder: Executor | None = None,
     skip_ids: set[str] | None = None,
+    items: Iterable[Item] | None = None,
 ) -> Iterator[Any]:
-    """`skip_ids`: events already in a destination that cannot merge."""
+    """`skip_ids`: events already in a destination that cannot merge. `items`: the chunk's
+    pages and window reports, when they are being read already (`tfy-audit sync` reads ahead);
+    else the chunk is read here."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()
@@ -104,32 +107,32 @@ def audit_log_tables(
     changed_subjects: dict[str, SubjectObservation] = {}
     batch_of_pages = _PageBatch()
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
-        fetcher = WindowFetcher(
+    if items is None:
+        items = read_windows(
             client,
             filters,
-            pool,
+            chunk.windows,
             page_size=page_size,
+            concurrency=concurrency,
             max_offset=max_offset,
-            max_in_flight=concurrency * 2,
             decoder=decoder,
         )
-        for item in fetcher.fetch(chunk.windows):
-            if isinstance(item, WindowReport):
-                reports.append(item)
-                observer.on_window(item)
-                continue
-            batch = item.page.batch
-            assert batch is not None  # the fetcher passes on pages with rows only
-            audit_logs, metadata = _unseen(batch.audit_logs, batch.metadata, seen)
-            if audit_logs.num_rows == 0:
-                continue
-            for obs in merge_subject_observations(known_subjects, batch.subjects):
-                changed_subjects[obs.subject_id] = obs
-            observer.on_events(audit_logs.num_rows)
-            if batch_of_pages.add(audit_logs, metadata):
-                yield from batch_of_pages.flush()
-        yield from batch_of_pages.flush()
+    for item in items:
+        if isinstance(item, WindowReport):
+            reports.append(item)
+            observer.on_window(item)
+            continue
+        batch = item.page.batch
+        assert batch is not None  # the fetcher passes on pages with rows only
+        audit_logs, metadata = _unseen(batch.audit_logs, batch.metadata, seen)
+        if audit_logs.num_rows == 0:
+            continue
+        for obs in merge_subject_observations(known_subjects, batch.subjects):
+            changed_subjects[obs.subject_id] = obs
+        observer.on_events(audit_logs.num_rows)
+        if batch_of_pages.add(audit_logs, metadata):
+            yield from batch_of_pages.flush()
+    yield from batch_of_pages.flush()
 
     if changed_subjects:
         yield dlt.mark.with_table_name(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)

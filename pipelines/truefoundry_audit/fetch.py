@@ -220,6 +220,39 @@ class WindowFetcher:
         return None
 
 
+def read_windows(
+    client: AuditLogClient,
+    filters: AuditLogFilters,
+    windows: Sequence[PlannedWindow],
+    *,
+    page_size: int,
+    concurrency: int,
+    max_offset: int,
+    decoder: Executor | None = None,
+) -> Iterator[Item]:
+    """Pages and window reports of `windows`, read with `concurrency` connections."""
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
+        fetcher = WindowFetcher(
+            client,
+            filters,
+            pool,
+            page_size=page_size,
+            max_offset=max_offset,
+            max_in_flight=concurrency * 2,
+            decoder=decoder,
+        )
+        yield from fetcher.fetch(windows)
+
+
+def item_size(item: Item) -> int:
+    """Bytes an item holds, as far as reading ahead is concerned: its rows."""
+    if isinstance(item, PageOfWindow) and item.page.batch is not None:
+        batch = item.page.batch
+        size: int = batch.audit_logs.get_total_buffer_size()
+        return size + int(batch.metadata.get_total_buffer_size())
+    return 0
+
+
 def plan_run(
     client: AuditLogClient,
     filters: AuditLogFilters,

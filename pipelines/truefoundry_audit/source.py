@@ -9,7 +9,7 @@ long backfill is committed as it goes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from dlt.extract.resource import DltResource
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .extract import ExtractObserver, audit_log_tables
-from .fetch import plan_chunk
+from .fetch import Item, plan_chunk
 from .rows import SubjectObservation
 from .settings import (
     AUDIT_LOGS_TABLE,
@@ -61,6 +61,7 @@ def truefoundry_audit(
     observer: Any = None,
     decoder: Any = None,
     skip_ids: Any = None,
+    items: Any = None,
 ) -> DltResource:
     """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
 
@@ -72,9 +73,9 @@ def truefoundry_audit(
         filters: the endpoint's filters by snake_case name (`action`, `resource_type`, ...);
             each filter set keeps its own high-water mark.
         page_size, concurrency, max_offset, timeout: how the endpoint is read.
-        client, chunk, known_subjects, sync_id, observer, decoder, skip_ids: set by
-            `tfy-audit sync`, which plans the run, commits it chunk by chunk, and decodes pages
-            in worker processes.
+        client, chunk, known_subjects, sync_id, observer, decoder, skip_ids, items: set by
+            `tfy-audit sync`, which plans the run, commits it chunk by chunk, reads pages
+            ahead of dlt's extract, and decodes them in worker processes.
     """
     flt = AuditLogFilters.from_mapping(filters or {})
     resource = dlt.resource(
@@ -96,6 +97,7 @@ def truefoundry_audit(
             observer=observer,
             decoder=decoder,
             skip_ids=skip_ids,
+            items=items,
         ),
         name=AUDIT_LOGS_TABLE,
     )
@@ -169,6 +171,7 @@ def _audit_logs(
     observer: ExtractObserver | None,
     decoder: Executor | None,
     skip_ids: set[str] | None,
+    items: Iterable[Item] | None,
 ) -> Iterator[Any]:
     own_client = client is None
     if client is None:
@@ -200,6 +203,7 @@ def _audit_logs(
             observer=observer,
             decoder=decoder,
             skip_ids=skip_ids,
+            items=items,
         )
     finally:
         if own_client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
@@ -262,3 +263,34 @@ def test_full_re_merge_fits_the_destination_memory_limit(
         again = workspace.sync_args(srv.url, "--start", "2015-01-01", "--json")
         assert run_cli(*again) == 0
     assert_warehouse_matches(workspace, sim.events())
+
+
+def test_pages_are_read_ahead_of_dlt_extract(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chunk's pages are requested before dlt's extract asks for them; every event
+    still lands exactly once, one load per chunk."""
+    from dlt.pipeline.pipeline import Pipeline
+
+    sim = make_simulator(3_000, days=3, seed=5)
+    original_extract = Pipeline.extract
+    listed_before_extract: list[bool] = []
+
+    def extract(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        if not listed_before_extract:  # the first chunk: wait for a page to be requested
+            deadline = time.monotonic() + 30
+            while sim.stats.by_metric["list"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            listed_before_extract.append(sim.stats.by_metric["list"] > 0)
+        return original_extract(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "extract", extract)
+    with SimulatorServer(sim) as srv:
+        args = workspace.sync_args(
+            srv.url, "--chunk-events", "1000", "--max-offset", "500", "--page-size", "250"
+        )
+        assert run_cli(*args) == 0
+    assert listed_before_extract == [True]
+    assert_warehouse_matches(workspace, sim.events())
+    loads = workspace.query(f"select count(*) from {DATASET}._dlt_loads")
+    assert loads[0][0] >= 3  # one per chunk

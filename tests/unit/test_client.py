@@ -231,3 +231,16 @@ def test_filter_keys_are_stable_and_distinct() -> None:
     a = AuditLogFilters(action="X", cluster_id="c1")
     assert a.key == "action=X&cluster_id=c1" == AuditLogFilters(cluster_id="c1", action="X").key
     assert a.key != AuditLogFilters(action="X").key
+
+
+def test_https_hosts_are_verified_and_plain_http_hosts_skip_the_ca_bundle() -> None:
+    import ssl
+
+    secure = AuditLogClient("https://tfy.example.com", "k")
+    context = secure._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    plain = AuditLogClient("http://127.0.0.1:9", "k")
+    context = plain._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_NONE
+    secure.close()
+    plain.close()

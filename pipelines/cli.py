@@ -237,8 +237,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .truefoundry_audit.sync import run_sync, validate
 
     if _own_process:
-        # dlt, pyarrow and DuckDB are imported: hundreds of thousands of objects that live as
-        # long as the process. Frozen, they are not walked by each full collection the sync's
+        # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
+        # the process. Frozen, they are not walked by each full collection the sync's
         # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called as a
         # library: its caller's objects are not ours to freeze.
         gc.freeze()
@@ -437,10 +437,17 @@ def exit_now(code: int) -> NoReturn:
     if any(t is not main_thread and t.is_alive() and not t.daemon for t in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()
+    lost_output = False
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        if stream is None or stream.closed:
+            continue
+        try:
             stream.flush()
-    os._exit(code)
+        except (OSError, ValueError):
+            lost_output = True
+    # Like the interpreter's own exit: output that could not be written (a closed pipe, a full
+    # disk) turns success into 120, so a scheduler does not take a lost summary for a good run.
+    os._exit(120 if lost_output and code == 0 else code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -208,9 +209,11 @@ class AuditLogClient:
             ),
             transport=transport,
             follow_redirects=False,
-            # A plain-http host never does TLS (redirects are not followed), so it is spared
-            # loading the CA bundle (40 ms of every run); an https host is always verified.
-            verify=self.host.startswith("https://"),
+            # A plain-http host reached without a proxy never does TLS (redirects are not
+            # followed), so it is spared loading the CA bundle (40 ms of every run). An https
+            # host is always verified, and so is a proxy from the environment (httpx gives
+            # proxies the same setting).
+            verify=self.host.startswith("https://") or bool(urllib.request.getproxies()),
         )
 
     def __enter__(self) -> AuditLogClient:

@@ -78,6 +78,8 @@ class Prefetch(Generic[T]):
                     close()  # a generator's cleanup (its thread pool) runs in this thread
         except BaseException as exc:  # handed to the consumer, raised where it iterates
             self._error = exc
+            if self._closed:  # no consumer is left to raise it to
+                logger.debug("reading ahead failed after it was stopped", exc_info=True)
         finally:
             with self._cond:
                 self._done = True
@@ -97,6 +99,10 @@ class Prefetch(Generic[T]):
                     self._cond.notify_all()
                 elif self._error is not None:
                     raise self._error
+                elif self._closed:
+                    # Stopped before the end: the items stop short, which must never pass for
+                    # the whole of them (a chunk read in part must not advance the state).
+                    raise RuntimeError("reading ahead was stopped before its end")
                 else:
                     return
             yield item

@@ -59,3 +59,22 @@ def test_a_running_non_daemon_thread_is_waited_for(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "finished"
+
+
+def test_output_that_cannot_be_written_fails_a_successful_exit() -> None:
+    """As at the interpreter's own exit: a flush that fails (a closed pipe, a full disk) makes
+    exit code 0 into 120; another code is kept."""
+    script = """
+        import io, sys
+        from pipelines.cli import exit_now
+
+        class Full(io.StringIO):
+            def flush(self):
+                raise OSError(28, "No space left on device")
+
+        sys.stdout = Full()
+        print("summary")
+        exit_now({code})
+        """
+    assert _run(script.format(code=0)).returncode == 120
+    assert _run(script.format(code=3)).returncode == 3

@@ -233,9 +233,14 @@ def test_filter_keys_are_stable_and_distinct() -> None:
     assert a.key != AuditLogFilters(action="X").key
 
 
-def test_https_hosts_are_verified_and_plain_http_hosts_skip_the_ca_bundle() -> None:
+def test_https_hosts_are_verified_and_plain_http_hosts_skip_the_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import ssl
 
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
     secure = AuditLogClient("https://tfy.example.com", "k")
     context = secure._http._transport._pool._ssl_context  # type: ignore[attr-defined]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -244,3 +249,14 @@ def test_https_hosts_are_verified_and_plain_http_hosts_skip_the_ca_bundle() -> N
     assert context.verify_mode == ssl.CERT_NONE
     secure.close()
     plain.close()
+
+
+def test_a_plain_http_host_behind_a_proxy_keeps_verifying(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx hands the proxy the client's `verify`: an https proxy must still be verified."""
+    import ssl
+
+    monkeypatch.setenv("HTTP_PROXY", "https://proxy.example:8443")
+    client = AuditLogClient("http://tfy.internal", "k")
+    context = client._http._transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    client.close()

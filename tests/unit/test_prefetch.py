@@ -16,10 +16,11 @@ def test_items_arrive_in_order_and_all_of_them() -> None:
         assert list(ahead) == list(range(1000))
 
 
-def test_the_producer_never_holds_more_than_the_bound() -> None:
+def test_the_producer_runs_ahead_up_to_the_bound_and_no_further() -> None:
     produced = 0
     consumed = 0
     furthest = 0
+    ahead_by_four = threading.Event()
 
     def produce() -> Iterator[int]:
         nonlocal produced, furthest
@@ -27,14 +28,26 @@ def test_the_producer_never_holds_more_than_the_bound() -> None:
             produced += 1
             # at most 3 items held (3 x 10 bytes), one in the consumer's hands, this one
             furthest = max(furthest, produced - consumed)
+            if produced == 4:
+                ahead_by_four.set()  # 3 held and this one waiting: the bound is reached
             yield i
 
     with Prefetch(produce, size_of=lambda _: 10, max_bytes=30) as ahead:
+        assert ahead_by_four.wait(timeout=30)  # nothing taken yet, and it ran ahead
         for _ in ahead:
             time.sleep(0.0005)  # a slow consumer: the producer is free to run ahead
             consumed += 1
     assert consumed == 200
-    assert 3 <= furthest <= 5
+    assert furthest <= 5
+
+
+def test_a_consumer_still_iterating_when_closed_gets_an_error_not_a_short_end() -> None:
+    ahead = Prefetch(lambda: iter(range(1_000_000)), size_of=lambda _: 1, max_bytes=5)
+    items = iter(ahead)
+    assert next(items) == 0
+    ahead.close()
+    with pytest.raises(RuntimeError, match="stopped before its end"):
+        list(items)
 
 
 def test_an_item_larger_than_the_bound_still_passes() -> None:

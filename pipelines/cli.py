@@ -234,14 +234,16 @@ def sync_options_from_args(args: argparse.Namespace) -> Any:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from .progress import ProgressReporter
+    from .truefoundry_audit.memory import limit_malloc_arenas
     from .truefoundry_audit.sync import run_sync, validate
 
     if _own_process:
         # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
         # the process. Frozen, they are not walked by each full collection the sync's
         # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called as a
-        # library: its caller's objects are not ours to freeze.
+        # library: its caller's objects are not ours to freeze, nor its allocator to tune.
         gc.freeze()
+        limit_malloc_arenas(2)  # before the sync's threads: see memory.py
 
     options = sync_options_from_args(args)
     validate(options)

@@ -1,4 +1,4 @@
-"""`exit_now`: the command's prompt exit loses no output, no exit handler and no running work."""
+"""The command's own process: its prompt exit loses nothing, and its allocator is capped."""
 
 from __future__ import annotations
 
@@ -78,3 +78,17 @@ def test_output_that_cannot_be_written_fails_a_successful_exit() -> None:
         """
     assert _run(script.format(code=0)).returncode == 120
     assert _run(script.format(code=3)).returncode == 3
+
+
+def test_malloc_arenas_are_capped_on_glibc() -> None:
+    """The command caps glibc's arenas (in a process of its own here: the setting is global)."""
+    done = _run(
+        """
+        import platform, sys
+        from pipelines.truefoundry_audit.memory import limit_malloc_arenas
+        applied = limit_malloc_arenas(2)
+        glibc = platform.libc_ver()[0] == "glibc"
+        sys.exit(0 if applied == glibc else 1)
+        """
+    )
+    assert done.returncode == 0, done.stderr

@@ -699,6 +699,42 @@ def _metadata_rows(
     return texts, table
 
 
+# The text fields and the subject's, as Arrow converts them from the events in one pass.
+_TEXT_AT_ONCE_TYPE: Final = pa.struct(
+    [pa.field(key, _STR) for _, key in _TEXT_FIELDS]
+    + [
+        pa.field(
+            "subject",
+            pa.struct(
+                [pa.field("subjectId", _STR)] + [pa.field(key, _STR) for _, key in _SUBJECT_FIELDS]
+            ),
+        )
+    ]
+)
+_TEXT_AT_ONCE_COLUMNS: Final = (
+    *(column for column, _ in _TEXT_FIELDS),
+    "subject__subject_id",
+    *(f"subject__{attr}" for attr, _ in _SUBJECT_FIELDS),
+)
+
+
+def _text_columns_at_once(events: list[Mapping[str, Any]]) -> dict[str, pa.Array] | None:
+    """The text and subject columns, converted by Arrow in one pass (half the time of a list
+    per column). None unless every event and subject is a plain dict (Arrow would read a tuple
+    subject by position) and every value text or null (Arrow refuses the rest, which the
+    per-column path turns into JSON text): that path then does it, with the same result."""
+    if not all(
+        type(e) is dict and ((s := e.get("subject")) is None or type(s) is dict) for e in events
+    ):
+        return None
+    try:
+        rows = pa.array(events, type=_TEXT_AT_ONCE_TYPE)
+    except Exception:  # ArrowTypeError for a non-text value, UnicodeEncodeError for surrogates
+        return None
+    *top, subject = rows.flatten()
+    return dict(zip(_TEXT_AT_ONCE_COLUMNS, [*top, *subject.flatten()], strict=True))
+
+
 def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     """Turn one page of parsed events into the rows of `audit_logs`, `audit_log_metadata` and
     the batch's subject observations. Never raises for the content of an event."""
@@ -722,14 +758,18 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     ]
 
     columns: dict[str, pa.Array] = {"id": id_array}
-    for column, key in _TEXT_FIELDS:
-        columns[column] = _string_array([e.get(key) for e in kept])
+    at_once = _text_columns_at_once(kept)
+    if at_once is not None:
+        columns.update(at_once)
+    else:
+        for column, key in _TEXT_FIELDS:
+            columns[column] = _string_array([e.get(key) for e in kept])
+        present = [s if s is not None else _NO_SUBJECT for s in subjects]
+        columns["subject__subject_id"] = _string_array([s.get("subjectId") for s in present])
+        for attr, key in _SUBJECT_FIELDS:
+            columns[f"subject__{attr}"] = _string_array([s.get(key) for s in present])
     columns["created_at"] = pa.array(created, type=_TS)
     columns["updated_at"] = pa.array(updated, type=_TS)
-    present = [s if s is not None else _NO_SUBJECT for s in subjects]
-    columns["subject__subject_id"] = _string_array([s.get("subjectId") for s in present])
-    for attr, key in _SUBJECT_FIELDS:
-        columns[f"subject__{attr}"] = _string_array([s.get(key) for s in present])
     columns["meta_data"] = _string_array(meta_texts)
     columns["extra_fields"] = _string_array(extra_texts)
     audit_logs = pa.Table.from_arrays(

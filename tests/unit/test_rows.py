@@ -1086,14 +1086,18 @@ def test_leaves_rebuild_the_document(doc: dict[str, Any]) -> None:
 )
 def test_any_json_events_normalize_without_error(events: list[dict[str, Any]]) -> None:
     batch = normalize_events(events)
-    usable = [
+    with_id = [
         e
         for e in events
         if (isinstance(e.get("id"), str) and e["id"])
         or (isinstance(e.get("id"), int) and not isinstance(e.get("id"), bool))
     ]
+    usable: list[dict[str, Any]] = []  # an id met again keeps its first event
+    for e in with_id:
+        if str(e["id"]) not in {str(u["id"]) for u in usable}:
+            usable.append(e)
     assert batch.audit_logs.num_rows == len(usable)
-    assert batch.skipped == len(events) - len(usable)
+    assert batch.skipped == len(events) - len(with_id)
     assert batch.audit_logs.column("id").to_pylist() == [str(e["id"]) for e in usable]
     for row, source in zip(batch.audit_logs.to_pylist(), usable, strict=True):
         meta = source.get("metaData")
@@ -1131,3 +1135,41 @@ def test_an_id_repeated_on_a_page_keeps_its_first_event_only(
         {"audit_log_id": "7", "path": "$.k", "value": '"int"'},
     ]
     assert "2 event(s) repeat an id" in caplog.text
+
+
+def test_text_columns_come_out_the_same_converted_at_once_or_column_by_column() -> None:
+    """Plain dict events go through Arrow's one-pass conversion; any other mapping takes the
+    per-column path. Both must give the same table, row for row: for a realistic batch, and
+    for each awkward event alone (one that Arrow refuses falls back, whole)."""
+    from pipelines.simulator.history import generate_history
+    from pipelines.simulator.odd import odd_events
+    from pipelines.truefoundry_audit.rows import _text_columns_at_once
+
+    realistic = generate_history(2_000, days=3, seed=4, end=datetime(2026, 5, 1, tzinfo=UTC))
+    odd = odd_events(datetime(2026, 4, 30, 12, tzinfo=UTC))
+    # the fast path is the one compared: every batch below takes it
+    assert all(_text_columns_at_once(b) is not None for b in [realistic, *([e] for e in odd)])
+    # and what it cannot take exactly, it leaves to the per-column path
+    for refused in (
+        event(id="n", action=5),
+        event(id="o", resourceName={"a": 1}),
+        event(id="s", subject={"subjectId": 7}),
+        event(id="u", message="\ud800"),
+        event(id="l", subject=["u-1"]),
+    ):
+        assert _text_columns_at_once([refused]) is None, refused["id"]
+    for batch in [realistic, *([e] for e in odd)]:
+        at_once = normalize_events(batch)
+        by_column = normalize_events([MappingProxyType(e) for e in batch])
+        assert at_once.audit_logs.equals(by_column.audit_logs)
+        assert at_once.metadata.equals(by_column.metadata)
+        assert at_once.subjects == by_column.subjects
+
+
+def test_a_tuple_subject_is_not_read_by_position() -> None:
+    """Arrow would convert a tuple as a struct, field by field; a subject that is not an object
+    has no columns, whichever way it came."""
+    batch = normalize_events([event(id="t", subject=("u-1", "user", "alice"))])
+    row = batch.audit_logs.to_pylist()[0]
+    assert all(row[c] is None for c in AUDIT_LOGS_SCHEMA.names if c.startswith("subject__"))
+    assert json.loads(row["extra_fields"]) == {"subject": ["u-1", "user", "alice"]}

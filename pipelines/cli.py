@@ -243,7 +243,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called as a
         # library: its caller's objects are not ours to freeze, nor its allocator to tune.
         gc.freeze()
-        limit_malloc_arenas(2)  # before the sync's threads: see memory.py
+        limit_malloc_arenas(3)  # before the sync's threads: see memory.py
 
     options = sync_options_from_args(args)
     validate(options)

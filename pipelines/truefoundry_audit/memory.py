@@ -42,8 +42,11 @@ def limit_malloc_arenas(arenas: int) -> bool:
     glibc gives threads that allocate at once arenas of their own, up to 8 per core, and memory
     freed in one arena is not reused by another: a sync's threads (fetching, reading ahead,
     DuckDB's) spread a long run's allocations over many arenas, and the peak creeps up chunk by
-    chunk. Measured at 1,000,000 events: 376 MB peak with glibc's default, 344-355 MB with 2
-    arenas, no slower. A process-wide setting, so the command sets it, not the library.
+    chunk. Measured at 300,000 events (4 runs each): 365-385 MB peak with glibc's default,
+    321-337 MB with 2 or 3 arenas; at 1,000,000, 376 MB and 344-359 MB. Times stayed within
+    the runs' noise (9.4-10.9 s at 300,000 either way); 2 arenas cost ~0.5 CPU-s more than 3
+    in those runs, so the command takes 3. A process-wide setting: the command sets it, not
+    the library.
     """
     mallopt = _mallopt()
     if mallopt is None or mallopt(_M_ARENA_MAX, arenas) != 1:

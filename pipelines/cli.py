@@ -19,9 +19,8 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .truefoundry_audit.client import AuditLogFilters, RetryPolicy
 from .truefoundry_audit.errors import TfyAuditError, UsageError
 from .truefoundry_audit.settings import (
     DEFAULT_CHUNK_EVENTS,
@@ -33,7 +32,11 @@ from .truefoundry_audit.settings import (
     DEFAULT_PIPELINE_NAME,
     FILTER_PARAMS,
 )
-from .truefoundry_audit.timeparse import parse_duration, parse_user_time
+
+# The rest is imported where it is used: a decoder worker process imports this module again
+# (it is the command's main module), and should not pay for httpx, pendulum or dlt there.
+if TYPE_CHECKING:
+    from .truefoundry_audit.client import AuditLogFilters
 
 logger = logging.getLogger("tfy_audit")
 
@@ -203,14 +206,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
+    from .truefoundry_audit.client import AuditLogFilters
+
     return AuditLogFilters.from_mapping(
         {name: getattr(args, "f_" + name) for name in FILTER_PARAMS}
     )
 
 
 def sync_options_from_args(args: argparse.Namespace) -> Any:
+    from .truefoundry_audit.client import RetryPolicy
     from .truefoundry_audit.decoders import default_workers
     from .truefoundry_audit.sync import SyncOptions
+    from .truefoundry_audit.timeparse import parse_duration, parse_user_time
 
     lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
     workers = getattr(args, "workers", None)

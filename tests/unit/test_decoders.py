@@ -38,3 +38,20 @@ def test_workers_decode_pages_without_importing_dlt() -> None:
 def test_no_workers_means_no_pool() -> None:
     with decoder_pool(0) as decoders:
         assert decoders is None
+
+
+def test_the_command_module_imports_nothing_heavy() -> None:
+    """A spawned worker runs the command's main module again: importing `pipelines.cli` must
+    not pull in what only the main process needs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, pipelines.cli; "
+        "print(','.join(m for m in ('httpx', 'pendulum', 'dlt', 'pyarrow', 'duckdb') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""

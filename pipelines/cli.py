@@ -169,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # run); a tool that copies a security audit trail should not call out unasked. Set
     # RUNTIME__DLTHUB_TELEMETRY=true to opt in.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # dlt keeps every loaded Parquet file in its working dir by default: a second, unmanaged copy
+    # of the audit trail (~11 MB per 100,000 events, never cleaned up). Loaded packages keep
+    # their metadata only; LOAD__DELETE_COMPLETED_JOBS=false keeps the files.
+    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
     try:
         if args.command == "sync":
             return cmd_sync(args)

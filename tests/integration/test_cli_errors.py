@@ -11,7 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer
-from tests.conftest import Workspace, free_port, run_cli, run_cli_process
+from tests.conftest import (
+    Workspace,
+    assert_warehouse_matches,
+    free_port,
+    run_cli,
+    run_cli_process,
+)
 
 
 @pytest.fixture
@@ -159,3 +165,25 @@ def test_dlt_telemetry_is_off_unless_asked_for(
         monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", preset)
     run_cli(*workspace.sync_args("http://127.0.0.1:9", "--retries", "1", "--timeout", "1"))
     assert os.environ["RUNTIME__DLTHUB_TELEMETRY"] == expected
+
+
+@pytest.mark.parametrize(("preset", "kept"), [(None, False), ("false", True)])
+def test_loaded_parquet_files_are_not_kept_unless_asked_for(
+    preset: str | None,
+    kept: bool,
+    simulator: Simulator,
+    server: SimulatorServer,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dlt would keep each loaded file in its working dir: a second copy of the audit trail."""
+    if preset is None:
+        monkeypatch.delenv("LOAD__DELETE_COMPLETED_JOBS", raising=False)
+    else:
+        monkeypatch.setenv("LOAD__DELETE_COMPLETED_JOBS", preset)
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    loaded = list(workspace.pipelines_dir.glob("*/load/loaded/*"))
+    files = list(workspace.pipelines_dir.glob("*/load/loaded/*/completed_jobs/*.parquet"))
+    assert loaded  # the packages and their metadata stay
+    assert bool(files) is kept
+    assert_warehouse_matches(workspace, simulator.events())

@@ -72,10 +72,11 @@ def truefoundry_audit(
             last high-water mark minus `lookback_seconds`, up to now.
         filters: the endpoint's filters by snake_case name (`action`, `resource_type`, ...);
             each filter set keeps its own high-water mark.
-        page_size, concurrency, max_offset, timeout: how the endpoint is read.
-        client, chunk, known_subjects, sync_id, observer, decoder, skip_ids, items: set by
-            `tfy-audit sync`, which plans the run, commits it chunk by chunk, reads pages
-            ahead of dlt's extract, and decodes them in worker processes.
+        page_size, concurrency, max_offset, timeout, decoder: how the endpoint is read (and
+            where pages are decoded), unless `items` brings the pages already being read.
+        client, chunk, known_subjects, sync_id, observer, skip_ids, items: set by
+            `tfy-audit sync`, which plans the run, commits it chunk by chunk, and reads each
+            chunk's pages ahead of dlt's extract (decoding them in worker processes).
     """
     flt = AuditLogFilters.from_mapping(filters or {})
     resource = dlt.resource(

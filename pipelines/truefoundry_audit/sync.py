@@ -550,19 +550,16 @@ def _load_chunks(
                 if not chunk.append and not supports_merge(pipeline):
                     with _step("reading the ids already written"):
                         already = existing_ids(pipeline, chunk)
+                # the pages come from `reading`: how they are read was set in read_ahead()
                 source = truefoundry_audit(
                     host=client.host,
                     api_key="unused",
                     filters=options.filters.as_dict(),
-                    page_size=options.page_size,
-                    concurrency=options.concurrency,
-                    max_offset=options.max_offset,
                     client=client,
                     chunk=chunk,
                     known_subjects=known_subjects,
                     sync_id=sync_id,
                     observer=counter,
-                    decoder=decoder,
                     skip_ids=already,
                     items=reading,
                 )

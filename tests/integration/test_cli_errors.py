@@ -187,3 +187,29 @@ def test_loaded_parquet_files_are_not_kept_unless_asked_for(
     assert loaded  # the packages and their metadata stay
     assert bool(files) is kept
     assert_warehouse_matches(workspace, simulator.events())
+
+
+@pytest.mark.parametrize("own_process", [True, False])
+def test_the_command_tunes_its_own_process_only(
+    own_process: bool,
+    server: SimulatorServer,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the `tfy-audit` process, a sync freezes the collector and caps glibc's arenas before
+    its threads start; `main()` called by a library leaves both to its caller."""
+    import gc
+
+    import pipelines.cli
+    import pipelines.truefoundry_audit.memory
+
+    calls: list[str] = []
+    monkeypatch.setattr(pipelines.cli, "_own_process", own_process)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(
+        pipelines.truefoundry_audit.memory,
+        "limit_malloc_arenas",
+        lambda arenas: calls.append(f"arenas={arenas}") or True,
+    )
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    assert calls == (["freeze", "arenas=3"] if own_process else [])

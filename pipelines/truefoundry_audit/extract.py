@@ -98,11 +98,10 @@ def audit_log_tables(
 ) -> Iterator[Any]:
     """`skip_ids`: events already in a destination that cannot merge. `items`: the chunk's
     pages and window reports, when they are being read already (`tfy-audit sync` reads ahead);
-    else the chunk is read here."""
+    else the chunk is read here. The reading yields no event twice (see fetch.py)."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()
-    seen: set[str] = set(skip_ids or ())
     reports: list[WindowReport] = []
     changed_subjects: dict[str, SubjectObservation] = {}
     batch_of_pages = _PageBatch()
@@ -124,9 +123,11 @@ def audit_log_tables(
             continue
         batch = item.page.batch
         assert batch is not None  # the fetcher passes on pages with rows only
-        audit_logs, metadata = _unseen(batch.audit_logs, batch.metadata, seen)
-        if audit_logs.num_rows == 0:
-            continue
+        audit_logs, metadata = batch.audit_logs, batch.metadata
+        if skip_ids:
+            audit_logs, metadata = _not_written(audit_logs, metadata, skip_ids)
+            if audit_logs.num_rows == 0:
+                continue
         for obs in merge_subject_observations(known_subjects, batch.subjects):
             changed_subjects[obs.subject_id] = obs
         observer.on_events(audit_logs.num_rows)
@@ -176,14 +177,14 @@ class _PageBatch:
             yield dlt.mark.with_table_name(pa.concat_tables(metadata), METADATA_TABLE)
 
 
-def _unseen(audit_logs: pa.Table, metadata: pa.Table, seen: set[str]) -> tuple[pa.Table, pa.Table]:
-    """Drop events this chunk already yielded (a window read again after results moved)."""
+def _not_written(
+    audit_logs: pa.Table, metadata: pa.Table, written: set[str]
+) -> tuple[pa.Table, pa.Table]:
+    """Drop events a destination that cannot update rows holds already."""
     ids: list[str] = audit_logs.column("id").to_pylist()
-    if seen.isdisjoint(ids):
-        seen.update(ids)
+    if written.isdisjoint(ids):
         return audit_logs, metadata
-    repeated = pa.array([i for i in ids if i in seen], pa.string())
-    seen.update(ids)
+    repeated = pa.array([i for i in ids if i in written], pa.string())
     keep_rows = pc.invert(pc.is_in(audit_logs.column("id"), value_set=repeated))
     keep_leaves = pc.invert(pc.is_in(metadata.column("audit_log_id"), value_set=repeated))
     return audit_logs.filter(keep_rows), metadata.filter(keep_leaves)

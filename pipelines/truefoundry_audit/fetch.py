@@ -5,6 +5,11 @@ when its last page arrives: it is complete only when the distinct ids read reach
 latest `pagination.total` for it. Events inserted while paging can shift an offset-paged result
 in any order the service likes, so a short window is read again, and a window that grew past
 the depth the service allows is split. Nothing here assumes an order of results.
+
+No event is yielded twice in one `read_windows()`: an event belongs to the one window its
+createdAt falls in, so only the reads of that window (and of the parts it was split into) can
+repeat it. The ids yielded are remembered per planned window, and forgotten once it is read:
+memory holds the ids of the windows being read, not of every event read so far.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError
 from .pages import DecodedPage, decode_page
+from .rows import EventBatch
 from .state import Chunk, RunRange
 from .windows import PlannedWindow, Window, plan_windows
 
@@ -42,12 +51,24 @@ class WindowReport:
     complete: bool = True
 
 
+class _Family:
+    """A planned window and the parts it is split into: the ids their pages have yielded.
+
+    Referenced only by the states of its windows, so it is freed with the last of them."""
+
+    __slots__ = ("__weakref__", "yielded")
+
+    def __init__(self) -> None:
+        self.yielded: set[str] = set()
+
+
 @dataclass
 class _WindowState:
     window: Window
     planned_count: int
     max_events: int
     page_size: int
+    family: _Family
     report: WindowReport = field(init=False)
     ids: set[str] = field(default_factory=set)
     total: int = 0
@@ -105,6 +126,9 @@ class WindowFetcher:
         self.page_size = page_size
         self.max_offset = max_offset
         self.max_in_flight = max(1, max_in_flight)
+        # Events whose createdAt did not parse are kept by every window whose query returns
+        # them (they cannot be placed in one), so their ids are remembered for the whole read.
+        self.undated: set[str] = set()
 
     def fetch(self, windows: Sequence[PlannedWindow]) -> Iterator[Item]:
         queue: deque[tuple[_WindowState, int]] = deque()
@@ -115,7 +139,7 @@ class WindowFetcher:
                 queue.append((state, offset))
 
         for planned in windows:
-            state = self._state(planned.window, planned.count)
+            state = self._state(planned.window, planned.count, _Family())
             enqueue((state, o) for o in state.offsets_for(max(planned.count, 1)))
         in_flight: dict[Future[DecodedPage], tuple[_WindowState, int]] = {}
 
@@ -157,8 +181,11 @@ class WindowFetcher:
                     # the latest (a closed window only grows).
                     state.total = max(state.total, page.total)
                     state.ids.update(page.ids)
-                    if page.batch is not None:
-                        yield PageOfWindow(state.window, page)
+                    batch = (
+                        None if page.batch is None else self._not_yielded(page.batch, state.family)
+                    )
+                    if batch is not None:
+                        yield PageOfWindow(state.window, replace(page, batch=batch))
                     if page.total > self.max_offset and state.window.can_split():
                         # The window grew past what the service lets us page through.
                         state.refused = True
@@ -181,14 +208,47 @@ class WindowFetcher:
         pool = self.decoder
         return lambda body: pool.submit(decode_page, body, window.start, window.end).result()
 
-    def _state(self, window: Window, count: int) -> _WindowState:
-        return _WindowState(window, count, self.max_offset, self.page_size)
+    def _state(self, window: Window, count: int, family: _Family) -> _WindowState:
+        return _WindowState(window, count, self.max_offset, self.page_size, family)
+
+    def _not_yielded(self, batch: EventBatch, family: _Family) -> EventBatch | None:
+        """The batch without the events its window family (or, undated, the read) yielded
+        already: a window read again, or a page overlapping another as results moved."""
+        audit_logs = batch.audit_logs
+        ids: list[str] = audit_logs.column("id").to_pylist()
+        created = audit_logs.column("created_at")
+        if created.null_count == 0:
+            if family.yielded.isdisjoint(ids):
+                family.yielded.update(ids)
+                return batch
+            dated = [True] * len(ids)
+        else:
+            dated = created.is_valid().to_pylist()
+        repeated: list[str] = []
+        for event_id, has_date in zip(ids, dated, strict=True):
+            held = family.yielded if has_date else self.undated
+            if event_id in held:
+                repeated.append(event_id)
+            else:
+                held.add(event_id)
+        if not repeated:
+            return batch
+        if len(repeated) == len(ids):
+            return None
+        # a page holds each id once (normalize_events keeps the first), so ids select rows
+        value_set = pa.array(repeated, pa.string())
+        keep_rows = pc.invert(pc.is_in(audit_logs.column("id"), value_set=value_set))
+        metadata = batch.metadata
+        keep_leaves = pc.invert(pc.is_in(metadata.column("audit_log_id"), value_set=value_set))
+        return replace(
+            batch, audit_logs=audit_logs.filter(keep_rows), metadata=metadata.filter(keep_leaves)
+        )
 
     def _split(self, state: _WindowState) -> list[tuple[_WindowState, int]]:
         parts = max(2, math.ceil(max(state.total, 1) / (self.max_offset * 0.6)))
         items: list[tuple[_WindowState, int]] = []
         for window in state.window.split(parts):
-            child = self._state(window, 0)
+            child = self._state(window, 0, state.family)
             # Unknown count: read the first page, whose total says how many more to read.
             items.extend((child, o) for o in child.offsets_for(1))
         return items

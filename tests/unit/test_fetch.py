@@ -1,0 +1,190 @@
+"""The window reader yields no event twice, and lets go of a window's ids once it is read."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+
+from pipelines.truefoundry_audit import fetch
+from pipelines.truefoundry_audit.client import AuditLogFilters
+from pipelines.truefoundry_audit.errors import OffsetRefusedError
+from pipelines.truefoundry_audit.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
+from pipelines.truefoundry_audit.windows import PlannedWindow, Window
+
+T = TypeVar("T")
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class SerialExecutor(Executor):
+    """Runs each task at once, in the caller's thread: pages arrive in the order asked."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event(event_id: str, created: datetime | str) -> dict[str, Any]:
+    stamp = created if isinstance(created, str) else _iso(created)
+    return {"id": event_id, "createdAt": stamp, "action": "APPLY"}
+
+
+class FakeService:
+    """Answers `list_page` like the endpoint: events of `[start, end]` (both inclusive), in
+    the order held, sliced by offset. `on_page` may change the events between pages;
+    `undated` are returned by every query, as a service would that placed them where we
+    cannot; offsets from `refuse_from` on are refused."""
+
+    def __init__(self, events: list[dict[str, Any]], *, refuse_from: int | None = None) -> None:
+        self.events = events
+        self.undated: list[dict[str, Any]] = []
+        self.refuse_from = refuse_from
+        self.on_page: Callable[[FakeService, int], None] | None = None
+        self.pages = 0
+
+    def list_page(
+        self,
+        filters: AuditLogFilters,
+        start: datetime,
+        end: datetime,
+        *,
+        offset: int,
+        limit: int,
+        decode: Callable[[bytes], T],
+    ) -> T:
+        if self.refuse_from is not None and offset >= self.refuse_from:
+            raise OffsetRefusedError(f"offset {offset} is too deep")
+        self.pages += 1
+        if self.on_page is not None:
+            self.on_page(self, offset)
+        matching = [
+            e for e in self.events if start <= datetime.fromisoformat(e["createdAt"]) <= end
+        ] + self.undated
+        body = {"data": matching[offset : offset + limit], "pagination": {"total": len(matching)}}
+        return decode(json.dumps(body).encode())
+
+
+def read(
+    service: FakeService, windows: list[Window], *, page_size: int, max_offset: int = 10_000
+) -> Iterator[Item]:
+    fetcher = WindowFetcher(
+        service,  # type: ignore[arg-type]
+        AuditLogFilters(),
+        SerialExecutor(),
+        page_size=page_size,
+        max_offset=max_offset,
+        max_in_flight=1,
+    )
+    planned = [PlannedWindow(w, sum(1 for _ in service.events)) for w in windows]
+    return fetcher.fetch(planned)
+
+
+def yielded_ids(items: list[Item]) -> list[str]:
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, PageOfWindow):
+            assert item.page.batch is not None
+            batch = item.page.batch
+            ids += batch.audit_logs.column("id").to_pylist()
+            # the leaves follow their events
+            assert set(batch.metadata.column("audit_log_id").to_pylist()) <= set(ids)
+    return ids
+
+
+def at(ms: int) -> datetime:
+    return T0 + timedelta(milliseconds=ms)
+
+
+def test_a_window_read_again_yields_each_event_once() -> None:
+    events = [event(f"e{i:03d}", at(10 * i)) for i in range(30)]
+    service = FakeService(events)
+    inserted: list[dict[str, Any]] = []
+
+    def insert_at_front(s: FakeService, offset: int) -> None:
+        # once, between pages: a late event at the front shifts every later offset by one
+        if offset == 10 and not inserted:
+            inserted.append(event("late", at(1)))
+            s.events.insert(0, inserted[0])
+
+    service.on_page = insert_at_front
+    items = list(read(service, [Window(T0, at(1_000))], page_size=10))
+
+    ids = yielded_ids(items)
+    assert sorted(ids) == sorted(e["id"] for e in events)  # `events` holds "late" too
+    assert len(ids) == len(set(ids)) == 31
+    (report,) = [i for i in items if isinstance(i, WindowReport)]
+    assert (report.reads, report.rows, report.service_total, report.complete) == (2, 31, 31, True)
+
+
+def test_the_parts_of_a_split_window_do_not_yield_its_events_again() -> None:
+    events = [event(f"e{i:03d}", at(7 * i)) for i in range(40)]
+    # the planner thought 40 could be paged; the service refuses past offset 20
+    service = FakeService(events, refuse_from=20)
+    items = list(read(service, [Window(T0, at(1_000))], page_size=10, max_offset=40))
+
+    ids = yielded_ids(items)
+    assert sorted(ids) == sorted(e["id"] for e in events)
+    assert len(ids) == len(set(ids)) == 40
+    reports = [i for i in items if isinstance(i, WindowReport)]
+    assert len(reports) >= 2 and all(r.complete for r in reports)
+    assert sum(r.rows for r in reports) == 40
+
+
+def test_an_undated_event_is_yielded_once_by_all_the_windows_that_return_it() -> None:
+    events = [event(f"e{i:03d}", at(10 * i)) for i in range(20)]
+    service = FakeService(events)
+    service.undated = [event("undated", "not a time")]
+    windows = [Window(T0, at(100)), Window(at(100), at(200))]
+    items = list(read(service, windows, page_size=50))
+
+    ids = yielded_ids(items)
+    assert sorted(ids) == sorted([e["id"] for e in events] + ["undated"])
+    assert len(ids) == len(set(ids))
+
+
+def test_an_id_may_recur_in_another_window_family_as_a_different_event() -> None:
+    # ids are only remembered per window: nothing is dropped for having an id seen elsewhere
+    # unless it is the same window's (the merge on `id` decides between such events)
+    events = [event("a", at(10)), event("b", at(150))]
+    service = FakeService(events)
+    items = list(read(service, [Window(T0, at(100)), Window(at(100), at(200))], page_size=50))
+    assert sorted(yielded_ids(items)) == ["a", "b"]
+
+
+def test_the_ids_of_a_window_are_let_go_once_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    families: list[weakref.ref[Any]] = []
+
+    class Tracked(fetch._Family):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            families.append(weakref.ref(self))
+
+    monkeypatch.setattr(fetch, "_Family", Tracked)
+    events = [event(f"e{i:03d}", at(i)) for i in range(300)]
+    service = FakeService(events)
+    windows = [Window(at(100 * k), at(100 * (k + 1))) for k in range(3)]
+    first_items_of: dict[Window, int] = {}
+    alive_then: dict[Window, list[bool]] = {}
+    for item in read(service, windows, page_size=40):
+        if isinstance(item, PageOfWindow) and item.window not in first_items_of:
+            first_items_of[item.window] = len(first_items_of)
+            alive_then[item.window] = [ref() is not None for ref in families]
+    # when the second and third windows start yielding, the ones before are read and freed
+    assert alive_then[windows[1]] == [False, True, True]
+    assert alive_then[windows[2]] == [False, False, True]

@@ -19,8 +19,10 @@ DEFAULT_LOOKBACK: Final = timedelta(minutes=10)
 DEFAULT_CONCURRENCY: Final = 8
 
 # A chunk is a run of consecutive windows committed to the destination together with the
-# sync state; a crash loses at most the chunk in flight.
-DEFAULT_CHUNK_EVENTS: Final = 100_000
+# sync state; a crash loses at most the chunk in flight (here, ~15 s of reading). Each chunk
+# costs a dlt extract-normalize-load cycle (~0.7 s): 1,000,000 events took 32.4 s in chunks of
+# 100k, 25.8 s in chunks of 500k, 25.3 s in one; peak RSS 330, 358 and 347 MiB.
+DEFAULT_CHUNK_EVENTS: Final = 500_000
 
 # The first run of a pipeline loads the whole history: windows are planned from here.
 HISTORY_START: Final = datetime(2015, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ import json
 import logging
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring
@@ -806,6 +806,23 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
+def _spanning(
+    base: SubjectObservation, first: datetime | None, last: datetime | None
+) -> SubjectObservation:
+    """`base` seen from `first` to `last`: dataclasses.replace() at a fifth of its cost."""
+    return SubjectObservation(
+        subject_id=base.subject_id,
+        subject_type=base.subject_type,
+        subject_slug=base.subject_slug,
+        subject_display_name=base.subject_display_name,
+        subject_pat_name=base.subject_pat_name,
+        subject_controller_name=base.subject_controller_name,
+        subject_external_identity_slug=base.subject_external_identity_slug,
+        first_seen_at=first,
+        last_seen_at=last,
+    )
+
+
 def merge_subject_observations(
     current: dict[str, SubjectObservation], new: Mapping[str, SubjectObservation]
 ) -> list[SubjectObservation]:
@@ -822,15 +839,19 @@ def merge_subject_observations(
         if held is None:
             merged = observation
         else:
+            # Runs for every subject of every page, so nothing is built unless it changes.
+            first = _earliest(held.first_seen_at, observation.first_seen_at)
+            last = _latest(held.last_seen_at, observation.last_seen_at)
             newer = (observation.last_seen_at or _NEVER) >= (held.last_seen_at or _NEVER)
-            merged = replace(
-                observation if newer else held,
-                first_seen_at=_earliest(held.first_seen_at, observation.first_seen_at),
-                last_seen_at=_latest(held.last_seen_at, observation.last_seen_at),
-            )
-        if merged != held:
-            current[subject_id] = merged
-            changed.append(merged)
+            base = observation if newer else held
+            if first == base.first_seen_at and last == base.last_seen_at:
+                merged = base
+            else:
+                merged = _spanning(base, first, last)
+            if merged is held or merged == held:
+                continue
+        current[subject_id] = merged
+        changed.append(merged)
     return changed
 
 

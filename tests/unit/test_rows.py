@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import json
@@ -869,6 +870,7 @@ def test_subject_attribute_values_are_text() -> None:
 # --------------------------------------------------------------------------- merging subjects
 
 D1, D2, D3, D4 = (datetime(2025, 1, day, tzinfo=UTC) for day in (1, 2, 3, 4))
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def test_merge_adds_unknown_subjects() -> None:
@@ -924,6 +926,55 @@ def test_merge_only_returns_changed_subjects() -> None:
     )
     assert changed == [obs("u-2", "bob", D1, D3), obs("u-3", "c", D2, D2)]
     assert set(current) == {"u-1", "u-2", "u-3"}
+
+
+def _merge_by_replace(
+    current: dict[str, SubjectObservation], new: dict[str, SubjectObservation]
+) -> list[SubjectObservation]:
+    """The plain statement of the merge, which the fast one must agree with."""
+    changed = []
+    for observation in new.values():
+        held = current.get(observation.subject_id)
+        if held is None:
+            merged = observation
+        else:
+            newer = (observation.last_seen_at or NEVER) >= (held.last_seen_at or NEVER)
+            firsts = [t for t in (held.first_seen_at, observation.first_seen_at) if t]
+            lasts = [t for t in (held.last_seen_at, observation.last_seen_at) if t]
+            merged = dataclasses.replace(
+                observation if newer else held,
+                first_seen_at=min(firsts, default=None),
+                last_seen_at=max(lasts, default=None),
+            )
+        if merged != held:
+            current[observation.subject_id] = merged
+            changed.append(merged)
+    return changed
+
+
+_days = st.one_of(st.none(), st.sampled_from([D1, D2, D3, D4]))
+_observations = st.builds(
+    lambda subject_id, slug, a, b: obs(
+        subject_id, slug, *((a, b) if a is None or b is None or a <= b else (b, a))
+    ),
+    st.sampled_from(["u-1", "u-2", "u-3"]),
+    st.sampled_from(["alice", "bob", None]),
+    _days,
+    _days,
+)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["u-1", "u-2", "u-3"]), _observations)))
+def test_merge_agrees_with_its_plain_statement(
+    batches: list[dict[str, SubjectObservation]],
+) -> None:
+    fast: dict[str, SubjectObservation] = {}
+    plain: dict[str, SubjectObservation] = {}
+    for batch in batches:
+        # keyed by their own ids, as a batch's subjects are
+        batch = {o.subject_id: o for o in batch.values()}
+        assert merge_subject_observations(fast, batch) == _merge_by_replace(plain, batch)
+        assert fast == plain
 
 
 def test_batches_folded_out_of_order_agree_with_in_order() -> None:

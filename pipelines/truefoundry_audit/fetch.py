@@ -6,10 +6,12 @@ latest `pagination.total` for it. Events inserted while paging can shift an offs
 in any order the service likes, so a short window is read again, and a window that grew past
 the depth the service allows is split. Nothing here assumes an order of results.
 
-No event is yielded twice in one `read_windows()`: an event belongs to the one window its
-createdAt falls in, so only the reads of that window (and of the parts it was split into) can
-repeat it. The ids yielded are remembered per planned window, and forgotten once it is read:
-memory holds the ids of the windows being read, not of every event read so far.
+An event belongs to the one window its createdAt falls in, so only the reads of that window
+(and of the parts it was split into) repeat it: the ids yielded are remembered per planned
+window and forgotten once it is read, so memory holds the ids of the windows being read, not of
+every event read. An id the service serves in two windows (its createdAt changed between their
+reads, or two events share it) is yielded by both; the extract notices it (extract.py) and the
+sync re-merges those days reading with `exact=True`, which remembers every id of the read.
 """
 
 from __future__ import annotations
@@ -116,10 +118,12 @@ class WindowFetcher:
         max_offset: int,
         max_in_flight: int,
         decoder: Executor | None = None,
+        exact: bool = False,
     ) -> None:
         """`decoder`: where pages are parsed and normalized (a process pool), else in the
-        fetching thread."""
+        fetching thread. `exact`: no id is yielded twice in the whole read (for small reads)."""
         self.decoder = decoder
+        self._one_family = _Family() if exact else None
         self.client = client
         self.filters = filters
         self.executor = executor
@@ -128,7 +132,7 @@ class WindowFetcher:
         self.max_in_flight = max(1, max_in_flight)
         # Events whose createdAt did not parse are kept by every window whose query returns
         # them (they cannot be placed in one), so their ids are remembered for the whole read.
-        self.undated: set[str] = set()
+        self.undated = set() if self._one_family is None else self._one_family.yielded
 
     def fetch(self, windows: Sequence[PlannedWindow]) -> Iterator[Item]:
         queue: deque[tuple[_WindowState, int]] = deque()
@@ -139,7 +143,8 @@ class WindowFetcher:
                 queue.append((state, offset))
 
         for planned in windows:
-            state = self._state(planned.window, planned.count, _Family())
+            family = self._one_family if self._one_family is not None else _Family()
+            state = self._state(planned.window, planned.count, family)
             enqueue((state, o) for o in state.offsets_for(max(planned.count, 1)))
         in_flight: dict[Future[DecodedPage], tuple[_WindowState, int]] = {}
 
@@ -289,6 +294,7 @@ def read_windows(
     concurrency: int,
     max_offset: int,
     decoder: Executor | None = None,
+    exact: bool = False,
 ) -> Iterator[Item]:
     """Pages and window reports of `windows`, read with `concurrency` connections."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
@@ -300,6 +306,7 @@ def read_windows(
             max_offset=max_offset,
             max_in_flight=concurrency * 2,
             decoder=decoder,
+            exact=exact,
         )
         yield from fetcher.fetch(windows)
 

@@ -165,6 +165,8 @@ class SyncProgress(ExtractObserver):
 
     def on_window(self, report: WindowReport) -> None: ...
 
+    def on_repeated_ids(self, count: int) -> None: ...
+
     def on_chunk_loaded(self, index: int, chunks: int) -> None: ...
 
     def close(self) -> None: ...
@@ -530,6 +532,8 @@ def _load_chunks(
                 concurrency=options.concurrency,
                 max_offset=options.max_offset,
                 decoder=decoder,
+                # a re-merge reads a few days: every id of it is remembered (see fetch.py)
+                exact=force_merge,
             ),
             size_of=item_size,
             max_bytes=READ_AHEAD_BYTES,
@@ -590,6 +594,17 @@ def _load_chunks(
                 if not table.startswith("_dlt"):
                     summary.rows[table] = summary.rows.get(table, 0) + n
             progress.on_chunk_loaded(index, len(chunks))
+            repeated = counter.take_repeated()
+            if repeated and not force_merge:
+                logger.warning(
+                    "%d event(s) of chunk %d/%d came from two windows with the same id (the "
+                    "service moved or repeated them while they were read); re-merging their days",
+                    repeated,
+                    index,
+                    len(chunks),
+                )
+                days = duplicate_days(pipeline, since=chunk.start)
+                _heal_duplicates(pipeline, client, options, days, summary, progress)
     finally:
         if first is not None:  # never taken: the run failed before its first extract
             first.close()
@@ -605,17 +620,23 @@ def duplicate_days(pipeline: Pipeline, *, since: datetime | None) -> list[dateti
     with _step("checking for duplicate rows"), pipeline.sql_client() as client:
         logs = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
         recent = f"(select * from {logs} where created_at >= %s)"
-        sql = f"select min(created_at) from {recent} l group by id having count(*) > 1"
+        # both ends: an event whose createdAt changed between two reads is in two days, and
+        # the day it is in now is the one whose re-read replaces both rows
+        sql = (
+            f"select min(created_at), max(created_at) from {recent} l"
+            " group by id having count(*) > 1"
+        )
         args: list[Any] = [since]
         if table_loaded(pipeline, METADATA_TABLE):
             leaves = client.make_qualified_table_name(METADATA_TABLE)
             sql += (
-                f" union all select min(l.created_at) from {leaves} m join {recent} l"
-                " on l.id = m.audit_log_id group by m.audit_log_id, m.path having count(*) > 1"
+                f" union all select min(l.created_at), max(l.created_at) from {leaves} m"
+                f" join {recent} l on l.id = m.audit_log_id"
+                " group by m.audit_log_id, m.path having count(*) > 1"
             )
             args.append(since)
         rows = client.execute_sql(sql, *args) or []
-    utc = [t.astimezone(UTC) for (t,) in rows if t is not None]
+    utc = [t.astimezone(UTC) for row in rows for t in row if t is not None]
     return sorted({datetime(t.year, t.month, t.day, tzinfo=UTC) for t in utc})
 
 
@@ -636,6 +657,7 @@ class _Counter(SyncProgress):
     def __init__(self, progress: SyncProgress, summary: SyncSummary) -> None:
         self.progress = progress
         self.summary = summary
+        self._repeated = 0
 
     def on_events(self, count: int) -> None:
         self.summary.events_read += count
@@ -646,3 +668,11 @@ class _Counter(SyncProgress):
         if not report.complete:
             self.summary.incomplete_windows.append(str(report.window))
         self.progress.on_window(report)
+
+    def on_repeated_ids(self, count: int) -> None:
+        self._repeated += count
+
+    def take_repeated(self) -> int:
+        """Rows of the chunk just loaded that repeat an id of another window; then 0."""
+        count, self._repeated = self._repeated, 0
+        return count

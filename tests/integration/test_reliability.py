@@ -110,6 +110,35 @@ def test_events_inserted_while_paging(order: str, workspace: Workspace) -> None:
     assert_warehouse_matches(workspace, sim.events())
 
 
+def test_an_event_moved_to_another_window_while_read_is_loaded_once(workspace: Workspace) -> None:
+    """The service serves an event in one window, then (its createdAt changed) in the next
+    window read: the chunk holds its id twice, which the sync notices and re-merges away."""
+    sim = make_simulator(3_000)
+    original = sim.events()[1_500]
+    moved: list[dict[str, Any]] = []
+    served = threading.Event()
+
+    def follow_the_reader(s: Simulator, params: dict[str, str]) -> None:
+        if params.get("metric") != "list" or moved:
+            return
+        lo, hi = ts(params["start"]), ts(params["end"])
+        then, now = ts(original["createdAt"]), lo + (hi - lo) / 2
+        if lo <= then <= hi:
+            served.set()  # one page per window: this answer holds the event
+        elif served.is_set() and now.date() != then.date():
+            # to another day: the re-merge must find both days (the event is in the later)
+            moved.append({**original, "createdAt": format_ts(now)})
+            s.add_events(moved)
+
+    sim.on_request = follow_the_reader
+    with SimulatorServer(sim) as srv:
+        # one request at a time, one page per window
+        args = ("--concurrency", "1", "--max-offset", "500", "--page-size", "500")
+        assert run_cli(*workspace.sync_args(srv.url, *args)) == 0
+    assert moved and ts(moved[0]["createdAt"]).date() != ts(original["createdAt"]).date()
+    assert_warehouse_matches(workspace, sim.events())
+
+
 def test_late_events_within_the_lookback_are_caught(workspace: Workspace) -> None:
     sim = make_simulator(1_000)
     with SimulatorServer(sim) as srv:

@@ -520,6 +520,9 @@ def _load_chunks(
     if force_merge:
         seen_until = max(seen_until or run.end, run.end)
     chunks = chunk_plan(run, windows, options.chunk_events, seen_until)
+    # Every id of a read is remembered (see fetch.py) for a re-merge, which reads a few days,
+    # and where no re-merge could remove an id loaded twice: a destination that only appends.
+    exact = force_merge or not supports_merge(pipeline)
 
     def read_ahead(chunk: Chunk) -> Prefetch[Item]:
         return Prefetch(
@@ -532,8 +535,7 @@ def _load_chunks(
                 concurrency=options.concurrency,
                 max_offset=options.max_offset,
                 decoder=decoder,
-                # a re-merge reads a few days: every id of it is remembered (see fetch.py)
-                exact=force_merge,
+                exact=exact,
             ),
             size_of=item_size,
             max_bytes=READ_AHEAD_BYTES,

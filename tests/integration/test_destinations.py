@@ -19,6 +19,7 @@ import os
 import random
 import re
 import socket
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 import duckdb
 import pytest
 
-from pipelines.simulator import Simulator, SimulatorServer, make_event, odd_events
+from pipelines.simulator import Simulator, SimulatorServer, format_ts, make_event, odd_events
 from pipelines.truefoundry_audit.settings import DEFAULT_LOOKBACK, MIN_WINDOW
 from pipelines.views import VIEW_NAMES
 from tests.conftest import (
@@ -500,3 +501,41 @@ def test_filesystem_report_counts_each_event_once_after_rereads(
     monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(load.bucket))
     shown = report_events(*load.target, "--out", str(tmp_path / "report.html"))
     assert shown == len(load.sim.events())
+
+
+def test_filesystem_loads_an_event_served_by_two_windows_once(tmp_path: Path) -> None:
+    """An append-only destination cannot re-merge a doubled id away, so its reads remember
+    every id: an event the service moves to another window right after serving it is
+    written once, as first read."""
+    sim = make_simulator(2_000)
+    original = sim.events()[1_000]
+    moved: list[dict[str, Any]] = []
+    served = threading.Event()
+
+    def follow_the_reader(s: Simulator, params: dict[str, str]) -> None:
+        if params.get("metric") != "list" or moved:
+            return
+        lo, hi = ts(params["start"]), ts(params["end"])
+        if lo <= ts(original["createdAt"]) <= hi:
+            served.set()
+        elif served.is_set():
+            moved.append({**original, "createdAt": format_ts(lo + (hi - lo) / 2)})
+            s.add_events(moved)
+
+    sim.on_request = follow_the_reader
+    target = (
+        "--destination", "filesystem", "--dataset", "tfy_moved",
+        "--pipeline-name", "fs_moved", "--pipelines-dir", str(tmp_path / "pipelines"),
+    )  # fmt: skip
+    load = FilesystemLoad(sim, "", tmp_path / "bucket", "tfy_moved", target)
+    with pytest.MonkeyPatch.context() as mp, SimulatorServer(sim) as srv:
+        mp.setenv("TFY_API_KEY", API_KEY)
+        mp.setenv("RUNTIME__LOG_LEVEL", "ERROR")
+        mp.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(load.bucket))
+        one_page_per_window = ("--concurrency", "1", "--max-offset", "500", "--page-size", "500")
+        cli_json("sync", "--host", srv.url, *target, *one_page_per_window)
+    assert moved
+    copies = Counter(r[0] for r in load.raw("audit_logs", "id"))
+    assert copies == Counter(e["id"] for e in sim.events())
+    created = {r[0]: r[1] for r in load.raw("audit_logs", "id, created_at")}
+    assert created[original["id"]] == ts(original["createdAt"])

@@ -308,6 +308,7 @@ def finish_pending(pipeline: Pipeline, target: DestinationOptions) -> int:
     """Load what a crashed run left behind; returns the number of packages finished."""
     if not pipeline.has_pending_data:
         return 0
+    _drop_extracted_copies(pipeline)
     pending = len(pipeline.list_extracted_load_packages()) + len(
         pipeline.list_normalized_load_packages()
     )
@@ -316,6 +317,19 @@ def finish_pending(pipeline: Pipeline, target: DestinationOptions) -> int:
         pipeline.normalize()
         pipeline.load()
     return pending
+
+
+def _drop_extracted_copies(pipeline: Pipeline) -> None:
+    """dlt's normalize commits a package by renaming it into the normalized packages, then
+    deletes its extracted copy; a kill between the two leaves both, and normalizing the copy
+    again fails (`Directory not empty`). The rename is atomic, so the normalized package is
+    whole: the copy goes."""
+    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    extracted = pipeline._get_normalize_storage().extracted_packages
+    for load_id in pipeline.list_extracted_load_packages():
+        if load_id in done:
+            logger.info("load package %s was normalized before the crash", load_id)
+            extracted.delete_package(load_id)
 
 
 def chunk_plan(
@@ -619,22 +633,31 @@ def duplicate_days(pipeline: Pipeline, *, since: datetime | None) -> list[dateti
         return []
     if not supports_merge(pipeline):
         return []  # its loads skip ids already written
+    # On DuckDB, keys are grouped by their 64-bit hash: the string keys of a 300,000-event
+    # chunk's leaves did not fit the 80 MB DuckDB is given (0.75 s where it fitted, 0.28 s
+    # hashed). A collision only makes a day re-merged for nothing; a doubled key always shares
+    # its hash, so none is missed.
+    hashed = pipeline.destination is not None and pipeline.destination.destination_name == "duckdb"
+
+    def key(*columns: str) -> str:
+        return f"hash({', '.join(columns)})" if hashed else ", ".join(columns)
+
     with _step("checking for duplicate rows"), pipeline.sql_client() as client:
         logs = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
-        recent = f"(select * from {logs} where created_at >= %s)"
         # both ends: an event whose createdAt changed between two reads is in two days, and
         # the day it is in now is the one whose re-read replaces both rows
         sql = (
-            f"select min(created_at), max(created_at) from {recent} l"
-            " group by id having count(*) > 1"
+            f"select min(created_at), max(created_at) from {logs} where created_at >= %s"
+            f" group by {key('id')} having count(*) > 1"
         )
         args: list[Any] = [since]
         if table_loaded(pipeline, METADATA_TABLE):
             leaves = client.make_qualified_table_name(METADATA_TABLE)
+            recent = f"(select {key('id')} as k, created_at from {logs} where created_at >= %s)"
             sql += (
                 f" union all select min(l.created_at), max(l.created_at) from {leaves} m"
-                f" join {recent} l on l.id = m.audit_log_id"
-                " group by m.audit_log_id, m.path having count(*) > 1"
+                f" join {recent} l on l.k = {key('m.audit_log_id')}"
+                f" group by {key('m.audit_log_id', 'm.path')} having count(*) > 1"
             )
             args.append(since)
         rows = client.execute_sql(sql, *args) or []

@@ -1,7 +1,8 @@
 """`tfy-audit` that kills itself with SIGKILL at a chosen point: `TFY_CRASH_AT=phase:n`.
 
 Phases: `fetch` (the n-th list request), `extract` (right after chunk n's state changed, before
-its package is committed), `normalize` (after chunk n's files were spooled), `load` (after the
+its package is committed), `normalize` (after chunk n's files were spooled), `normalized`
+(chunk n's normalized package committed, its extracted copy not yet deleted), `load` (after the
 first load jobs of chunk n ran), `complete` (all jobs of chunk n done, package not marked).
 Used by the crash tests; the product code has no such hook.
 """
@@ -47,6 +48,10 @@ def install(spec: str) -> None:
         from dlt.normalize.normalize import Normalize
 
         _kill_on_nth(Normalize, "spool_files", n, after=True)
+    elif phase == "normalized":
+        from dlt.common.storages.load_storage import LoadStorage
+
+        _kill_on_nth(LoadStorage, "commit_new_load_package", n, after=True)
     elif phase == "load":
         from dlt.load.load import Load
 

@@ -10,6 +10,7 @@ loaded is made last, so it is committed in the same load package as the rows.
 from __future__ import annotations
 
 import logging
+from array import array
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -160,20 +161,27 @@ def audit_log_tables(
 class _Fingerprints:
     """A 64-bit hash of every id the chunk yields, to notice an id served by two windows
     (8 bytes per event where a set of the ids would take ~110). A hash collision is a false
-    alarm, which costs a check of the destination, never a row."""
+    alarm, which costs a check of the destination, never a row.
+
+    Counted by sorting: Arrow's count_distinct of 300,000 hashes raised RSS by 125 MB, a sort
+    by 13 MB at 500,000 (63 ms)."""
 
     def __init__(self) -> None:
-        self._arrays: list[pa.Array] = []
+        self._hashes = array("q")
 
     def add(self, audit_logs: pa.Table) -> None:
         ids: list[str] = audit_logs.column("id").to_pylist()
-        self._arrays.append(pa.array([hash(i) for i in ids], pa.int64()))
+        self._hashes.extend(map(hash, ids))
 
     def repeated(self) -> int:
         """How many of the ids yielded repeat one yielded before (0 for none)."""
-        hashes = pa.chunked_array(self._arrays, pa.int64())
-        distinct: int = pc.count_distinct(hashes).as_py()
-        return len(hashes) - distinct
+        count = len(self._hashes)
+        if count < 2:
+            return 0
+        hashes = pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(self._hashes)])
+        ordered = pc.take(hashes, pc.array_sort_indices(hashes))
+        repeats: int = pc.sum(pc.equal(ordered[1:], ordered[:-1])).as_py()
+        return repeats
 
 
 class _PageBatch:

@@ -325,6 +325,9 @@ def _drop_extracted_copies(pipeline: Pipeline) -> None:
     again fails (`Directory not empty`). The rename is atomic, so the normalized package is
     whole: the copy goes."""
     done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    # a package still (partly) in `new` was not renamed at once (dlt falls back to moving its
+    # files one by one on some errors): then the extracted copy may be the only whole one
+    done -= set(pipeline._get_load_storage().new_packages.list_packages())
     extracted = pipeline._get_normalize_storage().extracted_packages
     for load_id in pipeline.list_extracted_load_packages():
         if load_id in done:
@@ -491,13 +494,23 @@ def _heal_duplicates(
     days: list[datetime],
     summary: SyncSummary,
     progress: SyncProgress,
+    *,
+    within: Chunk | None = None,
 ) -> None:
     """Re-merge whole days that hold a key twice (left by a crash mid-append): unfiltered, as
-    the doubled rows may be of any filter set; never past now."""
+    the doubled rows may be of any filter set; never past now. `within`: only the part of each
+    day in this chunk, just loaded, as the rest of the day may belong to chunks still to come
+    (appended, they would add what a re-merge had loaded)."""
     now = datetime.now(UTC)
     for day in days:
-        logger.warning("re-merging %s: an interrupted load left duplicate rows", day.date())
-        run = RunRange(day, min(day + timedelta(days=1), now), advances_state=False)
+        start, end = day, min(day + timedelta(days=1), now)
+        if within is None:
+            logger.warning("re-merging %s: an interrupted load left duplicate rows", day.date())
+        else:
+            start, end = max(start, within.start), min(end, within.end)
+            if end <= start:
+                continue
+        run = RunRange(start, end, advances_state=False)
         windows = plan_run(
             client,
             AuditLogFilters(),
@@ -620,7 +633,11 @@ def _load_chunks(
                     len(chunks),
                 )
                 days = duplicate_days(pipeline, since=chunk.start)
-                _heal_duplicates(pipeline, client, options, days, summary, progress)
+                # its own summary and no progress: the run's figures stay the run's
+                scratch = SyncSummary(chunk.start, chunk.end, {})
+                _heal_duplicates(
+                    pipeline, client, options, days, scratch, SyncProgress(), within=chunk
+                )
     finally:
         if first is not None:  # never taken: the run failed before its first extract
             first.close()

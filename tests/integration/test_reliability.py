@@ -15,6 +15,9 @@ import duckdb
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
+from pipelines.truefoundry_audit import sync
+from pipelines.truefoundry_audit.state import Chunk
+from pipelines.truefoundry_audit.sync import chunk_plan
 from tests.conftest import (
     API_KEY,
     DATASET,
@@ -110,32 +113,46 @@ def test_events_inserted_while_paging(order: str, workspace: Workspace) -> None:
     assert_warehouse_matches(workspace, sim.events())
 
 
-def test_an_event_moved_to_another_window_while_read_is_loaded_once(workspace: Workspace) -> None:
-    """The service serves an event in one window, then (its createdAt changed) in the next
-    window read: the chunk holds its id twice, which the sync notices and re-merges away."""
+@pytest.mark.parametrize("chunk_events", ["500000", "900", "400"])
+def test_an_event_moved_to_another_window_while_read_is_loaded_once(
+    chunk_events: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service serves an event in one window, then (its createdAt changed) in another
+    window of the same chunk, on another day, an hour before the chunk ends: the chunk holds
+    its id twice, which the sync notices and re-merges away, and the re-merge of that last day
+    stops at the chunk's end (past it, the next chunk appends what it reads)."""
     sim = make_simulator(3_000)
     original = sim.events()[1_500]
     moved: list[dict[str, Any]] = []
     served = threading.Event()
+    plans: list[list[Chunk]] = []
+
+    def record_plan(*args: Any, **kwargs: Any) -> list[Chunk]:
+        plans.append(chunk_plan(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(sync, "chunk_plan", record_plan)
 
     def follow_the_reader(s: Simulator, params: dict[str, str]) -> None:
-        if params.get("metric") != "list" or moved:
+        if params.get("metric") != "list" or moved or not plans:
             return
         lo, hi = ts(params["start"]), ts(params["end"])
-        then, now = ts(original["createdAt"]), lo + (hi - lo) / 2
+        then = ts(original["createdAt"])
         if lo <= then <= hi:
             served.set()  # one page per window: this answer holds the event
-        elif served.is_set() and now.date() != then.date():
-            # to another day: the re-merge must find both days (the event is in the later)
-            moved.append({**original, "createdAt": format_ts(now)})
+        elif served.is_set():
+            (chunk,) = [c for c in plans[0] if c.start <= then < c.end]
+            later = chunk.end - timedelta(hours=1)
+            assert later.date() != then.date()
+            moved.append({**original, "createdAt": format_ts(later)})
             s.add_events(moved)
 
     sim.on_request = follow_the_reader
     with SimulatorServer(sim) as srv:
         # one request at a time, one page per window
         args = ("--concurrency", "1", "--max-offset", "500", "--page-size", "500")
-        assert run_cli(*workspace.sync_args(srv.url, *args)) == 0
-    assert moved and ts(moved[0]["createdAt"]).date() != ts(original["createdAt"]).date()
+        assert run_cli(*workspace.sync_args(srv.url, *args, "--chunk-events", chunk_events)) == 0
+    assert moved
     assert_warehouse_matches(workspace, sim.events())
 
 

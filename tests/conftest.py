@@ -8,11 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pytest
@@ -80,6 +81,21 @@ def workspace(tmp_path: Path) -> Workspace:
 
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+T = TypeVar("T")
+
+
+class SerialExecutor(Executor):
+    """Runs each task at once, in the caller's thread: tasks finish in the order submitted."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 def make_simulator(

@@ -105,7 +105,8 @@ def audit_log_tables(
 ) -> Iterator[Any]:
     """`skip_ids`: events already in a destination that cannot merge. `items`: the chunk's
     pages and window reports, when they are being read already (`tfy-audit sync` reads ahead);
-    else the chunk is read here. The reading yields no event twice (see fetch.py)."""
+    else the chunk is read here. The reading yields an event once per window; an id yielded
+    by two windows is reported to the observer (see fetch.py)."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()

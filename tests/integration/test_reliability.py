@@ -224,8 +224,14 @@ def test_kill_9_then_one_sync_is_exact(crash_at: str, workspace: Workspace) -> N
             timeout=120,
         )
         assert crashed.returncode == -9, crashed.stderr
+        # what the crash left normalized is loaded, under its own load id
+        left = {p.name for p in workspace.pipelines_dir.glob("tfy_audit/load/normalized/*")}
         assert run_cli(*args) == 0
     assert_warehouse_matches(workspace, sim.events())
+    loaded = {row[0] for row in workspace.query(f"select load_id from {DATASET}._dlt_loads")}
+    assert left <= loaded
+    if crash_at.startswith("normalized"):
+        assert left
 
 
 def test_kill_9_at_random_moments_then_one_sync(workspace: Workspace) -> None:

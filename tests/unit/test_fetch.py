@@ -1,11 +1,11 @@
-"""The window reader yields no event twice, and lets go of a window's ids once it is read."""
+"""The window reader yields an event once per window (once per read if exact), and lets go of a
+window's ids once it is read."""
 
 from __future__ import annotations
 
 import json
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -16,22 +16,11 @@ from pipelines.truefoundry_audit.client import AuditLogFilters
 from pipelines.truefoundry_audit.errors import OffsetRefusedError
 from pipelines.truefoundry_audit.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
 from pipelines.truefoundry_audit.windows import PlannedWindow, Window
+from tests.conftest import SerialExecutor
 
 T = TypeVar("T")
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-class SerialExecutor(Executor):
-    """Runs each task at once, in the caller's thread: pages arrive in the order asked."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
 
 
 def _iso(when: datetime) -> str:

@@ -7,9 +7,8 @@ import itertools
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
 import pytest
 
@@ -22,23 +21,10 @@ from pipelines.truefoundry_audit.windows import (
     plan_windows,
     split_points,
 )
-
-T = TypeVar("T")
+from tests.conftest import SerialExecutor
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
-
-
-class SerialExecutor(Executor):
-    """Runs each task at once, in the caller's thread."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
 
 
 def counter(times: list[datetime]) -> Callable[[Window], int]:

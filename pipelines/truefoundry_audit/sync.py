@@ -26,6 +26,7 @@ from typing import Any
 import dlt
 from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.pipeline import Pipeline
 
@@ -324,15 +325,25 @@ def _drop_extracted_copies(pipeline: Pipeline) -> None:
     deletes its extracted copy; a kill between the two leaves both, and normalizing the copy
     again fails (`Directory not empty`). The rename is atomic, so the normalized package is
     whole: the copy goes."""
-    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    load_storage = pipeline._get_load_storage()
+    done = _packages(load_storage.normalized_packages) | _packages(load_storage.loaded_packages)
     # a package still (partly) in `new` was not renamed at once (dlt falls back to moving its
     # files one by one on some errors): then the extracted copy may be the only whole one
-    done -= set(pipeline._get_load_storage().new_packages.list_packages())
+    done -= _packages(load_storage.new_packages)
     extracted = pipeline._get_normalize_storage().extracted_packages
-    for load_id in pipeline.list_extracted_load_packages():
+    for load_id in _packages(extracted):
         if load_id in done:
             logger.info("load package %s was normalized before the crash", load_id)
             extracted.delete_package(load_id)
+
+
+def _packages(storage: PackageStorage) -> set[str]:
+    """The load ids in one of dlt's package folders; none if dlt has not made it yet (a run
+    killed before its first normalize leaves no `load/new`)."""
+    try:
+        return set(storage.list_packages())
+    except FileNotFoundError:
+        return set()
 
 
 def chunk_plan(

@@ -206,7 +206,15 @@ def test_a_persistent_failure_is_one_clear_line_and_leaves_data_alone(
     assert workspace.ids() == before
 
 
-CRASH_POINTS = ["fetch:3", "extract:1", "normalize:2", "normalized:2", "load:1", "complete:2"]
+CRASH_POINTS = [
+    "fetch:3",
+    "extract:1",
+    "extracted:1",
+    "normalize:2",
+    "normalized:2",
+    "load:1",
+    "complete:2",
+]
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)

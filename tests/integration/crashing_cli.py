@@ -1,9 +1,10 @@
 """`tfy-audit` that kills itself with SIGKILL at a chosen point: `TFY_CRASH_AT=phase:n`.
 
 Phases: `fetch` (the n-th list request), `extract` (right after chunk n's state changed, before
-its package is committed), `extracted` (chunk n's package committed, not normalized), `normalize` (after chunk n's files were spooled), `normalized`
-(chunk n's normalized package committed, its extracted copy not yet deleted), `load` (after the
-first load jobs of chunk n ran), `complete` (all jobs of chunk n done, package not marked).
+its package is committed), `extracted` (chunk n's package committed, not normalized),
+`normalize` (after chunk n's files were spooled), `normalized` (chunk n's normalized package
+committed, its extracted copy not yet deleted), `load` (after the first load jobs of chunk n
+ran), `complete` (all jobs of chunk n done, package not marked).
 Used by the crash tests; the product code has no such hook.
 """
 

@@ -560,7 +560,8 @@ def _load_chunks(
     chunks = chunk_plan(run, windows, options.chunk_events, seen_until)
     # Every id of a read is remembered (see fetch.py) for a re-merge, which reads a few days,
     # and where no re-merge could remove an id loaded twice: a destination that only appends.
-    exact = force_merge or not supports_merge(pipeline)
+    merges = supports_merge(pipeline)
+    exact = force_merge or not merges
 
     def read_ahead(chunk: Chunk) -> Prefetch[Item]:
         return Prefetch(
@@ -591,7 +592,7 @@ def _load_chunks(
             reading, first = first or read_ahead(chunk), None
             with reading:
                 already: set[str] = set()
-                if not chunk.append and not supports_merge(pipeline):
+                if not chunk.append and not merges:
                     with _step("reading the ids already written"):
                         already = existing_ids(pipeline, chunk)
                 # the pages come from `reading`: how they are read was set in read_ahead()

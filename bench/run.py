@@ -703,6 +703,7 @@ def render_text(result: dict[str, Any], contenders: list[Contender], targets: li
     lines.append("")
     lines.extend(_target_lines(targets))
     lines.append(_startup_line(result))
+    lines.append(_cpu_bound_line(result))
     lines.extend(_tree_rss_lines(contenders))
     lines.extend(f"check: {w}" for w in result["warnings"])
     lines.append("")
@@ -750,6 +751,14 @@ def _startup_line(result: dict[str, Any]) -> str:
     return f"info  time a/c without process start-up and imports: {_fmt(inner)}"
 
 
+def _cpu_bound_line(result: dict[str, Any]) -> str:
+    bound = result["ratios"].get("time_a_over_c_cpu_bound")
+    return (
+        f"info  least time a/c that (a)'s CPU time allows on {result['machine']['nproc']} "
+        f"CPU(s) (its CPU seconds spread over all of them): {_fmt(bound)}"
+    )
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
@@ -780,6 +789,7 @@ def render_markdown(
     lines.append("")
     lines.extend(f"- {line}" for line in _target_lines(targets))
     lines.append(f"- {_startup_line(result)}")
+    lines.append(f"- {_cpu_bound_line(result)}")
     lines.extend(f"- check: {w}" for w in result["warnings"])
     lines.append("")
     lines.append(_machine_line(result))
@@ -788,7 +798,7 @@ def render_markdown(
 
 
 def evaluate(
-    contenders: dict[str, Contender], events: int
+    contenders: dict[str, Contender], events: int, cpus: int | None = None
 ) -> tuple[list[Target], list[str], dict[str, float | None]]:
     a, a2, b, c = contenders["a"], contenders["a2"], contenders["b"], contenders["c"]
     usable = {k: bool(v.ok and not v.skipped and v.seconds) for k, v in contenders.items()}
@@ -826,14 +836,22 @@ def evaluate(
     for contender in contenders.values():
         if not contender.ok:
             warnings.append(f"{contender.label} FAILED")
-    # For reading the figures, not a target: the same ratio on the times each process reports
-    # for its own work, leaving out interpreter start-up and imports (about 1.5 s for dlt).
+    # For reading the figures, not targets. The same ratio on the times each process reports
+    # for its own work, leaving out interpreter start-up and imports (dlt's alone are ~0.4 s).
     inner_a, inner_c = a.detail.get("reported_seconds"), c.detail.get("reported_seconds")
     inner_ratio = inner_a / inner_c if usable["a"] and usable["c"] and inner_a and inner_c else None
+    # And the least a/c that (a)'s CPU time allows: spread perfectly over every CPU, its work
+    # (workers included) still takes cpu_seconds / cpus of wall time.
+    cpu_bound = (
+        a.cpu_seconds / cpus / c.seconds
+        if usable["a"] and usable["c"] and cpus and a.cpu_seconds and c.seconds
+        else None
+    )
     ratios = {
         "throughput_a_over_b": throughput,
         "time_a_over_c": time_ratio,
         "time_a_over_c_without_startup": inner_ratio,
+        "time_a_over_c_cpu_bound": cpu_bound,
     }
     return targets, warnings, ratios
 
@@ -919,7 +937,7 @@ def run_bench(args: argparse.Namespace) -> int:
         children.stop(sim_proc)
 
     contenders = {"a": a, "a2": a2, "b": b, "c": c}
-    targets, warnings, ratios = evaluate(contenders, args.events)
+    targets, warnings, ratios = evaluate(contenders, args.events, machine["nproc"])
     busy = machine["cpu_busy_at_start"]
     if busy is not None and busy > 0.25:
         warnings.append(

@@ -19,6 +19,7 @@ import duckdb
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
+from pipelines.truefoundry_audit.rows import SubjectObservation
 
 API_KEY = "test-key"
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +178,7 @@ SUBJECT = {
     "subjectControllerName": "subject__subject_controller_name",
     "subjectExternalIdentitySlug": "subject__subject_external_identity_slug",
 }
+SUBJECT_ATTRIBUTES = list(SUBJECT)[1:]  # in SubjectObservation's order
 AUDIT_COLUMNS = [
     "id",
     *SCALARS.values(),
@@ -233,6 +235,19 @@ def assert_warehouse_matches(
     for event_id, row in expected.items():
         assert actual[event_id] == row, f"row {event_id} differs"
     ws.assert_unique()
+
+
+def expected_subjects(events: Sequence[dict[str, Any]]) -> dict[str, SubjectObservation]:
+    """What the warehouse should know of each subject: the attributes of its latest event
+    (ties: greatest event id) and the span of createdAt over its events."""
+    out: dict[str, SubjectObservation] = {}
+    for e in sorted(events, key=lambda e: (ts(e["createdAt"]), e["id"])):
+        s, at = e["subject"], ts(e["createdAt"])
+        first = out[s["subjectId"]].first_seen_at if s["subjectId"] in out else at
+        out[s["subjectId"]] = SubjectObservation(
+            s["subjectId"], *(s.get(k) for k in SUBJECT_ATTRIBUTES), first, at
+        )
+    return out
 
 
 def events_between(sim: Simulator, start: datetime, end: datetime) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer, format_ts, make_event, odd_events
 from pipelines.truefoundry_audit.settings import DEFAULT_LOOKBACK, MIN_WINDOW
+from pipelines.truefoundry_audit.sync import DestinationOptions, make_pipeline
+from pipelines.truefoundry_audit.warehouse import read_subjects
 from pipelines.views import VIEW_NAMES
 from tests.conftest import (
     API_KEY,
@@ -42,6 +44,7 @@ from tests.conftest import (
     IN_CI,
     NOW,
     expected_row,
+    expected_subjects,
     make_simulator,
     run_cli,
     ts,
@@ -216,6 +219,15 @@ def test_postgres_sync_twice_loads_every_event_once_with_views_and_verify(
         assert first["windows"] > 1, "the offset limit should force several windows"
         rows = audit_rows()
         assert_rows_match(rows, events)
+        # what the next sync starts from, read in a session zone far from UTC
+        options = DestinationOptions("postgres", dataset=ds, pipeline_name=f"pg_{ds}")
+        options.pipelines_dir = str(tmp_path / "a")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PGTZ", "Asia/Kolkata")
+            subjects = read_subjects(make_pipeline(options))
+        assert subjects == expected_subjects(events)
+        stamps = [t for s in subjects.values() for t in (s.first_seen_at, s.last_seen_at)]
+        assert {t.tzinfo for t in stamps if t is not None} == {UTC}
 
         # a fresh working dir: the mark must come back from PostgreSQL itself
         second = cli_json("sync", "--host", srv.url, *target(tmp_path / "b"), *FAULTY_ARGS)

@@ -6,18 +6,21 @@ import itertools
 import json
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer, odd_events
+from pipelines.truefoundry_audit.sync import DestinationOptions, make_pipeline
+from pipelines.truefoundry_audit.warehouse import read_subjects
 from tests.conftest import (
     API_KEY,
     DATASET,
     NOW,
     Workspace,
     assert_warehouse_matches,
+    expected_subjects,
     make_simulator,
     run_cli,
     ts,
@@ -153,6 +156,21 @@ def test_subjects_table_holds_latest_attributes_and_first_last_seen(
     )
     actual = {r[0]: {"type": r[1], "slug": r[2], "first": r[3], "last": r[4]} for r in rows}
     assert actual == expected
+
+
+def test_the_next_sync_starts_from_the_subjects_the_warehouse_holds(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    """What a sync reads back of the subjects (their attributes and first/last seen, in UTC)
+    before it folds in new events."""
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    pipeline = make_pipeline(
+        DestinationOptions(db=str(workspace.db), pipelines_dir=str(workspace.pipelines_dir))
+    )
+    subjects = read_subjects(pipeline)
+    assert subjects == expected_subjects(simulator.events())
+    assert {s.first_seen_at.tzinfo for s in subjects.values() if s.first_seen_at} == {UTC}
+    assert {s.last_seen_at.tzinfo for s in subjects.values() if s.last_seen_at} == {UTC}
 
 
 def test_sync_windows_cover_the_run(

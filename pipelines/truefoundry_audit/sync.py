@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -32,6 +32,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
+from .database import HeldDatabase, held_database
 from .decoders import Decoders, decoder_pool
 from .errors import DestinationError, TfyAuditError, UsageError
 from .extract import ExtractObserver
@@ -85,6 +86,10 @@ READ_AHEAD_BYTES = 16 * 1024 * 1024
 
 # Below this many planned events, pages are decoded in the fetching threads.
 WORKERS_FROM_EVENTS = 20_000
+
+# From this many planned events (about half a second of reading), a chunk's reading lets a
+# DuckDB destination's database go (see database.py); a scheduled run's small chunk keeps it.
+LET_GO_FROM_EVENTS = 20_000
 
 
 @dataclass
@@ -423,8 +428,13 @@ def run_sync(
     host = resolve_host(options.host)
     api_key = resolve_api_key(options.api_key)
     target = options.target
-    with pipeline_lock(pipelines_dir(target), target.pipeline_name, wait=options.wait_for_lock):
+    with ExitStack() as held:
+        held.enter_context(
+            pipeline_lock(pipelines_dir(target), target.pipeline_name, wait=options.wait_for_lock)
+        )
         pipeline = make_pipeline(target)
+        with _step("opening the destination"):
+            database = held.enter_context(held_database(pipeline))
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
             pipeline.sync_destination()
@@ -470,7 +480,7 @@ def run_sync(
                         concurrency=options.concurrency,
                         on_total=start_workers,
                     )
-                _heal_duplicates(pipeline, client, options, heal, summary, progress)
+                _heal_duplicates(pipeline, client, options, heal, summary, progress, database)
                 workers = decoders[0]
                 _load_chunks(
                     pipeline,
@@ -481,6 +491,7 @@ def run_sync(
                     summary,
                     progress,
                     workers.pool if workers else None,
+                    database,
                     # the worker processes exit during the last load instead of after it
                     after_last_extract=workers.close_soon if workers else None,
                 )
@@ -505,6 +516,7 @@ def _heal_duplicates(
     days: list[datetime],
     summary: SyncSummary,
     progress: SyncProgress,
+    database: HeldDatabase,
     *,
     within: Chunk | None = None,
 ) -> None:
@@ -531,7 +543,16 @@ def _heal_duplicates(
         )
         unfiltered = dataclasses.replace(options, filters=AuditLogFilters())
         _load_chunks(
-            pipeline, client, unfiltered, run, windows, summary, progress, None, force_merge=True
+            pipeline,
+            client,
+            unfiltered,
+            run,
+            windows,
+            summary,
+            progress,
+            None,
+            database,
+            force_merge=True,
         )
 
 
@@ -544,6 +565,7 @@ def _load_chunks(
     summary: SyncSummary,
     progress: SyncProgress,
     decoder: Executor | None,
+    database: HeldDatabase,
     *,
     force_merge: bool = False,
     after_last_extract: Callable[[], None] | None = None,
@@ -611,7 +633,11 @@ def _load_chunks(
                 with _step("loading into the destination"):
                     seconds: dict[str, float] = {}
                     clock = time.monotonic()
-                    pipeline.extract(source, loader_file_format=loader_file_format(options.target))  # type: ignore[arg-type]
+                    file_format: Any = loader_file_format(options.target)
+                    # a long read lets the database go, so other processes can open the file
+                    long_read = sum(w.count for w in chunk.windows) >= LET_GO_FROM_EVENTS
+                    with database.let_go() if long_read else nullcontext():
+                        pipeline.extract(source, loader_file_format=file_format)
                     seconds["extract"] = time.monotonic() - clock
             if index == len(chunks) and after_last_extract is not None:
                 after_last_extract()
@@ -648,7 +674,7 @@ def _load_chunks(
                 # its own summary and no progress: the run's figures stay the run's
                 scratch = SyncSummary(chunk.start, chunk.end, {})
                 _heal_duplicates(
-                    pipeline, client, options, days, scratch, SyncProgress(), within=chunk
+                    pipeline, client, options, days, scratch, SyncProgress(), database, within=chunk
                 )
     finally:
         if first is not None:  # never taken: the run failed before its first extract

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from datetime import UTC, timedelta
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer, odd_events
+from pipelines.truefoundry_audit import sync
 from pipelines.truefoundry_audit.sync import DestinationOptions, make_pipeline
 from pipelines.truefoundry_audit.warehouse import read_subjects
 from tests.conftest import (
@@ -315,3 +318,33 @@ def test_pages_are_read_ahead_of_dlt_extract(
     assert len(extracts) >= 3  # as many chunks
     loads = workspace.query(f"select count(*) from {DATASET}._dlt_loads")
     assert loads[0][0] == len(extracts)  # one load per chunk
+
+
+@pytest.mark.parametrize("long_read", [True, False])
+def test_the_database_is_let_go_while_a_long_chunk_is_extracted(
+    long_read: bool, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync keeps its DuckDB database open across its steps (their connections join it), but
+    lets it go while dlt extracts a chunk of LET_GO_FROM_EVENTS or more, most of which is
+    reading: another process can open the file then. A small chunk keeps it (DuckDB locks the
+    file against other processes)."""
+    from dlt.pipeline.pipeline import Pipeline
+
+    monkeypatch.setattr(sync, "LET_GO_FROM_EVENTS", 1 if long_read else 10**9)
+    original_extract = Pipeline.extract
+    opened: list[bool] = []
+
+    def extract(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        probe = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).close()"
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(workspace.db)], capture_output=True, timeout=60
+        )
+        opened.append(done.returncode == 0)
+        return original_extract(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "extract", extract)
+    sim = make_simulator(2_000, days=3, seed=9)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+    assert opened == [long_read]
+    assert_warehouse_matches(workspace, sim.events())

@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .truefoundry_audit.errors import TfyAuditError, UsageError
+from .truefoundry_audit.errors import TfyAuditError, UsageError, explain_destination_failure
 from .truefoundry_audit.settings import (
     DEFAULT_CHUNK_EVENTS,
     DEFAULT_CONCURRENCY,
@@ -200,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last resort: one line, the traceback only with --debug
         if args.debug:
             logger.exception("failed")
+        explained = explain_destination_failure(exc)
+        if explained is not None:
+            print(f"tfy-audit: error: {explained}", file=sys.stderr)
+            return EXIT_FAILURE
         text = " ".join(str(exc).split())[:400]
         print(
             f"tfy-audit: error: {type(exc).__name__}: {text} (run with --debug for details)",

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -79,3 +80,28 @@ class RetriesExhaustedError(ApiError):
 
 class DestinationError(TfyAuditError):
     """Loading into the destination failed."""
+
+
+_DUCKDB_LOCKED = re.compile(
+    r'Could not set lock on file "(?P<file>[^"]+)": Conflicting lock is held in '
+    r"(?P<holder>.+?\(PID \d+\))"
+)
+
+
+def explain_destination_failure(exc: BaseException) -> str | None:
+    """What a destination failure means and what to do, for the causes a user can fix; None
+    for the rest. Looks through the chain of causes, as dlt wraps the driver's errors."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        locked = _DUCKDB_LOCKED.search(str(current))
+        if locked:
+            return (
+                f"the DuckDB file {locked['file']} is open in another process "
+                f"({locked['holder']}), and DuckDB lets one process at a time write to it; close "
+                "it there (a DuckDB shell, a notebook, a BI tool) or run again when that "
+                "process is done"
+            )
+        current = current.__cause__ or current.__context__
+    return None

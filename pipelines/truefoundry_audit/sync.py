@@ -34,7 +34,7 @@ from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .database import HeldDatabase, held_database
 from .decoders import Decoders, decoder_pool
-from .errors import DestinationError, TfyAuditError, UsageError
+from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, plan_run, read_windows
 from .lock import pipeline_lock
@@ -291,7 +291,8 @@ def _step(what: str) -> Iterator[None]:
         cause = _find_cause(exc)
         if cause is not None:
             raise cause from exc
-        raise DestinationError(f"{what} failed: {_one_line(exc)}") from exc
+        reason = explain_destination_failure(exc) or _one_line(exc)
+        raise DestinationError(f"{what} failed: {reason}") from exc
 
 
 def _find_cause(exc: BaseException) -> TfyAuditError | None:

@@ -7,7 +7,9 @@ import http.server
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipelines.simulator import Simulator, SimulatorServer
@@ -127,6 +129,29 @@ def test_debug_shows_the_traceback(workspace: Workspace) -> None:
     proc = run_cli_process("--debug", *workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["sync", "views", "report", "verify"])
+def test_a_duckdb_file_open_in_another_process(
+    command: str, server: SimulatorServer, workspace: Workspace, loaded: set[str], tmp_path: Path
+) -> None:
+    args = {
+        "sync": workspace.sync_args(server.url),
+        "views": ["views"],
+        "report": ["report", "--out", str(tmp_path / "report.html")],
+        "verify": ["verify", "--host", server.url],
+    }[command]
+    if command != "sync":
+        args += ["--db", str(workspace.db), "--pipelines-dir", str(workspace.pipelines_dir)]
+    con = duckdb.connect(str(workspace.db))  # this process holds DuckDB's write lock
+    try:
+        proc = run_cli_process(*args)
+    finally:
+        con.close()
+    one_line_error(
+        proc, 1, f"the DuckDB file {workspace.db} is open in another process", f"PID {os.getpid()}"
+    )
+    assert workspace.ids() == loaded
 
 
 def test_unwritable_db_path(server: SimulatorServer) -> None:

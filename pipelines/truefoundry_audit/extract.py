@@ -156,6 +156,8 @@ def audit_log_tables(
         )
     # Last: the state travels in the same load package as the rows it vouches for.
     incomplete = [r.window.start for r in reports if not r.complete]
+    if chunk.held_back_to is not None:
+        incomplete.append(chunk.held_back_to)
     advance(source_state, filters, chunk, incomplete_from=min(incomplete, default=None))
 
 

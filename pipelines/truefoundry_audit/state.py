@@ -42,6 +42,9 @@ class Chunk:
     # Nothing at or after `start` was ever loaded (see `loaded_until`): rows can be appended,
     # which skips the merge's staging copy and delete.
     append: bool = False
+    # The start of a window of an earlier chunk of the same run that could not be read
+    # completely: the mark stops there too, or a later chunk would carry it past the gap.
+    held_back_to: datetime | None = None
 
     @property
     def planned_events(self) -> int:

@@ -613,6 +613,7 @@ def _load_chunks(
         counter = _Counter(progress, summary)
         for index, chunk in enumerate(chunks, start=1):
             reading, first = first or read_ahead(chunk), None
+            chunk = dataclasses.replace(chunk, held_back_to=counter.incomplete_from)
             with reading:
                 already: set[str] = set()
                 if not chunk.append and not merges:
@@ -636,7 +637,7 @@ def _load_chunks(
                     clock = time.monotonic()
                     file_format: Any = loader_file_format(options.target)
                     # a long read lets the database go, so other processes can open the file
-                    long_read = sum(w.count for w in chunk.windows) >= LET_GO_FROM_EVENTS
+                    long_read = chunk.planned_events >= LET_GO_FROM_EVENTS
                     with database.let_go() if long_read else nullcontext():
                         pipeline.extract(source, loader_file_format=file_format)
                     seconds["extract"] = time.monotonic() - clock
@@ -739,6 +740,8 @@ class _Counter(SyncProgress):
         self.progress = progress
         self.summary = summary
         self._repeated = 0
+        # the start of the earliest window of the run not read completely, if any
+        self.incomplete_from: datetime | None = None
 
     def on_events(self, count: int) -> None:
         self.summary.events_read += count
@@ -748,6 +751,9 @@ class _Counter(SyncProgress):
         self.summary.windows += 1
         if not report.complete:
             self.summary.incomplete_windows.append(str(report.window))
+            start = report.window.start
+            if self.incomplete_from is None or start < self.incomplete_from:
+                self.incomplete_from = start
         self.progress.on_window(report)
 
     def on_repeated_ids(self, count: int) -> None:

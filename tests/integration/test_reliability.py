@@ -334,16 +334,20 @@ def test_duplicates_left_by_a_crash_are_healed_by_the_next_sync(workspace: Works
     assert_warehouse_matches(workspace, sim.events())
 
 
+@pytest.mark.parametrize("chunk_events", ["500000", "500"])
 def test_the_mark_stays_before_a_window_that_could_not_be_read(
-    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+    chunk_events: str, workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """1,500 events in one millisecond, a service that pages 1,000 deep: the window is reported
-    (exit 3) and the next run reads it again rather than skipping past it."""
-    sim = make_simulator(500, max_offset=1_000)
-    burst_at = NOW - timedelta(hours=2)
+    (exit 3) and the next run reads it again rather than skipping past it; with small chunks,
+    the burst's chunk is followed by others, whose commits must not carry the mark past it."""
+    sim = make_simulator(3_000, days=10, max_offset=1_000)
+    burst_at = NOW - timedelta(days=9)
     sim.add_events(dense_burst(burst_at, 1_500, seed=9))
     with SimulatorServer(sim) as srv:
-        args = workspace.sync_args(srv.url, "--max-offset", "1000", "--json")
+        args = workspace.sync_args(
+            srv.url, "--max-offset", "1000", "--chunk-events", chunk_events, "--json"
+        )
         assert run_cli(*args) == 3
         first = json.loads(capsys.readouterr().out)
         # the burst's own millisecond, and (as their padded queries also hold the burst) at
@@ -358,3 +362,38 @@ def test_the_mark_stays_before_a_window_that_could_not_be_read(
         second = json.loads(capsys.readouterr().out)
     assert ts(second["start"]) <= burst_at
     assert ts(first["covered_until"]) <= burst_at
+    if chunk_events == "500":
+        assert first["chunks"] > 2
+    # once the service lets the window be read, the next run loads every event
+    sim.config.max_offset = None
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--chunk-events", chunk_events)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_a_scheduled_run_keeps_the_mark_before_an_incomplete_lookback_window(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scheduled run that re-reads its lookback and finds new events is two chunks: the
+    lookback, merged, then what is new, appended. A window of the first that cannot be read
+    completely (a late bulk write, 1,500 events in one millisecond) holds the mark back, so
+    the next run reads it again."""
+    sim = make_simulator(1_000, max_offset=1_000)
+    with SimulatorServer(sim) as srv:
+        args = workspace.sync_args(srv.url, "--max-offset", "1000", "--lookback", "1m", "--json")
+        assert run_cli(*args) == 0
+        mark = ts(json.loads(capsys.readouterr().out)["covered_until"])
+        burst_at = mark - timedelta(seconds=30)
+        sim.add_events(dense_burst(burst_at, 1_500, seed=5))
+        # something new, after the mark (the sync's end was fixed before it finished)
+        sim.add_events([make_event(_rng(1), mark + timedelta(milliseconds=1))])
+        assert run_cli(*args) == 3
+        second = json.loads(capsys.readouterr().out)
+        assert second["chunks"] == 2
+        # the mark never moves back; held where it was, the next lookback covers the window
+        assert ts(second["covered_until"]) == mark
+        sim.config.max_offset = None  # and the sync may page deeper
+        assert run_cli(*workspace.sync_args(srv.url, "--lookback", "1m", "--json")) == 0
+        third = json.loads(capsys.readouterr().out)
+    assert ts(third["start"]) <= burst_at
+    assert_warehouse_matches(workspace, sim.events())

@@ -3,9 +3,13 @@
 The service is counted with `metric=count` over day buckets found by splitting the range on day
 boundaries (empty spans are dropped after one request). A day bucket is queried like a sync
 window, `day_start - 1 ms .. day_end`, because the spec does not say whether `start`/`end` are
-inclusive. So a complete warehouse must hold between `exclusive` (events in
-`[day_start, day_end)`) and `inclusive` (plus those exactly on the two padded bounds) events
-for the service's count; a count outside that interval is a difference.
+inclusive; the service's count then holds the day's events, plus those exactly on a padded bound
+that the service reads as inclusive. Which it does is asked of the service first, with three
+counts around a millisecond that holds warehouse events and whose neighbours hold none; the
+warehouse is then counted the same way, and any other count is a difference. A side whose
+reading could not be learnt (no such millisecond, or answers that fit no reading) is given
+both: its bound's events may or may not be counted, which can hide a missing event behind one
+on that bound.
 """
 
 from __future__ import annotations
@@ -42,23 +46,51 @@ class DayBucket:
 
 
 @dataclass(frozen=True)
+class BoundReading:
+    """Whether the service's `start` and `end` include events exactly on them; None: unknown."""
+
+    start_inclusive: bool | None = None
+    end_inclusive: bool | None = None
+
+
+@dataclass(frozen=True)
+class WarehouseDay:
+    inside: int  # events in [start, end)
+    on_start: int  # exactly on the padded start, start - 1 ms
+    on_end: int  # exactly on end
+
+    def counted(self, bounds: BoundReading) -> tuple[int, int]:
+        """The least and the most of these events the service's count of the day includes."""
+        low = high = self.inside
+        for events, inclusive in (
+            (self.on_start, bounds.start_inclusive),
+            (self.on_end, bounds.end_inclusive),
+        ):
+            if inclusive is not False:
+                high += events
+            if inclusive is True:
+                low += events
+        return low, high
+
+
+@dataclass(frozen=True)
 class DayComparison:
     day: date
     service: int
-    warehouse: int  # events in [start, end)
-    warehouse_inclusive: int  # plus events exactly on the padded bounds
+    warehouse: int  # the warehouse's events the service's count should include, at least
+    warehouse_most: int  # ... and at most (more only where a bound's reading is unknown)
 
     @property
     def matches(self) -> bool:
-        return self.warehouse <= self.service <= self.warehouse_inclusive
+        return self.warehouse <= self.service <= self.warehouse_most
 
     @property
     def missing(self) -> int:
         """Events the warehouse lacks (negative: events the service no longer counts)."""
         if self.matches:
             return 0
-        if self.service > self.warehouse_inclusive:
-            return self.service - self.warehouse_inclusive
+        if self.service > self.warehouse_most:
+            return self.service - self.warehouse_most
         return self.service - self.warehouse
 
 
@@ -116,28 +148,67 @@ def service_day_counts(
     return result
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PAD_US = MIN_WINDOW // timedelta(microseconds=1)
+
+
+def _us(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def sorted_micros(created_at: pa.ChunkedArray | pa.Array) -> list[int]:
+    """The non-null timestamps as sorted microseconds since the epoch."""
+    values = pc.drop_null(pc.cast(created_at, pa.timestamp("us", tz="UTC")))
+    return sorted(pc.cast(values, pa.int64()).to_pylist())
+
+
 def warehouse_day_counts(
-    created_at: pa.ChunkedArray | pa.Array, buckets: Sequence[DayBucket]
-) -> dict[date, tuple[int, int]]:
-    """(events in [start, end), events in [start - 1 ms, end]) per bucket, from created_at."""
-    if not buckets:
-        return {}
-    values = pc.cast(created_at, pa.timestamp("us", tz="UTC"))
-    values = pc.drop_null(values)
-    micros = sorted(pc.cast(values, pa.int64()).to_pylist())
-
-    def us(dt: datetime) -> int:
-        return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-    pad = us(datetime(1970, 1, 1, tzinfo=UTC) + MIN_WINDOW)
-    counts: dict[date, tuple[int, int]] = {}
+    micros: list[int], buckets: Sequence[DayBucket]
+) -> dict[date, WarehouseDay]:
+    """Per bucket, its events and those on its two padded bounds, from `sorted_micros()`."""
+    counts: dict[date, WarehouseDay] = {}
     for b in buckets:
-        lo, hi = us(b.start), us(b.end)
-        exclusive = bisect.bisect_left(micros, hi) - bisect.bisect_left(micros, lo)
-        inclusive = bisect.bisect_right(micros, hi) - bisect.bisect_left(micros, lo - pad)
-        if exclusive or inclusive:
-            counts[b.day] = (exclusive, inclusive)
+        lo, hi = _us(b.start), _us(b.end)
+        day = WarehouseDay(
+            inside=bisect.bisect_left(micros, hi) - bisect.bisect_left(micros, lo),
+            on_start=bisect.bisect_left(micros, lo) - bisect.bisect_left(micros, lo - _PAD_US),
+            on_end=bisect.bisect_right(micros, hi) - bisect.bisect_left(micros, hi),
+        )
+        if day.inside or day.on_start or day.on_end:
+            counts[b.day] = day
     return counts
+
+
+def read_bounds(
+    client: AuditLogClient, filters: AuditLogFilters, micros: list[int]
+) -> BoundReading:
+    """How the service reads `start` and `end`: three counts around the latest instant `t` that
+    holds warehouse events with none within a millisecond of it. `[t - 1 ms, t + 1 ms]` must
+    hold them whatever the reading (else the service lacks them: unknown); `[t, t + 1 ms]`
+    holds them if `start` is inclusive, `[t - 1 ms, t]` if `end` is."""
+    i = len(micros)
+    while i > 0:
+        t = micros[i - 1]
+        first = bisect.bisect_left(micros, t)
+        i = first
+        alone = (first == 0 or micros[first - 1] < t - _PAD_US) and bisect.bisect_right(
+            micros, t + _PAD_US
+        ) == bisect.bisect_right(micros, t)
+        if not alone:
+            continue
+        n = bisect.bisect_right(micros, t) - first
+        at = _EPOCH + timedelta(microseconds=t)
+        if client.count(filters, at - MIN_WINDOW, at + MIN_WINDOW) != n:
+            return BoundReading()
+        return BoundReading(
+            start_inclusive=_reading(client.count(filters, at, at + MIN_WINDOW), n),
+            end_inclusive=_reading(client.count(filters, at - MIN_WINDOW, at), n),
+        )
+    return BoundReading()
+
+
+def _reading(count: int, held: int) -> bool | None:
+    return True if count == held else False if count == 0 else None
 
 
 def filter_mask(table: pa.Table, filters: AuditLogFilters) -> pa.ChunkedArray | None:
@@ -200,15 +271,16 @@ def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.T
 
 def compare(
     service: dict[date, int],
-    warehouse: dict[date, tuple[int, int]],
+    warehouse: dict[date, WarehouseDay],
     buckets: Sequence[DayBucket],
+    bounds: BoundReading = BoundReading(),
 ) -> list[DayComparison]:
     days: list[DayComparison] = []
     for b in buckets:
         s = service.get(b.day, 0)
-        w, wi = warehouse.get(b.day, (0, 0))
-        if s or w or wi:
-            days.append(DayComparison(b.day, s, w, wi))
+        low, high = warehouse.get(b.day, WarehouseDay(0, 0, 0)).counted(bounds)
+        if s or high:
+            days.append(DayComparison(b.day, s, low, high))
     return days
 
 
@@ -229,9 +301,12 @@ def verify_range(
         mask = filter_mask(table, filters)
         if mask is not None:
             table = table.filter(mask)
-    warehouse = warehouse_day_counts(table["created_at"], buckets)
+    micros = sorted_micros(table["created_at"])
+    bounds = read_bounds(client, filters, micros) if service else BoundReading()
+    logger.info("the service reads start/end as inclusive: %s/%s", *dataclasses.astuple(bounds))
+    warehouse = warehouse_day_counts(micros, buckets)
     return VerifyResult(
-        start, end, compare(service, warehouse, buckets), client.stats.requests - before
+        start, end, compare(service, warehouse, buckets, bounds), client.stats.requests - before
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -93,3 +94,45 @@ def test_verify_with_filters_compares_only_matching_events(workspace: Workspace)
         assert run_cli(*verify_args(workspace, srv.url, "--action", action)) == 0
         # the unfiltered view of the same warehouse is incomplete, and verify says so
         assert run_cli(*verify_args(workspace, srv.url, "--end", NOW.isoformat())) == 3
+
+
+@pytest.mark.parametrize(
+    ("start_inclusive", "end_inclusive"),
+    [(True, False), (False, True), (False, False), (True, True)],
+    ids=["[start,end)", "(start,end]", "(start,end)", "[start,end]"],
+)
+@pytest.mark.parametrize("victim_at", ["last-ms-of-the-day", "mid-day"])
+def test_an_event_on_midnight_neither_hides_a_missing_one_nor_misplaces_it(
+    start_inclusive: bool,
+    end_inclusive: bool,
+    victim_at: str,
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """However the service reads its bounds, an event missing from the warehouse is found on
+    its own day and repaired, with an event on the next midnight that a padded day count may
+    or may not include."""
+    sim = make_simulator(
+        2_000, days=5, start_inclusive=start_inclusive, end_inclusive=end_inclusive
+    )
+    midnight = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC) - timedelta(days=2)
+    if victim_at == "mid-day":
+        at = midnight - timedelta(hours=12)
+    else:
+        at = midnight - timedelta(milliseconds=1)
+    on_midnight = make_event(random.Random("on"), midnight)
+    victim = make_event(random.Random("victim"), at)
+    sim.add_events([on_midnight, victim])
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        con = duckdb.connect(str(workspace.db))
+        con.execute(f"delete from {DATASET}.audit_logs where id = ?", [victim["id"]])
+        con.close()
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url, "--json")) == 3
+        found = json.loads(capsys.readouterr().out)
+        days = {d["day"] for d in found["result"]["differing"]}
+        assert str(at.date()) in days
+        assert days <= {str(at.date()), str(midnight.date())}
+        assert run_cli(*verify_args(workspace, srv.url, "--repair")) == 0
+    assert_warehouse_matches(workspace, sim.events())

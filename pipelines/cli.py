@@ -325,7 +325,7 @@ def _verify_text(result: Any, label: str) -> str:
         f"verified {result.start.isoformat()} .. {result.end.isoformat()}"
         + (f" ({label})" if label else "")
         + f": {len(result.days)} day(s) with events, {len(result.days) - len(differing)} match, "
-        f"{len(differing)} differ ({result.requests} requests)"
+        f"{len(differing)} differ ({result.requests} requests); {_bounds_text(result.bounds)}"
     )
     if not differing:
         return head
@@ -337,6 +337,18 @@ def _verify_text(result: Any, label: str) -> str:
     return "\n".join(lines)
 
 
+def _bounds_text(bounds: Any) -> str:
+    """How the service reads its bounds, as verify learnt it."""
+
+    def side(inclusive: bool | None) -> str:
+        return "unknown" if inclusive is None else "inclusive" if inclusive else "exclusive"
+
+    return (
+        f"the service's start is {side(bounds.start_inclusive)}, "
+        f"its end {side(bounds.end_inclusive)}"
+    )
+
+
 def _verify_json(outcome: Any) -> dict[str, Any]:
     def result(r: Any) -> dict[str, Any]:
         return {
@@ -344,6 +356,12 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
             "end": r.end.isoformat(),
             "days": len(r.days),
             "requests": r.requests,
+            # how the service reads start/end (null: unknown); `warehouse` below counts the
+            # warehouse's events on a day's padded bounds the same way
+            "service_bounds": {
+                "start_inclusive": r.bounds.start_inclusive,
+                "end_inclusive": r.bounds.end_inclusive,
+            },
             "differing": [
                 {"day": d.day.isoformat(), "service": d.service, "warehouse": d.warehouse}
                 for d in r.differing

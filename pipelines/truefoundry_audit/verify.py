@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from .client import AuditLogClient, AuditLogFilters
 from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW
 from .warehouse import table_loaded
+from .windows import floor_ms
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class VerifyResult:
     end: datetime
     days: list[DayComparison]
     requests: int = 0
+    bounds: BoundReading = BoundReading()
 
     @property
     def differing(self) -> list[DayComparison]:
@@ -179,32 +181,54 @@ def warehouse_day_counts(
     return counts
 
 
+# How many instants read_bounds() asks about; their readings must agree.
+BOUND_PROBES = 3
+
+
 def read_bounds(
     client: AuditLogClient, filters: AuditLogFilters, micros: list[int]
 ) -> BoundReading:
-    """How the service reads `start` and `end`: three counts around the latest instant `t` that
-    holds warehouse events with none within a millisecond of it. `[t - 1 ms, t + 1 ms]` must
-    hold them whatever the reading (else the service lacks them: unknown); `[t, t + 1 ms]`
-    holds them if `start` is inclusive, `[t - 1 ms, t]` if `end` is."""
-    i = len(micros)
-    while i > 0:
-        t = micros[i - 1]
-        first = bisect.bisect_left(micros, t)
-        i = first
-        alone = (first == 0 or micros[first - 1] < t - _PAD_US) and bisect.bisect_right(
-            micros, t + _PAD_US
-        ) == bisect.bisect_right(micros, t)
-        if not alone:
-            continue
-        n = bisect.bisect_right(micros, t) - first
+    """How the service reads `start` and `end`, from the latest BOUND_PROBES instants `t` that
+    hold warehouse events with none within a millisecond of them; three counts each:
+    `[t - 1 ms, t + 1 ms]` must hold them whatever the reading (else the service lacks them),
+    `[t, t + 1 ms]` holds them if `start` is inclusive, `[t - 1 ms, t]` if `end` is. A side is
+    known only if every probe agrees (an event the service moved by a millisecond would fool
+    one probe); otherwise, or with no such instant, it stays unknown."""
+    readings: list[BoundReading] = []
+    for t, n in _isolated_instants(micros, BOUND_PROBES):
         at = _EPOCH + timedelta(microseconds=t)
         if client.count(filters, at - MIN_WINDOW, at + MIN_WINDOW) != n:
             return BoundReading()
-        return BoundReading(
-            start_inclusive=_reading(client.count(filters, at, at + MIN_WINDOW), n),
-            end_inclusive=_reading(client.count(filters, at - MIN_WINDOW, at), n),
+        readings.append(
+            BoundReading(
+                start_inclusive=_reading(client.count(filters, at, at + MIN_WINDOW), n),
+                end_inclusive=_reading(client.count(filters, at - MIN_WINDOW, at), n),
+            )
         )
-    return BoundReading()
+    if not readings:
+        return BoundReading()
+    starts = {r.start_inclusive for r in readings}
+    ends = {r.end_inclusive for r in readings}
+    return BoundReading(
+        start_inclusive=starts.pop() if len(starts) == 1 else None,
+        end_inclusive=ends.pop() if len(ends) == 1 else None,
+    )
+
+
+def _isolated_instants(micros: list[int], wanted: int) -> list[tuple[int, int]]:
+    """Up to `wanted` (instant, events on it), latest first, with no other event within a
+    millisecond of the instant."""
+    found: list[tuple[int, int]] = []
+    i = len(micros)
+    while i > 0 and len(found) < wanted:
+        t = micros[i - 1]
+        first = bisect.bisect_left(micros, t)
+        i = first
+        before_clear = first == 0 or micros[first - 1] < t - _PAD_US
+        after_clear = bisect.bisect_right(micros, t + _PAD_US) == bisect.bisect_right(micros, t)
+        if before_clear and after_clear:
+            found.append((t, bisect.bisect_right(micros, t) - first))
+    return found
 
 
 def _reading(count: int, held: int) -> bool | None:
@@ -276,9 +300,16 @@ def compare(
     bounds: BoundReading = BoundReading(),
 ) -> list[DayComparison]:
     days: list[DayComparison] = []
-    for b in buckets:
+    for i, b in enumerate(buckets):
         s = service.get(b.day, 0)
-        low, high = warehouse.get(b.day, WarehouseDay(0, 0, 0)).counted(bounds)
+        # An event on the range's own padded bounds is no day's but this one's, and a repair
+        # of the range cannot load it: those bounds count both ways.
+        reading = dataclasses.replace(
+            bounds,
+            start_inclusive=None if i == 0 else bounds.start_inclusive,
+            end_inclusive=None if i == len(buckets) - 1 else bounds.end_inclusive,
+        )
+        low, high = warehouse.get(b.day, WarehouseDay(0, 0, 0)).counted(reading)
         if s or high:
             days.append(DayComparison(b.day, s, low, high))
     return days
@@ -306,7 +337,11 @@ def verify_range(
     logger.info("the service reads start/end as inclusive: %s/%s", *dataclasses.astuple(bounds))
     warehouse = warehouse_day_counts(micros, buckets)
     return VerifyResult(
-        start, end, compare(service, warehouse, buckets, bounds), client.stats.requests - before
+        start,
+        end,
+        compare(service, warehouse, buckets, bounds),
+        client.stats.requests - before,
+        bounds,
     )
 
 
@@ -336,8 +371,9 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     entry = stream_state(
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
-    start = options.start or HISTORY_START
-    end = options.end or covered_until(entry) or datetime.now(UTC)
+    # on whole milliseconds, the service's precision, as the sync's ranges are
+    start = floor_ms(options.start or HISTORY_START)
+    end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
     client = AuditLogClient(
         resolve_host(options.host),
         resolve_api_key(options.api_key),

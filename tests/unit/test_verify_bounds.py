@@ -1,0 +1,151 @@
+"""verify's reading of the service's bounds, and the day counts it compares with the service's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pipelines.truefoundry_audit.client import AuditLogFilters
+from pipelines.truefoundry_audit.verify import (
+    BoundReading,
+    WarehouseDay,
+    compare,
+    day_buckets,
+    read_bounds,
+    sorted_micros,
+    warehouse_day_counts,
+)
+
+MS = timedelta(milliseconds=1)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+class FakeService:
+    """`count()` over a fixed list of createdAt values, reading start/end as told."""
+
+    def __init__(self, events: list[datetime], start_inclusive: bool, end_inclusive: bool):
+        self.events = events
+        self.start_inclusive = start_inclusive
+        self.end_inclusive = end_inclusive
+        self.requests = 0
+
+    def count(self, filters: Any, start: datetime, end: datetime) -> int:
+        self.requests += 1
+        return sum(
+            1
+            for e in self.events
+            if (start <= e if self.start_inclusive else start < e)
+            and (e <= end if self.end_inclusive else e < end)
+        )
+
+
+def micros(events: list[datetime]) -> list[int]:
+    return sorted_micros(pa.array(events, pa.timestamp("us", tz="UTC")))
+
+
+READINGS = [(True, False), (False, True), (False, False), (True, True)]
+
+
+@pytest.mark.parametrize(("start_inclusive", "end_inclusive"), READINGS)
+def test_the_reading_is_learnt_from_isolated_instants(
+    start_inclusive: bool, end_inclusive: bool
+) -> None:
+    # a crowded millisecond pair (not isolated) and three isolated instants, one with 2 events
+    events = [T0, T0 + MS, T0 + timedelta(hours=1), T0 + timedelta(hours=2)] * 1
+    events += [T0 + timedelta(hours=3)] * 2
+    service = FakeService(events, start_inclusive, end_inclusive)
+    reading = read_bounds(service, AuditLogFilters(), micros(events))  # type: ignore[arg-type]
+    assert reading == BoundReading(start_inclusive, end_inclusive)
+    assert service.requests == 9  # three instants, three counts each
+
+
+def test_no_isolated_instant_leaves_the_reading_unknown() -> None:
+    events = [T0 + i * MS for i in range(50)]  # every millisecond has a neighbour
+    service = FakeService(events, True, False)
+    reading = read_bounds(service, AuditLogFilters(), micros(events))  # type: ignore[arg-type]
+    assert reading == BoundReading()
+    assert service.requests == 0
+
+
+def test_an_instant_the_service_does_not_hold_leaves_the_reading_unknown() -> None:
+    warehouse = [T0, T0 + timedelta(hours=1)]
+    service = FakeService([T0], True, False)  # the later event is gone from the service
+    reading = read_bounds(service, AuditLogFilters(), micros(warehouse))  # type: ignore[arg-type]
+    assert reading == BoundReading()
+
+
+def test_probes_that_disagree_leave_that_side_unknown() -> None:
+    """The service moved the latest event back by a millisecond: alone, its probe would read
+    [start, end) as (start, end]; the other probes outvote it."""
+    latest = T0 + timedelta(hours=3)
+    warehouse = [T0, T0 + timedelta(hours=1), latest]
+    service = FakeService([T0, T0 + timedelta(hours=1), latest - MS], True, False)
+    reading = read_bounds(service, AuditLogFilters(), micros(warehouse))  # type: ignore[arg-type]
+    assert reading == BoundReading(None, None)
+
+
+def test_a_count_that_fits_no_reading_is_unknown() -> None:
+    class Odd(FakeService):
+        def count(self, filters: Any, start: datetime, end: datetime) -> int:
+            n = super().count(filters, start, end)
+            return n if end - start > MS else 7  # neither 0 nor the events on the instant
+
+    events = [T0]
+    reading = read_bounds(Odd(events, True, True), AuditLogFilters(), micros(events))  # type: ignore[arg-type]
+    assert reading == BoundReading()
+
+
+@pytest.mark.parametrize(
+    ("reading", "expected"),
+    [
+        (BoundReading(True, True), (6, 6)),
+        (BoundReading(True, False), (4, 4)),
+        (BoundReading(False, True), (3, 3)),
+        (BoundReading(False, False), (1, 1)),
+        (BoundReading(None, False), (1, 4)),
+        (BoundReading(None, None), (1, 6)),
+    ],
+)
+def test_a_day_counts_its_bound_events_as_the_service_reads_them(
+    reading: BoundReading, expected: tuple[int, int]
+) -> None:
+    assert WarehouseDay(inside=1, on_start=3, on_end=2).counted(reading) == expected
+
+
+@pytest.mark.parametrize(("start_inclusive", "end_inclusive"), READINGS)
+def test_a_complete_warehouse_matches_every_day_and_a_missing_event_shows(
+    start_inclusive: bool, end_inclusive: bool
+) -> None:
+    """Days with events on both midnights, a range that starts mid-millisecond (`--start 7d`)
+    with an event on the millisecond before it: every day matches; without one event of a day,
+    that day (and only days that can hold it) differ."""
+    start = datetime(2026, 11, 18, 6, 0, 0, 500, tzinfo=UTC)  # 0.5 ms past a millisecond
+    end = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    midnights = [datetime(2026, 11, d, tzinfo=UTC) for d in (19, 20, 21)]
+    events = [start.replace(microsecond=0), start.replace(microsecond=0) - MS]
+    events += [m + d for m in midnights for d in (-MS, timedelta(0), timedelta(hours=3))]
+    events += [end - MS, end]
+    service_events = list(events)
+    buckets = day_buckets(start.replace(microsecond=0), end)
+    service = FakeService(service_events, start_inclusive, end_inclusive)
+    bounds = BoundReading(start_inclusive, end_inclusive)
+
+    def days(warehouse: list[datetime]) -> dict[str, tuple[int, int, int]]:
+        counts = {
+            b.day: service.count(None, *b.query_bounds())
+            for b in buckets
+            if service.count(None, *b.query_bounds())
+        }
+        found = compare(counts, warehouse_day_counts(micros(warehouse), buckets), buckets, bounds)
+        return {
+            str(d.day): (d.service, d.warehouse, d.warehouse_most) for d in found if not d.matches
+        }
+
+    assert days(events) == {}
+    victim = midnights[1] - MS  # the last millisecond of the 19th
+    missing = days([e for e in events if e != victim])
+    assert "2026-11-19" in missing
+    assert set(missing) <= {"2026-11-19", "2026-11-20"}

@@ -9,6 +9,7 @@ import sys
 import time
 from collections import defaultdict
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -320,31 +321,71 @@ def test_pages_are_read_ahead_of_dlt_extract(
     assert loads[0][0] == len(extracts)  # one load per chunk
 
 
+def _opens_from_another_process(db: Path) -> bool:
+    probe = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).close()"
+    done = subprocess.run([sys.executable, "-c", probe, str(db)], capture_output=True, timeout=60)
+    return done.returncode == 0
+
+
 @pytest.mark.parametrize("long_read", [True, False])
 def test_the_database_is_let_go_while_a_long_chunk_is_extracted(
     long_read: bool, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sync keeps its DuckDB database open across its steps (their connections join it), but
     lets it go while dlt extracts a chunk of LET_GO_FROM_EVENTS or more, most of which is
-    reading: another process can open the file then. A small chunk keeps it (DuckDB locks the
-    file against other processes)."""
+    reading: another process can open the file then. It takes it back for each load. A small
+    chunk keeps it throughout (DuckDB locks the file against other processes)."""
     from dlt.pipeline.pipeline import Pipeline
 
     monkeypatch.setattr(sync, "LET_GO_FROM_EVENTS", 1 if long_read else 10**9)
-    original_extract = Pipeline.extract
-    opened: list[bool] = []
+    opened: dict[str, list[bool]] = {"extract": [], "load": []}
+    for step in opened:
+        original = getattr(Pipeline, step)
 
-    def extract(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
-        probe = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).close()"
-        done = subprocess.run(
-            [sys.executable, "-c", probe, str(workspace.db)], capture_output=True, timeout=60
-        )
-        opened.append(done.returncode == 0)
-        return original_extract(self, *args, **kwargs)
+        def probed(self: Pipeline, *args: Any, _step: str = step, _original: Any = original,
+                   **kwargs: Any) -> Any:  # fmt: skip
+            opened[_step].append(_opens_from_another_process(workspace.db))
+            return _original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "extract", extract)
+        monkeypatch.setattr(Pipeline, step, probed)
     sim = make_simulator(2_000, days=3, seed=9)
     with SimulatorServer(sim) as srv:
+        args = ("--max-offset", "500", "--page-size", "250", "--chunk-events", "700")
+        assert run_cli(*workspace.sync_args(srv.url, *args)) == 0
+    chunks = len(opened["extract"])
+    assert chunks >= 3
+    assert opened == {"extract": [long_read] * chunks, "load": [False] * chunks}
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def test_a_sync_waits_to_take_its_database_back_from_another_process(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process that opened the file while a chunk was read is waited for (bounded), and
+    the chunk is loaded once it lets go."""
+    from dlt.pipeline.pipeline import Pipeline
+
+    monkeypatch.setattr(sync, "LET_GO_FROM_EVENTS", 1)
+    original_extract = Pipeline.extract
+    holders: list[subprocess.Popen[bytes]] = []
+
+    def extract(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        result = original_extract(self, *args, **kwargs)
+        if not holders:  # another program opens the file as the first read ends, for ~1.5 s
+            hold = (
+                "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print(1, flush=True);"
+                " time.sleep(1.5)"
+            )
+            proc = subprocess.Popen(
+                [sys.executable, "-c", hold, str(workspace.db)], stdout=subprocess.PIPE
+            )
+            holders.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline() == b"1\n"
+        return result
+
+    monkeypatch.setattr(Pipeline, "extract", extract)
+    sim = make_simulator(1_000, days=3, seed=4)
+    with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url)) == 0
-    assert opened == [long_read]
+    assert holders and holders[0].wait(timeout=30) == 0
     assert_warehouse_matches(workspace, sim.events())

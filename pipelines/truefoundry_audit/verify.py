@@ -1,15 +1,13 @@
 """`tfy-audit verify`: the service's own counts per UTC day against the warehouse's.
 
 The service is counted with `metric=count` over day buckets found by splitting the range on day
-boundaries (empty spans are dropped after one request). A day bucket is queried like a sync
-window, `day_start - 1 ms .. day_end`, because the spec does not say whether `start`/`end` are
-inclusive; the service's count then holds the day's events, plus those exactly on a padded bound
-that the service reads as inclusive. Which it does is asked of the service first, with three
-counts around a millisecond that holds warehouse events and whose neighbours hold none; the
-warehouse is then counted the same way, and any other count is a difference. A side whose
-reading could not be learnt (no such millisecond, or answers that fit no reading) is given
-both: its bound's events may or may not be counted, which can hide a missing event behind one
-on that bound.
+boundaries (empty spans are dropped after one request). The spec does not say whether `start`
+and `end` are inclusive, so verify first asks the service, with three counts around each of a
+few instants that hold warehouse events and have none within a millisecond; where the readings
+agree, each day is queried so that the service counts exactly `[day start, day end)`, and must
+match the warehouse's events of the day. A side whose reading could not be learnt is queried
+padded, like a sync window (`day_start - 1 ms .. day_end`), and the warehouse's events on that
+padded bound may or may not be counted: there, an event on the bound can hide a missing one.
 """
 
 from __future__ import annotations
@@ -37,21 +35,29 @@ DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
-class DayBucket:
-    day: date
-    start: datetime
-    end: datetime
-
-    def query_bounds(self) -> tuple[datetime, datetime]:
-        return self.start - MIN_WINDOW, self.end
-
-
-@dataclass(frozen=True)
 class BoundReading:
     """Whether the service's `start` and `end` include events exactly on them; None: unknown."""
 
     start_inclusive: bool | None = None
     end_inclusive: bool | None = None
+
+    def query_bounds(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """`start`/`end` that make the service count exactly `[start, end)` where the reading
+        is known; padded by a millisecond before `start` where it is not."""
+        return (
+            start if self.start_inclusive is True else start - MIN_WINDOW,
+            end - MIN_WINDOW if self.end_inclusive is True else end,
+        )
+
+
+@dataclass(frozen=True)
+class DayBucket:
+    day: date
+    start: datetime
+    end: datetime
+
+    def query_bounds(self, bounds: BoundReading = BoundReading()) -> tuple[datetime, datetime]:
+        return bounds.query_bounds(self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -61,17 +67,15 @@ class WarehouseDay:
     on_end: int  # exactly on end
 
     def counted(self, bounds: BoundReading) -> tuple[int, int]:
-        """The least and the most of these events the service's count of the day includes."""
-        low = high = self.inside
-        for events, inclusive in (
-            (self.on_start, bounds.start_inclusive),
-            (self.on_end, bounds.end_inclusive),
-        ):
-            if inclusive is not False:
-                high += events
-            if inclusive is True:
-                low += events
-        return low, high
+        """The least and the most of these events the service's count of the day includes,
+        queried with `bounds.query_bounds()`: the day's own, plus, on a side whose reading is
+        unknown (queried padded), maybe the events on that side's padded bound."""
+        high = self.inside
+        if bounds.start_inclusive is None:
+            high += self.on_start
+        if bounds.end_inclusive is None:
+            high += self.on_end
+        return self.inside, high
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,12 @@ def service_day_counts(
     buckets: Sequence[DayBucket],
     *,
     concurrency: int,
+    bounds: BoundReading = BoundReading(),
 ) -> dict[date, int]:
     """The service's count for every day bucket with events, by splitting on day boundaries."""
 
     def count(span: Sequence[DayBucket]) -> int:
-        return client.count(filters, span[0].start - MIN_WINDOW, span[-1].end)
+        return client.count(filters, *bounds.query_bounds(span[0].start, span[-1].end))
 
     result: dict[date, int] = {}
     pending: list[Sequence[DayBucket]] = [buckets] if buckets else []
@@ -300,16 +305,9 @@ def compare(
     bounds: BoundReading = BoundReading(),
 ) -> list[DayComparison]:
     days: list[DayComparison] = []
-    for i, b in enumerate(buckets):
+    for b in buckets:
         s = service.get(b.day, 0)
-        # An event on the range's own padded bounds is no day's but this one's, and a repair
-        # of the range cannot load it: those bounds count both ways.
-        reading = dataclasses.replace(
-            bounds,
-            start_inclusive=None if i == 0 else bounds.start_inclusive,
-            end_inclusive=None if i == len(buckets) - 1 else bounds.end_inclusive,
-        )
-        low, high = warehouse.get(b.day, WarehouseDay(0, 0, 0)).counted(reading)
+        low, high = warehouse.get(b.day, WarehouseDay(0, 0, 0)).counted(bounds)
         if s or high:
             days.append(DayComparison(b.day, s, low, high))
     return days
@@ -326,15 +324,16 @@ def verify_range(
 ) -> VerifyResult:
     buckets = day_buckets(start, end)
     before = client.stats.requests
-    service = service_day_counts(client, filters, buckets, concurrency=concurrency)
     table = read_warehouse_events(pipeline, start, end)
     if table.num_rows and filters.as_dict():
         mask = filter_mask(table, filters)
         if mask is not None:
             table = table.filter(mask)
     micros = sorted_micros(table["created_at"])
-    bounds = read_bounds(client, filters, micros) if service else BoundReading()
+    # learnt first, so each day is counted as exactly [day start, day end) where it can be
+    bounds = read_bounds(client, filters, micros)
     logger.info("the service reads start/end as inclusive: %s/%s", *dataclasses.astuple(bounds))
+    service = service_day_counts(client, filters, buckets, concurrency=concurrency, bounds=bounds)
     warehouse = warehouse_day_counts(micros, buckets)
     return VerifyResult(
         start,

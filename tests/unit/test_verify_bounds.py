@@ -101,15 +101,16 @@ def test_a_count_that_fits_no_reading_is_unknown() -> None:
 @pytest.mark.parametrize(
     ("reading", "expected"),
     [
-        (BoundReading(True, True), (6, 6)),
-        (BoundReading(True, False), (4, 4)),
-        (BoundReading(False, True), (3, 3)),
+        (BoundReading(True, True), (1, 1)),
+        (BoundReading(True, False), (1, 1)),
+        (BoundReading(False, True), (1, 1)),
         (BoundReading(False, False), (1, 1)),
         (BoundReading(None, False), (1, 4)),
+        (BoundReading(False, None), (1, 3)),
         (BoundReading(None, None), (1, 6)),
     ],
 )
-def test_a_day_counts_its_bound_events_as_the_service_reads_them(
+def test_a_day_counts_its_bound_events_only_where_the_reading_is_unknown(
     reading: BoundReading, expected: tuple[int, int]
 ) -> None:
     assert WarehouseDay(inside=1, on_start=3, on_end=2).counted(reading) == expected
@@ -135,9 +136,9 @@ def test_a_complete_warehouse_matches_every_day_and_a_missing_event_shows(
 
     def days(warehouse: list[datetime]) -> dict[str, tuple[int, int, int]]:
         counts = {
-            b.day: service.count(None, *b.query_bounds())
+            b.day: service.count(None, *b.query_bounds(bounds))
             for b in buckets
-            if service.count(None, *b.query_bounds())
+            if service.count(None, *b.query_bounds(bounds))
         }
         found = compare(counts, warehouse_day_counts(micros(warehouse), buckets), buckets, bounds)
         return {
@@ -149,3 +150,25 @@ def test_a_complete_warehouse_matches_every_day_and_a_missing_event_shows(
     missing = days([e for e in events if e != victim])
     assert "2026-11-19" in missing
     assert set(missing) <= {"2026-11-19", "2026-11-20"}
+
+
+def test_days_are_counted_exactly_once_the_reading_is_known() -> None:
+    """A service that reads `end` as inclusive: an event on the verified range's end (the mark,
+    which no sync of the range loads) is no day's, and one missing on a midnight inside the
+    range is its own day's, never the day before."""
+    start, end = datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    inner = datetime(2026, 11, 20, tzinfo=UTC)
+    buckets = day_buckets(start, end)
+    bounds = BoundReading(False, True)
+    service = FakeService([start + timedelta(hours=1), inner, end], False, True)
+    counts = {b.day: service.count(None, *b.query_bounds(bounds)) for b in buckets}
+    assert counts == {start.date(): 1, inner.date(): 1}
+
+    complete = warehouse_day_counts(micros([start + timedelta(hours=1), inner]), buckets)
+    assert all(d.matches for d in compare(counts, complete, buckets, bounds))
+
+    short = warehouse_day_counts(micros([start + timedelta(hours=1)]), buckets)
+    found = compare(counts, short, buckets, bounds)
+    assert [(d.day, d.service, d.warehouse) for d in found if not d.matches] == [
+        (inner.date(), 1, 0)
+    ]

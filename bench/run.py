@@ -8,6 +8,8 @@ process, so wall time and peak RSS (`ru_maxrss` from `wait4`) are its own:
   (b)  dlt's `rest_api` source, configured plainly (bench/rest_api_peer.py)
   (c)  the raw floor: the same pages fetched with the same concurrency, bodies discarded
        (bench/raw_floor.py)
+  (d)  the store floor: the same pages parsed and their events stored in DuckDB, nothing else
+       (bench/store_floor.py): what storing the events costs any tool on this machine
 
     python -m bench.run --events 100000 [--latency-ms 20] [--concurrency 8] [--skip-peer]
                         [--out bench/results/latest.json] [--wait-idle 300] [--no-warm-up]
@@ -559,6 +561,35 @@ def run_peer(children: Children, url: str, root: Path, args: argparse.Namespace)
     return peer
 
 
+def run_store_floor(
+    children: Children, url: str, root: Path, args: argparse.Namespace
+) -> Contender:
+    floor = Contender("d", "(d) store floor (parse, store)")
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.store_floor",
+        "--host",
+        url,
+        "--db",
+        str(root / "store-floor.duckdb"),
+        "--concurrency",
+        str(args.concurrency),
+    ]
+    print(f"running {floor.label} ...", flush=True)
+    run = children.run(argv, "store-floor", args.timeout)
+    floor.measured(run)
+    if run.ok:
+        reported = _last_json_line(run.stdout)
+        floor.rows = int(reported["rows"])
+        floor.detail = {
+            "reported_seconds": reported["seconds"],
+            "parse_seconds": reported["parse_seconds"],
+            "store_seconds": reported["store_seconds"],
+        }
+    return floor
+
+
 def run_floor(children: Children, url: str, args: argparse.Namespace) -> Contender:
     floor = Contender("c", "(c) raw floor (download only)")
     argv = [
@@ -704,6 +735,7 @@ def render_text(result: dict[str, Any], contenders: list[Contender], targets: li
     lines.extend(_target_lines(targets))
     lines.append(_startup_line(result))
     lines.append(_cpu_bound_line(result))
+    lines.append(_store_floor_line(result))
     lines.extend(_tree_rss_lines(contenders))
     lines.extend(f"check: {w}" for w in result["warnings"])
     lines.append("")
@@ -759,6 +791,14 @@ def _cpu_bound_line(result: dict[str, Any]) -> str:
     )
 
 
+def _store_floor_line(result: dict[str, Any]) -> str:
+    ratios = result["ratios"]
+    return (
+        f"info  store floor d/c (parsing the pages and storing their events in DuckDB, nothing "
+        f"else): {_fmt(ratios.get('time_d_over_c'))}; a/d: {_fmt(ratios.get('time_a_over_d'))}"
+    )
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
@@ -790,6 +830,7 @@ def render_markdown(
     lines.extend(f"- {line}" for line in _target_lines(targets))
     lines.append(f"- {_startup_line(result)}")
     lines.append(f"- {_cpu_bound_line(result)}")
+    lines.append(f"- {_store_floor_line(result)}")
     lines.extend(f"- check: {w}" for w in result["warnings"])
     lines.append("")
     lines.append(_machine_line(result))
@@ -820,7 +861,7 @@ def evaluate(
         ),
     ]
     warnings = []
-    for contender in (a, b, c):
+    for contender in (x for x in contenders.values() if x.key != "a2"):
         if contender.ok and not contender.skipped and contender.rows != events:
             warnings.append(f"{contender.label} has {contender.rows} rows, expected {events:,}")
     if usable["a"]:
@@ -847,11 +888,19 @@ def evaluate(
         if usable["a"] and usable["c"] and cpus and a.cpu_seconds and c.seconds
         else None
     )
+    # The store floor (d) against the raw floor and against (a): how much of a/c storing the
+    # events in DuckDB costs any tool on this machine, and how much is (a)'s own.
+    d = contenders.get("d")
+    d_seconds = d.seconds if d is not None and usable["d"] else None
+    store_over_raw = d_seconds / c.seconds if d_seconds and usable["c"] and c.seconds else None
+    a_over_store = a.seconds / d_seconds if d_seconds and usable["a"] and a.seconds else None
     ratios = {
         "throughput_a_over_b": throughput,
         "time_a_over_c": time_ratio,
         "time_a_over_c_without_startup": inner_ratio,
         "time_a_over_c_cpu_bound": cpu_bound,
+        "time_d_over_c": store_over_raw,
+        "time_a_over_d": a_over_store,
     }
     return targets, warnings, ratios
 
@@ -933,10 +982,11 @@ def run_bench(args: argparse.Namespace) -> int:
         a, a2 = run_tfy_audit(children, tfy_audit, sim.url, root, args)
         b = run_peer(children, sim.url, root, args)
         c = run_floor(children, sim.url, args)
+        d = run_store_floor(children, sim.url, root, args)
         sim_rss = peak_rss_of_live_process(sim.pid)
         children.stop(sim_proc)
 
-    contenders = {"a": a, "a2": a2, "b": b, "c": c}
+    contenders = {"a": a, "a2": a2, "b": b, "c": c, "d": d}
     targets, warnings, ratios = evaluate(contenders, args.events, machine["nproc"])
     busy = machine["cpu_busy_at_start"]
     if busy is not None and busy > 0.25:

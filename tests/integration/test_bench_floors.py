@@ -1,0 +1,76 @@
+"""The benchmark's yardsticks read every event the simulator holds: a floor that missed pages
+would flatter nothing but make every ratio against it a lie."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from bench.raw_floor import run_floor
+from bench.run import Contender, evaluate
+from bench.store_floor import run_store_floor
+from pipelines.simulator import SimulatorServer
+from pipelines.truefoundry_audit.rows import jsonpath_leaves
+from tests.conftest import API_KEY, make_simulator
+
+
+def test_the_floors_read_and_store_every_event_of_the_simulator(tmp_path: Path) -> None:
+    sim = make_simulator(2_500, days=3, max_offset=None)
+    events = sim.events()
+    expected_ids = {e["id"] for e in events}
+    expected_leaves = _leaf_keys(events)
+    with SimulatorServer(sim) as server:
+        raw = run_floor(server.url, API_KEY, concurrency=4)
+        db = tmp_path / "floor.duckdb"
+        stored = run_store_floor(server.url, API_KEY, 4, str(db))
+
+    assert (raw["total"], raw["pages"], raw["requests"]) == (2_500, 3, 4)
+    assert stored["total"] == stored["rows"] == 2_500
+    with duckdb.connect(str(db), read_only=True) as con:
+        ids = {r[0] for r in con.execute("select id from audit_logs").fetchall()}
+        leaves = con.execute("select audit_log_id, path from audit_log_metadata").fetchall()
+    assert ids == expected_ids
+    assert set(leaves) == expected_leaves
+    assert len(leaves) == stored["leaves"] == len(expected_leaves)
+
+
+def _leaf_keys(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(event id, path) of every metadata leaf, as tfy-audit's own tables hold them (the leaf
+    walker has its own tests in test_rows.py)."""
+    return {
+        (e["id"], path)
+        for e in events
+        if e.get("metaData") is not None
+        for path, _, _ in jsonpath_leaves(e["metaData"])
+    }
+
+
+def _contender(key: str, seconds: float, rows: int = 100) -> Contender:
+    c = Contender(key, key, seconds=seconds, rows=rows, cpu_seconds=seconds)
+    c.rss = {"max_rss_single_process_mib": 100.0}
+    return c
+
+
+def test_the_store_floor_ratios_are_reported_beside_the_targets() -> None:
+    contenders = {
+        "a": _contender("a", 6.0),
+        "a2": _contender("a2", 1.0, rows=0),
+        "b": _contender("b", 120.0),
+        "c": _contender("c", 1.0),
+        "d": _contender("d", 4.0),
+    }
+    contenders["a2"].detail["requests"] = 3
+    contenders["a"].detail.update(distinct_ids_after_rerun=100, table_rows_after_rerun=100)
+    contenders["b"].detail["distinct_ids"] = 100
+    targets, warnings, ratios = evaluate(contenders, 100, cpus=2)
+    assert ratios["time_d_over_c"] == 4.0
+    assert ratios["time_a_over_d"] == 1.5
+    assert {t.name: t.verdict for t in targets}["time_a_over_c"] == "MISS"
+    assert warnings == []
+
+    contenders["d"].ok = False
+    _, warnings, ratios = evaluate(contenders, 100, cpus=2)
+    assert ratios["time_d_over_c"] is None and ratios["time_a_over_d"] is None
+    assert warnings == ["d FAILED"]

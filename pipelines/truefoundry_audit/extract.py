@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
-from .fetch import Item, WindowReport, read_windows
+from .fetch import Item, WindowReport, read_windows, without_ids
 from .rows import (
     SubjectObservation,
     merge_subject_observations,
@@ -132,16 +132,16 @@ def audit_log_tables(
             continue
         batch = item.page.batch
         assert batch is not None  # the fetcher passes on pages with rows only
-        audit_logs, metadata = batch.audit_logs, batch.metadata
-        if skip_ids:
-            audit_logs, metadata = _not_written(audit_logs, metadata, skip_ids)
-            if audit_logs.num_rows == 0:
+        if skip_ids and not skip_ids.isdisjoint(batch.ids):
+            # drop events a destination that cannot update rows holds already
+            batch = without_ids(batch, skip_ids.intersection(batch.ids))
+            if not batch.ids:
                 continue
         for obs in merge_subject_observations(known_subjects, batch.subjects):
             changed_subjects[obs.subject_id] = obs
-        fingerprints.add(audit_logs)
-        observer.on_events(audit_logs.num_rows)
-        if batch_of_pages.add(audit_logs, metadata):
+        fingerprints.add(batch.ids)
+        observer.on_events(len(batch.ids))
+        if batch_of_pages.add(batch.audit_logs, batch.metadata):
             yield from batch_of_pages.flush()
     yield from batch_of_pages.flush()
 
@@ -172,8 +172,7 @@ class _Fingerprints:
     def __init__(self) -> None:
         self._hashes = array("q")
 
-    def add(self, audit_logs: pa.Table) -> None:
-        ids: list[str] = audit_logs.column("id").to_pylist()
+    def add(self, ids: list[str]) -> None:
         self._hashes.extend(map(hash, ids))
 
     def repeated(self) -> int:
@@ -216,19 +215,6 @@ class _PageBatch:
             yield dlt.mark.with_table_name(pa.concat_tables(audit_logs), AUDIT_LOGS_TABLE)
         if metadata:
             yield dlt.mark.with_table_name(pa.concat_tables(metadata), METADATA_TABLE)
-
-
-def _not_written(
-    audit_logs: pa.Table, metadata: pa.Table, written: set[str]
-) -> tuple[pa.Table, pa.Table]:
-    """Drop events a destination that cannot update rows holds already."""
-    ids: list[str] = audit_logs.column("id").to_pylist()
-    if written.isdisjoint(ids):
-        return audit_logs, metadata
-    repeated = pa.array([i for i in ids if i in written], pa.string())
-    keep_rows = pc.invert(pc.is_in(audit_logs.column("id"), value_set=repeated))
-    keep_leaves = pc.invert(pc.is_in(metadata.column("audit_log_id"), value_set=repeated))
-    return audit_logs.filter(keep_rows), metadata.filter(keep_leaves)
 
 
 def _current_load_id() -> str | None:

@@ -219,8 +219,7 @@ class WindowFetcher:
     def _not_yielded(self, batch: EventBatch, family: _Family) -> EventBatch | None:
         """The batch without the events its window family (or, undated, the read) yielded
         already: a window read again, or a page overlapping another as results moved."""
-        audit_logs = batch.audit_logs
-        ids: list[str] = audit_logs.column("id").to_pylist()
+        audit_logs, ids = batch.audit_logs, batch.ids
         created = audit_logs.column("created_at")
         if created.null_count == 0:
             if family.yielded.isdisjoint(ids):
@@ -229,25 +228,18 @@ class WindowFetcher:
             dated = [True] * len(ids)
         else:
             dated = created.is_valid().to_pylist()
-        repeated: list[str] = []
+        repeated: set[str] = set()
         for event_id, has_date in zip(ids, dated, strict=True):
             held = family.yielded if has_date else self.undated
             if event_id in held:
-                repeated.append(event_id)
+                repeated.add(event_id)
             else:
                 held.add(event_id)
         if not repeated:
             return batch
         if len(repeated) == len(ids):
             return None
-        # a page holds each id once (normalize_events keeps the first), so ids select rows
-        value_set = pa.array(repeated, pa.string())
-        keep_rows = pc.invert(pc.is_in(audit_logs.column("id"), value_set=value_set))
-        metadata = batch.metadata
-        keep_leaves = pc.invert(pc.is_in(metadata.column("audit_log_id"), value_set=value_set))
-        return replace(
-            batch, audit_logs=audit_logs.filter(keep_rows), metadata=metadata.filter(keep_leaves)
-        )
+        return without_ids(batch, repeated)
 
     def _split(self, state: _WindowState) -> list[tuple[_WindowState, int]]:
         parts = max(2, math.ceil(max(state.total, 1) / (self.max_offset * 0.6)))
@@ -283,6 +275,20 @@ class WindowFetcher:
             state.report.reads,
         )
         return None
+
+
+def without_ids(batch: EventBatch, dropped: set[str]) -> EventBatch:
+    """The batch without the events (and their metadata leaves) of these ids; a page holds
+    each id once (normalize_events keeps the first), so ids select rows."""
+    value_set = pa.array(sorted(dropped), pa.string())
+    keep_rows = pc.invert(pc.is_in(batch.audit_logs.column("id"), value_set=value_set))
+    keep_leaves = pc.invert(pc.is_in(batch.metadata.column("audit_log_id"), value_set=value_set))
+    return replace(
+        batch,
+        audit_logs=batch.audit_logs.filter(keep_rows),
+        metadata=batch.metadata.filter(keep_leaves),
+        ids=[i for i in batch.ids if i not in dropped],
+    )
 
 
 def read_windows(

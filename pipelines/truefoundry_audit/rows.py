@@ -134,10 +134,13 @@ class SubjectObservation:
 
 @dataclass(frozen=True, slots=True)
 class EventBatch:
-    """One page of events, normalized. `skipped` counts events dropped for want of an id."""
+    """One page of events, normalized. `ids`: the `audit_logs` rows' ids, in row order (made
+    once, where the rows are, so the main process does not convert them back from Arrow).
+    `skipped` counts events dropped for want of an id."""
 
     audit_logs: pa.Table
     metadata: pa.Table
+    ids: list[str]
     subjects: dict[str, SubjectObservation]
     max_created_at: datetime | None
     min_created_at: datetime | None
@@ -493,6 +496,16 @@ def _string_array(values: list[Any]) -> pa.Array:
         return pa.array([_utf8_safe(_as_text(v)) for v in values], type=_STR)
 
 
+def _id_column(ids: list[str]) -> tuple[pa.Array, list[str]]:
+    """The id column, and the ids as it holds them: a lone surrogate becomes its escape, so
+    the ids match the rows they select."""
+    try:
+        return pa.array(ids, type=_STR), ids
+    except (pa.ArrowException, TypeError, ValueError):
+        safe = [_utf8_safe(i) or "" for i in ids]
+        return pa.array(safe, type=_STR), safe
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """An ISO 8601 timestamp as an aware UTC datetime; naive means UTC; None if unparseable."""
     if isinstance(value, str):
@@ -743,7 +756,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     created = _timestamps(kept, ids, "createdAt")
     updated = _timestamps(kept, ids, "updatedAt")
     subjects = [_as_mapping(e.get("subject")) for e in kept]
-    id_array = _string_array(ids)
+    id_array, ids = _id_column(ids)
     meta_texts, metadata = _metadata_rows(kept, id_array)
     extra_texts = [
         None
@@ -780,6 +793,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     return EventBatch(
         audit_logs=audit_logs,
         metadata=metadata,
+        ids=ids,
         subjects=_observe_subjects(ids, subjects, created),
         max_created_at=max(stamps, default=None),
         min_created_at=min(stamps, default=None),

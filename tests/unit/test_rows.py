@@ -494,6 +494,21 @@ def test_lone_surrogates_are_stored_as_their_json_escape() -> None:
     assert row["resource_name"] == "r\\udc00"
     assert json.loads(row["meta_data"]) == {"k\ud800": "v"}
     assert metadata_rows(batch) == [("e\\ud800", '$["k\\ud800"]', '"v"', "string")]
+    assert batch.ids == ["e\\ud800"]
+
+
+def test_a_batch_carries_its_rows_ids_in_row_order() -> None:
+    events = [
+        {"id": "b"},
+        {"id": 7},
+        {"id": "a"},
+        {"id": "b", "action": "again"},
+        {"id": None},
+        json.loads('{"id": "s\\udc00"}'),
+    ]
+    batch = normalize_events(events)
+    assert batch.ids == ["b", "7", "a", "s\\udc00"]
+    assert batch.ids == batch.audit_logs.column("id").to_pylist()
 
 
 def test_same_key_with_different_types_across_events() -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -122,7 +122,7 @@ def test_an_event_moved_to_another_window_while_read_is_loaded_once(
     its id twice, which the sync notices and re-merges away, and the re-merge of that last day
     stops at the chunk's end (past it, the next chunk appends what it reads)."""
     sim = make_simulator(3_000)
-    original = sim.events()[1_500]
+    chosen: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
     served = threading.Event()
     plans: list[list[Chunk]] = []
@@ -133,16 +133,37 @@ def test_an_event_moved_to_another_window_while_read_is_loaded_once(
 
     monkeypatch.setattr(sync, "chunk_plan", record_plan)
 
+    def chunk_of(when: datetime) -> Chunk:
+        (chunk,) = [c for c in plans[0] if c.start <= when < c.end]
+        return chunk
+
+    def choose(after: datetime) -> dict[str, Any]:
+        """An event not read yet that an hour before its chunk's end is in a later window of
+        the chunk, on a later day. Chosen once the chunks are known: where they end depends on
+        the time of day the test runs, as the history ends at its start."""
+        for event in sim.events()[1_000:]:
+            then = ts(event["createdAt"])
+            if then <= after:
+                continue
+            chunk = chunk_of(then)
+            later = chunk.end - timedelta(hours=1)
+            (now_in,) = [w.window for w in chunk.windows if w.window.start <= then < w.window.end]
+            if later >= now_in.end and later.date() != then.date():
+                return event
+        raise AssertionError("no event of the history fits the test")
+
     def follow_the_reader(s: Simulator, params: dict[str, str]) -> None:
         if params.get("metric") != "list" or moved or not plans:
             return
         lo, hi = ts(params["start"]), ts(params["end"])
+        if not chosen:
+            chosen.append(choose(after=hi))
+        original = chosen[0]
         then = ts(original["createdAt"])
         if lo <= then <= hi:
             served.set()  # one page per window: this answer holds the event
         elif served.is_set():
-            (chunk,) = [c for c in plans[0] if c.start <= then < c.end]
-            later = chunk.end - timedelta(hours=1)
+            later = chunk_of(then).end - timedelta(hours=1)
             assert later.date() != then.date()
             moved.append({**original, "createdAt": format_ts(later)})
             s.add_events(moved)
@@ -150,7 +171,8 @@ def test_an_event_moved_to_another_window_while_read_is_loaded_once(
     sim.on_request = follow_the_reader
     with SimulatorServer(sim) as srv:
         # one request at a time, one page per window
-        args = ("--concurrency", "1", "--max-offset", "500", "--page-size", "500")
+        # windows of at most 200 events, so even a chunk of 400 holds two or more of them
+        args = ("--concurrency", "1", "--max-offset", "200", "--page-size", "200")
         assert run_cli(*workspace.sync_args(srv.url, *args, "--chunk-events", chunk_events)) == 0
     assert moved
     assert_warehouse_matches(workspace, sim.events())

@@ -25,35 +25,40 @@ AUDIT_LOGS_PATH = "/api/svc/v1/audit-logs"
 PAGE_SIZE = 1000
 
 
-def _count(client: httpx.Client) -> int:
+def count_events(client: httpx.Client) -> int:
     response = client.get(AUDIT_LOGS_PATH, params={"metric": "count"})
     response.raise_for_status()
     total = response.json()["pagination"]["total"]  # the one tiny body we do parse
     return int(total)
 
 
-def _page(client: httpx.Client, offset: int) -> int:
+def http_client(host: str, api_key: str, concurrency: int) -> httpx.Client:
+    """The floors' client: `concurrency` connections, kept alive."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.Client(
+        base_url=host,
+        headers={"Authorization": f"Bearer {api_key}"},
+        limits=limits,
+        timeout=httpx.Timeout(60.0),
+    )
+
+
+def list_page(client: httpx.Client, offset: int) -> bytes:
     params = {"metric": "list", "limit": str(PAGE_SIZE), "offset": str(offset)}
     response = client.get(AUDIT_LOGS_PATH, params=params)
     response.raise_for_status()
-    return len(response.content)
+    return response.content
 
 
 def run_floor(host: str, api_key: str, concurrency: int) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     started = time.perf_counter()
     with (
-        httpx.Client(
-            base_url=host,
-            headers={"Authorization": f"Bearer {api_key}"},
-            limits=limits,
-            timeout=httpx.Timeout(60.0),
-        ) as client,
+        http_client(host, api_key, concurrency) as client,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="floor") as pool,
     ):
-        total = _count(client)
+        total = count_events(client)
         offsets = range(0, total, PAGE_SIZE)
-        sizes = list(pool.map(lambda offset: _page(client, offset), offsets))
+        sizes = list(pool.map(lambda offset: len(list_page(client, offset)), offsets))
     seconds = time.perf_counter() - started
     return {
         "total": total,

@@ -561,26 +561,31 @@ def run_peer(children: Children, url: str, root: Path, args: argparse.Namespace)
     return peer
 
 
+def _run_floor(
+    children: Children,
+    floor: Contender,
+    name: str,
+    module: str,
+    args: argparse.Namespace,
+    *extra: str,
+) -> dict[str, Any] | None:
+    """Run a floor's module as a child; its JSON line, or None if it failed."""
+    argv = [sys.executable, "-m", module, "--concurrency", str(args.concurrency), *extra]
+    print(f"running {floor.label} ...", flush=True)
+    run = children.run(argv, name, args.timeout)
+    floor.measured(run)
+    return _last_json_line(run.stdout) if run.ok else None
+
+
 def run_store_floor(
     children: Children, url: str, root: Path, args: argparse.Namespace
 ) -> Contender:
     floor = Contender("d", "(d) store floor (parse, store)")
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.store_floor",
-        "--host",
-        url,
-        "--db",
-        str(root / "store-floor.duckdb"),
-        "--concurrency",
-        str(args.concurrency),
-    ]
-    print(f"running {floor.label} ...", flush=True)
-    run = children.run(argv, "store-floor", args.timeout)
-    floor.measured(run)
-    if run.ok:
-        reported = _last_json_line(run.stdout)
+    db = str(root / "store-floor.duckdb")
+    reported = _run_floor(
+        children, floor, "store-floor", "bench.store_floor", args, "--host", url, "--db", db
+    )
+    if reported is not None:
         floor.rows = int(reported["rows"])
         floor.detail = {
             "reported_seconds": reported["seconds"],
@@ -592,20 +597,8 @@ def run_store_floor(
 
 def run_floor(children: Children, url: str, args: argparse.Namespace) -> Contender:
     floor = Contender("c", "(c) raw floor (download only)")
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.raw_floor",
-        "--host",
-        url,
-        "--concurrency",
-        str(args.concurrency),
-    ]
-    print(f"running {floor.label} ...", flush=True)
-    run = children.run(argv, "floor", args.timeout)
-    floor.measured(run)
-    if run.ok:
-        reported = _last_json_line(run.stdout)
+    reported = _run_floor(children, floor, "floor", "bench.raw_floor", args, "--host", url)
+    if reported is not None:
         floor.rows = int(reported["total"])
         floor.detail = {
             "requests": reported["requests"],

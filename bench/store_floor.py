@@ -29,13 +29,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import httpx
 import pyarrow as pa
 
+from bench.raw_floor import PAGE_SIZE, count_events, http_client, list_page
 from pipelines.truefoundry_audit.pages import DecodedPage, decode_page
 
-AUDIT_LOGS_PATH = "/api/svc/v1/audit-logs"
-PAGE_SIZE = 1000
 # every event's createdAt lies in here: each page's events are all kept
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
 
@@ -44,34 +42,19 @@ def decode(body: bytes) -> DecodedPage:
     return decode_page(body, *ALL_TIME)
 
 
-def _count(client: httpx.Client) -> int:
-    response = client.get(AUDIT_LOGS_PATH, params={"metric": "count"})
-    response.raise_for_status()
-    return int(response.json()["pagination"]["total"])
-
-
 def run_store_floor(host: str, api_key: str, concurrency: int, db: str) -> dict[str, Any]:
     started = time.perf_counter()
     cpus = os.cpu_count() or 1
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with (
         ProcessPoolExecutor(cpus, mp_context=multiprocessing.get_context("fork")) as parsers,
-        httpx.Client(
-            base_url=host,
-            headers={"Authorization": f"Bearer {api_key}"},
-            limits=limits,
-            timeout=httpx.Timeout(60.0),
-        ) as client,
+        http_client(host, api_key, concurrency) as client,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="floor") as pool,
     ):
 
         def page(offset: int) -> Future[DecodedPage]:
-            params = {"metric": "list", "limit": str(PAGE_SIZE), "offset": str(offset)}
-            response = client.get(AUDIT_LOGS_PATH, params=params)
-            response.raise_for_status()
-            return parsers.submit(decode, response.content)
+            return parsers.submit(decode, list_page(client, offset))
 
-        total = _count(client)
+        total = count_events(client)
         decoded = list(pool.map(page, range(0, total, PAGE_SIZE)))
         batches = [b for b in (future.result().batch for future in decoded) if b is not None]
     parsed = time.perf_counter()

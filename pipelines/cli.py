@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -224,7 +224,7 @@ def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
 def sync_options_from_args(args: argparse.Namespace) -> Any:
     from .truefoundry_audit.client import RetryPolicy
     from .truefoundry_audit.decoders import default_workers
-    from .truefoundry_audit.options import SyncOptions
+    from .truefoundry_audit.sync import SyncOptions
     from .truefoundry_audit.timeparse import parse_duration, parse_user_time
 
     lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
@@ -248,33 +248,22 @@ def sync_options_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .truefoundry_audit.early import EarlyPlan
+    from .progress import ProgressReporter
     from .truefoundry_audit.memory import limit_malloc_arenas
-    from .truefoundry_audit.options import validate
+    from .truefoundry_audit.sync import run_sync, validate
 
     if _own_process:
+        # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
+        # the process. Frozen, they are not walked by each full collection the sync's
+        # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called as a
+        # library: its caller's objects are not ours to freeze, nor its allocator to tune.
+        gc.freeze()
         limit_malloc_arenas(3)  # before the sync's threads: see memory.py
+
     options = sync_options_from_args(args)
     validate(options)
-    # "now" once, for the run's end and for the plan made while dlt is imported (early.py)
-    now = datetime.now(UTC)
-    early = EarlyPlan.start(options, now)
-    try:
-        from .progress import ProgressReporter
-        from .truefoundry_audit.sync import run_sync
-
-        if _own_process:
-            # dlt and pyarrow are imported: hundreds of thousands of objects that live as long
-            # as the process. Frozen, they are not walked by each full collection the sync's
-            # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called
-            # as a library: its caller's objects are not ours to freeze, nor its allocator to
-            # tune.
-            gc.freeze()
-        progress = ProgressReporter(bar=False if args.no_progress or args.json else None)
-        summary = run_sync(options, progress, now=lambda: now, early=early)
-    finally:
-        if early is not None:
-            early.close()
+    progress = ProgressReporter(bar=False if args.no_progress or args.json else None)
+    summary = run_sync(options, progress)
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -308,7 +297,7 @@ def format_summary(summary: Any) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .truefoundry_audit.options import validate
+    from .truefoundry_audit.sync import validate
     from .truefoundry_audit.verify import run_verify
 
     options = sync_options_from_args(args)
@@ -387,7 +376,7 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
 
 
 def target_from_args(args: argparse.Namespace) -> Any:
-    from .truefoundry_audit.options import DestinationOptions
+    from .truefoundry_audit.sync import DestinationOptions
 
     return DestinationOptions(
         destination=args.destination,

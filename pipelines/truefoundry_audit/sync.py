@@ -30,25 +30,27 @@ from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.pipeline import Pipeline
 
-from .client import AuditLogClient, AuditLogFilters
+from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .database import HeldDatabase, held_database
 from .decoders import Decoders, decoder_pool
-from .early import EarlyPlan
 from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, plan_run, read_windows
 from .lock import pipeline_lock
 from .memory import release_free_memory
-
-# re-exported: the library API (examples/, tests) imports these from here
-from .options import WORKERS_FROM_EVENTS as WORKERS_FROM_EVENTS
-from .options import DestinationOptions as DestinationOptions
-from .options import SyncOptions as SyncOptions
-from .options import validate as validate
 from .prefetch import Prefetch
 from .settings import (
     AUDIT_LOGS_TABLE,
+    DEFAULT_CHUNK_EVENTS,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DATASET,
+    DEFAULT_DUCKDB_PATH,
+    DEFAULT_LOOKBACK,
+    DEFAULT_MAX_OFFSET,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PIPELINE_NAME,
+    MAX_PAGE_SIZE,
     METADATA_TABLE,
     MIN_WINDOW,
 )
@@ -82,9 +84,44 @@ DUCKDB_THREADS = 1
 # gained nothing measurable at 300k events (both cores are busy then) and cost 45-80 MB of peak.
 READ_AHEAD_BYTES = 16 * 1024 * 1024
 
+# Below this many planned events, pages are decoded in the fetching threads.
+WORKERS_FROM_EVENTS = 20_000
+
 # From this many planned events (about half a second of reading), a chunk's reading lets a
 # DuckDB destination's database go (see database.py); a scheduled run's small chunk keeps it.
 LET_GO_FROM_EVENTS = 20_000
+
+
+@dataclass
+class DestinationOptions:
+    destination: str = "duckdb"
+    db: str = DEFAULT_DUCKDB_PATH
+    dataset: str = DEFAULT_DATASET
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    pipelines_dir: str | None = None
+
+
+@dataclass
+class SyncOptions:
+    target: DestinationOptions = field(default_factory=DestinationOptions)
+    host: str | None = None
+    api_key: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    lookback: timedelta = DEFAULT_LOOKBACK
+    filters: AuditLogFilters = field(default_factory=AuditLogFilters)
+    concurrency: int = DEFAULT_CONCURRENCY
+    page_size: int = DEFAULT_PAGE_SIZE
+    max_offset: int = DEFAULT_MAX_OFFSET
+    chunk_events: int = DEFAULT_CHUNK_EVENTS
+    timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    wait_for_lock: float = 0.0
+    # processes that parse and normalize pages; 0 decodes in the fetching threads, which is the
+    # safe default for library use (worker processes re-import the caller's __main__ module)
+    workers: int = 0
+    workers_from_events: int = WORKERS_FROM_EVENTS
+    transport: Any = None  # an httpx transport, for tests
 
 
 @dataclass
@@ -139,6 +176,25 @@ class SyncProgress(ExtractObserver):
     def on_chunk_loaded(self, index: int, chunks: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+def validate(options: SyncOptions) -> None:
+    if not 1 <= options.page_size <= MAX_PAGE_SIZE:
+        raise UsageError(
+            f"--page-size {options.page_size} is outside 1..{MAX_PAGE_SIZE} (the endpoint's limit)"
+        )
+    if options.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if options.retry.max_attempts < 1:
+        raise UsageError("--retries must be at least 1 (the number of attempts per request)")
+    if options.workers < 0:
+        raise UsageError("--workers must be 0 (decode in threads) or more")
+    if options.max_offset < options.page_size:
+        raise UsageError("--max-offset must be at least the page size")
+    if options.start and options.end and options.end <= options.start:
+        raise UsageError(
+            f"--end ({options.end.isoformat()}) is not after --start ({options.start.isoformat()})"
+        )
 
 
 def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
@@ -366,10 +422,7 @@ def run_sync(
     progress: SyncProgress | None = None,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    early: EarlyPlan | None = None,
 ) -> SyncSummary:
-    """`early`: the run planned while dlt was imported (early.py), taken if it is this run's
-    plan; the caller closes it."""
     validate(options)
     progress = progress or SyncProgress()
     started = time.monotonic()
@@ -397,28 +450,17 @@ def run_sync(
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
-        # Planned on each side of the loaded bound, so neither side's count is a guess and an
-        # empty side costs no load.
-        parts = _split_run(run, loaded_until(source_state))
-        taken = early.take(parts, host, api_key) if early is not None else None
-        client = (
-            taken.client
-            if taken is not None
-            else AuditLogClient(
-                host,
-                api_key,
-                timeout=options.timeout,
-                retry=options.retry,
-                max_connections=options.concurrency,
-                transport=options.transport,
-            )
+        client = AuditLogClient(
+            host,
+            api_key,
+            timeout=options.timeout,
+            retry=options.retry,
+            max_connections=options.concurrency,
+            transport=options.transport,
         )
         try:
             with ExitStack() as stack:
                 decoders: list[Decoders | None] = [None]
-                if taken is not None and taken.decoders is not None:
-                    decoders[0] = taken.decoders
-                    stack.callback(taken.decoders.close)
 
                 def start_workers(total: int) -> None:
                     # Worker processes pay for themselves on backfills, not on a small scheduled
@@ -426,19 +468,19 @@ def run_sync(
                     if total >= options.workers_from_events and decoders[0] is None:
                         decoders[0] = stack.enter_context(decoder_pool(options.workers))
 
+                # Planned on each side of the loaded bound, so neither side's count is a guess
+                # and an empty side costs no load.
+                seen_until = loaded_until(source_state)
                 windows: list[PlannedWindow] = []
-                if taken is not None:
-                    windows = taken.windows
-                else:
-                    for part in parts:
-                        windows += plan_run(
-                            client,
-                            options.filters,
-                            part,
-                            max_offset=options.max_offset,
-                            concurrency=options.concurrency,
-                            on_total=start_workers,
-                        )
+                for part in _split_run(run, seen_until):
+                    windows += plan_run(
+                        client,
+                        options.filters,
+                        part,
+                        max_offset=options.max_offset,
+                        concurrency=options.concurrency,
+                        on_total=start_workers,
+                    )
                 _heal_duplicates(pipeline, client, options, heal, summary, progress, database)
                 workers = decoders[0]
                 _load_chunks(

@@ -237,6 +237,4 @@ def test_the_command_tunes_its_own_process_only(
         lambda arenas: calls.append(f"arenas={arenas}") or True,
     )
     assert run_cli(*workspace.sync_args(server.url)) == 0
-    # the arenas first: the run's planning starts threads while dlt is imported (early.py),
-    # and the collector is frozen once dlt is imported
-    assert calls == (["arenas=3", "freeze"] if own_process else [])
+    assert calls == (["freeze", "arenas=3"] if own_process else [])

@@ -496,16 +496,6 @@ def _string_array(values: list[Any]) -> pa.Array:
         return pa.array([_utf8_safe(_as_text(v)) for v in values], type=_STR)
 
 
-def _id_column(ids: list[str]) -> tuple[pa.Array, list[str]]:
-    """The id column, and the ids as it holds them: a lone surrogate becomes its escape, so
-    the ids match the rows they select."""
-    try:
-        return pa.array(ids, type=_STR), ids
-    except (pa.ArrowException, TypeError, ValueError):
-        safe = [_utf8_safe(i) or "" for i in ids]
-        return pa.array(safe, type=_STR), safe
-
-
 def parse_timestamp(value: Any) -> datetime | None:
     """An ISO 8601 timestamp as an aware UTC datetime; naive means UTC; None if unparseable."""
     if isinstance(value, str):
@@ -552,6 +542,10 @@ def _usable_events(
             event_id = event.get("id")
             if type(event_id) is not str or not event_id:
                 event_id = _key_text(event_id)
+            if event_id is not None and not event_id.isascii():
+                # as stored: a lone surrogate becomes its escape, so an id that escapes to
+                # another's text is the same id here too (a page holds each id once)
+                event_id = _utf8_safe(event_id)
             if event_id is not None:
                 kept.append(event)
                 ids.append(event_id)
@@ -756,7 +750,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     created = _timestamps(kept, ids, "createdAt")
     updated = _timestamps(kept, ids, "updatedAt")
     subjects = [_as_mapping(e.get("subject")) for e in kept]
-    id_array, ids = _id_column(ids)
+    id_array = _string_array(ids)
     meta_texts, metadata = _metadata_rows(kept, id_array)
     extra_texts = [
         None

@@ -511,6 +511,16 @@ def test_a_batch_carries_its_rows_ids_in_row_order() -> None:
     assert batch.ids == batch.audit_logs.column("id").to_pylist()
 
 
+def test_an_id_that_escapes_to_another_ids_text_is_that_id() -> None:
+    # "\ud800" (a lone surrogate) is stored as the six characters of its escape, which is
+    # the text of the second id: one stored id, so one row, the first
+    events = json.loads('[{"id": "e\\ud800", "action": "A"}, {"id": "e\\\\ud800", "action": "B"}]')
+    assert events[0]["id"] != events[1]["id"]
+    batch = normalize_events(events)
+    assert batch.ids == ["e\\ud800"] == batch.audit_logs.column("id").to_pylist()
+    assert batch.audit_logs.column("action").to_pylist() == ["A"]
+
+
 def test_same_key_with_different_types_across_events() -> None:
     values: list[Any] = [1, "1", 1.0, True, None, {}, [], {"a": 1}, [1]]
     batch = normalize_events([event(id=f"e{i}", metaData={"x": v}) for i, v in enumerate(values)])

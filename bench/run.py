@@ -8,8 +8,8 @@ process, so wall time and peak RSS (`ru_maxrss` from `wait4`) are its own:
   (b)  dlt's `rest_api` source, configured plainly (bench/rest_api_peer.py)
   (c)  the raw floor: the same pages fetched with the same concurrency, bodies discarded
        (bench/raw_floor.py)
-  (d)  the store floor: the same pages parsed and their events stored in DuckDB, nothing else
-       (bench/store_floor.py): what storing the events costs any tool on this machine
+  (d)  the store floor: the same pages decoded and their rows stored in DuckDB, nothing else
+       (bench/store_floor.py): what decoding and storing them costs on this machine
 
     python -m bench.run --events 100000 [--latency-ms 20] [--concurrency 8] [--skip-peer]
                         [--out bench/results/latest.json] [--wait-idle 300] [--no-warm-up]
@@ -881,8 +881,8 @@ def evaluate(
         if usable["a"] and usable["c"] and cpus and a.cpu_seconds and c.seconds
         else None
     )
-    # The store floor (d) against the raw floor and against (a): how much of a/c storing the
-    # events in DuckDB costs any tool on this machine, and how much is (a)'s own.
+    # The store floor (d) against the raw floor and against (a): how much of a/c is decoding
+    # the pages and storing their rows in DuckDB, and how much is the rest of (a)'s work.
     d = contenders.get("d")
     d_seconds = d.seconds if d is not None and usable["d"] else None
     store_over_raw = d_seconds / c.seconds if d_seconds and usable["c"] and c.seconds else None

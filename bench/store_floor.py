@@ -2,12 +2,12 @@
 
 The same pages as the raw floor, fetched with the same concurrency; each body is decoded by
 tfy-audit's own `decode_page` (orjson, then the events and their metadata leaves flattened into
-Arrow) in worker processes, one per CPU, forked; the `audit_logs` and `audit_log_metadata` rows
-are then stored in a fresh DuckDB file, in one transaction with DuckDB's default settings.
-Nothing else: no dlt (its imports, state, Parquet staging and load), no completeness check, no
-retries, no subjects or coverage tables, no views, no memory limits. `tfy-audit sync` does all
-of this and more, so this is how close to the raw floor its way of storing the events could get
-on this machine; the rest of its time is the rest of its work.
+Arrow) in worker processes, one per CPU, spawned as tfy-audit's are; the `audit_logs` and
+`audit_log_metadata` rows are then stored in a fresh DuckDB file, in one transaction with
+DuckDB's default settings. Nothing else: no dlt (its imports, state, Parquet staging and load),
+no completeness check, no retries, no subjects or coverage tables, no views, no memory limits.
+`tfy-audit sync` does all of this and more, so this is how close to the raw floor its way of
+storing the events could get on this machine; the rest of its time is the rest of its work.
 
     python -m bench.store_floor --host URL --db FILE [--concurrency 8]   (TFY_API_KEY in env)
 
@@ -42,11 +42,20 @@ def decode(body: bytes) -> DecodedPage:
     return decode_page(body, *ALL_TIME)
 
 
+def _warm_up() -> None:
+    """A task that makes the pool start a worker now, not at the first page."""
+
+
 def run_store_floor(host: str, api_key: str, concurrency: int, db: str) -> dict[str, Any]:
     started = time.perf_counter()
     cpus = os.cpu_count() or 1
+    # spawned, not forked: a fork while the fetching threads (or, in the tests, the simulator's)
+    # hold a lock can leave a worker hung, which hung the pool's shutdown once in a test run
+    parsers = ProcessPoolExecutor(cpus, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(cpus):
+        parsers.submit(_warm_up)  # their start overlaps the count and the first pages
     with (
-        ProcessPoolExecutor(cpus, mp_context=multiprocessing.get_context("fork")) as parsers,
+        parsers,
         http_client(host, api_key, concurrency) as client,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="floor") as pool,
     ):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
-from .fetch import Item, WindowReport, read_windows, without_ids
+from .fetch import Item, WindowReport, read_windows
 from .rows import (
     SubjectObservation,
     merge_subject_observations,
@@ -134,7 +134,7 @@ def audit_log_tables(
         assert batch is not None  # the fetcher passes on pages with rows only
         if skip_ids and not skip_ids.isdisjoint(batch.ids):
             # drop events a destination that cannot update rows holds already
-            batch = without_ids(batch, skip_ids.intersection(batch.ids))
+            batch = batch.without(skip_ids.intersection(batch.ids))
             if not batch.ids:
                 continue
         for obs in merge_subject_observations(known_subjects, batch.subjects):

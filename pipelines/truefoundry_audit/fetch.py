@@ -24,9 +24,6 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError
 from .pages import DecodedPage, decode_page
@@ -239,7 +236,7 @@ class WindowFetcher:
             return batch
         if len(repeated) == len(ids):
             return None
-        return without_ids(batch, repeated)
+        return batch.without(repeated)
 
     def _split(self, state: _WindowState) -> list[tuple[_WindowState, int]]:
         parts = max(2, math.ceil(max(state.total, 1) / (self.max_offset * 0.6)))
@@ -275,20 +272,6 @@ class WindowFetcher:
             state.report.reads,
         )
         return None
-
-
-def without_ids(batch: EventBatch, dropped: set[str]) -> EventBatch:
-    """The batch without the events (and their metadata leaves) of these ids; a page holds
-    each id once (normalize_events keeps the first), so ids select rows."""
-    value_set = pa.array(sorted(dropped), pa.string())
-    keep_rows = pc.invert(pc.is_in(batch.audit_logs.column("id"), value_set=value_set))
-    keep_leaves = pc.invert(pc.is_in(batch.metadata.column("audit_log_id"), value_set=value_set))
-    return replace(
-        batch,
-        audit_logs=batch.audit_logs.filter(keep_rows),
-        metadata=batch.metadata.filter(keep_leaves),
-        ids=[i for i in batch.ids if i not in dropped],
-    )
 
 
 def read_windows(

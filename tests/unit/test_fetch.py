@@ -197,19 +197,3 @@ def test_the_ids_of_a_window_are_let_go_once_it_is_read(monkeypatch: pytest.Monk
     # when the second and third windows start yielding, the ones before are read and freed
     assert alive_then[windows[1]] == [False, True, True]
     assert alive_then[windows[2]] == [False, False, True]
-
-
-def test_dropping_ids_drops_their_rows_and_leaves_and_keeps_the_rest_aligned() -> None:
-    from pipelines.truefoundry_audit.rows import normalize_events
-
-    batch = normalize_events(
-        [
-            {**event("a", T0), "metaData": {"k": 1}},
-            {**event("b", T0), "metaData": {"k": [2, 3]}},
-            {**event("c", T0), "metaData": {"k": 4}},
-        ]
-    )
-    kept = fetch.without_ids(batch, {"b", "not-on-the-page"})
-    assert kept.ids == ["a", "c"] == kept.audit_logs.column("id").to_pylist()
-    assert kept.metadata.column("audit_log_id").to_pylist() == ["a", "c"]
-    assert kept.subjects == batch.subjects

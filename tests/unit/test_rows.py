@@ -1249,3 +1249,17 @@ def test_a_tuple_subject_is_not_read_by_position() -> None:
     row = batch.audit_logs.to_pylist()[0]
     assert all(row[c] is None for c in AUDIT_LOGS_SCHEMA.names if c.startswith("subject__"))
     assert json.loads(row["extra_fields"]) == {"subject": ["u-1", "user", "alice"]}
+
+
+def test_dropping_ids_drops_their_rows_and_leaves_and_keeps_the_rest_aligned() -> None:
+    batch = normalize_events(
+        [
+            {"id": "a", "metaData": {"k": 1}},
+            {"id": "b", "metaData": {"k": [2, 3]}},
+            {"id": "c", "metaData": {"k": 4}},
+        ]
+    )
+    kept = batch.without({"b", "not-on-the-page"})
+    assert kept.ids == ["a", "c"] == kept.audit_logs.column("id").to_pylist()
+    assert kept.metadata.column("audit_log_id").to_pylist() == ["a", "c"]
+    assert kept.subjects == batch.subjects

@@ -8,8 +8,11 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 N ?= 100000
+# the interpreter `make install` uses; `make test-versions` runs the other supported ones
+PY ?= 3.11
+OTHER_PYS ?= 3.12 3.13
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-versions lint format bench clean
 
 # the benchmark runs where a user's install would: the runtime dependencies only (the dev
 # group pulls in SQLAlchemy, which dlt then imports, costing 0.2 s of every start)
@@ -22,12 +25,13 @@ endef
 
 $(BIN)/tfy-audit: pyproject.toml uv.lock
 	$(ensure_uv)
-	$(UV) sync --frozen --compile-bytecode --python 3.11
+	$(UV) sync --frozen --compile-bytecode --python "$$(scripts/find-python $(PY))"
 	@touch $@
 
 $(BENCH_VENV)/bin/tfy-audit: pyproject.toml uv.lock
 	$(ensure_uv)
-	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-dev --compile-bytecode --python 3.11
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-dev --compile-bytecode \
+		--python "$$(scripts/find-python $(PY))"
 	@touch $@
 
 install: $(BIN)/tfy-audit
@@ -37,6 +41,16 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q
+
+# the unit suite and one end-to-end sync on every other supported Python, each in its own venv
+test-versions:
+	$(ensure_uv)
+	@set -e; for v in $(OTHER_PYS); do \
+		echo "== Python $$v"; \
+		UV_PROJECT_ENVIRONMENT=.venv-$$v $(UV) sync --frozen --quiet --python "$$(scripts/find-python $$v)"; \
+		.venv-$$v/bin/pytest -q -p no:cacheprovider tests/unit \
+			"tests/integration/test_sync.py::test_first_sync_loads_every_event_exactly"; \
+	done
 
 lint: install
 	$(BIN)/ruff check pipelines tests bench scripts examples
@@ -51,4 +65,4 @@ bench: $(BENCH_VENV)/bin/tfy-audit
 	$(BENCH_VENV)/bin/python -m bench.run --events $(N)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache tfy_audit_demo.duckdb .tfy-audit
+	rm -rf $(VENV) $(BENCH_VENV) $(foreach v,$(OTHER_PYS),.venv-$(v)) .pytest_cache .mypy_cache .ruff_cache tfy_audit_demo.duckdb .tfy-audit

@@ -30,9 +30,9 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from tfy_audit.pages import DecodedPage, decode_page
 
 from bench.raw_floor import PAGE_SIZE, count_events, http_client, list_page
-from pipelines.truefoundry_audit.pages import DecodedPage, decode_page
 
 # every event's createdAt lies in here: each page's events are all kept
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))

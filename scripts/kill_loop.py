@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import duckdb
-
-from pipelines.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 API_KEY = "kill-loop-key"
 
@@ -30,7 +29,7 @@ def sync_cmd(url: str, db: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "tfy_audit.cli",
         "-q",
         "sync",
         "--host",

@@ -17,9 +17,8 @@ from typing import Any, TypeVar
 
 import duckdb
 import pytest
-
-from pipelines.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
-from pipelines.truefoundry_audit.rows import SubjectObservation
+from tfy_audit.rows import SubjectObservation
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 API_KEY = "test-key"
 REPO = Path(__file__).resolve().parents[1]
@@ -118,16 +117,13 @@ def server(simulator: Simulator) -> Iterator[SimulatorServer]:
 
 
 def spec_path() -> Path:
-    """The endpoint's OpenAPI spec: `../shared/spec/` beside the repository, or TFY_AUDIT_SPEC."""
-    env = os.environ.get("TFY_AUDIT_SPEC")
-    if env:
-        return Path(env)
-    return REPO.parent / "shared" / "spec" / "truefoundry-audit-logs.openapi.yaml"
+    """The endpoint's OpenAPI spec, as the repository carries it (`spec/`)."""
+    return REPO / "spec" / "truefoundry-audit-logs.openapi.yaml"
 
 
 def run_cli(*args: str) -> int:
     """The real `tfy-audit` entry point, in-process."""
-    from pipelines.cli import main
+    from tfy_audit.cli import main
 
     return main(list(args))
 
@@ -138,7 +134,7 @@ def run_cli_process(
     """`tfy-audit` as a separate process, as a user or a scheduler runs it."""
     full_env = {**os.environ, "TFY_API_KEY": API_KEY, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        [sys.executable, "-m", "tfy_audit.cli", *args],
         cwd=REPO,
         env=full_env,
         capture_output=True,
@@ -256,3 +252,14 @@ def events_between(sim: Simulator, start: datetime, end: datetime) -> list[dict[
 
 def hours(n: float) -> timedelta:
     return timedelta(hours=n)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI=true a skipped test is a failure: CI installs every dependency, so a skip means
+    a check silently did not run (a missing spec, browser, database or interpreter)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if IN_CI and skipped:
+        for report in skipped:
+            reporter.write_line(f"skipped under CI=true: {report.nodeid}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -92,8 +92,7 @@ def _pipeline() -> Any:
 
 def build_incremental_dag() -> Any:
     from airflow.decorators import dag
-
-    from pipelines.truefoundry_audit import truefoundry_audit
+    from tfy_audit import truefoundry_audit
 
     @dag(
         dag_id="tfy_audit_incremental",
@@ -119,8 +118,7 @@ def build_backfill_dag(until: datetime | None = None) -> Any:
     """Months from BACKFILL_START up to `until` (default: the start of the current month, so
     the DAG changes once a month; the incremental DAG covers the current month)."""
     from airflow.decorators import dag
-
-    from pipelines.truefoundry_audit import truefoundry_audit
+    from tfy_audit import truefoundry_audit
 
     now = datetime.now(UTC)
     end = until or datetime(now.year, now.month, 1, tzinfo=UTC)

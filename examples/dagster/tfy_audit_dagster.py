@@ -29,18 +29,12 @@ import os
 from datetime import UTC, date, datetime
 
 import dagster as dg
-
-from pipelines.truefoundry_audit.settings import (
+from tfy_audit import DestinationOptions, SyncOptions, SyncSummary, run_sync
+from tfy_audit.settings import (
     DEFAULT_DATASET,
     DEFAULT_DUCKDB_PATH,
     DEFAULT_PIPELINE_NAME,
     HISTORY_START,
-)
-from pipelines.truefoundry_audit.sync import (
-    DestinationOptions,
-    SyncOptions,
-    SyncSummary,
-    run_sync,
 )
 
 POOL = "tfy_audit"

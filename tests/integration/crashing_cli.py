@@ -38,11 +38,11 @@ def install(spec: str) -> None:
     phase, _, count = spec.partition(":")
     n = int(count or 1)
     if phase == "fetch":
-        from pipelines.truefoundry_audit.client import AuditLogClient
+        from tfy_audit.client import AuditLogClient
 
         _kill_on_nth(AuditLogClient, "list_page", n, after=False)
     elif phase == "extract":
-        import pipelines.truefoundry_audit.extract as extract
+        import tfy_audit.extract as extract
 
         _kill_on_nth(extract, "advance", n, after=True)
     elif phase == "extracted":
@@ -71,6 +71,6 @@ def install(spec: str) -> None:
 
 if __name__ == "__main__":
     install(os.environ["TFY_CRASH_AT"])
-    from pipelines.cli import main
+    from tfy_audit.cli import main
 
     sys.exit(main(sys.argv[1:]))

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from tfy_audit.rows import jsonpath_leaves
+from tfy_audit.simulator import SimulatorServer
 
 from bench.raw_floor import run_floor
 from bench.run import Contender, evaluate
 from bench.store_floor import run_store_floor
-from pipelines.simulator import SimulatorServer
-from pipelines.truefoundry_audit.rows import jsonpath_leaves
 from tests.conftest import API_KEY, make_simulator
 
 

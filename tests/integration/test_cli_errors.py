@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tfy_audit.simulator import Simulator, SimulatorServer
 
-from pipelines.simulator import Simulator, SimulatorServer
 from tests.conftest import (
     Workspace,
     assert_warehouse_matches,
@@ -225,14 +225,14 @@ def test_the_command_tunes_its_own_process_only(
     its threads start; `main()` called by a library leaves both to its caller."""
     import gc
 
-    import pipelines.cli
-    import pipelines.truefoundry_audit.memory
+    import tfy_audit.cli
+    import tfy_audit.memory
 
     calls: list[str] = []
-    monkeypatch.setattr(pipelines.cli, "_own_process", own_process)
+    monkeypatch.setattr(tfy_audit.cli, "_own_process", own_process)
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(
-        pipelines.truefoundry_audit.memory,
+        tfy_audit.memory,
         "limit_malloc_arenas",
         lambda arenas: calls.append(f"arenas={arenas}") or True,
     )

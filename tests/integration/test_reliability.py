@@ -13,11 +13,11 @@ from typing import Any
 
 import duckdb
 import pytest
+from tfy_audit import sync
+from tfy_audit.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
+from tfy_audit.state import Chunk
+from tfy_audit.sync import chunk_plan
 
-from pipelines.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
-from pipelines.truefoundry_audit import sync
-from pipelines.truefoundry_audit.state import Chunk
-from pipelines.truefoundry_audit.sync import chunk_plan
 from tests.conftest import (
     API_KEY,
     DATASET,
@@ -273,7 +273,7 @@ def test_kill_9_at_random_moments_then_one_sync(workspace: Workspace) -> None:
         args[2] = srv.url
         for delay in (0.6, 1.1, 1.7, 2.3):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.cli", *args],
+                [sys.executable, "-m", "tfy_audit.cli", *args],
                 cwd=REPO,
                 env={**os.environ, "TFY_API_KEY": API_KEY},
                 stdout=subprocess.DEVNULL,
@@ -300,7 +300,7 @@ def test_a_second_sync_of_the_same_pipeline_refuses_at_once(workspace: Workspace
     sim.on_request = hold_first_sync
     with SimulatorServer(sim) as srv:
         first = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", *workspace.sync_args(srv.url)],
+            [sys.executable, "-m", "tfy_audit.cli", *workspace.sync_args(srv.url)],
             cwd=REPO,
             env={**os.environ, "TFY_API_KEY": API_KEY},
             stdout=subprocess.PIPE,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import dlt
 import pytest
+from tfy_audit.report import ReportSummary, write_report
 
-from pipelines.report import ReportSummary, write_report
 from tests.integration.test_views import (
     SCRIPT_MESSAGE,
     drop_dataset,

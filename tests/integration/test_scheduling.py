@@ -22,12 +22,12 @@ from typing import Any
 import dlt
 import pytest
 import yaml
+from tfy_audit.cli import build_parser
+from tfy_audit.client import AuditLogFilters
+from tfy_audit.settings import DEFAULT_LOOKBACK, HISTORY_START
+from tfy_audit.simulator import Simulator, SimulatorServer
+from tfy_audit.state import covered_until, stream_state
 
-from pipelines.cli import build_parser
-from pipelines.simulator import Simulator, SimulatorServer
-from pipelines.truefoundry_audit.client import AuditLogFilters
-from pipelines.truefoundry_audit.settings import DEFAULT_LOOKBACK, HISTORY_START
-from pipelines.truefoundry_audit.state import covered_until, stream_state
 from tests.conftest import (
     DATASET,
     NOW,
@@ -198,7 +198,7 @@ def test_airflow_backfill_months_in_order_then_incremental_load_exactly_once(
     """What each `PipelineTasksGroup` task does: `pipeline.run(data())` with a fresh pipeline
     object of the same name, the state restored from the destination."""
     example = load_example("airflow/tfy_audit_dag.py")
-    from pipelines.truefoundry_audit import truefoundry_audit
+    from tfy_audit import truefoundry_audit
 
     sim = make_simulator(1_200, days=45)
     workspace = Workspace(tmp_path / "audit.duckdb", tmp_path / "pipelines")

@@ -24,15 +24,15 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
-
-from pipelines.simulator import (
+from tfy_audit.simulator import (
     Simulator,
     SimulatorServer,
     dense_burst,
     generate_history,
     odd_events,
 )
-from pipelines.simulator.spec_enums import conforms_to_spec_enums
+from tfy_audit.simulator.spec_enums import conforms_to_spec_enums
+
 from tests.conftest import spec_path
 
 AUTH = {"Authorization": "Bearer tfy-sim-key"}
@@ -40,7 +40,6 @@ END = datetime(2026, 8, 1, tzinfo=UTC)
 
 
 SPEC = spec_path()
-pytestmark = pytest.mark.skipif(not SPEC.exists(), reason=f"no spec at {SPEC} (TFY_AUDIT_SPEC)")
 
 
 def _events() -> list[dict[str, Any]]:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
+from tfy_audit.simulator import Simulator, SimulatorServer, make_event
 
-from pipelines.simulator import Simulator, SimulatorServer, make_event
 from tests.conftest import (
     DATASET,
     NOW,

@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 
 import dlt
 import pytest
-
-from pipelines.truefoundry_audit.errors import DestinationError
-from pipelines.views import VIEW_NAMES, apply_views, view_select, view_sql
+from tfy_audit.errors import DestinationError
+from tfy_audit.views import VIEW_NAMES, apply_views, view_select, view_sql
 
 POSTGRES_URL = os.environ.get(
     # trust auth ignores the password, but dlt insists that there is one
@@ -465,7 +464,7 @@ def test_filesystem_destination_skips_views(
         pipelines_dir=str(tmp_path / "pipelines"),
     )
     load_fixture(pipeline)
-    with caplog.at_level(logging.INFO, logger="pipelines.views"):
+    with caplog.at_level(logging.INFO, logger="tfy_audit.views"):
         assert apply_views(pipeline) == []
     assert "views are skipped" in caplog.text
 
@@ -491,7 +490,7 @@ def test_every_sql_file_is_a_known_view() -> None:
 
     files = {
         p.name.removesuffix(".sql")
-        for p in resources.files("pipelines.sql").iterdir()
+        for p in resources.files("tfy_audit.sql").iterdir()
         if p.name.endswith(".sql")
     }
     assert files == set(VIEW_NAMES)

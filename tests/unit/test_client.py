@@ -8,15 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
-
-from pipelines.truefoundry_audit.client import (
+from tfy_audit.client import (
     AuditLogClient,
     AuditLogFilters,
     RetryPolicy,
     format_query_time,
     normalize_host,
 )
-from pipelines.truefoundry_audit.errors import (
+from tfy_audit.errors import (
     AuthenticationError,
     NotAControlPlaneError,
     OffsetRefusedError,
@@ -24,7 +23,7 @@ from pipelines.truefoundry_audit.errors import (
     RetriesExhaustedError,
     UsageError,
 )
-from pipelines.truefoundry_audit.pages import parse_list_body
+from tfy_audit.pages import parse_list_body
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 END = datetime(2026, 8, 2, 12, 30, 0, 250_000, tzinfo=UTC)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-
-from pipelines.truefoundry_audit.decoders import decoder_pool
-from pipelines.truefoundry_audit.pages import decode_page
+from tfy_audit.decoders import decoder_pool
+from tfy_audit.pages import decode_page
 
 _IMPORTED = "sorted(m for m in __import__('sys').modules if m == 'dlt' or m.startswith('dlt.'))"
 
@@ -41,13 +40,13 @@ def test_no_workers_means_no_pool() -> None:
 
 
 def test_the_command_module_imports_nothing_heavy() -> None:
-    """A spawned worker runs the command's main module again: importing `pipelines.cli` must
+    """A spawned worker runs the command's main module again: importing `tfy_audit.cli` must
     not pull in what only the main process needs."""
     import subprocess
     import sys
 
     probe = (
-        "import sys, pipelines.cli; "
+        "import sys, tfy_audit.cli; "
         "print(','.join(m for m in ('httpx', 'pendulum', 'dlt', 'pyarrow', 'duckdb') "
         "if m in sys.modules))"
     )

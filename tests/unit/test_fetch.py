@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from tfy_audit import fetch
+from tfy_audit.client import AuditLogFilters
+from tfy_audit.errors import OffsetRefusedError
+from tfy_audit.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
+from tfy_audit.windows import PlannedWindow, Window
 
-from pipelines.truefoundry_audit import fetch
-from pipelines.truefoundry_audit.client import AuditLogFilters
-from pipelines.truefoundry_audit.errors import OffsetRefusedError
-from pipelines.truefoundry_audit.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
-from pipelines.truefoundry_audit.windows import PlannedWindow, Window
 from tests.conftest import SerialExecutor
 
 T = TypeVar("T")

@@ -6,8 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
-from pipelines.truefoundry_audit.pages import NotAuditLogsResponse, decode_page, parse_list_body
+from tfy_audit.pages import NotAuditLogsResponse, decode_page, parse_list_body
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 END = datetime(2026, 8, 2, tzinfo=UTC)
@@ -105,7 +104,7 @@ def test_every_long_integer_literal_keeps_its_digits(literal: bytes, where: str)
     ],
 )
 def test_digit_runs_that_are_no_integer_take_the_fast_parser(raw: bytes) -> None:
-    from pipelines.truefoundry_audit.pages import _has_long_integer
+    from tfy_audit.pages import _has_long_integer
 
     assert not _has_long_integer(raw)
     assert _has_long_integer(raw.replace(b"}", b', "n": 12345678901234567890}'))

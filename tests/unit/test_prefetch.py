@@ -7,8 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from pipelines.truefoundry_audit.prefetch import Prefetch
+from tfy_audit.prefetch import Prefetch
 
 
 def test_items_arrive_in_order_and_all_of_them() -> None:

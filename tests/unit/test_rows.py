@@ -1,4 +1,4 @@
-"""Unit tests of the event -> Arrow rows normalization (`pipelines.truefoundry_audit.rows`)."""
+"""Unit tests of the event -> Arrow rows normalization (`tfy_audit.rows`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from pipelines.truefoundry_audit.rows import (
+from tfy_audit.rows import (
     AUDIT_LOGS_SCHEMA,
     MAX_PATH_DEPTH,
     METADATA_SCHEMA,
@@ -33,7 +32,7 @@ from pipelines.truefoundry_audit.rows import (
     subjects_table,
 )
 
-LOGGER = "pipelines.truefoundry_audit.rows"
+LOGGER = "tfy_audit.rows"
 
 SUBJECT = {
     "subjectId": "u-1",
@@ -1217,9 +1216,9 @@ def test_text_columns_come_out_the_same_converted_at_once_or_column_by_column() 
     """Plain dict events go through Arrow's one-pass conversion; any other mapping takes the
     per-column path. Both must give the same table, row for row: for a realistic batch, and
     for each awkward event alone (one that Arrow refuses falls back, whole)."""
-    from pipelines.simulator.history import generate_history
-    from pipelines.simulator.odd import odd_events
-    from pipelines.truefoundry_audit.rows import _text_columns_at_once
+    from tfy_audit.rows import _text_columns_at_once
+    from tfy_audit.simulator.history import generate_history
+    from tfy_audit.simulator.odd import odd_events
 
     realistic = generate_history(2_000, days=3, seed=4, end=datetime(2026, 5, 1, tzinfo=UTC))
     odd = odd_events(datetime(2026, 4, 30, 12, tzinfo=UTC))

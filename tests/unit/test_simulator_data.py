@@ -12,8 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-
-from pipelines.simulator import (
+from tfy_audit.simulator import (
     dense_burst,
     format_ts,
     generate_history,
@@ -21,13 +20,14 @@ from pipelines.simulator import (
     odd_events,
     parse_ts,
 )
-from pipelines.simulator.spec_enums import (
+from tfy_audit.simulator.spec_enums import (
     SPEC_ACTIONS,
     SPEC_RESOURCE_TYPES,
     SPEC_SUBJECT_TYPES,
     SUBJECT_NULLABLE_FIELDS,
     conforms_to_spec_enums,
 )
+
 from tests.conftest import spec_path
 
 END = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)

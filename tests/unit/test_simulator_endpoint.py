@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from pipelines.simulator import (
+from tfy_audit.simulator import (
     FAULTS,
     Simulator,
     SimulatorConfig,
@@ -22,7 +21,7 @@ from pipelines.simulator import (
     odd_events,
     parse_ts,
 )
-from pipelines.simulator.config import Order
+from tfy_audit.simulator.config import Order
 
 PATH = "/api/svc/v1/audit-logs"
 AUTH = {"Authorization": "Bearer tfy-sim-key"}

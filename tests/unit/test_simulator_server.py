@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-
-from pipelines.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 PATH = "/api/svc/v1/audit-logs"
 AUTH = {"Authorization": "Bearer tfy-sim-key"}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from pipelines.truefoundry_audit.client import AuditLogFilters
-from pipelines.truefoundry_audit.errors import UsageError
-from pipelines.truefoundry_audit.settings import HISTORY_START
-from pipelines.truefoundry_audit.state import (
+from tfy_audit.client import AuditLogFilters
+from tfy_audit.errors import UsageError
+from tfy_audit.settings import HISTORY_START
+from tfy_audit.state import (
     Chunk,
     advance,
     covered_until,

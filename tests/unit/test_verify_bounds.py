@@ -7,9 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-
-from pipelines.truefoundry_audit.client import AuditLogFilters
-from pipelines.truefoundry_audit.verify import (
+from tfy_audit.client import AuditLogFilters
+from tfy_audit.verify import (
     BoundReading,
     WarehouseDay,
     compare,

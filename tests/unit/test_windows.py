@@ -11,16 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from pipelines.truefoundry_audit.state import RunRange
-from pipelines.truefoundry_audit.sync import chunk_plan
-from pipelines.truefoundry_audit.windows import (
+from tfy_audit.state import RunRange
+from tfy_audit.sync import chunk_plan
+from tfy_audit.windows import (
     PlannedWindow,
     Window,
     group_into_chunks,
     plan_windows,
     split_points,
 )
+
 from tests.conftest import SerialExecutor
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)

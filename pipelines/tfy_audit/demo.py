@@ -12,11 +12,12 @@ from pathlib import Path
 
 import duckdb
 
+from .client import RetryPolicy
+from .options import DestinationOptions, SyncOptions
 from .progress import ProgressReporter
+from .settings import DEFAULT_DATASET
 from .simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
-from .truefoundry_audit.client import RetryPolicy
-from .truefoundry_audit.settings import DEFAULT_DATASET
-from .truefoundry_audit.sync import DestinationOptions, SyncOptions, pipelines_dir, run_sync
+from .sync import pipelines_dir, run_sync
 
 API_KEY = "tfy-demo-key"
 

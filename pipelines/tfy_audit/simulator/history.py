@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
-from pipelines.simulator.catalog import (
+from tfy_audit.simulator.catalog import (
     FUTURE_ACTIONS,
     FUTURE_PARENT_TYPES,
     FUTURE_SUBJECT_TYPE,
@@ -27,8 +27,8 @@ from pipelines.simulator.catalog import (
     Subject,
     build_catalog,
 )
-from pipelines.simulator.spec_enums import SPEC_SUBJECT_TYPES
-from pipelines.simulator.timestamps import EPOCH, MillisFormatter, to_epoch_us
+from tfy_audit.simulator.spec_enums import SPEC_SUBJECT_TYPES
+from tfy_audit.simulator.timestamps import EPOCH, MillisFormatter, to_epoch_us
 
 _MS_PER_HOUR: Final = 3_600_000
 # 1970-01-01 was a Thursday; with Monday = 0 the epoch's weekday is 3.

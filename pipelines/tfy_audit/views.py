@@ -1,4 +1,4 @@
-"""Analysis views over the loaded audit trail, one `.sql` file per view in `pipelines/sql/`.
+"""Analysis views over the loaded audit trail, one `.sql` file per view in `tfy_audit/sql/`.
 
 Each file is a single `CREATE OR REPLACE VIEW {dataset}.<name> AS SELECT ...` statement written
 in SQL that DuckDB and PostgreSQL both accept; `{dataset}` stands for the destination's
@@ -18,7 +18,7 @@ from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
 
-from .truefoundry_audit.errors import DestinationError
+from .errors import DestinationError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ VIEW_NAMES: Final[tuple[str, ...]] = (
     "deletions",
 )
 
-_SQL_PACKAGE: Final = "pipelines.sql"
+_SQL_PACKAGE: Final = "tfy_audit.sql"
 _PLACEHOLDER: Final = "{dataset}"
 _COMMENT_LINE: Final = re.compile(r"^\s*--.*$", re.MULTILINE)
 

@@ -20,11 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 
-from pipelines.simulator.config import FAULTS, SimulatorConfig
-from pipelines.simulator.history import make_event, random_ms_between
-from pipelines.simulator.mock import mock_transport
-from pipelines.simulator.store import FILTER_FIELDS, EventStore, Query
-from pipelines.simulator.timestamps import from_epoch_us, parse_ts, to_epoch_us
+from tfy_audit.simulator.config import FAULTS, SimulatorConfig
+from tfy_audit.simulator.history import make_event, random_ms_between
+from tfy_audit.simulator.mock import mock_transport
+from tfy_audit.simulator.store import FILTER_FIELDS, EventStore, Query
+from tfy_audit.simulator.timestamps import from_epoch_us, parse_ts, to_epoch_us
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .truefoundry_audit.errors import TfyAuditError, UsageError, explain_destination_failure
-from .truefoundry_audit.settings import (
+from .errors import TfyAuditError, UsageError, explain_destination_failure
+from .settings import (
     DEFAULT_CHUNK_EVENTS,
     DEFAULT_CONCURRENCY,
     DEFAULT_DATASET,
@@ -36,7 +36,7 @@ from .truefoundry_audit.settings import (
 # The rest is imported where it is used: a decoder worker process imports this module again
 # (it is the command's main module), and should not pay for httpx, pendulum or dlt there.
 if TYPE_CHECKING:
-    from .truefoundry_audit.client import AuditLogFilters
+    from .client import AuditLogFilters
 
 logger = logging.getLogger("tfy_audit")
 
@@ -84,12 +84,19 @@ def _source_args(p: argparse.ArgumentParser, *, with_window: bool = True) -> Non
         f.add_argument("--" + name.replace("_", "-"), dest="f_" + name, help=help_text)
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tfy-audit",
         description="Load a TrueFoundry control plane's audit trail into a warehouse you own.",
         epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 incomplete data.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -214,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
-    from .truefoundry_audit.client import AuditLogFilters
+    from .client import AuditLogFilters
 
     return AuditLogFilters.from_mapping(
         {name: getattr(args, "f_" + name) for name in FILTER_PARAMS}
@@ -222,10 +229,10 @@ def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
 
 
 def sync_options_from_args(args: argparse.Namespace) -> Any:
-    from .truefoundry_audit.client import RetryPolicy
-    from .truefoundry_audit.decoders import default_workers
-    from .truefoundry_audit.sync import SyncOptions
-    from .truefoundry_audit.timeparse import parse_duration, parse_user_time
+    from .client import RetryPolicy
+    from .decoders import default_workers
+    from .options import SyncOptions
+    from .timeparse import parse_duration, parse_user_time
 
     lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
     workers = getattr(args, "workers", None)
@@ -248,9 +255,10 @@ def sync_options_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from .memory import limit_malloc_arenas
+    from .options import validate
     from .progress import ProgressReporter
-    from .truefoundry_audit.memory import limit_malloc_arenas
-    from .truefoundry_audit.sync import run_sync, validate
+    from .sync import run_sync
 
     if _own_process:
         # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
@@ -297,8 +305,8 @@ def format_summary(summary: Any) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .truefoundry_audit.sync import validate
-    from .truefoundry_audit.verify import run_verify
+    from .options import validate
+    from .verify import run_verify
 
     options = sync_options_from_args(args)
     validate(options)
@@ -376,7 +384,7 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
 
 
 def target_from_args(args: argparse.Namespace) -> Any:
-    from .truefoundry_audit.sync import DestinationOptions
+    from .options import DestinationOptions
 
     return DestinationOptions(
         destination=args.destination,
@@ -389,7 +397,7 @@ def target_from_args(args: argparse.Namespace) -> Any:
 
 def _existing_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline of an earlier sync, its schema restored from the destination."""
-    from .truefoundry_audit.sync import make_pipeline
+    from .sync import make_pipeline
 
     target = target_from_args(args)
     if target.destination == "duckdb" and not Path(target.db).exists():

@@ -6,18 +6,18 @@ garbled bodies, and events that arrive while a client pages. One handler (`Simul
 served over loopback HTTP (`SimulatorServer`) or in-process (`Simulator.transport()`).
 """
 
-from pipelines.simulator.config import FAULTS, SimulatorConfig
-from pipelines.simulator.handler import (
+from tfy_audit.simulator.config import FAULTS, SimulatorConfig
+from tfy_audit.simulator.handler import (
     AUDIT_LOGS_PATH,
     LoggedRequest,
     SimResponse,
     Simulator,
     SimulatorStats,
 )
-from pipelines.simulator.history import dense_burst, generate_history, make_event
-from pipelines.simulator.odd import odd_events
-from pipelines.simulator.server import SimulatorServer
-from pipelines.simulator.timestamps import format_ts, parse_ts
+from tfy_audit.simulator.history import dense_burst, generate_history, make_event
+from tfy_audit.simulator.odd import odd_events
+from tfy_audit.simulator.server import SimulatorServer
+from tfy_audit.simulator.timestamps import format_ts, parse_ts
 
 __all__ = [
     "AUDIT_LOGS_PATH",

@@ -20,9 +20,9 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from pipelines.simulator.config import Order
-from pipelines.simulator.history import gc_paused
-from pipelines.simulator.timestamps import parse_ts, to_epoch_us
+from tfy_audit.simulator.config import Order
+from tfy_audit.simulator.history import gc_paused
+from tfy_audit.simulator.timestamps import parse_ts, to_epoch_us
 
 _CACHE_SIZE: Final = 16
 # Below this many new events, inserting into copies of the sorted lists beats re-sorting.

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
 
-from pipelines.simulator.handler import SimResponse, Simulator
+from tfy_audit.simulator.handler import SimResponse, Simulator
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import random
 from datetime import datetime
 from typing import Any, Final
 
-from pipelines.simulator.catalog import FUTURE_SUBJECT_TYPE
-from pipelines.simulator.history import factory
-from pipelines.simulator.spec_enums import SUBJECT_NULLABLE_FIELDS
-from pipelines.simulator.timestamps import to_epoch_us
+from tfy_audit.simulator.catalog import FUTURE_SUBJECT_TYPE
+from tfy_audit.simulator.history import factory
+from tfy_audit.simulator.spec_enums import SUBJECT_NULLABLE_FIELDS
+from tfy_audit.simulator.timestamps import to_epoch_us
 
 # Characters that trip up encoders, terminals and SQL engines, but are valid JSON strings
 # (no NUL: PostgreSQL, where the service keeps its audit log, cannot store it).

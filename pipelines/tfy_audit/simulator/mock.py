@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from pipelines.simulator.handler import Simulator
+    from tfy_audit.simulator.handler import Simulator
 
 
 def mock_transport(sim: Simulator) -> httpx.MockTransport:

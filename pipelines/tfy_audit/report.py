@@ -7,7 +7,7 @@ audit messages are written by users of the audited system.
 
 The data is read through the pipeline's SQL client with SQL that DuckDB and PostgreSQL both
 accept; sensitive actions, daily counts and subject activity use the SELECTs of the views in
-`pipelines/sql/`, so the report and the views always agree (and the views need not exist).
+`pipelines/tfy_audit/sql/`, so the report and the views always agree (and the views need not exist).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import TextIO
 
-from .truefoundry_audit.fetch import WindowReport
-from .truefoundry_audit.sync import SyncProgress
+from .fetch import WindowReport
+from .sync import SyncProgress
 
 logger = logging.getLogger("tfy_audit.progress")
 

@@ -1,1 +1,0 @@
-"""tfy-audit: TrueFoundry audit logs into a warehouse you own."""

@@ -42,14 +42,16 @@ demo: install
 test: install
 	$(BIN)/pytest -q
 
-# the unit suite and one end-to-end sync on every other supported Python, each in its own venv
+# the unit suite and two end-to-end syncs (clean, with faults) on every other supported Python,
+# each in its own venv
 test-versions:
 	$(ensure_uv)
 	@set -e; for v in $(OTHER_PYS); do \
 		echo "== Python $$v"; \
 		UV_PROJECT_ENVIRONMENT=.venv-$$v $(UV) sync --frozen --quiet --python "$$(scripts/find-python $$v)"; \
 		.venv-$$v/bin/pytest -q -p no:cacheprovider tests/unit \
-			"tests/integration/test_sync.py::test_first_sync_loads_every_event_exactly"; \
+			tests/integration/test_sync.py::test_first_sync_loads_every_event_with_every_field \
+			tests/integration/test_sync.py::test_sync_with_faults_loads_every_event_exactly_once; \
 	done
 
 lint: install

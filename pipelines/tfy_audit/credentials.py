@@ -27,9 +27,13 @@ logger = logging.getLogger(__name__)
 DISPLAY_PATH = "~/.truefoundry/credentials.json"
 
 
-def credentials_path() -> Path:
-    """Where `tfy login` writes, under the current `HOME` (read at each call)."""
-    return Path.home() / ".truefoundry" / "credentials.json"
+def credentials_path() -> Path | None:
+    """Where `tfy login` writes, under the current `HOME` (read at each call); None when the
+    user has no home directory (a container's uid with neither `HOME` nor a passwd entry)."""
+    try:
+        return Path.home() / ".truefoundry" / "credentials.json"
+    except RuntimeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ def read_login_credentials(path: Path | None = None) -> LoginCredentials | None:
     """The file's host and access token; None when there is no file. A file that is there but
     is not what `tfy login` writes is a configuration error, not a silent fallback."""
     path = path or credentials_path()
+    if path is None:
+        return None
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

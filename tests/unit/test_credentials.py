@@ -188,3 +188,11 @@ def test_unreadable_file(home: Path) -> None:
 
 def test_no_file_is_no_credentials(home: Path) -> None:
     assert read_login_credentials() is None
+
+
+def test_no_home_directory_is_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert read_login_credentials() is None

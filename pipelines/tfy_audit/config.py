@@ -1,5 +1,6 @@
 """Where host and API key come from: explicit values, dlt config/secrets, or TrueFoundry's own
-`TFY_HOST` / `TFY_API_KEY` environment variables (in that order)."""
+`TFY_HOST` / `TFY_API_KEY` environment variables, then `tfy login`'s credentials file (in that
+order; see credentials.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 import dlt
 
+from .credentials import login_host, login_token
 from .errors import ConfigurationError
 
 
@@ -21,7 +23,7 @@ def _from_dlt(key: str, secret: bool = False) -> str | None:
 
 
 def resolve_host(host: str | None) -> str:
-    value = host or _from_dlt("host") or os.environ.get("TFY_HOST")
+    value = host or _from_dlt("host") or os.environ.get("TFY_HOST") or login_host()
     if not value:
         raise ConfigurationError(
             "no TrueFoundry host: set TFY_HOST (or pass --host, or sources.truefoundry_audit.host "
@@ -30,8 +32,10 @@ def resolve_host(host: str | None) -> str:
     return value
 
 
-def resolve_api_key(api_key: str | None) -> str:
+def resolve_api_key(api_key: str | None, host: str | None = None) -> str:
+    """`host`: where the key will be sent; `tfy login`'s token is never sent to another."""
     value = api_key or _from_dlt("api_key", secret=True) or os.environ.get("TFY_API_KEY")
+    value = value or login_token(host)
     if not value:
         raise ConfigurationError(
             "no TrueFoundry API key: set TFY_API_KEY (or sources.truefoundry_audit.api_key in "

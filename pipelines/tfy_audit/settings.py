@@ -32,7 +32,8 @@ MIN_WINDOW: Final = timedelta(milliseconds=1)
 
 DEFAULT_DATASET: Final = "truefoundry_audit"
 DEFAULT_PIPELINE_NAME: Final = "tfy_audit"
-DEFAULT_DUCKDB_PATH: Final = "truefoundry_audit.duckdb"
+# not the dataset's name: a DuckDB file named like the dataset makes dlt's SQL ambiguous
+DEFAULT_DUCKDB_PATH: Final = "tfy_audit.duckdb"
 
 # Query parameter names of the endpoint's filters, keyed by our snake_case names.
 FILTER_PARAMS: Final[dict[str, str]] = {

@@ -178,7 +178,7 @@ def _audit_logs(
     if client is None:
         client = AuditLogClient(
             resolve_host(host),
-            resolve_api_key(api_key),
+            resolve_api_key(api_key, resolve_host(host)),
             timeout=timeout,
             retry=RetryPolicy(),
             max_connections=concurrency,

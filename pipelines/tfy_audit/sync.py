@@ -331,7 +331,7 @@ def run_sync(
     progress = progress or SyncProgress()
     started = time.monotonic()
     host = resolve_host(options.host)
-    api_key = resolve_api_key(options.api_key)
+    api_key = resolve_api_key(options.api_key, host)
     target = options.target
     with ExitStack() as held:
         held.enter_context(

@@ -375,7 +375,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
     client = AuditLogClient(
         resolve_host(options.host),
-        resolve_api_key(options.api_key),
+        resolve_api_key(options.api_key, resolve_host(options.host)),
         timeout=options.timeout,
         retry=options.retry,
         max_connections=options.concurrency,

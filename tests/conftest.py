@@ -24,6 +24,8 @@ API_KEY = "test-key"
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "truefoundry_audit"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+_REAL_HOME = Path.home()
+_REAL_UV_CACHE = str(_REAL_HOME / ".cache" / "uv")
 
 
 @dataclass
@@ -68,7 +70,12 @@ class Workspace:
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # A home of the test's own: a developer's `tfy login` file (~/.truefoundry) or dlt's global
+    # dir (~/.dlt) must not leak into any test. Tools found through the real home keep it.
+    monkeypatch.setenv("UV_CACHE_DIR", os.environ.get("UV_CACHE_DIR") or _REAL_UV_CACHE)
+    monkeypatch.setenv("PYENV_ROOT", os.environ.get("PYENV_ROOT") or str(_REAL_HOME / ".pyenv"))
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("TFY_API_KEY", API_KEY)
     monkeypatch.delenv("TFY_HOST", raising=False)
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")

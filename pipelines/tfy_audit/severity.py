@@ -72,7 +72,9 @@ def load_rules(path: str | Path) -> tuple[SeverityRule, ...]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read severity rules {path}: {exc.strerror}; check the path")
+        raise UsageError(
+            f"cannot read severity rules {path}: {exc.strerror}; check the path"
+        ) from None
     return _parse(text, str(path))
 
 

@@ -14,8 +14,8 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
 from dlt.common.destination.exceptions import SqlClientNotAvailable

@@ -195,9 +195,12 @@ def report_options(args: argparse.Namespace, *, now: datetime | None = None) -> 
         start = parse_user_time(args.start, "start", now=now)
     elif args.since:
         start = (end or now) - parse_duration(args.since, "since")
-    work_start, work_end = parse_work_hours(args.work_hours)
+    hours = args.work_hours
+    work_start, work_end = (
+        parse_work_hours(hours) if hours else (DEFAULT_PARAMS.work_start, DEFAULT_PARAMS.work_end)
+    )
     rules = load_rules(args.severity_rules) if args.severity_rules else ()
-    params = ViewParams(rules, args.timezone, work_start, work_end)
+    params = ViewParams(rules, args.timezone or DEFAULT_PARAMS.timezone, work_start, work_end)
     return {"start": start, "end": end, "params": params, "now": now}
 
 
@@ -995,17 +998,20 @@ def _span(data: _ReportData) -> str:
     return f"{days:g} days" if days >= 1 else f"{days * 24:g} hours"
 
 
-def _delta(cur: int, prev: int, data: _ReportData | None = None) -> str:
-    """How a figure compares with the previous range of the same length."""
+def _delta(cur: int, prev: int, *, short: bool = False) -> str:
+    """How a figure compares with the previous range of the same length; `short` (for table
+    cells) keeps the previous figure in the tooltip."""
     if cur == prev:
-        arrow = '<span class="delta same">= </span>'
+        cls, text = "same", "="
     elif prev == 0:
-        arrow = f'<span class="delta up">▲ +{_n(cur)}</span> '
+        cls, text = "up", f"▲ +{_n(cur)}"
     else:
-        change = (cur - prev) / prev
-        cls, sign = ("up", "▲") if cur > prev else ("down", "▼")
-        arrow = f'<span class="delta {cls}">{sign} {abs(change):.0%}</span> '
-    return f"{arrow}vs {_n(prev)} before"
+        change = abs(cur - prev) / prev
+        cls = "up" if cur > prev else "down"
+        text = f"{'▲' if cur > prev else '▼'} {change:.0%}" if change >= 0.01 else "≈"
+    if short:
+        return f'<span class="delta {cls}" title="{_n(prev)} before">{text}</span>'
+    return f'<span class="delta {cls}">{text}</span> vs {_n(prev)} before'
 
 
 def _share(part: int, whole: int) -> str:
@@ -1181,52 +1187,48 @@ def _sensitive_section(data: _ReportData) -> str:
     )
 
 
+ACCESS_HIGHLIGHTS: Final = 12
+
+
+def _access_row(row: Row) -> str:
+    when, change, severity, action, rtype, name, fqn, slug, display, kind, pat, message = row
+    return (
+        "<tr>"
+        f'<td class="when">{_ts(when)}</td>'
+        f"<td>{_badge(change)}</td>"
+        f"<td>{_badge(severity)}</td>"
+        f"<td>{_code(action)}</td>"
+        f"<td>{_what(rtype, name, fqn)}</td>"
+        f"<td>{_who(slug, display, kind, pat)}</td>"
+        f'<td class="msg">{_e(message)}</td>'
+        "</tr>"
+    )
+
+
 def _access_section(data: _ReportData) -> str:
     cur, prev = data.cur, data.prev
+    headers = ["When (UTC)", "Change", "Severity", "Action", "What", "By whom", "Message"]
+    # the latest critical and high changes stay in view; each kind of change folds away
+    urgent = [r for r in data.access_rows if r[2] in ("critical", "high")][:ACCESS_HIGHLIGHTS]
     groups = []
     for change in ("grant", "change", "revoke"):
-        rows = [
-            "<tr>"
-            f'<td class="when">{_ts(when)}</td>'
-            f"<td>{_badge(severity)}</td>"
-            f"<td>{_code(action)}</td>"
-            f"<td>{_what(rtype, name, fqn)}</td>"
-            f"<td>{_who(slug, display, kind, pat)}</td>"
-            f'<td class="msg">{_e(message)}</td>'
-            "</tr>"
-            for (
-                when,
-                kind_of_change,
-                severity,
-                action,
-                rtype,
-                name,
-                fqn,
-                slug,
-                display,
-                kind,
-                pat,
-                message,
-            ) in data.access_rows
-            if kind_of_change == change
-        ][:GROUP_LIMIT]
+        rows = [_access_row(r) for r in data.access_rows if r[1] == change][:GROUP_LIMIT]
         n = cur.changes.get(change, 0)
         groups.append(
             _group(
-                _badge(change),
+                f"All {_badge(change)}s",
                 f"{_shown(len(rows), n)} · {_delta(n, prev.changes.get(change, 0))}",
-                _table(
-                    ["When (UTC)", "Severity", "Action", "What", "By whom", "Message"],
-                    rows,
-                    f"No {change}s in this range.",
-                ),
-                open_=change == "grant",
+                _table(headers, rows, f"No {change}s in this range."),
             )
         )
     return (
         '<section class="card"><h2>Grants and role changes '
         f'<span class="sub">roles, role bindings, policies, teams, collaborators: '
-        f"{_n(sum(cur.changes.values()))} in range</span></h2>" + "".join(groups) + "</section>"
+        f"{_n(sum(cur.changes.values()))} in range</span></h2>"
+        f'<p class="sub">Latest critical and high changes</p>'
+        + _table(headers, [_access_row(r) for r in urgent], "No critical or high changes.")
+        + "".join(groups)
+        + "</section>"
     )
 
 
@@ -1236,17 +1238,16 @@ def _first_seen_section(data: _ReportData) -> str:
         f'<td class="when">{_ts(first)}</td>'
         f"<td>{_who(slug, display, kind)}</td>"
         f'<td class="num">{_n(_int(events))}</td>'
-        f'<td class="when">{_ts(last)}</td>'
         f"<td>{_code(action)}</td>"
         "</tr>"
-        for first, _sid, kind, slug, display, events, last, action in data.first_seen
+        for first, _sid, kind, slug, display, events, _last, action in data.first_seen
     ]
     return (
         '<section class="card"><h2>Subjects seen for the first time '
         f'<span class="sub">{_shown(len(rows), data.cur.new_subjects)} · '
         f"{_delta(data.cur.new_subjects, data.prev.new_subjects)}</span></h2>"
         + _table(
-            ["First seen (UTC)", "Subject", "Events", "Last seen", "Last action"],
+            ["First seen (UTC)", "Subject", "Events", "Last action"],
             rows,
             "No new subjects in this range.",
             numeric=("Events",),
@@ -1255,7 +1256,13 @@ def _first_seen_section(data: _ReportData) -> str:
     )
 
 
-_KINDS: Final = ("external identity", "virtual account", "service account", "agent identity")
+_KIND_TITLES: Final = {
+    "external identity": "External identities",
+    "virtual account": "Virtual accounts",
+    "service account": "Service accounts",
+    "agent identity": "Agent identities",
+}
+_KINDS: Final = tuple(_KIND_TITLES)
 
 
 def _external_section(data: _ReportData) -> str:
@@ -1277,7 +1284,7 @@ def _external_section(data: _ReportData) -> str:
         total = cur.kinds.get(kind, 0)
         groups.append(
             _group(
-                _e(kind.capitalize() + "s"),
+                _e(_KIND_TITLES[kind]),
                 f"{_n(len(rows))} active, {_n(total)} events · "
                 + _delta(total, prev.kinds.get(kind, 0)),
                 _table(
@@ -1379,7 +1386,7 @@ def _token_rows(rows: Sequence[Row], data: _ReportData, *, dormant: bool) -> lis
             before = data.tokens_prev.get((sid, token), 0)
             figures = (
                 f'<td class="num">{_n(_int(uses))}</td>'
-                f'<td class="num small">{_delta(_int(uses), before)}</td>'
+                f'<td class="num small">{_delta(_int(uses), before, short=True)}</td>'
                 f'<td class="num">{_n(_int(actions))}</td><td class="when">{_ts(last)}</td>'
             )
         label = "PAT" if kind == "pat" else "account token"
@@ -1390,13 +1397,21 @@ def _token_rows(rows: Sequence[Row], data: _ReportData, *, dormant: bool) -> lis
     return out
 
 
-def _tokens_section(data: _ReportData) -> str:
+def _dormant_section(data: _ReportData) -> str:
     dormant = _table(
         ["Token", "Owner", "Last used (UTC)", "Days unused", "Uses"],
         _token_rows(data.dormant, data, dormant=True),
         "No token has been idle for 30 days.",
         numeric=("Days unused", "Uses"),
     )
+    return (
+        '<section class="card"><h2>Dormant tokens '
+        f'<span class="sub">last used more than {DORMANT_AFTER.days} days before '
+        f"{_ts(data.end)}: {_n(len(data.dormant))}</span></h2>{dormant}</section>"
+    )
+
+
+def _tokens_section(data: _ReportData) -> str:
     groups = []
     for kind, title in (("pat", "Personal access tokens"), ("account token", "Account tokens")):
         rows = [r for r in data.tokens if r[2] == kind]
@@ -1414,26 +1429,26 @@ def _tokens_section(data: _ReportData) -> str:
             )
         )
     return (
-        '<div class="grid pair">'
-        '<section class="card"><h2>Dormant tokens '
-        f'<span class="sub">last used more than {DORMANT_AFTER.days} days before '
-        f"{_ts(data.end)}: {_n(len(data.dormant))}</span></h2>{dormant}</section>"
         '<section class="card"><h2>Usage per token '
         f'<span class="sub">{_n(data.cur.token_uses)} events made with a token · '
         f"{_delta(data.cur.token_uses, data.prev.token_uses)}</span></h2>"
         + "".join(groups)
-        + "</section></div>"
+        + "</section>"
     )
+
+
+def _scope_delta(data: _ReportData, column: str, key: Any, n: Any) -> str:
+    return _delta(_int(n), data.scope_prev.get((column, key), 0), short=True)
 
 
 def _scope_section(data: _ReportData) -> str:
     ws_peak = max((_int(r[3]) for r in data.workspaces), default=0)
     ws_rows = [
         "<tr>"
-        f"<td>{_e(name or wid)}<div class='small mono'>{_e(wid)}</div></td>"
+        f'<td title="{_e(wid)}">{_e(name or wid)}</td>'
         f'<td class="small mono">{_e(cluster)}</td>'
         f'<td class="num">{_n(_int(n))}{_meter(_int(n), ws_peak)}</td>'
-        f'<td class="num small">{_delta(_int(n), data.scope_prev.get(("workspace_id", wid), 0))}'
+        f'<td class="num small">{_scope_delta(data, "workspace_id", wid, n)}'
         "</td>"
         f'<td class="num">{_n(_int(subjects))}</td><td class="num">{_n(_int(deleted))}</td>'
         "</tr>"
@@ -1444,7 +1459,7 @@ def _scope_section(data: _ReportData) -> str:
         "<tr>"
         f'<td class="mono">{_e(cid)}</td><td class="num">{_n(_int(spaces))}</td>'
         f'<td class="num">{_n(_int(n))}{_meter(_int(n), cl_peak)}</td>'
-        f'<td class="num small">{_delta(_int(n), data.scope_prev.get(("cluster_id", cid), 0))}'
+        f'<td class="num small">{_scope_delta(data, "cluster_id", cid, n)}'
         "</td>"
         f'<td class="num">{_n(_int(subjects))}</td><td class="num">{_n(_int(deleted))}</td>'
         "</tr>"
@@ -1491,7 +1506,6 @@ def _latest_section(data: _ReportData) -> str:
             "Latest events in range",
             _shown(len(rows), data.cur.events),
             _table(["When (UTC)", "Action", "Resource", "Who", "Message"], rows, "No events."),
-            open_=True,
         )
         + "</section>"
     )
@@ -1598,8 +1612,9 @@ def _render_html(data: _ReportData) -> str:
         + _access_section(data)
         + '<div class="grid pair">'
         + _first_seen_section(data)
-        + _off_hours_section(data)
+        + _dormant_section(data)
         + "</div>"
+        + _off_hours_section(data)
         + _external_section(data)
         + _tokens_section(data)
         + _scope_section(data)

@@ -32,13 +32,13 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .errors import UsageError
 from .severity import TIERS, load_rules
+from .verify_log import VERIFY_RUNS
 from .views import DEFAULT_PARAMS, ViewParams, parse_work_hours, view_select
 
 logger = logging.getLogger(__name__)
 
 AUDIT_LOGS: Final = "audit_logs"
 SYNC_WINDOWS: Final = "sync_windows"
-VERIFY_RUNS: Final = "verify_runs"
 DLT_LOADS: Final = "_dlt_loads"
 
 DEFAULT_RANGE: Final = timedelta(days=30)

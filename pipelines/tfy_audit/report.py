@@ -1188,6 +1188,7 @@ def _sensitive_section(data: _ReportData) -> str:
 
 
 ACCESS_HIGHLIGHTS: Final = 12
+_CHANGE_TITLES: Final = {"grant": "Grants", "change": "Changes", "revoke": "Revocations"}
 
 
 def _access_row(row: Row) -> str:
@@ -1216,7 +1217,7 @@ def _access_section(data: _ReportData) -> str:
         n = cur.changes.get(change, 0)
         groups.append(
             _group(
-                f"All {_badge(change)}s",
+                f"{_CHANGE_TITLES[change]} {_badge(change)}",
                 f"{_shown(len(rows), n)} · {_delta(n, prev.changes.get(change, 0))}",
                 _table(headers, rows, f"No {change}s in this range."),
             )
@@ -1500,10 +1501,9 @@ def _latest_section(data: _ReportData) -> str:
         for when, action, rtype, name, fqn, slug, display, kind, message in data.latest
     ]
     return (
-        '<section class="card"><h2>Latest events '
-        f'<span class="sub">{_shown(len(rows), data.cur.events)}</span></h2>'
+        '<section class="card"><h2>Latest events</h2>'
         + _group(
-            "Latest events in range",
+            "Every event, newest first",
             _shown(len(rows), data.cur.events),
             _table(["When (UTC)", "Action", "Resource", "Who", "Message"], rows, "No events."),
         )

@@ -1467,16 +1467,29 @@ def _scope_section(data: _ReportData) -> str:
         for cid, spaces, n, subjects, deleted in data.clusters
     ]
     numeric = ("Events", "Change", "Subjects", "Deletions", "Workspaces")
+    ws_headers = ["Workspace", "Cluster", "Events", "Change", "Subjects", "Deletions"]
+    # the busiest in view, the rest one click away
+    rest = ws_rows[TOP_SUBJECTS:]
+    more = (
+        _group(
+            "The other workspaces",
+            f"{_n(len(rest))}, busiest first",
+            _table(ws_headers, rest, "", numeric=numeric),
+        )
+        if rest
+        else ""
+    )
     return (
         '<div class="grid pair">'
         '<section class="card"><h2>By workspace '
         f'<span class="sub">{_n(len(ws_rows))} active</span></h2>'
         + _table(
-            ["Workspace", "Cluster", "Events", "Change", "Subjects", "Deletions"],
-            ws_rows,
+            ws_headers,
+            ws_rows[:TOP_SUBJECTS],
             "No workspace activity in this range.",
             numeric=numeric,
         )
+        + more
         + '</section><section class="card"><h2>By cluster '
         f'<span class="sub">{_n(len(cl_rows))} active</span></h2>'
         + _table(

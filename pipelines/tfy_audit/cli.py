@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write a self-contained HTML dashboard")
     _destination_args(report)
     report.add_argument("--out", default="report.html", help="HTML file (default %(default)s)")
+    for flag in ("--since", "--start", "--end", "--timezone", "--work-hours", "--severity-rules"):
+        report.add_argument(flag, help="see README: Report (range default: the last 30 days)")
 
     sim = sub.add_parser("simulate", help="serve the built-in TrueFoundry simulator")
     sim.add_argument("--port", type=int, default=8765)
@@ -416,9 +418,9 @@ def cmd_views(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report import report_options, write_report
 
-    summary = write_report(_existing_pipeline(args), Path(args.out))
+    summary = write_report(_existing_pipeline(args), Path(args.out), **report_options(args))
     print(
         f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "
         f"{summary.days} days, {summary.sensitive:,} sensitive actions"

@@ -2,16 +2,20 @@
 
 Everything is inline: CSS, and charts drawn here as SVG. The page runs no script, and its
 Content-Security-Policy forbids loading anything, so it can be mailed or archived as evidence
-and shows the same thing years later. Every value from the data goes through `html.escape`:
-audit messages are written by users of the audited system.
+and shows the same thing years later. Tables are filtered by opening the `<details>` of a group
+(a severity tier, a kind of change) and come sorted from here. Every value from the data goes
+through `html.escape`: audit messages are written by users of the audited system.
 
-The data is read through the pipeline's SQL client with SQL that DuckDB and PostgreSQL both
-accept; sensitive actions, daily counts and subject activity use the SELECTs of the views in
-`pipelines/tfy_audit/sql/`, so the report and the views always agree (and the views need not exist).
+The report covers a range [start, end) (default: the 30 days up to now) and compares each
+figure with the previous range of the same length. The data is read through the pipeline's SQL
+client with SQL that DuckDB and PostgreSQL both accept; every panel reads the SELECT of one of
+the views in `pipelines/tfy_audit/sql/` (with the same severity rules, time zone and working
+hours), so the report and the views always agree (and the views need not exist).
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import logging
 import math
@@ -26,7 +30,10 @@ from typing import Any, Final
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from .views import view_select
+from .errors import UsageError
+from .severity import TIERS, load_rules
+from .verify_log import VERIFY_RUNS
+from .views import DEFAULT_PARAMS, ViewParams, parse_work_hours, view_select
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +41,12 @@ AUDIT_LOGS: Final = "audit_logs"
 SYNC_WINDOWS: Final = "sync_windows"
 DLT_LOADS: Final = "_dlt_loads"
 
+DEFAULT_RANGE: Final = timedelta(days=30)
+# A token whose last use is older than this, counted back from the range's end, is dormant.
+DORMANT_AFTER: Final = timedelta(days=30)
 LATEST_LIMIT: Final = 50
+# Rows per group of a detailed table; the heading says how many there are in all.
+GROUP_LIMIT: Final = 200
 TOP_ACTIONS: Final = 15
 TOP_SUBJECTS: Final = 10
 INCOMPLETE_LIMIT: Final = 20
@@ -49,7 +61,7 @@ Row = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class ReportSummary:
-    """The figures the report shows, for the CLI to print."""
+    """The figures the report shows (for its range), for the CLI to print."""
 
     path: Path
     events: int
@@ -61,6 +73,11 @@ class ReportSummary:
     last_sync_at: datetime | None = None
     windows: int = 0
     incomplete_windows: int = 0
+    range_start: datetime | None = None
+    range_end: datetime | None = None
+    tiers: dict[str, int] = field(default_factory=dict)
+    new_subjects: int = 0
+    off_hours: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -77,6 +94,11 @@ class ReportSummary:
             "last_sync_at": iso(self.last_sync_at),
             "windows": self.windows,
             "incomplete_windows": self.incomplete_windows,
+            "range_start": iso(self.range_start),
+            "range_end": iso(self.range_end),
+            "tiers": dict(self.tiers),
+            "new_subjects": self.new_subjects,
+            "off_hours": self.off_hours,
         }
 
 
@@ -92,24 +114,59 @@ class _Coverage:
     incomplete_rows: list[Row]
 
 
+@dataclass(frozen=True)
+class _Period:
+    """The figures of one range, for the headline and its comparison."""
+
+    events: int = 0
+    subjects: int = 0
+    days: int = 0
+    first_event_at: datetime | None = None
+    last_event_at: datetime | None = None
+    tiers: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, int] = field(default_factory=dict)
+    new_subjects: int = 0
+    off_hours: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
+    token_uses: int = 0
+
+    @property
+    def sensitive(self) -> int:
+        return sum(self.tiers.values())
+
+
 @dataclass
 class _ReportData:
     dataset: str
     destination: str
     now: datetime
-    events: int = 0
-    subjects: int = 0
-    days: int = 0
-    sensitive: int = 0
-    first_event_at: datetime | None = None
-    last_event_at: datetime | None = None
+    start: datetime
+    end: datetime
+    params: ViewParams
+    cur: _Period = field(default_factory=_Period)
+    prev: _Period = field(default_factory=_Period)
     daily: list[tuple[date, int, int]] = field(default_factory=list)
     top_actions: list[tuple[str | None, int]] = field(default_factory=list)
     top_subjects: list[Row] = field(default_factory=list)
-    sensitive_by_category: list[tuple[str, int]] = field(default_factory=list)
-    sensitive_latest: list[Row] = field(default_factory=list)
+    sensitive_rows: dict[str, list[Row]] = field(default_factory=dict)
+    access_rows: list[Row] = field(default_factory=list)
+    first_seen: list[Row] = field(default_factory=list)
+    external: list[Row] = field(default_factory=list)
+    off_hours_subjects: list[Row] = field(default_factory=list)
+    off_hours_latest: list[Row] = field(default_factory=list)
+    heat: dict[tuple[int, int], int] = field(default_factory=dict)
+    dormant: list[Row] = field(default_factory=list)
+    tokens: list[Row] = field(default_factory=list)
+    tokens_prev: dict[tuple[Any, Any], int] = field(default_factory=dict)
+    workspaces: list[Row] = field(default_factory=list)
+    clusters: list[Row] = field(default_factory=list)
+    scope_prev: dict[tuple[str, Any], int] = field(default_factory=dict)
     latest: list[Row] = field(default_factory=list)
+    all_time_events: int = 0
+    last_loaded_event_at: datetime | None = None
     coverage: _Coverage | None = None
+    verify: Row | None = None
     loads: int = 0
     last_load_at: datetime | None = None
 
@@ -119,35 +176,81 @@ class _ReportData:
             return self.coverage.last_fetched_at
         return self.last_load_at
 
+    @property
+    def prev_start(self) -> datetime:
+        return self.start - (self.end - self.start)
+
+
+def report_options(args: argparse.Namespace, *, now: datetime | None = None) -> dict[str, Any]:
+    """`write_report` keyword arguments from the `report` command's options (--since, --start,
+    --end, --timezone, --work-hours, --severity-rules)."""
+    from .timeparse import parse_duration, parse_user_time
+
+    now = now or datetime.now(UTC)
+    if args.since and args.start:
+        raise UsageError("--since and --start both set the range's start; give one of them")
+    end = parse_user_time(args.end, "end", now=now) if args.end else None
+    start = None
+    if args.start:
+        start = parse_user_time(args.start, "start", now=now)
+    elif args.since:
+        start = (end or now) - parse_duration(args.since, "since")
+    hours = args.work_hours
+    work_start, work_end = (
+        parse_work_hours(hours) if hours else (DEFAULT_PARAMS.work_start, DEFAULT_PARAMS.work_end)
+    )
+    rules = load_rules(args.severity_rules) if args.severity_rules else ()
+    params = ViewParams(rules, args.timezone or DEFAULT_PARAMS.timezone, work_start, work_end)
+    return {"start": start, "end": end, "params": params, "now": now}
+
 
 def write_report(
-    pipeline: dlt.Pipeline, out: Path, *, now: datetime | None = None
+    pipeline: dlt.Pipeline,
+    out: Path,
+    *,
+    now: datetime | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    params: ViewParams = DEFAULT_PARAMS,
 ) -> ReportSummary:
     """Write the HTML report of the pipeline's dataset to `out`; returns what it shows.
 
-    `now` (UTC-aware; default: the current time) is the report's "generated at" time and the
-    reference for "how long ago". The file is replaced atomically.
+    The report covers [start, end): by default the 30 days up to `now` (UTC-aware; default: the
+    current time), which is also the "generated at" time and the reference for "how long ago".
+    `params` carries extra severity rules and the time zone and hours that define off-hours.
+    The file is replaced atomically.
     """
     if now is None:
         now = datetime.now(UTC)
-    elif now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (UTC)")
+    for name, value in (("now", now), ("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (UTC)")
     now = now.astimezone(UTC)
+    end = end.astimezone(UTC) if end else now
+    start = start.astimezone(UTC) if start else end - DEFAULT_RANGE
+    if start >= end:
+        raise UsageError(f"the report's start {start:%Y-%m-%d %H:%M} is not before its end")
     with pipeline.sql_client() as client:
-        data = _collect(client, pipeline, now)
+        data = _collect(client, pipeline, now, start, end, params)
     document = _render_html(data)
     _write_atomically(Path(out), document)
+    cur = data.cur
     summary = ReportSummary(
         path=Path(out),
-        events=data.events,
-        subjects=data.subjects,
-        days=data.days,
-        sensitive=data.sensitive,
-        first_event_at=data.first_event_at,
-        last_event_at=data.last_event_at,
+        events=cur.events,
+        subjects=cur.subjects,
+        days=cur.days,
+        sensitive=cur.sensitive,
+        first_event_at=cur.first_event_at,
+        last_event_at=cur.last_event_at,
         last_sync_at=data.last_sync_at,
         windows=data.coverage.windows if data.coverage else 0,
         incomplete_windows=data.coverage.incomplete if data.coverage else 0,
+        range_start=start,
+        range_end=end,
+        tiers={tier: cur.tiers.get(tier, 0) for tier in TIERS},
+        new_subjects=cur.new_subjects,
+        off_hours=cur.off_hours,
     )
     logger.debug(
         "wrote report %s: %d events, %d subjects, %d sensitive",
@@ -197,17 +300,77 @@ def _utc_rows(rows: Iterable[Row]) -> list[Row]:
     return [tuple(_utc(v) if isinstance(v, datetime) else v for v in row) for row in rows]
 
 
-def _collect(client: Any, pipeline: dlt.Pipeline, now: datetime) -> _ReportData:
+def _lit(value: datetime) -> str:
+    """A timestamptz literal both DuckDB and PostgreSQL read the same way."""
+    return f"CAST('{value.astimezone(UTC).isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
+
+
+def _between(lo: datetime, hi: datetime, column: str = "created_at") -> str:
+    return f"{column} >= {_lit(lo)} AND {column} < {_lit(hi)}"
+
+
+_UTC_DAY: Final = "CAST(timezone('UTC', created_at) AS DATE)"
+
+
+class _Sources:
+    """The FROM clause of each view's SELECT (and the raw table), for one dataset."""
+
+    def __init__(self, client: Any, params: ViewParams) -> None:
+        dataset = client.fully_qualified_dataset_name()
+        self.logs = client.make_qualified_table_name(AUDIT_LOGS)
+
+        def sub(name: str) -> str:
+            return f"(\n{view_select(name, dataset, params)}\n) AS v"
+
+        self.sensitive = sub("sensitive_actions")
+        self.subjects = sub("subject_activity")
+        self.access = sub("access_changes")
+        self.external = sub("external_activity")
+        self.tokens = sub("token_usage")
+        self.off_hours = sub("off_hours_activity")
+        self.scope = sub("workspace_activity")
+
+
+def _collect(
+    client: Any,
+    pipeline: dlt.Pipeline,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    params: ViewParams,
+) -> _ReportData:
     destination = pipeline.destination.destination_name if pipeline.destination else "unknown"
-    data = _ReportData(dataset=pipeline.dataset_name, destination=destination, now=now)
-    dataset = client.fully_qualified_dataset_name()
-    logs = client.make_qualified_table_name(AUDIT_LOGS)
+    data = _ReportData(
+        dataset=pipeline.dataset_name,
+        destination=destination,
+        now=now,
+        start=start,
+        end=end,
+        params=params,
+    )
     if _exists(client, AUDIT_LOGS):
-        _collect_events(client, data, dataset, logs)
+        src = _Sources(client, params)
+        data.cur = _collect_period(client, src, start, end)
+        data.prev = _collect_period(client, src, data.prev_start, start)
+        _collect_events(client, src, data)
     else:
-        logger.warning("no %s table in %s: the report will be empty", AUDIT_LOGS, dataset)
+        logger.warning(
+            "no %s table in %s: the report will be empty",
+            AUDIT_LOGS,
+            client.fully_qualified_dataset_name(),
+        )
     if _exists(client, SYNC_WINDOWS):
         data.coverage = _collect_coverage(client, client.make_qualified_table_name(SYNC_WINDOWS))
+    if _exists(client, VERIFY_RUNS):
+        runs = client.make_qualified_table_name(VERIFY_RUNS)
+        rows = _utc_rows(
+            _rows(
+                client,
+                "SELECT verified_at, range_start, range_end, days, differing_days, missing"
+                f" FROM {runs} ORDER BY verified_at DESC LIMIT 1",
+            )
+        )
+        data.verify = rows[0] if rows else None
     if _exists(client, DLT_LOADS):
         loads = client.make_qualified_table_name(DLT_LOADS)
         count, last = _one(
@@ -217,74 +380,216 @@ def _collect(client: Any, pipeline: dlt.Pipeline, now: datetime) -> _ReportData:
     return data
 
 
-def _collect_events(client: Any, data: _ReportData, dataset: str, logs: str) -> None:
-    utc_day = "CAST(timezone('UTC', created_at) AS DATE)"
+def _grouped(client: Any, sql: str) -> dict[str, int]:
+    return {str(key): _int(n) for key, n in _rows(client, sql)}
+
+
+def _collect_period(client: Any, src: _Sources, lo: datetime, hi: datetime) -> _Period:
+    within = _between(lo, hi)
     events, subjects, days, first, last = _one(
         client,
-        f"SELECT count(*), count(DISTINCT subject__subject_id), count(DISTINCT {utc_day}),"
-        f" min(created_at), max(created_at) FROM {logs}",
+        f"SELECT count(*), count(DISTINCT subject__subject_id), count(DISTINCT {_UTC_DAY}),"
+        f" min(created_at), max(created_at) FROM {src.logs} WHERE {within}",
     )
-    data.events, data.subjects, data.days = _int(events), _int(subjects), _int(days)
-    data.first_event_at, data.last_event_at = _utc(first), _utc(last)
+    tiers = _grouped(
+        client, f"SELECT severity, count(*) FROM {src.sensitive} WHERE {within} GROUP BY severity"
+    )
+    categories = _grouped(
+        client, f"SELECT category, count(*) FROM {src.sensitive} WHERE {within} GROUP BY category"
+    )
+    (new_subjects,) = _one(
+        client, f"SELECT count(*) FROM {src.subjects} WHERE {_between(lo, hi, 'first_seen_at')}"
+    )
+    (off_hours,) = _one(client, f"SELECT count(*) FROM {src.off_hours} WHERE {within}")
+    changes = _grouped(
+        client, f"SELECT change, count(*) FROM {src.access} WHERE {within} GROUP BY change"
+    )
+    kinds = _grouped(
+        client,
+        f"SELECT subject_kind, count(*) FROM {src.external} WHERE {within} GROUP BY subject_kind",
+    )
+    (token_uses,) = _one(client, f"SELECT count(*) FROM {src.tokens} WHERE {within}")
+    return _Period(
+        events=_int(events),
+        subjects=_int(subjects),
+        days=_int(days),
+        first_event_at=_utc(first),
+        last_event_at=_utc(last),
+        tiers=tiers,
+        categories=categories,
+        new_subjects=_int(new_subjects),
+        off_hours=_int(off_hours),
+        changes=changes,
+        kinds=kinds,
+        token_uses=_int(token_uses),
+    )
 
-    daily_sql = view_select("daily_activity", dataset)
-    sensitive_sql = view_select("sensitive_actions", dataset)
-    subjects_sql = view_select("subject_activity", dataset)
+
+def _collect_events(client: Any, src: _Sources, data: _ReportData) -> None:
+    within = _between(data.start, data.end)
+    logs = src.logs
+    all_time, last_loaded = _one(client, f"SELECT count(*), max(created_at) FROM {logs}")
+    data.all_time_events, data.last_loaded_event_at = _int(all_time), _utc(last_loaded)
 
     totals = _rows(
         client,
-        f"SELECT day, sum(events) FROM (\n{daily_sql}\n) AS d"
-        " WHERE day IS NOT NULL GROUP BY day ORDER BY day",
+        f"SELECT {_UTC_DAY} AS day, count(*) FROM {logs} WHERE {within}"
+        f" GROUP BY {_UTC_DAY} ORDER BY day",
     )
     flagged: dict[Any, Any] = dict(
         _rows(
             client,
-            f"SELECT {utc_day} AS day, count(*) FROM (\n{sensitive_sql}\n) AS s"
-            f" WHERE created_at IS NOT NULL GROUP BY {utc_day}",
+            f"SELECT {_UTC_DAY}, count(*) FROM {src.sensitive} WHERE {within} GROUP BY {_UTC_DAY}",
         )
     )
-    data.daily = [(day, _int(n), _int(flagged.get(day))) for day, n in totals]
+    data.daily = [(day, _int(n), _int(flagged.get(day))) for day, n in totals if day is not None]
 
     data.top_actions = [
         (action, _int(n))
         for action, n in _rows(
             client,
-            f"SELECT action, count(*) AS n FROM {logs} GROUP BY action"
+            f"SELECT action, count(*) AS n FROM {logs} WHERE {within} GROUP BY action"
             f" ORDER BY n DESC, action NULLS LAST LIMIT {TOP_ACTIONS}",
         )
     ]
+    # type, names and last action from each subject's latest event in the range, ties by id
     data.top_subjects = _utc_rows(
         _rows(
             client,
-            "SELECT subject_id, subject_type, subject_slug, subject_display_name, events,"
-            f" distinct_actions, last_seen_at, last_action FROM (\n{subjects_sql}\n) AS a"
-            f" ORDER BY events DESC, subject_id LIMIT {TOP_SUBJECTS}",
+            "SELECT t.subject_id, l.subject_type, l.subject_slug, l.subject_display_name,"
+            " t.events, t.distinct_actions, t.last_seen_at, l.action FROM ("
+            " SELECT subject__subject_id AS subject_id, count(*) AS events,"
+            " count(DISTINCT action) AS distinct_actions, max(created_at) AS last_seen_at"
+            f" FROM {logs} WHERE {within} AND subject__subject_id IS NOT NULL"
+            " GROUP BY subject__subject_id) AS t JOIN ("
+            " SELECT subject__subject_id AS subject_id, subject__subject_type AS subject_type,"
+            " subject__subject_slug AS subject_slug,"
+            " subject__subject_display_name AS subject_display_name, action,"
+            " row_number() OVER (PARTITION BY subject__subject_id"
+            " ORDER BY created_at DESC NULLS LAST, id DESC) AS recency"
+            f" FROM {logs} WHERE {within}) AS l"
+            " ON l.subject_id = t.subject_id AND l.recency = 1"
+            f" ORDER BY t.events DESC, t.subject_id LIMIT {TOP_SUBJECTS}",
         )
     )
-    data.sensitive_by_category = [
-        (str(category), _int(n))
-        for category, n in _rows(
-            client,
-            f"SELECT category, count(*) AS n FROM (\n{sensitive_sql}\n) AS s"
-            " GROUP BY category ORDER BY n DESC, category",
+    for tier in TIERS:
+        data.sensitive_rows[tier] = _utc_rows(
+            _rows(
+                client,
+                "SELECT created_at, category, action, resource_type, resource_name,"
+                " resource_fqn, subject_slug, subject_display_name, subject_type,"
+                f" subject_pat_name, message FROM {src.sensitive}"
+                f" WHERE {within} AND severity = '{tier}'"
+                f" ORDER BY created_at DESC NULLS LAST, id DESC LIMIT {GROUP_LIMIT}",
+            )
         )
-    ]
-    data.sensitive = sum(n for _, n in data.sensitive_by_category)
-    data.sensitive_latest = _utc_rows(
+    data.access_rows = _utc_rows(
         _rows(
             client,
-            "SELECT created_at, category, action, resource_type, resource_name, resource_fqn,"
-            " subject_slug, subject_display_name, subject_type, subject_pat_name, message"
-            f" FROM (\n{sensitive_sql}\n) AS s"
-            f" ORDER BY created_at DESC NULLS LAST, id DESC LIMIT {LATEST_LIMIT}",
+            "SELECT created_at, change, severity, action, resource_type, resource_name,"
+            " resource_fqn, subject_slug, subject_display_name, subject_type, subject_pat_name,"
+            f" message FROM {src.access} WHERE {within}"
+            f" ORDER BY created_at DESC NULLS LAST, id DESC LIMIT {3 * GROUP_LIMIT}",
         )
     )
+    data.first_seen = _utc_rows(
+        _rows(
+            client,
+            "SELECT first_seen_at, subject_id, subject_type, subject_slug,"
+            " subject_display_name, events, last_seen_at, last_action"
+            f" FROM {src.subjects} WHERE {_between(data.start, data.end, 'first_seen_at')}"
+            f" ORDER BY first_seen_at DESC, subject_id LIMIT {GROUP_LIMIT}",
+        )
+    )
+    data.external = _utc_rows(
+        _rows(
+            client,
+            "SELECT subject_kind, subject_id, max(subject_slug), max(subject_display_name),"
+            " max(subject_external_identity_slug), max(subject_controller_name), count(*) AS n,"
+            f" count(DISTINCT action), max(created_at) FROM {src.external} WHERE {within}"
+            " GROUP BY subject_kind, subject_id ORDER BY n DESC, subject_id",
+        )
+    )
+    data.off_hours_subjects = _rows(
+        client,
+        "SELECT subject_id, max(subject_slug), max(subject_display_name), max(subject_type),"
+        " count(*) AS n, sum(CASE WHEN is_weekend THEN 1 ELSE 0 END)"
+        f" FROM {src.off_hours} WHERE {within}"
+        f" GROUP BY subject_id ORDER BY n DESC, subject_id LIMIT {TOP_SUBJECTS}",
+    )
+    data.off_hours_latest = _rows(
+        client,
+        "SELECT local_time, action, resource_type, resource_name, subject_slug,"
+        f" subject_display_name, subject_type, message FROM {src.off_hours} WHERE {within}"
+        f" ORDER BY created_at DESC NULLS LAST, id DESC LIMIT {LATEST_LIMIT}",
+    )
+    zone = data.params.timezone
+    data.heat = {
+        (_int(dow), _int(hour)): _int(n)
+        for dow, hour, n in _rows(
+            client,
+            f"SELECT CAST(extract(isodow FROM timezone('{zone}', created_at)) AS INTEGER) AS d,"
+            f" CAST(extract(hour FROM timezone('{zone}', created_at)) AS INTEGER) AS h,"
+            f" count(*) FROM {logs} WHERE {within} GROUP BY 1, 2",
+        )
+    }
+    token_cols = (
+        "subject_id, token_name, max(token_kind), max(subject_slug), max(subject_display_name),"
+        " count(*) AS n, count(DISTINCT action), min(created_at), max(created_at) AS last_used"
+    )
+    data.dormant = _utc_rows(
+        _rows(
+            client,
+            f"SELECT {token_cols} FROM {src.tokens} WHERE created_at < {_lit(data.end)}"
+            " GROUP BY subject_id, token_name"
+            f" HAVING max(created_at) < {_lit(data.end - DORMANT_AFTER)}"
+            " ORDER BY last_used, token_name, subject_id",
+        )
+    )
+    data.tokens = _utc_rows(
+        _rows(
+            client,
+            f"SELECT {token_cols} FROM {src.tokens} WHERE {within}"
+            " GROUP BY subject_id, token_name ORDER BY n DESC, token_name, subject_id",
+        )
+    )
+    data.tokens_prev = {
+        (sid, name): _int(n)
+        for sid, name, n in _rows(
+            client,
+            f"SELECT subject_id, token_name, count(*) FROM {src.tokens}"
+            f" WHERE {_between(data.prev_start, data.start)} GROUP BY subject_id, token_name",
+        )
+    }
+    deletions = "sum(CASE WHEN is_deletion THEN 1 ELSE 0 END)"
+    data.workspaces = _rows(
+        client,
+        "SELECT workspace_id, max(workspace_name), max(cluster_id), count(*) AS n,"
+        f" count(DISTINCT subject_id), {deletions} FROM {src.scope}"
+        f" WHERE {within} AND workspace_id IS NOT NULL"
+        " GROUP BY workspace_id ORDER BY n DESC, workspace_id",
+    )
+    data.clusters = _rows(
+        client,
+        "SELECT cluster_id, count(DISTINCT workspace_id), count(*) AS n,"
+        f" count(DISTINCT subject_id), {deletions} FROM {src.scope}"
+        f" WHERE {within} AND cluster_id IS NOT NULL"
+        " GROUP BY cluster_id ORDER BY n DESC, cluster_id",
+    )
+    before = _between(data.prev_start, data.start)
+    for column in ("workspace_id", "cluster_id"):
+        for key, n in _rows(
+            client,
+            f"SELECT {column}, count(*) FROM {src.scope}"
+            f" WHERE {before} AND {column} IS NOT NULL GROUP BY {column}",
+        ):
+            data.scope_prev[(column, key)] = _int(n)
     data.latest = _utc_rows(
         _rows(
             client,
             "SELECT created_at, action, resource_type, resource_name, resource_fqn,"
             " subject__subject_slug, subject__subject_display_name, subject__subject_type,"
-            f" message FROM {logs}"
+            f" message FROM {logs} WHERE {within}"
             f" ORDER BY created_at DESC NULLS LAST, id DESC LIMIT {LATEST_LIMIT}",
         )
     )
@@ -590,7 +895,46 @@ _CSP: Final = (
     "form-action 'none'"
 )
 
-_CATEGORIES: Final = frozenset({"secret", "token", "access", "identity", "deletion"})
+_BADGES: Final = frozenset(
+    {"secret", "token", "access", "identity", "deletion", "other", "grant", "change", "revoke"}
+    | set(TIERS)
+)
+
+_CSS_MORE: Final = """
+.range { display: flex; flex-wrap: wrap; gap: 6px 18px; align-items: baseline; font-size: 13px;
+  background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  padding: 10px 18px; margin-bottom: 16px; }
+.range strong { font-weight: 650; }
+.delta { font-size: 12px; font-weight: 600; white-space: nowrap; }
+.delta.up { color: #b45309; }
+.delta.down { color: var(--ok); }
+.delta.same { color: var(--muted); }
+.badge.critical { background: #e11d48; color: #ffffff; }
+.badge.high { background: #ffedd5; color: #9a3412; }
+.badge.notable { background: #f1f5f9; color: #475569; }
+.badge.grant { background: #dcfce7; color: #166534; }
+.badge.revoke { background: var(--warn-soft); color: #9f1239; }
+.badge.change { background: #e0f2fe; color: #075985; }
+.badge.other { background: #f1f5f9; color: #475569; }
+.tiers { display: grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr)); gap: 10px;
+  margin-bottom: 12px; }
+.tier { border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; }
+.tier .n { font-size: 22px; font-weight: 650; }
+.tier.critical { border-color: #fda4af; background: #fff1f2; }
+.tier.high { border-color: #fed7aa; background: #fff7ed; }
+details.group { border: 1px solid var(--line); border-radius: 8px; margin-top: 10px; }
+details.group > summary { cursor: pointer; padding: 8px 12px; font-weight: 600;
+  list-style-position: inside; }
+details.group > summary .sub { font-weight: 400; }
+details.group[open] > summary { border-bottom: 1px solid var(--line); }
+details.group > .table-wrap, details.group > p { padding: 4px 12px 8px; }
+.heat { display: grid; grid-template-columns: 34px repeat(24, 1fr); gap: 2px; font-size: 10px;
+  color: var(--muted); margin: 4px 0 12px; }
+.heat div { height: 16px; border-radius: 2px; }
+.heat .h { text-align: center; height: auto; }
+.heat .d { height: auto; line-height: 16px; }
+.heat .work { outline: 1px solid #93c5fd; outline-offset: -1px; }
+"""
 
 
 def _stat(
@@ -619,8 +963,17 @@ def _table(
     )
 
 
+def _group(title: str, count_note: str, body: str, *, open_: bool = False) -> str:
+    """A collapsible group of rows: the page's filter, with no script."""
+    state = " open" if open_ else ""
+    return (
+        f'<details class="group"{state}><summary>{title} '
+        f'<span class="sub">{count_note}</span></summary>{body}</details>'
+    )
+
+
 def _badge(category: Any) -> str:
-    cls = str(category) if category in _CATEGORIES else ""
+    cls = str(category) if category in _BADGES else ""
     return f'<span class="badge {cls}">{_e(category)}</span>'
 
 
@@ -640,23 +993,77 @@ def _what(rtype: Any, name: Any, fqn: Any) -> str:
     return head + tail
 
 
+def _span(data: _ReportData) -> str:
+    days = (data.end - data.start).total_seconds() / 86400
+    return f"{days:g} days" if days >= 1 else f"{days * 24:g} hours"
+
+
+def _delta(cur: int, prev: int, *, short: bool = False) -> str:
+    """How a figure compares with the previous range of the same length; `short` (for table
+    cells) keeps the previous figure in the tooltip."""
+    if cur == prev:
+        cls, text = "same", "="
+    elif prev == 0:
+        cls, text = "up", f"▲ +{_n(cur)}"
+    else:
+        change = abs(cur - prev) / prev
+        cls = "up" if cur > prev else "down"
+        text = f"{'▲' if cur > prev else '▼'} {change:.0%}" if change >= 0.01 else "≈"
+    if short:
+        return f'<span class="delta {cls}" title="{_n(prev)} before">{text}</span>'
+    return f'<span class="delta {cls}">{text}</span> vs {_n(prev)} before'
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "—"
+
+
+def _range_bar(data: _ReportData) -> str:
+    p = data.params
+    return (
+        '<div class="range">'
+        f"<span>Range <strong>{_ts(data.start)} → {_ts(data.end)}</strong> UTC "
+        f'<span class="muted">({_span(data)})</span></span>'
+        f'<span class="muted">compared with {_ts(data.prev_start)} → {_ts(data.start)}</span>'
+        f'<span class="muted">working hours {p.work_start:02d}-{p.work_end:02d} '
+        f"Mon-Fri, {_e(p.timezone)}</span>"
+        f'<span class="muted">{_n(data.all_time_events)} events loaded in all</span>'
+        "</div>"
+    )
+
+
 def _headline(data: _ReportData) -> str:
+    cur, prev = data.cur, data.prev
     span = "—"
-    if data.first_event_at and data.last_event_at:
-        span = f"{data.first_event_at:%Y-%m-%d} → {data.last_event_at:%Y-%m-%d}"
+    if cur.first_event_at and cur.last_event_at:
+        span = f"{cur.first_event_at:%Y-%m-%d} → {cur.last_event_at:%Y-%m-%d}"
     last_sync = data.last_sync_at
     coverage = data.coverage
     incomplete = coverage.incomplete if coverage else 0
+    critical, prev_critical = cur.tiers.get("critical", 0), prev.tiers.get("critical", 0)
     return (
         '<div class="grid stats">'
-        + _stat("Events", _n(data.events))
-        + _stat("Subjects", _n(data.subjects), "users, teams, accounts…")
-        + _stat("Active days", _n(data.days), "UTC days with events")
-        + _stat("Date range (UTC)", _e(span), small=True)
+        + _stat("Events", _n(cur.events), _delta(cur.events, prev.events))
+        + _stat("Subjects", _n(cur.subjects), _delta(cur.subjects, prev.subjects))
+        + _stat("New subjects", _n(cur.new_subjects), _delta(cur.new_subjects, prev.new_subjects))
+        + _stat("Active days", _n(cur.days), "UTC days with events")
+        + _stat("Date range (UTC)", _e(span), "first and last event in range", small=True)
         + _stat(
             "Sensitive actions",
-            _n(data.sensitive),
-            f"{data.sensitive / data.events:.1%} of events" if data.events else "",
+            _n(cur.sensitive),
+            f"{_share(cur.sensitive, cur.events)} of events · "
+            + _delta(cur.sensitive, prev.sensitive),
+        )
+        + _stat(
+            "Critical actions",
+            _n(critical),
+            _delta(critical, prev_critical),
+            alert=critical > 0,
+        )
+        + _stat(
+            "Off-hours events",
+            _n(cur.off_hours),
+            f"{_share(cur.off_hours, cur.events)} · " + _delta(cur.off_hours, prev.off_hours),
         )
         + _stat(
             "Last sync (UTC)",
@@ -687,14 +1094,17 @@ def _activity_section(data: _ReportData) -> str:
     )
 
 
+def _meter(value: int, peak: int) -> str:
+    return f'<div class="meter"><span style="width:{100 * value / (peak or 1):.1f}%"></span></div>'
+
+
 def _top_section(data: _ReportData) -> str:
     actions = [(a if a is not None else "(no action)", n) for a, n in data.top_actions]
-    peak = max((int(r[4]) for r in data.top_subjects), default=0) or 1
+    peak = max((int(r[4]) for r in data.top_subjects), default=0)
     subject_rows = [
         "<tr>"
         f"<td>{_who(slug, display, kind)}</td>"
-        f'<td class="num">{_n(int(events))}<div class="meter">'
-        f'<span style="width:{100 * int(events) / peak:.1f}%"></span></div></td>'
+        f'<td class="num">{_n(int(events))}{_meter(int(events), peak)}</td>'
         f'<td class="num">{_n(int(distinct))}</td>'
         f'<td class="when">{_ts(last_seen)}</td>'
         f"<td>{_code(last_action)}</td>"
@@ -718,33 +1128,377 @@ def _top_section(data: _ReportData) -> str:
     )
 
 
+_TIER_NOTES: Final = {
+    "critical": "tenant, account, cluster, secret-group, role and identity-provider deletions;"
+    " admin grants",
+    "high": "secret deletions, tokens created, role and policy changes, accounts and identities",
+    "notable": "every other action on secrets, tokens, access, identities; other deletions",
+}
+
+
 def _sensitive_section(data: _ReportData) -> str:
-    chips = "".join(
-        f"<span>{_badge(category)} {_n(n)}</span>" for category, n in data.sensitive_by_category
+    cur, prev = data.cur, data.prev
+    tiles = "".join(
+        f'<div class="tier {tier}">{_badge(tier)} <span class="n">'
+        f"{_n(cur.tiers.get(tier, 0))}</span>"
+        f'<div class="small">{_delta(cur.tiers.get(tier, 0), prev.tiers.get(tier, 0))}</div>'
+        f'<div class="small">{_TIER_NOTES[tier]}</div></div>'
+        for tier in TIERS
     )
-    rows = [
+    chips = "".join(
+        f"<span>{_badge(category)} {_n(n)}</span>"
+        for category, n in sorted(cur.categories.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    groups = []
+    for tier in TIERS:
+        rows = [
+            "<tr>"
+            f'<td class="when">{_ts(when)}</td>'
+            f"<td>{_badge(category)}</td>"
+            f"<td>{_code(action)}</td>"
+            f"<td>{_what(rtype, name, fqn)}</td>"
+            f"<td>{_who(slug, display, kind, pat)}</td>"
+            f'<td class="msg">{_e(message)}</td>'
+            "</tr>"
+            for when, category, action, rtype, name, fqn, slug, display, kind, pat, message in (
+                data.sensitive_rows.get(tier, [])
+            )
+        ]
+        total = cur.tiers.get(tier, 0)
+        groups.append(
+            _group(
+                _badge(tier),
+                _shown(len(rows), total),
+                _table(
+                    ["When (UTC)", "Category", "Action", "Resource", "Who", "Message"],
+                    rows,
+                    f"No {tier} actions in this range.",
+                ),
+                open_=tier == "critical",
+            )
+        )
+    return (
+        '<section class="card"><h2>Sensitive actions by severity '
+        f'<span class="sub">{_n(cur.sensitive)} in range; tiers from the severity rules'
+        "</span></h2>"
+        f'<div class="tiers">{tiles}</div><div class="chips">{chips}</div>'
+        + "".join(groups)
+        + "</section>"
+    )
+
+
+ACCESS_HIGHLIGHTS: Final = 12
+_CHANGE_TITLES: Final = {"grant": "Grants", "change": "Changes", "revoke": "Revocations"}
+
+
+def _access_row(row: Row) -> str:
+    when, change, severity, action, rtype, name, fqn, slug, display, kind, pat, message = row
+    return (
         "<tr>"
         f'<td class="when">{_ts(when)}</td>'
-        f"<td>{_badge(category)}</td>"
+        f"<td>{_badge(change)}</td>"
+        f"<td>{_badge(severity)}</td>"
         f"<td>{_code(action)}</td>"
         f"<td>{_what(rtype, name, fqn)}</td>"
         f"<td>{_who(slug, display, kind, pat)}</td>"
         f'<td class="msg">{_e(message)}</td>'
         "</tr>"
-        for when, category, action, rtype, name, fqn, slug, display, kind, pat, message in (
-            data.sensitive_latest
+    )
+
+
+def _access_section(data: _ReportData) -> str:
+    cur, prev = data.cur, data.prev
+    headers = ["When (UTC)", "Change", "Severity", "Action", "What", "By whom", "Message"]
+    # the latest critical and high changes stay in view; each kind of change folds away
+    urgent = [r for r in data.access_rows if r[2] in ("critical", "high")][:ACCESS_HIGHLIGHTS]
+    groups = []
+    for change in ("grant", "change", "revoke"):
+        rows = [_access_row(r) for r in data.access_rows if r[1] == change][:GROUP_LIMIT]
+        n = cur.changes.get(change, 0)
+        groups.append(
+            _group(
+                f"{_CHANGE_TITLES[change]} {_badge(change)}",
+                f"{_shown(len(rows), n)} · {_delta(n, prev.changes.get(change, 0))}",
+                _table(headers, rows, f"No {change}s in this range."),
+            )
         )
+    return (
+        '<section class="card"><h2>Grants and role changes '
+        f'<span class="sub">roles, role bindings, policies, teams, collaborators: '
+        f"{_n(sum(cur.changes.values()))} in range</span></h2>"
+        f'<p class="sub">Latest critical and high changes</p>'
+        + _table(headers, [_access_row(r) for r in urgent], "No critical or high changes.")
+        + "".join(groups)
+        + "</section>"
+    )
+
+
+def _first_seen_section(data: _ReportData) -> str:
+    rows = [
+        "<tr>"
+        f'<td class="when">{_ts(first)}</td>'
+        f"<td>{_who(slug, display, kind)}</td>"
+        f'<td class="num">{_n(_int(events))}</td>'
+        f"<td>{_code(action)}</td>"
+        "</tr>"
+        for first, _sid, kind, slug, display, events, _last, action in data.first_seen
     ]
     return (
-        '<section class="card"><h2>Sensitive actions '
-        f'<span class="sub">{_shown(len(rows), data.sensitive)}</span></h2>'
-        f'<div class="chips">{chips}</div>'
+        '<section class="card"><h2>Subjects seen for the first time '
+        f'<span class="sub">{_shown(len(rows), data.cur.new_subjects)} · '
+        f"{_delta(data.cur.new_subjects, data.prev.new_subjects)}</span></h2>"
         + _table(
-            ["When (UTC)", "Category", "Action", "Resource", "Who", "Message"],
+            ["First seen (UTC)", "Subject", "Events", "Last action"],
             rows,
-            "No sensitive actions.",
+            "No new subjects in this range.",
+            numeric=("Events",),
         )
         + "</section>"
+    )
+
+
+_KIND_TITLES: Final = {
+    "external identity": "External identities",
+    "virtual account": "Virtual accounts",
+    "service account": "Service accounts",
+    "agent identity": "Agent identities",
+}
+_KINDS: Final = tuple(_KIND_TITLES)
+
+
+def _external_section(data: _ReportData) -> str:
+    cur, prev = data.cur, data.prev
+    groups = []
+    for kind in _KINDS:
+        members = [r for r in data.external if r[0] == kind]
+        peak = max((_int(r[6]) for r in members), default=0)
+        rows = [
+            "<tr>"
+            f"<td>{_who(slug, display, None)}</td>"
+            f'<td class="small mono">{_e(ext_slug or controller)}</td>'
+            f'<td class="num">{_n(_int(n))}{_meter(_int(n), peak)}</td>'
+            f'<td class="num">{_n(_int(actions))}</td>'
+            f'<td class="when">{_ts(last)}</td>'
+            "</tr>"
+            for _k, _sid, slug, display, ext_slug, controller, n, actions, last in members
+        ]
+        total = cur.kinds.get(kind, 0)
+        groups.append(
+            _group(
+                _e(_KIND_TITLES[kind]),
+                f"{_n(len(rows))} active, {_n(total)} events · "
+                + _delta(total, prev.kinds.get(kind, 0)),
+                _table(
+                    ["Subject", "Identity / controller", "Events", "Actions", "Last seen (UTC)"],
+                    rows,
+                    f"No {kind} activity in this range.",
+                    numeric=("Events", "Actions"),
+                ),
+                open_=kind in ("external identity", "virtual account"),
+            )
+        )
+    return (
+        '<section class="card"><h2>External identities and virtual accounts '
+        f'<span class="sub">{_n(sum(cur.kinds.values()))} events by non-human or federated '
+        "subjects</span></h2>" + "".join(groups) + "</section>"
+    )
+
+
+def _heatmap(data: _ReportData) -> str:
+    p = data.params
+    peak = max(data.heat.values(), default=0) or 1
+    cells = ['<div class="h"></div>'] + [
+        f'<div class="h">{h if h % 3 == 0 else ""}</div>' for h in range(24)
+    ]
+    for dow, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), start=1):
+        cells.append(f'<div class="d">{name}</div>')
+        for hour in range(24):
+            n = data.heat.get((dow, hour), 0)
+            work = dow <= 5 and p.work_start <= hour < p.work_end
+            alpha = 0.06 + 0.94 * (n / peak) ** 0.6 if n else 0.0
+            color = "59,130,246" if work else "225,29,72"
+            cls = ' class="work"' if work else ""
+            cells.append(
+                f'<div{cls} title="{name} {hour:02d}:00 {_n(n)} events" '
+                f'style="background:rgba({color},{alpha:.2f})"></div>'
+            )
+    return f'<div class="heat">{"".join(cells)}</div>'
+
+
+def _off_hours_section(data: _ReportData) -> str:
+    p, cur = data.params, data.cur
+    peak = max((_int(r[4]) for r in data.off_hours_subjects), default=0)
+    subject_rows = [
+        "<tr>"
+        f"<td>{_who(slug, display, kind)}</td>"
+        f'<td class="num">{_n(_int(n))}{_meter(_int(n), peak)}</td>'
+        f'<td class="num">{_n(_int(weekend))}</td>'
+        "</tr>"
+        for _sid, slug, display, kind, n, weekend in data.off_hours_subjects
+    ]
+    latest_rows = [
+        "<tr>"
+        f'<td class="when">{_ts(local) if isinstance(local, datetime) else _e(local)}</td>'
+        f"<td>{_code(action)}</td>"
+        f"<td>{_what(rtype, name, None)}</td>"
+        f"<td>{_who(slug, display, kind)}</td>"
+        f'<td class="msg">{_e(message)}</td>'
+        "</tr>"
+        for local, action, rtype, name, slug, display, kind, message in data.off_hours_latest
+    ]
+    return (
+        '<section class="card"><h2>Off-hours activity '
+        f'<span class="sub">outside {p.work_start:02d}:00-{p.work_end:02d}:00 Mon-Fri in '
+        f"{_e(p.timezone)}: {_n(cur.off_hours)} events, {_share(cur.off_hours, cur.events)} · "
+        f"{_delta(cur.off_hours, data.prev.off_hours)}</span></h2>"
+        '<div class="legend"><span>events per local hour of the week:</span>'
+        '<span><span class="swatch" style="background:#3b82f6"></span>working hours</span>'
+        '<span><span class="swatch" style="background:#e11d48"></span>off-hours</span></div>'
+        + _heatmap(data)
+        + _table(
+            ["Most active off-hours", "Events", "At weekends"],
+            subject_rows,
+            "No off-hours activity in this range.",
+            numeric=("Events", "At weekends"),
+        )
+        + _group(
+            "Latest off-hours events",
+            _shown(len(latest_rows), cur.off_hours),
+            _table(
+                [f"When ({_e(p.timezone)})", "Action", "Resource", "Who", "Message"],
+                latest_rows,
+                "None.",
+            ),
+        )
+        + "</section>"
+    )
+
+
+def _token_rows(rows: Sequence[Row], data: _ReportData, *, dormant: bool) -> list[str]:
+    out = []
+    for sid, token, kind, slug, display, uses, actions, _first, last in rows:
+        if dormant:
+            idle = (data.end - last).days if isinstance(last, datetime) else 0
+            figures = (
+                f'<td class="when">{_ts(last)}</td><td class="num">{_n(idle)}</td>'
+                f'<td class="num">{_n(_int(uses))}</td>'
+            )
+        else:
+            before = data.tokens_prev.get((sid, token), 0)
+            figures = (
+                f'<td class="num">{_n(_int(uses))}</td>'
+                f'<td class="num small">{_delta(_int(uses), before, short=True)}</td>'
+                f'<td class="num">{_n(_int(actions))}</td><td class="when">{_ts(last)}</td>'
+            )
+        label = "PAT" if kind == "pat" else "account token"
+        out.append(
+            f"<tr><td><code>{_e(token)}</code><div class='small'>{label}</div></td>"
+            f"<td>{_who(slug, display, None)}</td>{figures}</tr>"
+        )
+    return out
+
+
+def _dormant_section(data: _ReportData) -> str:
+    dormant = _table(
+        ["Token", "Owner", "Last used (UTC)", "Days unused", "Uses"],
+        _token_rows(data.dormant, data, dormant=True),
+        "No token has been idle for 30 days.",
+        numeric=("Days unused", "Uses"),
+    )
+    return (
+        '<section class="card"><h2>Dormant tokens '
+        f'<span class="sub">last used more than {DORMANT_AFTER.days} days before '
+        f"{_ts(data.end)}: {_n(len(data.dormant))}</span></h2>{dormant}</section>"
+    )
+
+
+def _tokens_section(data: _ReportData) -> str:
+    groups = []
+    for kind, title in (("pat", "Personal access tokens"), ("account token", "Account tokens")):
+        rows = [r for r in data.tokens if r[2] == kind]
+        groups.append(
+            _group(
+                title,
+                f"{_n(len(rows))} used in range",
+                _table(
+                    ["Token", "Owner", "Uses", "Change", "Actions", "Last used (UTC)"],
+                    _token_rows(rows, data, dormant=False),
+                    "None used in this range.",
+                    numeric=("Uses", "Change", "Actions"),
+                ),
+                open_=kind == "pat",
+            )
+        )
+    return (
+        '<section class="card"><h2>Usage per token '
+        f'<span class="sub">{_n(data.cur.token_uses)} events made with a token · '
+        f"{_delta(data.cur.token_uses, data.prev.token_uses)}</span></h2>"
+        + "".join(groups)
+        + "</section>"
+    )
+
+
+def _scope_delta(data: _ReportData, column: str, key: Any, n: Any) -> str:
+    return _delta(_int(n), data.scope_prev.get((column, key), 0), short=True)
+
+
+def _scope_section(data: _ReportData) -> str:
+    ws_peak = max((_int(r[3]) for r in data.workspaces), default=0)
+    ws_rows = [
+        "<tr>"
+        f'<td title="{_e(wid)}">{_e(name or wid)}</td>'
+        f'<td class="small mono">{_e(cluster)}</td>'
+        f'<td class="num">{_n(_int(n))}{_meter(_int(n), ws_peak)}</td>'
+        f'<td class="num small">{_scope_delta(data, "workspace_id", wid, n)}'
+        "</td>"
+        f'<td class="num">{_n(_int(subjects))}</td><td class="num">{_n(_int(deleted))}</td>'
+        "</tr>"
+        for wid, name, cluster, n, subjects, deleted in data.workspaces
+    ]
+    cl_peak = max((_int(r[2]) for r in data.clusters), default=0)
+    cl_rows = [
+        "<tr>"
+        f'<td class="mono">{_e(cid)}</td><td class="num">{_n(_int(spaces))}</td>'
+        f'<td class="num">{_n(_int(n))}{_meter(_int(n), cl_peak)}</td>'
+        f'<td class="num small">{_scope_delta(data, "cluster_id", cid, n)}'
+        "</td>"
+        f'<td class="num">{_n(_int(subjects))}</td><td class="num">{_n(_int(deleted))}</td>'
+        "</tr>"
+        for cid, spaces, n, subjects, deleted in data.clusters
+    ]
+    numeric = ("Events", "Change", "Subjects", "Deletions", "Workspaces")
+    ws_headers = ["Workspace", "Cluster", "Events", "Change", "Subjects", "Deletions"]
+    # the busiest in view, the rest one click away
+    rest = ws_rows[TOP_SUBJECTS:]
+    more = (
+        _group(
+            "The other workspaces",
+            f"{_n(len(rest))}, busiest first",
+            _table(ws_headers, rest, "", numeric=numeric),
+        )
+        if rest
+        else ""
+    )
+    return (
+        '<div class="grid pair">'
+        '<section class="card"><h2>By workspace '
+        f'<span class="sub">{_n(len(ws_rows))} active</span></h2>'
+        + _table(
+            ws_headers,
+            ws_rows[:TOP_SUBJECTS],
+            "No workspace activity in this range.",
+            numeric=numeric,
+        )
+        + more
+        + '</section><section class="card"><h2>By cluster '
+        f'<span class="sub">{_n(len(cl_rows))} active</span></h2>'
+        + _table(
+            ["Cluster", "Workspaces", "Events", "Change", "Subjects", "Deletions"],
+            cl_rows,
+            "No cluster activity in this range.",
+            numeric=numeric,
+        )
+        + "</section></div>"
     )
 
 
@@ -760,10 +1514,34 @@ def _latest_section(data: _ReportData) -> str:
         for when, action, rtype, name, fqn, slug, display, kind, message in data.latest
     ]
     return (
-        '<section class="card"><h2>Latest events '
-        f'<span class="sub">{_shown(len(rows), data.events)}</span></h2>'
-        + _table(["When (UTC)", "Action", "Resource", "Who", "Message"], rows, "No events.")
+        '<section class="card"><h2>Latest events</h2>'
+        + _group(
+            "Every event, newest first",
+            _shown(len(rows), data.cur.events),
+            _table(["When (UTC)", "Action", "Resource", "Who", "Message"], rows, "No events."),
+        )
         + "</section>"
+    )
+
+
+def _verify_facts(data: _ReportData) -> str:
+    if data.verify is None:
+        return (
+            '<dt>Last verify</dt><dd><span class="badge bad">never verified</span> '
+            '<span class="muted">run <code>tfy-audit verify</code> to compare the service\'s '
+            "counts with the warehouse</span></dd>"
+        )
+    at, lo, hi, days, differing, missing = data.verify
+    status = (
+        f'<span class="badge bad">{_n(_int(differing))} day(s) differ, '
+        f"{_n(_int(missing))} missing</span>"
+        if _int(differing)
+        else '<span class="badge ok">every day matches</span>'
+    )
+    return (
+        f"<dt>Last verify (UTC)</dt><dd>{_e(_ts(at))} "
+        f'<span class="muted">{_e(_ago(at, data.now))}</span> {status}</dd>'
+        f"<dt>Verified range</dt><dd>{_e(_ts(lo))} → {_e(_ts(hi))}, {_n(_int(days))} days</dd>"
     )
 
 
@@ -772,11 +1550,17 @@ def _coverage_section(data: _ReportData) -> str:
     loads = (
         f"<dt>Loads</dt><dd>{_n(data.loads)} completed, last at {_e(_ts(data.last_load_at))}</dd>"
     )
+    fresh = (
+        f"<dt>Freshness</dt><dd>newest event {_e(_ts(data.last_loaded_event_at))} "
+        f'<span class="muted">{_e(_ago(data.last_loaded_event_at, data.now))}</span></dd>'
+    )
+    verify = _verify_facts(data)
     if cov is None:
         return (
             '<section class="card"><h2>Sync coverage</h2>'
             '<p class="empty">No sync windows recorded: this dataset was not loaded by '
-            f'<code>tfy-audit sync</code>.</p><dl class="facts">{loads}</dl></section>'
+            f'<code>tfy-audit sync</code>.</p><dl class="facts">{fresh}{verify}{loads}</dl>'
+            "</section>"
         )
     status = (
         f'<span class="badge bad">{_n(cov.incomplete)} incomplete</span>'
@@ -791,7 +1575,7 @@ def _coverage_section(data: _ReportData) -> str:
         f"<dt>Syncs</dt><dd>{_n(cov.syncs)}</dd>"
         f"<dt>Last sync (UTC)</dt><dd>{_e(_ts(cov.last_fetched_at))} "
         f'<span class="muted">{_e(_ago(cov.last_fetched_at, data.now))}</span></dd>'
-        f"{loads}</dl>"
+        f"{fresh}{verify}{loads}</dl>"
     )
     rows = [
         "<tr>"
@@ -814,7 +1598,10 @@ def _coverage_section(data: _ReportData) -> str:
         if rows
         else ""
     )
-    return f'<section class="card"><h2>Sync coverage</h2>{facts}{incomplete}</section>'
+    return (
+        '<section class="card"><h2>Sync coverage, verify and freshness</h2>'
+        f"{facts}{incomplete}</section>"
+    )
 
 
 def _render_html(data: _ReportData) -> str:
@@ -825,20 +1612,32 @@ def _render_html(data: _ReportData) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<title>{_e(title)}</title><style>{_CSS}{_CSS_MORE}</style></head><body><main>"
         "<header><div><h1>TrueFoundry audit log</h1>"
         f'<div class="sub">dataset <code>{_e(data.dataset)}</code> on '
         f"{_e(data.destination)}</div></div>"
         f'<div class="sub">generated {_e(_ts(data.now))} UTC</div></header>'
+        + _range_bar(data)
         + _headline(data)
         + _activity_section(data)
         + _top_section(data)
         + _sensitive_section(data)
+        + _access_section(data)
+        + '<div class="grid pair">'
+        + _first_seen_section(data)
+        + _dormant_section(data)
+        + "</div>"
+        + _off_hours_section(data)
+        + _external_section(data)
+        + _tokens_section(data)
+        + _scope_section(data)
         + _latest_section(data)
         + _coverage_section(data)
-        + "<footer>Generated by tfy-audit. All times are UTC. Sensitive actions, daily counts "
-        "and subject activity are computed with the SQL of the views "
-        "<code>sensitive_actions</code>, <code>daily_activity</code> and "
-        "<code>subject_activity</code>.</footer>"
+        + "<footer>Generated by tfy-audit. Times are UTC unless a column names another zone. "
+        "Each panel reads the SQL of a view: <code>sensitive_actions</code> (with "
+        "<code>severity</code>), <code>access_changes</code>, <code>subject_activity</code>, "
+        "<code>external_activity</code>, <code>off_hours_activity</code>, "
+        "<code>token_usage</code>, <code>workspace_activity</code>. "
+        "Changes compare with the previous range of the same length.</footer>"
         "</main></body></html>\n"
     )

@@ -362,6 +362,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     from .settings import HISTORY_START
     from .state import covered_until, stream_state
     from .sync import SOURCE_NAME, make_pipeline, run_sync
+    from .verify_log import record_verify_run
 
     pipeline = make_pipeline(options.target)
     if pipeline.has_pending_data:
@@ -387,6 +388,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         )
         outcome = VerifyOutcome(first, [])
         if not repair or not first.differing:
+            record_verify_run(pipeline, outcome.final)
             return outcome
         days = sorted(d.day for d in first.differing)
         for run_start, run_end in _day_runs(days, start, end):
@@ -397,6 +399,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         outcome.after_repair = verify_range(
             client, pipeline, options.filters, start, end, concurrency=options.concurrency
         )
+    record_verify_run(pipeline, outcome.final)
     return outcome
 
 

@@ -2,23 +2,28 @@
 
 Each file is a single `CREATE OR REPLACE VIEW {dataset}.<name> AS SELECT ...` statement written
 in SQL that DuckDB and PostgreSQL both accept; `{dataset}` stands for the destination's
-fully-qualified, quoted dataset name. The files are read as package resources so they are found
-in an installed wheel as well as in a checkout.
+fully-qualified, quoted dataset name, `{view:NAME}` for the SELECT of another view (inlined, so
+a view never depends on another one existing), and `{severity_rules}`, `{timezone}`,
+`{work_start}`, `{work_end}` for the `ViewParams`. The files are read as package resources so
+they are found in an installed wheel as well as in a checkout.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
 from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
 
-from .errors import DestinationError
+from .errors import DestinationError, UsageError
+from .severity import SeverityRule, rules_values
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +33,55 @@ VIEW_NAMES: Final[tuple[str, ...]] = (
     "sensitive_actions",
     "resource_history",
     "deletions",
+    "access_changes",
+    "external_activity",
+    "token_usage",
+    "off_hours_activity",
+    "workspace_activity",
 )
 
 _SQL_PACKAGE: Final = "tfy_audit.sql"
 _PLACEHOLDER: Final = "{dataset}"
 _COMMENT_LINE: Final = re.compile(r"^\s*--.*$", re.MULTILINE)
+_VIEW_REF: Final = re.compile(r"\{view:(\w+)\}")
+_ZONE_NAME: Final = re.compile(r"^[A-Za-z0-9_+/-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """What a user may set about the views: extra severity rules (before the built-in ones),
+    and the time zone and working hours [work_start, work_end) that define off-hours."""
+
+    severity_rules: tuple[SeverityRule, ...] = ()
+    timezone: str = "UTC"
+    work_start: int = 8
+    work_end: int = 19
+
+    def __post_init__(self) -> None:
+        if not _ZONE_NAME.match(self.timezone):
+            raise UsageError(f"time zone {self.timezone[:64]!r} is not a name like Europe/Berlin")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(
+                f"unknown time zone {self.timezone!r}; use an IANA name like Europe/Berlin"
+            ) from None
+        if not 0 <= self.work_start < self.work_end <= 24:
+            raise UsageError(
+                f"working hours {self.work_start:02d}-{self.work_end:02d} must be HH-HH with "
+                "00 <= start < end <= 24, e.g. 08-19"
+            )
+
+
+DEFAULT_PARAMS: Final = ViewParams()
+
+
+def parse_work_hours(text: str) -> tuple[int, int]:
+    """`08-19` as (8, 19); a malformed value is a usage error."""
+    match = re.fullmatch(r"(\d{1,2})-(\d{1,2})", text.strip())
+    if match is None:
+        raise UsageError(f"--work-hours {text!r} must be HH-HH, e.g. 08-19")
+    return int(match[1]), int(match[2])
 
 
 def _template(name: str) -> str:
@@ -41,22 +90,33 @@ def _template(name: str) -> str:
     return resources.files(_SQL_PACKAGE).joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 
-def view_sql(name: str, qualified_dataset: str) -> str:
+def view_sql(name: str, qualified_dataset: str, params: ViewParams = DEFAULT_PARAMS) -> str:
     """The `CREATE OR REPLACE VIEW` statement of view `name` in `qualified_dataset`.
 
     `qualified_dataset` is inserted verbatim, so pass it quoted as the destination wants it
     (`sql_client.fully_qualified_dataset_name()`).
     """
-    return _template(name).replace(_PLACEHOLDER, qualified_dataset)
+    text = _template(name)
+    text = _VIEW_REF.sub(
+        lambda m: "(\n" + view_select(m[1], qualified_dataset, params) + "\n)", text
+    )
+    if "{severity_rules}" in text:
+        text = text.replace("{severity_rules}", rules_values(params.severity_rules))
+    return (
+        text.replace("{timezone}", params.timezone)
+        .replace("{work_start}", str(params.work_start))
+        .replace("{work_end}", str(params.work_end))
+        .replace(_PLACEHOLDER, qualified_dataset)
+    )
 
 
-def view_select(name: str, qualified_dataset: str) -> str:
+def view_select(name: str, qualified_dataset: str, params: ViewParams = DEFAULT_PARAMS) -> str:
     """The `SELECT` that defines view `name`, to use as a subquery without creating the view.
 
     The report reads through these, so it shows the same rows as the views even where they were
     never created (or were created by an older version).
     """
-    statement = _COMMENT_LINE.sub("", view_sql(name, qualified_dataset))
+    statement = _COMMENT_LINE.sub("", view_sql(name, qualified_dataset, params))
     head = re.compile(
         r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+"
         + re.escape(qualified_dataset)
@@ -74,7 +134,7 @@ def view_select(name: str, qualified_dataset: str) -> str:
     return statement[match.end() :].strip().rstrip(";").strip()
 
 
-def apply_views(pipeline: dlt.Pipeline) -> list[str]:
+def apply_views(pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS) -> list[str]:
     """Create or replace every view in the pipeline's dataset; returns the names created.
 
     Raises `DestinationError` if the dataset has no `audit_logs` table yet.
@@ -98,7 +158,7 @@ def apply_views(pipeline: dlt.Pipeline) -> list[str]:
         dataset = client.fully_qualified_dataset_name()
         for name in VIEW_NAMES:
             try:
-                client.execute_sql(view_sql(name, dataset))
+                client.execute_sql(view_sql(name, dataset, params))
             except DatabaseUndefinedRelation as exc:
                 raise DestinationError(
                     f"cannot create view {name}: {dataset} has no audit_logs table yet; "

@@ -9,14 +9,21 @@ import struct
 import subprocess
 import uuid
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import dlt
 import pytest
-from tfy_audit.report import ReportSummary, write_report
+from tfy_audit.cli import build_parser
+from tfy_audit.errors import UsageError
+from tfy_audit.report import ReportSummary, report_options, write_report
+from tfy_audit.simulator import SimulatorServer
+from tfy_audit.views import ViewParams
 
+from tests.conftest import NOW as CONFTEST_NOW
+from tests.conftest import Workspace, make_simulator, run_cli
+from tests.integration.test_verify import verify_args
 from tests.integration.test_views import (
     SCRIPT_MESSAGE,
     drop_dataset,
@@ -320,3 +327,206 @@ def test_report_on_filesystem_destination(
     load_fixture(pipeline)
     summary = write_report(pipeline, tmp_path / "fs.html", now=NOW)
     assert {**summary.as_dict(), "path": ""} == {**report[0].as_dict(), "path": ""}
+
+
+# --------------------------------------------------------------------------- range and panels
+
+
+def between(text: str, start: str, end: str) -> str:
+    """The visible text from `start` up to `end` (a panel of the page)."""
+    head = text.index(start)
+    return text[head : text.index(end, head)]
+
+
+def test_new_panels_show_the_fixture(report: tuple[ReportSummary, str]) -> None:
+    summary, page = report
+    assert summary.range_start == datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
+    assert summary.range_end == NOW
+    assert summary.tiers == {"critical": 1, "high": 3, "notable": 5}
+    assert (summary.new_subjects, summary.off_hours) == (4, 8)
+    text = visible_text(page)
+    for phrase in (
+        "Range 2026-02-01 12:00:00 → 2026-03-03 12:00:00 UTC (30 days) compared with "
+        "2026-01-02 12:00:00 → 2026-02-01 12:00:00 working hours 08-19 Mon-Fri, UTC",
+        "Events 12 ▲ +12 vs 0 before",
+        "New subjects 4 ▲ +4 vs 0 before",
+        "Critical actions 1 ▲ +1 vs 0 before",
+        "Off-hours events 8 66.7%",
+        "Freshness newest event 2026-03-02 11:00:00 1 day ago",
+        "Last verify never verified",
+    ):
+        assert phrase in text, phrase
+    severity = between(text, "Sensitive actions by severity", "Grants and role changes")
+    critical = between(severity, "critical all 1", "high all 3")
+    assert "APPLY_ EXTERNAL_ IDENTITY_ PROVIDER" in critical and "gha-runner" in critical
+    high = between(severity, "high all 3", "notable all 5")
+    assert [a for a in ("DELETE_ SECRET", "CREATE_ PAT", "APPLY_ ROLE_ BINDING") if a in high] == [
+        "DELETE_ SECRET",
+        "CREATE_ PAT",
+        "APPLY_ ROLE_ BINDING",
+    ]
+    grants = between(text, "Grants and role changes", "Subjects seen for the first time")
+    assert "Grants grant all 1" in grants and "role-binding · admins" in grants
+    assert "Revocations revoke all 0" in grants
+    first = between(text, "Subjects seen for the first time", "Dormant tokens")
+    assert "alice@acme.io" in first
+    assert first.index("gha-runner") < first.index("ci-bot") < first.index("bob@acme.io")
+    assert "No token has been idle for 30 days." in between(text, "Dormant tokens", "Off-hours")
+    off = between(text, "Off-hours activity", "External identities and virtual accounts")
+    assert "outside 08:00-19:00 Mon-Fri in UTC: 8 events, 66.7%" in off
+    assert "alice@acme.io Alice Liddell · user 4 2 bob@acme.io Bob · user 3 2 ci-bot" in off
+    external = between(text, "External identities and virtual accounts", "Usage per token")
+    assert "Virtual accounts 1 active, 2 events" in external
+    assert "ci-bot — 2 2 2026-03-02 08:00:00" in external
+    tokens = between(text, "Usage per token", "By workspace")
+    assert "deploy-token account token ci-bot 2 ▲ +2 2 2026-03-02 08:00:00" in tokens
+    assert "ws-prod — 4 ▲ +4 2 1" in between(text, "By workspace", "By cluster")
+
+
+def test_range_is_compared_with_the_previous_one(
+    duckdb_loaded: dlt.Pipeline, tmp_path: Path
+) -> None:
+    # [2 March 00:00, 3 March 12:00) against the 36 hours before it
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, start=start)
+    assert (summary.events, summary.subjects, summary.days) == (7, 4, 1)
+    assert summary.tiers == {"critical": 1, "high": 2, "notable": 2}
+    assert (summary.new_subjects, summary.off_hours) == (1, 3)
+    text = visible_text(summary.path.read_text(encoding="utf-8"))
+    assert "Events 7 ▲ 40% vs 5 before" in text
+    assert "Sensitive actions 5 71.4% of events · ▲ 25% vs 4 before" in text
+    assert "compared with 2026-02-28 12:00:00 → 2026-03-02 00:00:00" in text
+    assert "CREATE_ SECRET" not in between(text, "Sensitive actions by", "Grants and role")
+
+
+def test_dormant_tokens_count_back_from_the_end(
+    duckdb_loaded: dlt.Pipeline, tmp_path: Path
+) -> None:
+    end = datetime(2026, 4, 15, tzinfo=UTC)
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, end=end)
+    assert summary.events == 0
+    text = visible_text(summary.path.read_text(encoding="utf-8"))
+    assert "Events 0 ▼ 100% vs 12 before" in text
+    dormant = between(text, "Dormant tokens", "Off-hours activity")
+    assert "deploy-token account token ci-bot 2026-03-02 08:00:00 43 2" in dormant
+
+
+def test_off_hours_follow_the_zone_and_hours(duckdb_loaded: dlt.Pipeline, tmp_path: Path) -> None:
+    params = ViewParams(timezone="Asia/Tokyo", work_start=9, work_end=18)
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, params=params)
+    assert summary.off_hours == 8
+    page = summary.path.read_text(encoding="utf-8")
+    text = visible_text(page)
+    off = between(text, "Off-hours activity", "External identities and virtual accounts")
+    assert "outside 09:00-18:00 Mon-Fri in Asia/Tokyo" in off
+    # DELETE_SECRET at 11:00 UTC is 20:00 in Tokyo; the 00:30 UTC events (09:30) are inside
+    assert "When (Asia/Tokyo)" in off and "2026-03-02 20:00:00 DELETE_ SECRET" in off
+    assert "PAUSE_ APPLICATION" not in off
+    assert 'title="Mon 20:00 1 events"' in page
+
+
+def test_user_severity_rules_reach_the_report(duckdb_loaded: dlt.Pipeline, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.csv"
+    rules.write_text(
+        "severity,action,resource_type,resource_name\ncritical,CREATE_SECRET,secret,api-key\n",
+        encoding="utf-8",
+    )
+    argv = ["report", "--severity-rules", str(rules), "--timezone", "Asia/Tokyo"]
+    argv.extend(["--work-hours", "09-18", "--since", "30d"])
+    args = build_parser().parse_args(argv)
+    options = report_options(args, now=NOW)
+    assert options["start"] == NOW - timedelta(days=30) and options["end"] is None
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", **options)
+    assert summary.tiers == {"critical": 2, "high": 3, "notable": 4}
+
+
+def test_report_options_are_checked() -> None:
+    parser = build_parser()
+    with pytest.raises(UsageError, match="give one of them"):
+        report_options(parser.parse_args(["report", "--since", "7d", "--start", "2026-03-01"]))
+    with pytest.raises(UsageError, match="HH-HH"):
+        report_options(parser.parse_args(["report", "--work-hours", "8 to 7"]))
+    with pytest.raises(UsageError, match="unknown time zone"):
+        report_options(parser.parse_args(["report", "--timezone", "Europe/Atlantis"]))
+    options = report_options(
+        parser.parse_args(["report", "--start", "2026-03-01", "--end", "2026-03-02"]), now=NOW
+    )
+    assert (options["start"], options["end"]) == (
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 2, tzinfo=UTC),
+    )
+
+
+def test_empty_range_is_a_usage_error(duckdb_loaded: dlt.Pipeline, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not before its end"):
+        write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, start=NOW)
+
+
+# Each panel's "nothing here" line: the demo's report must show none of them.
+EMPTY_PANEL_LINES = (
+    "No critical actions in this range.",
+    "No high actions in this range.",
+    "No grants in this range.",
+    "No revokes in this range.",
+    "No critical or high changes.",
+    "No new subjects in this range.",
+    "No token has been idle for 30 days.",
+    "No off-hours activity in this range.",
+    "No external identity activity in this range.",
+    "No virtual account activity in this range.",
+    "No service account activity in this range.",
+    "None used in this range.",
+    "No workspace activity in this range.",
+    "No cluster activity in this range.",
+    "never verified",
+    "No sync windows recorded",
+)
+
+
+@pytest.mark.chromium
+def test_demo_report_fills_every_panel_in_chromium(tmp_path: Path) -> None:
+    """The demo's history (40,000 events over 90 days, seed 7), synced and verified: every
+    panel has rows, and the page renders with no error and no request."""
+    binary = _chromium()
+    ws = Workspace(tmp_path / "demo.duckdb", tmp_path / "pipelines")
+    with SimulatorServer(make_simulator(40_000, days=90, seed=7)) as srv:
+        assert run_cli(*ws.sync_args(srv.url)) == 0
+        assert run_cli(*verify_args(ws, srv.url)) == 0
+    out = tmp_path / "report.html"
+    assert (
+        run_cli(
+            *("report", "--db", str(ws.db), "--pipelines-dir", str(ws.pipelines_dir)),
+            *("--out", str(out), "--end", CONFTEST_NOW.isoformat()),
+            *("--timezone", "Europe/Berlin", "--work-hours", "08-19"),
+        )
+        == 0
+    )
+    page = out.read_text(encoding="utf-8")
+    text = visible_text(page)
+    assert [line for line in EMPTY_PANEL_LINES if line in text] == []
+    assert "every day matches" in text
+    dormant = between(text, "Dormant tokens", "Off-hours activity")
+    assert all(t in dormant for t in ("judy-cli", "grafana-token", "terraform-sa-token"))
+    first = between(text, "Subjects seen for the first time", "Dormant tokens")
+    assert all(s in first for s in ("ext.contractor@acme.com", "pentest@redteam.example"))
+
+    probed = _probe_copy(page, tmp_path / "probed.html")
+    dom_run = _run_chromium(binary, tmp_path / "profile-dom", "--dump-dom", probed.as_uri())
+    html_tag = re.search(r"<html[^>]*>", dom_run.stdout)
+    assert html_tag and 'data-loaded="1"' in html_tag[0] and "data-errors" not in html_tag[0]
+    assert _console_lines(dom_run.stderr) == []
+    shot = tmp_path / "report-demo.png"
+    shot_run = _run_chromium(
+        binary,
+        tmp_path / "profile-shot",
+        f"--screenshot={shot}",
+        "--window-size=1280,8000",
+        out.as_uri(),
+    )
+    assert _console_lines(shot_run.stderr) == []
+    width, height, pixels = _png_pixels(shot.read_bytes())
+    assert (width, height) == (1280, 8000) and len(set(pixels)) > 32
+    if os.environ.get("TFY_AUDIT_KEEP_SCREENSHOT"):
+        artifacts = REPO / "tests" / "artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, artifacts / "report-demo.png")

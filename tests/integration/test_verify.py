@@ -136,3 +136,31 @@ def test_an_event_on_midnight_neither_hides_a_missing_one_nor_misplaces_it(
         assert days <= {str(at.date()), str(midnight.date())}
         assert run_cli(*verify_args(workspace, srv.url, "--repair")) == 0
     assert_warehouse_matches(workspace, sim.events())
+
+
+def test_verify_records_its_result_for_the_report(
+    simulator: Simulator,
+    server: SimulatorServer,
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(*workspace.sync_args(server.url)) == 0
+    out = workspace.db.parent / "report.html"
+    report_args = ["report", "--db", str(workspace.db), "--pipelines-dir"]
+    report_args += [str(workspace.pipelines_dir), "--out", str(out)]
+    assert run_cli(*report_args) == 0
+    assert "never verified" in out.read_text(encoding="utf-8")
+
+    assert run_cli(*verify_args(workspace, server.url)) == 0
+    days = {ts(e["createdAt"]).date() for e in simulator.events()}
+    rows = workspace.query(
+        f"SELECT days, differing_days, missing, range_end FROM {DATASET}.verify_runs"
+    )
+    assert [r[:3] for r in rows] == [(len(days), 0, 0)]
+    assert rows[0][3] > max(ts(e["createdAt"]) for e in simulator.events())
+    capsys.readouterr()
+    assert run_cli(*report_args) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "never verified" not in page
+    assert "every day matches</span></dd><dt>Verified range</dt>" in page
+    assert f", {len(days)} days</dd>" in page

@@ -16,11 +16,20 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import dlt
 import pytest
-from tfy_audit.errors import DestinationError
-from tfy_audit.views import VIEW_NAMES, apply_views, view_select, view_sql
+from tfy_audit.errors import DestinationError, UsageError
+from tfy_audit.severity import SeverityRule, builtin_rules, load_rules
+from tfy_audit.views import (
+    VIEW_NAMES,
+    ViewParams,
+    apply_views,
+    parse_work_hours,
+    view_select,
+    view_sql,
+)
 
 POSTGRES_URL = os.environ.get(
     # trust auth ignores the password, but dlt insists that there is one
@@ -340,6 +349,69 @@ RESOURCE_SEQUENCES = {
 }
 
 
+# severity by the built-in rules: an identity-provider change is critical, a role binding (not
+# to platform-admins), a PAT and a secret deletion are high, the rest notable
+SEVERITY = {
+    "e01": "notable",
+    "e02": "high",
+    "e04": "notable",
+    "e05": "notable",
+    "e06": "high",
+    "e07": "notable",
+    "e09": "critical",
+    "e10": "high",
+    "e11": "notable",
+}
+
+# A user's rules: one raises a named secret, one lowers an identity-provider change, one adds
+# an action no category covers (it joins the view as category 'other').
+USER_RULES = (
+    SeverityRule("critical", "CREATE_SECRET", "secret", "api-key"),
+    SeverityRule("notable", "APPLY_EXTERNAL_IDENTITY_PROVIDER"),
+    SeverityRule("high", "PAUSE_APPLICATION", "application"),
+)
+SEVERITY_WITH_USER_RULES = {**SEVERITY, "e11": "critical", "e09": "notable", "e12": "high"}
+
+# Outside 08-19 Mon-Fri in UTC: 1 March 2026 is a Sunday; 00:30 on Monday is before 08:00.
+OFF_HOURS_UTC = ["e01", "e02", "e03", "e04", "e05", "e06", "e11", "e12"]
+# Outside 09-18 in Tokyo (UTC+9): Sunday evening, Monday before 09:00 and from 18:00 on.
+OFF_HOURS_TOKYO = ["e01", "e02", "e03", "e04", "e08", "e09", "e10", "e11"]
+
+
+def _off_hours_row(eid: str, zone: str) -> tuple[Any, ...]:
+    _, at, action, rtype, rname, _fqn, sid, stype, slug, display, _pat, msg = EVENT_BY_ID[eid]
+    local = at.astimezone(ZoneInfo(zone))
+    return (
+        eid, at, local.replace(tzinfo=None), local.isoweekday(), local.isoweekday() >= 6, sid,
+        stype, slug, display, action, rtype, rname, msg,
+    )  # fmt: skip
+
+
+ACCESS_CHANGES = [
+    ("e02", _utc("2026-03-01T10:00:00Z"), "grant", "high", "APPLY_ROLE_BINDING", "role-binding",
+     "admins", "acme:role-binding:admins", "u-alice", "user", "alice@acme.io", "Alice", None,
+     "granted tenant-admin to team platform"),
+]  # fmt: skip
+
+
+def _external_row(eid: str) -> tuple[Any, ...]:
+    _, at, action, rtype, rname, _fqn, sid, stype, slug, display, pat, _msg = EVENT_BY_ID[eid]
+    return (
+        eid, at, "virtual account", sid, stype, slug, display, None, None, pat, action, rtype,
+        rname, None,
+    )  # fmt: skip
+
+
+def _token_row(eid: str) -> tuple[Any, ...]:
+    _, at, action, rtype, rname, _fqn, sid, stype, slug, display, pat, _msg = EVENT_BY_ID[eid]
+    return (eid, at, pat, "account token", sid, stype, slug, display, action, rtype, rname, None)
+
+
+def _workspace_row(eid: str) -> tuple[Any, ...]:
+    _, at, action, rtype, rname, _fqn, sid, *_rest = EVENT_BY_ID[eid]
+    return (eid, at, None, "ws-prod", None, action, rtype, rname, sid, action.startswith("DELETE_"))
+
+
 def _sensitive_row(eid: str) -> tuple[Any, ...]:
     _, at, action, rtype, rname, fqn, sid, stype, slug, display, pat, msg = EVENT_BY_ID[eid]
     workspace = "ws-prod" if rtype == "application" else None
@@ -422,6 +494,64 @@ def assert_views(pipeline: dlt.Pipeline) -> None:
             " subject_slug, subject_display_name, subject_pat_name, tenant_name, cluster_id,"
             f" workspace_id, message FROM {ds}.deletions",
         ) == [_deletion_row("e05"), _deletion_row("e10")]
+        assert _query(client, f"SELECT id, severity FROM {ds}.sensitive_actions") == sorted(
+            SEVERITY.items()
+        )
+        assert (
+            _query(
+                client,
+                "SELECT id, created_at, change, severity, action, resource_type, resource_name,"
+                " resource_fqn, subject_id, subject_type, subject_slug, subject_display_name,"
+                f" subject_pat_name, message FROM {ds}.access_changes",
+            )
+            == ACCESS_CHANGES
+        )
+        assert _query(
+            client,
+            "SELECT id, created_at, subject_kind, subject_id, subject_type, subject_slug,"
+            " subject_display_name, subject_external_identity_slug, subject_controller_name,"
+            " subject_pat_name, action, resource_type, resource_name, workspace_id"
+            f" FROM {ds}.external_activity",
+        ) == [_external_row("e04"), _external_row("e07")]
+        assert _query(
+            client,
+            "SELECT id, created_at, token_name, token_kind, subject_id, subject_type,"
+            " subject_slug, subject_display_name, action, resource_type, resource_name,"
+            f" workspace_id FROM {ds}.token_usage",
+        ) == [_token_row("e04"), _token_row("e07")]
+        assert _query(
+            client,
+            "SELECT id, created_at, cluster_id, workspace_id, workspace_name, action,"
+            f" resource_type, resource_name, subject_id, is_deletion FROM {ds}.workspace_activity",
+        ) == [_workspace_row(eid) for eid in ("e03", "e05", "e08", "e12")]
+    assert_off_hours(pipeline, "UTC", OFF_HOURS_UTC)
+
+
+def assert_off_hours(pipeline: dlt.Pipeline, zone: str, expected: list[str]) -> None:
+    with pipeline.sql_client() as client:
+        client.execute_sql(f"SET TimeZone = '{SESSION_TZ}'")
+        ds = client.fully_qualified_dataset_name()
+        assert _query(
+            client,
+            "SELECT id, created_at, local_time, local_weekday, is_weekend, subject_id,"
+            " subject_type, subject_slug, subject_display_name, action, resource_type,"
+            f" resource_name, message FROM {ds}.off_hours_activity",
+        ) == [_off_hours_row(eid, zone) for eid in expected]
+
+
+def assert_params_apply(pipeline: dlt.Pipeline) -> None:
+    """Views created with a user's rules, zone and hours: severity and off-hours follow them."""
+    params = ViewParams(USER_RULES, "Asia/Tokyo", 9, 18)
+    apply_views(pipeline, params)
+    with pipeline.sql_client() as client:
+        ds = client.fully_qualified_dataset_name()
+        rows = _query(client, f"SELECT id, severity, category FROM {ds}.sensitive_actions")
+    assert [(eid, sev) for eid, sev, _ in rows] == sorted(SEVERITY_WITH_USER_RULES.items())
+    assert [(eid, cat) for eid, _, cat in rows if eid in ("e12", "e11")] == [
+        ("e11", "secret"),
+        ("e12", "other"),
+    ]
+    assert_off_hours(pipeline, "Asia/Tokyo", OFF_HOURS_TOKYO)
 
 
 # --------------------------------------------------------------------------- tests
@@ -440,6 +570,8 @@ def test_views_on_duckdb(duckdb_loaded: dlt.Pipeline) -> None:
     # applying again replaces the views in place
     assert apply_views(duckdb_loaded) == list(VIEW_NAMES)
     assert_views(duckdb_loaded)
+    assert_params_apply(duckdb_loaded)
+    apply_views(duckdb_loaded)
 
 
 @pytest.mark.postgres
@@ -450,6 +582,7 @@ def test_views_on_postgres(tmp_path: Path) -> None:
         assert apply_views(pipeline) == list(VIEW_NAMES)
         assert_views(pipeline)
         assert apply_views(pipeline) == list(VIEW_NAMES)
+        assert_params_apply(pipeline)
     finally:
         drop_dataset(pipeline)
 
@@ -499,3 +632,50 @@ def test_every_sql_file_is_a_known_view() -> None:
 def test_views_need_loaded_events(tmp_path: Path) -> None:
     with pytest.raises(DestinationError, match="no audit_logs table yet"):
         apply_views(duckdb_pipeline(tmp_path, "never_loaded"))
+
+
+def test_builtin_severity_rules_parse() -> None:
+    rules = builtin_rules()
+    assert SeverityRule("critical", "DELETE_TENANT") in rules
+    assert {r.severity for r in rules} == {"critical", "high"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("action,severity\n", "first line must be the header"),
+        ("severity,action,resource_type,resource_name\nurgent,X,*,*\n", "severity 'urgent'"),
+        ("severity,action,resource_type,resource_name\nhigh,X,*\n", "needs 4 columns"),
+        ("severity,action,resource_type,resource_name\nhigh,X');DROP,*,*\n", "unexpected value"),
+    ],
+)
+def test_bad_severity_rules_are_usage_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rules.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UsageError, match=message):
+        load_rules(path)
+
+
+def test_severity_rules_file_extends_the_builtin(tmp_path: Path) -> None:
+    path = tmp_path / "rules.csv"
+    path.write_text(
+        "# ours\nseverity,action,resource_type,resource_name\n"
+        "critical,create_secret,Secret,api-key\n",
+        encoding="utf-8",
+    )
+    assert load_rules(path) == (SeverityRule("critical", "CREATE_SECRET", "secret", "api-key"),)
+    with pytest.raises(UsageError, match="cannot read severity rules"):
+        load_rules(tmp_path / "missing.csv")
+
+
+def test_view_params_are_checked() -> None:
+    assert parse_work_hours("08-19") == (8, 19)
+    for bad in ("8", "08:00-19:00", "x-y"):
+        with pytest.raises(UsageError, match="HH-HH"):
+            parse_work_hours(bad)
+    with pytest.raises(UsageError, match="HH-HH"):
+        ViewParams(work_start=19, work_end=8)
+    with pytest.raises(UsageError, match="unknown time zone"):
+        ViewParams(timezone="Mars/Olympus")
+    with pytest.raises(UsageError, match="not a name"):
+        ViewParams(timezone="UTC'; DROP TABLE x; --")

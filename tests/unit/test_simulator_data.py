@@ -321,3 +321,54 @@ def test_odd_events_subjects(odd: list[dict[str, Any]]) -> None:
     )
     assert any(set(s) == {"subjectId", "subjectType"} for s in subjects)
     assert any("message" not in e for e in odd)
+
+
+def test_history_has_dormant_tokens_late_joiners_and_rare_critical_actions(
+    history: list[dict[str, Any]],
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from tfy_audit.simulator.catalog import HOME_TIMEZONE, build_catalog
+
+    start = END - timedelta(days=90)
+
+    def share(event: dict[str, Any]) -> float:
+        return (parse_ts(event["createdAt"]) - start) / timedelta(days=90)
+
+    windowed = [s for s in build_catalog().subjects if (s.active_from, s.active_until) != (0, 1)]
+    assert {(s.slug, s.pat_name) for s in windowed if s.active_until < 1} == {
+        ("judy@acme.com", "judy-cli"),
+        ("grafana-reader", "grafana-token"),
+        ("terraform-sa", "terraform-sa-token"),
+    }
+    assert len([s for s in windowed if s.active_from > 0]) == 5
+    for subject in windowed:
+        mine = [
+            e
+            for e in history
+            if e["subject"]["subjectId"] == subject.id
+            and e["subject"]["subjectPatName"] == subject.pat_name
+        ]
+        assert mine, subject.slug
+        # the coverage plan pins one event per action to the first subject of each type only
+        assert all(subject.active_at(share(e)) for e in mine), subject.slug
+
+    # most activity is inside the home team's working hours, in its own time zone
+    home = ZoneInfo(HOME_TIMEZONE)
+    local = [parse_ts(e["createdAt"]).astimezone(home) for e in history]
+    working = sum(1 for t in local if t.weekday() < 5 and 8 <= t.hour < 19)
+    assert 0.65 * len(history) < working < 0.9 * len(history)
+
+    critical = Counter(
+        e["action"]
+        for e in history
+        if e["action"]
+        in (
+            "DELETE_TENANT",
+            "DELETE_ACCOUNT",
+            "DELETE_CLUSTER",
+            "DELETE_SECRET_GROUP",
+            "DELETE_ROLE",
+        )
+    )
+    assert 0 < sum(critical.values()) < 0.001 * len(history), critical

@@ -16,6 +16,10 @@ from functools import cache
 from typing import Final
 
 TENANT: Final = "acme"
+# Where the tenant's people work: most in Berlin, a smaller team in New York (IANA zones, so
+# daylight saving moves the rhythm as it moves real working days).
+HOME_TIMEZONE: Final = "Europe/Berlin"
+REMOTE_TIMEZONE: Final = "America/New_York"
 _CATALOG_SEED: Final = 20260801
 _B36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -59,6 +63,13 @@ class Subject:
     # How messages name the actor ("alice@acme.com", "virtual account ci-deployer").
     who: str
     weight: float
+    # The share of a history's window in which the subject acts: a subject that joins late is
+    # first seen near the end; a token that stops early is dormant at the end.
+    active_from: float = 0.0
+    active_until: float = 1.0
+
+    def active_at(self, fraction: float) -> bool:
+        return self.active_from <= fraction < self.active_until
 
     def payload(self, *, legacy: bool) -> dict[str, str | None]:
         """The `subject` object. `legacy` events predate the controller / external-identity
@@ -93,10 +104,12 @@ class ActionSpec:
         return f"{self.path_prefix}{res.id}{self.path_suffix}"
 
 
-# (action, resource type, relative frequency, application kind or "").
+# (action, resource type, relative frequency, application kind or ""). What a security lead
+# would call critical (deleting a tenant, a cluster, a secret group, a role; changing the
+# identity providers) is rare, as in a real tenant.
 _ACTIONS: Final[tuple[tuple[str, str, float, str], ...]] = (
     ("APPLY_ACCOUNT", "account", 0.3, ""),
-    ("DELETE_ACCOUNT", "account", 0.05, ""),
+    ("DELETE_ACCOUNT", "account", 0.005, ""),
     ("CREATE_DEPLOYMENT", "deployment", 60, ""),
     ("CANCEL_DEPLOYMENT", "deployment", 4, ""),
     ("DELETE_APPLICATION", "application", 5, SERVICE),
@@ -112,7 +125,7 @@ _ACTIONS: Final[tuple[tuple[str, str, float, str], ...]] = (
     ("STOP_RSTUDIO", "application", 2, RSTUDIO),
     ("CREATE_CLUSTER", "cluster", 0.1, ""),
     ("UPDATE_CLUSTER", "cluster", 1, ""),
-    ("DELETE_CLUSTER", "cluster", 0.05, ""),
+    ("DELETE_CLUSTER", "cluster", 0.01, ""),
     ("CREATE_CLUSTER_INFRA", "cluster", 0.1, ""),
     ("UPDATE_CLUSTER_INFRA", "cluster", 0.5, ""),
     ("READ_CLUSTER_INFRA_DEPLOY_PAYLOAD", "cluster", 0.5, ""),
@@ -124,7 +137,7 @@ _ACTIONS: Final[tuple[tuple[str, str, float, str], ...]] = (
     ("APPLY_RECOMMENDATION", "application", 2, SERVICE),
     ("UPGRADE_ADDON", "cluster", 0.5, ""),
     ("APPLY_TEAM", "team", 1.5, ""),
-    ("DELETE_ROLE", "role", 0.1, ""),
+    ("DELETE_ROLE", "role", 0.02, ""),
     ("APPLY_ROLE", "role", 0.5, ""),
     ("DELETE_TEAM", "team", 0.2, ""),
     ("APPLY_ML_REPO", "mlf-project", 2, ""),
@@ -139,7 +152,7 @@ _ACTIONS: Final[tuple[tuple[str, str, float, str], ...]] = (
     ("DELETE_PROVIDER_INTEGRATION", "docker-registry", 0.1, ""),
     ("CREATE_SECRET_GROUP", "secret-group", 0.5, ""),
     ("UPDATE_SECRET_GROUP", "secret-group", 2, ""),
-    ("DELETE_SECRET_GROUP", "secret-group", 0.2, ""),
+    ("DELETE_SECRET_GROUP", "secret-group", 0.03, ""),
     ("CREATE_SECRET", "secret", 6, ""),
     ("UPDATE_SECRET", "secret", 10, ""),
     ("DELETE_SECRET", "secret", 2, ""),
@@ -230,11 +243,11 @@ _ACTIONS: Final[tuple[tuple[str, str, float, str], ...]] = (
     ("DELETE_EXTERNAL_IDENTITY", "external-identity", 0.1, ""),
     ("APPLY_AGENT_IDENTITY", "agent-identity", 0.3, ""),
     ("DELETE_AGENT_IDENTITY", "agent-identity", 0.05, ""),
-    ("APPLY_EXTERNAL_IDENTITY_PROVIDER", "external-identity-provider", 0.1, ""),
-    ("DELETE_EXTERNAL_IDENTITY_PROVIDER", "external-identity-provider", 0.02, ""),
+    ("APPLY_EXTERNAL_IDENTITY_PROVIDER", "external-identity-provider", 0.02, ""),
+    ("DELETE_EXTERNAL_IDENTITY_PROVIDER", "external-identity-provider", 0.005, ""),
     ("SHUTDOWN_CLUSTER", "cluster", 0.1, ""),
     ("RESUME_CLUSTER", "cluster", 0.1, ""),
-    ("DELETE_TENANT", "tenant", 0.01, ""),
+    ("DELETE_TENANT", "tenant", 0.002, ""),
     ("APPLY_ROLE_BINDING", "role-binding", 3, ""),
     ("BULK_APPLY_ROLE_BINDING", "role-binding", 0.5, ""),
     ("DELETE_ROLE_BINDING", "role-binding", 0.5, ""),
@@ -626,12 +639,24 @@ def build_catalog() -> Catalog:
     return Catalog(resources=resources, subjects=_subjects(b.rng), actions=_action_specs(resources))
 
 
+# Admin roles and bindings are granted far less often than the others.
+_RARE_TARGETS: Final = frozenset({"platform-admins", "tenant-admin"})
+_COMMON_TARGET_WEIGHT: Final = 8
+
+
 def _action_specs(resources: dict[str, tuple[Resource, ...]]) -> tuple[ActionSpec, ...]:
     specs = []
     for action, rtype, weight, kind in _ACTIONS:
         pool = resources[rtype]
         if kind:
             pool = tuple(r for r in pool if r.kind == kind)
+        if any(r.name in _RARE_TARGETS for r in pool):
+            # a pick is uniform over the pool: the others appear several times
+            pool = tuple(
+                r
+                for r in pool
+                for _ in range(1 if r.name in _RARE_TARGETS else _COMMON_TARGET_WEIGHT)
+            )
         prefix, suffix = _path(action, rtype)
         specs.append(
             ActionSpec(
@@ -658,7 +683,13 @@ def _subjects(rng: random.Random) -> tuple[Subject, ...]:
         out.append(Subject("user", uid, email, display, None, None, None, email, weight))
         if i % 3 == 0:
             pat = f"{login.split('.')[0]}-cli"
-            out.append(Subject("user", uid, email, display, pat, None, None, email, weight * 0.4))
+            # judy's PAT, left on an old laptop, stops being used halfway through
+            until = 0.45 if login == "judy" else 1.0
+            out.append(
+                Subject(
+                    "user", uid, email, display, pat, None, None, email, weight * 0.4, 0.0, until
+                )
+            )
     for name, display in (
         ("platform", "Platform"),
         ("ml-research", "ML Research"),
@@ -668,13 +699,14 @@ def _subjects(rng: random.Random) -> tuple[Subject, ...]:
         ("security", "Security"),
     ):
         out.append(Subject("team", cuid(rng), name, display, None, None, None, f"team {name}", 0.3))
-    for name, pat, controller in (
-        ("ci-deployer", "ci-deployer-token", None),
-        ("airflow", "airflow-token", None),
-        ("grafana-reader", "grafana-token", None),
-        ("llm-batch", "llm-batch-token", None),
-        ("argo-sync", "argo-sync-token", "argocd"),
-        ("flux-sync", "flux-token", "flux"),
+    # grafana-reader's dashboards were retired: its token goes quiet after half the window
+    for name, pat, controller, until in (
+        ("ci-deployer", "ci-deployer-token", None, 1.0),
+        ("airflow", "airflow-token", None, 1.0),
+        ("grafana-reader", "grafana-token", None, 0.5),
+        ("llm-batch", "llm-batch-token", None, 1.0),
+        ("argo-sync", "argo-sync-token", "argocd", 1.0),
+        ("flux-sync", "flux-token", "flux", 1.0),
     ):
         out.append(
             Subject(
@@ -687,13 +719,15 @@ def _subjects(rng: random.Random) -> tuple[Subject, ...]:
                 None,
                 f"virtual account {name}",
                 2.5,
+                active_until=until,
             )
         )
-    for name, controller in (
-        ("gitops-sa", "tfy-gitops-controller"),
-        ("terraform-sa", "terraform-provider-truefoundry"),
-        ("autopilot", "tfy-autopilot"),
-        ("cluster-agent", "tfy-agent"),
+    # terraform moved to the gitops controller: terraform-sa's token stops at 60%
+    for name, controller, until in (
+        ("gitops-sa", "tfy-gitops-controller", 1.0),
+        ("terraform-sa", "terraform-provider-truefoundry", 0.6),
+        ("autopilot", "tfy-autopilot", 1.0),
+        ("cluster-agent", "tfy-agent", 1.0),
     ):
         out.append(
             Subject(
@@ -706,6 +740,7 @@ def _subjects(rng: random.Random) -> tuple[Subject, ...]:
                 None,
                 f"service account {name}",
                 2.0,
+                active_until=until,
             )
         )
     for idp, email in (
@@ -751,4 +786,42 @@ def _subjects(rng: random.Random) -> tuple[Subject, ...]:
         )
     for name in ("tenant-admin", "cluster-reconciler"):
         out.append(Subject("role", cuid(rng), name, name, None, None, None, f"role {name}", 0.15))
+    # Subjects that appear late in the window (new hires, a contractor, an auditor's identity,
+    # a new automation account), last so that everything above keeps its id.
+    for login, display, start in (
+        ("nina.berg", "Nina Berg", 0.78),
+        ("tomasz", "Tomasz Wiśniewski", 0.86),
+        ("ext.contractor", "Contractor (Red Team)", 0.93),
+    ):
+        email = f"{login}@acme.com"
+        out.append(Subject("user", cuid(rng), email, display, None, None, None, email, 1.2, start))
+    ext = "pentest@redteam.example"
+    out.append(
+        Subject(
+            "external-identity",
+            cuid(rng),
+            ext,
+            ext,
+            None,
+            None,
+            f"idp-2:sub:{ext}",
+            f"external identity {ext}",
+            0.6,
+            0.9,
+        )
+    )
+    out.append(
+        Subject(
+            "virtualaccount",
+            cuid(rng),
+            "eval-runner",
+            "eval-runner",
+            "eval-runner-token",
+            None,
+            None,
+            "virtual account eval-runner",
+            1.5,
+            0.82,
+        )
+    )
     return tuple(out)

@@ -15,11 +15,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from tfy_audit.simulator.catalog import (
     FUTURE_ACTIONS,
     FUTURE_PARENT_TYPES,
     FUTURE_SUBJECT_TYPE,
+    HOME_TIMEZONE,
+    REMOTE_TIMEZONE,
     TENANT,
     ActionSpec,
     Catalog,
@@ -31,8 +34,6 @@ from tfy_audit.simulator.spec_enums import SPEC_SUBJECT_TYPES
 from tfy_audit.simulator.timestamps import EPOCH, MillisFormatter, to_epoch_us
 
 _MS_PER_HOUR: Final = 3_600_000
-# 1970-01-01 was a Thursday; with Monday = 0 the epoch's weekday is 3.
-_EPOCH_WEEKDAY: Final = 3
 UNKNOWN_ENUM_RATE: Final = 0.005
 # Share of the window, at its old end, written before `message` and the newer subject fields
 # existed: those events lack the keys altogether.
@@ -44,23 +45,33 @@ _SAME_MS_RATE: Final = 0.01
 MetaBuilder = Callable[[random.Random, Resource], dict[str, Any]]
 
 
-def _hour_of_week_weights() -> list[float]:
-    """Relative activity per hour of the week (UTC): European and American working hours on
-    weekdays, a trickle at night and at weekends from automation."""
+def _local_level(weekday: int, hour: int, *, home: bool) -> float:
+    """How busy a team is at a local hour: the home team works 08-19 (quieter over lunch, a
+    little before and after), the remote team 09-18; a sliver works at weekends."""
+    if home:
+        level = 1.0 if 8 <= hour < 19 else 0.2 if hour in (7, 19, 20) else 0.0
+        level *= 0.7 if hour == 12 else 1.0
+    else:
+        level = 0.3 if 9 <= hour < 18 else 0.05 if hour in (8, 18, 19) else 0.0
+    return level * (0.08 if weekday >= 5 else 1.0)
+
+
+def _hourly_accept(start_ms: int, end_ms: int) -> list[float]:
+    """Relative activity for each UTC hour from start_ms's hour to end_ms's: the home team's
+    and the remote team's working hours in their own time zones (daylight saving included),
+    plus a steady trickle from automation at all hours."""
+    home, remote = ZoneInfo(HOME_TIMEZONE), ZoneInfo(REMOTE_TIMEZONE)
+    first, last = start_ms // _MS_PER_HOUR, end_ms // _MS_PER_HOUR
     weights = []
-    for hour in range(24 * 7):
-        day, h = divmod(hour, 24)
-        eu = 1.0 if 7 <= h < 17 else 0.0
-        us = 0.8 if 13 <= h < 23 else 0.0
-        level = max(0.06, min(1.0, eu + us))
-        if day >= 5:
-            level *= 0.12
-        weights.append(level)
+    for hour in range(first, last + 1):
+        at = EPOCH + timedelta(hours=hour)
+        h, r = at.astimezone(home), at.astimezone(remote)
+        people = _local_level(h.weekday(), h.hour, home=True) + _local_level(
+            r.weekday(), r.hour, home=False
+        )
+        weights.append(0.03 + min(1.0, people))
     top = max(weights)
     return [w / top for w in weights]
-
-
-_ACCEPT: Final = _hour_of_week_weights()
 
 
 def _weighted_table(items: Sequence[Any], weights: Sequence[float], scale: float) -> list[Any]:
@@ -216,7 +227,8 @@ class EventFactory:
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog or build_catalog()
         specs = self.catalog.actions
-        self.actions: list[ActionSpec] = _weighted_table(specs, [s.weight for s in specs], 20)
+        # fine enough that the rarest actions (weight 0.002) are rarer than the common ones
+        self.actions: list[ActionSpec] = _weighted_table(specs, [s.weight for s in specs], 500)
         subjects = self.catalog.subjects
         self.subjects: list[Subject] = _weighted_table(subjects, [s.weight for s in subjects], 10)
         self.metas: list[MetaBuilder] = _weighted_table(
@@ -325,8 +337,10 @@ def generate_history(
     count: int, *, days: float = 90, end: datetime | None = None, seed: int = 7
 ) -> list[dict[str, Any]]:
     """`count` events with `createdAt` in `[end - days, end)`, oldest first, deterministic for a
-    given seed and end. Activity follows weekday working hours; about 1% of events share their
-    millisecond with the previous one; about 0.5% carry enum values the spec does not list."""
+    given seed and end. Activity follows weekday working hours in the tenant's time zones; a
+    few subjects join late and a few tokens stop being used (`Subject.active_from/until`, as
+    shares of the window); about 1% of events share their millisecond with the previous one;
+    about 0.5% carry enum values the spec does not list."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if days <= 0:
@@ -343,10 +357,19 @@ def generate_history(
     no_message_before = start_ms + int((end_ms - start_ms) * _NO_MESSAGE_SHARE)
     legacy_before = start_ms + int((end_ms - start_ms) * _LEGACY_SUBJECT_SHARE)
     make = fac.event
+    pool = fac.subjects
+    span = end_ms - start_ms
+    # only subjects with a window are checked per event; the rest are always active
+    windowed = {id(s) for s in pool if s.active_from > 0.0 or s.active_until < 1.0}
+    r = rng.random
     out = []
     with gc_paused():
         for i, ms in enumerate(times):
             spec, subject = planned.get(i, (None, None))
+            if subject is None:
+                subject = pool[int(r() * len(pool))]
+                while id(subject) in windowed and not subject.active_at((ms - start_ms) / span):
+                    subject = pool[int(r() * len(pool))]
             out.append(
                 make(
                     rng,
@@ -375,17 +398,17 @@ def gc_paused() -> Iterator[None]:
 
 
 def _draw_times(rng: random.Random, count: int, start_ms: int, end_ms: int) -> list[int]:
-    """Sorted epoch milliseconds in [start_ms, end_ms), shaped by the hour-of-week intensity
-    (rejection sampling against `_ACCEPT`)."""
+    """Sorted epoch milliseconds in [start_ms, end_ms), shaped by the hourly intensity
+    (rejection sampling against `_hourly_accept`)."""
     r = rng.random
     span = end_ms - start_ms
-    accept = _ACCEPT
+    accept = _hourly_accept(start_ms, end_ms)
+    first_hour = start_ms // _MS_PER_HOUR
     times: list[int] = []
     append = times.append
     while len(times) < count:
         ms = start_ms + int(r() * span)
-        hour = ms // _MS_PER_HOUR
-        if r() < accept[(hour // 24 + _EPOCH_WEEKDAY) % 7 * 24 + hour % 24]:
+        if r() < accept[ms // _MS_PER_HOUR - first_hour]:
             append(ms)
     times.sort()
     for i in range(1, count):

@@ -8,11 +8,17 @@
 -- The first matching category wins: token, secret, access, identity, deletion. A deletion of
 -- a secret is therefore in category 'secret' with is_deletion true; category 'deletion' holds
 -- the deletions of everything else.
+--
+-- severity is 'critical', 'high' or 'notable', from the rules in severity_rules.csv (and a
+-- user's rules file) inlined as a VALUES list: the first matching rule by rank decides, and
+-- a sensitive action no rule matches is 'notable'. An event that only a rule matches is
+-- included with category 'other', so a rule can add an action the categories miss.
 CREATE OR REPLACE VIEW {dataset}.sensitive_actions AS
 SELECT
     id,
     created_at,
-    category,
+    coalesce(category, 'other') AS category,
+    coalesce(rule_severity, 'notable') AS severity,
     is_deletion,
     action,
     resource_type,
@@ -28,6 +34,18 @@ SELECT
     workspace_id,
     message
 FROM (
+    SELECT
+        classified.*,
+        (
+            SELECT r.severity
+            FROM {severity_rules} AS r (severity, tier_rank, action, resource_type, resource_name)
+            WHERE (r.action = '*' OR r.action = classified.action_upper)
+                AND (r.resource_type = '*' OR r.resource_type = classified.rtype)
+                AND (r.resource_name = '*' OR r.resource_name = classified.resource_name)
+            ORDER BY r.tier_rank
+            LIMIT 1
+        ) AS rule_severity
+    FROM (
     SELECT
         e.*,
         CASE
@@ -81,10 +99,12 @@ FROM (
             tenant_name,
             workspace_id,
             message,
+            upper(action) AS action_upper,
             '_' || upper(action) || '_' AS action_words,
             lower(resource_type) AS rtype,
             coalesce(substr(upper(action), 1, 7) = 'DELETE_', false) AS is_deletion
         FROM {dataset}.audit_logs
     ) AS e
 ) AS classified
-WHERE category IS NOT NULL
+) AS rated
+WHERE category IS NOT NULL OR rule_severity IS NOT NULL

@@ -1,0 +1,62 @@
+"""The last `verify` results, kept in the warehouse (`verify_runs`) for the report to show.
+
+One row per `tfy-audit verify` run: when it ran, the range it compared, how many UTC days it
+compared, how many differed (after `--repair`, if repaired) and the events they missed. The
+table is created on first use with SQL DuckDB and PostgreSQL both accept; destinations without
+a persistent SQL engine (e.g. `filesystem`) keep no record.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import dlt
+from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
+
+logger = logging.getLogger(__name__)
+
+VERIFY_RUNS: Final = "verify_runs"
+
+
+def _ts(value: datetime) -> str:
+    return f"CAST('{value.astimezone(UTC).isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
+
+
+def record_verify_run(pipeline: dlt.Pipeline, result: Any, *, now: datetime | None = None) -> bool:
+    """Append `result` (a `VerifyResult`) to `verify_runs`; False where nothing is kept."""
+    try:
+        client: Any = pipeline.sql_client()
+    except SqlClientNotAvailable:
+        return False
+    if isinstance(client, WithTableScanners):
+        return False
+    differing = result.differing
+    values = ", ".join(
+        (
+            _ts(now or datetime.now(UTC)),
+            _ts(result.start),
+            _ts(result.end),
+            str(len(result.days)),
+            str(len(differing)),
+            str(sum(max(d.missing, 0) for d in differing)),
+        )
+    )
+    with client:
+        if not client.has_dataset():
+            client.create_dataset()
+        table = client.make_qualified_table_name(VERIFY_RUNS)
+        client.execute_sql(
+            f"CREATE TABLE IF NOT EXISTS {table} (verified_at TIMESTAMP WITH TIME ZONE,"
+            " range_start TIMESTAMP WITH TIME ZONE, range_end TIMESTAMP WITH TIME ZONE,"
+            " days BIGINT, differing_days BIGINT, missing BIGINT)"
+        )
+        client.execute_sql(
+            "INSERT INTO"
+            f" {table} (verified_at, range_start, range_end, days, differing_days, missing)"
+            f" VALUES ({values})"
+        )
+    logger.debug("recorded the verify run in %s", table)
+    return True

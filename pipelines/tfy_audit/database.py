@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dlt.pipeline.pipeline import Pipeline
+import dlt
 
 from .errors import explain_destination_failure
 
@@ -30,7 +30,7 @@ RETAKE_WAIT_SECONDS = 60.0
 class HeldDatabase:
     """A connection held to a DuckDB destination; does nothing for other destinations."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: dlt.Pipeline) -> None:
         self._pipeline = pipeline
         destination = pipeline.destination
         self._wanted = destination is not None and destination.destination_name == "duckdb"
@@ -82,7 +82,7 @@ class HeldDatabase:
 
 
 @contextmanager
-def held_database(pipeline: Pipeline) -> Iterator[HeldDatabase]:
+def held_database(pipeline: dlt.Pipeline) -> Iterator[HeldDatabase]:
     database = HeldDatabase(pipeline)
     database.hold()
     try:

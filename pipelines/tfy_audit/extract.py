@@ -21,15 +21,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._dlt_compat import ARROW_HINT_WARNING
 from .client import AuditLogClient, AuditLogFilters
 from .fetch import Item, WindowReport, read_windows
+from .planning import Chunk
 from .rows import (
     SubjectObservation,
     merge_subject_observations,
     subjects_table,
 )
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
-from .state import Chunk, advance
+from .state import advance
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class _ArrowHintNoise(logging.Filter):
     send (JSON as text, by design); the load coerces them as intended."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "when merging arrow schema with dlt schema" not in record.getMessage()
+        return ARROW_HINT_WARNING not in record.getMessage()
 
 
 logging.getLogger("dlt").addFilter(_ArrowHintNoise())

@@ -21,7 +21,8 @@ from dlt.extract.resource import DltResource
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .extract import ExtractObserver, audit_log_tables
-from .fetch import Item, plan_chunk
+from .fetch import Item
+from .planning import Chunk, plan_chunk
 from .rows import SubjectObservation
 from .settings import (
     AUDIT_LOGS_TABLE,
@@ -33,7 +34,7 @@ from .settings import (
     SUBJECTS_TABLE,
     SYNC_WINDOWS_TABLE,
 )
-from .state import Chunk, resolve_range, stream_state
+from .state import resolve_range, stream_state
 from .timeparse import parse_user_time
 
 

@@ -16,8 +16,8 @@ from typing import Any, Final
 import dlt
 from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
-from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
 
+from ._dlt_compat import WithTableScanners
 from .errors import DestinationError
 
 logger = logging.getLogger(__name__)

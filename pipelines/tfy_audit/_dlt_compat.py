@@ -34,6 +34,7 @@ __all__ = [
     "destination_from_reference",
     "duckdb_destination",
     "package_folders",
+    "source_config_fields",
     "table_seen_data",
 ]
 
@@ -62,6 +63,11 @@ def duckdb_destination(database: str, *, memory_limit: str, threads: int) -> Des
 def destination_from_reference(name: str) -> Destination[Any, Any] | None:
     """The destination a name like `postgres` refers to (raises if dlt knows no such one)."""
     return Destination.from_reference(name)
+
+
+def source_config_fields(source: Any) -> list[str]:
+    """The config fields dlt resolves for a `@dlt.source` function (its defaulted arguments)."""
+    return list(source.ref.SPEC.get_resolvable_fields())
 
 
 def table_seen_data(table: TTableSchema) -> bool:

@@ -13,8 +13,8 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 
 
 def default_workers() -> int:
@@ -62,6 +62,30 @@ def decoder_pool(workers: int) -> Iterator[Decoders | None]:
         yield decoders
     finally:
         decoders.close()
+
+
+class DecodersOnDemand:
+    """Decoder processes started only if a run turns out large: they pay for themselves on a
+    backfill, not on a small scheduled run. Started as soon as the run's size is known, they
+    warm up during planning; they close with `stack`."""
+
+    def __init__(self, stack: ExitStack, workers: int, *, from_events: int) -> None:
+        self._stack = stack
+        self._workers = workers
+        self._from_events = from_events
+        self._decoders: Decoders | None = None
+
+    def start_if_large(self, events: int) -> None:
+        if events >= self._from_events and self._decoders is None:
+            self._decoders = self._stack.enter_context(decoder_pool(self._workers))
+
+    @property
+    def pool(self) -> Executor | None:
+        return self._decoders.pool if self._decoders is not None else None
+
+    def close_soon(self) -> None:
+        if self._decoders is not None:
+            self._decoders.close_soon()
 
 
 def _init_worker(parent_pid: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -22,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._dlt_compat import ARROW_HINT_WARNING
-from .client import AuditLogClient, AuditLogFilters
-from .fetch import Item, WindowReport, read_windows
+from .client import AuditLogFilters
+from .fetch import Item, WindowReport
 from .planning import Chunk
 from .rows import (
     SubjectObservation,
@@ -91,24 +90,18 @@ class NullObserver:
 
 
 def audit_log_tables(
-    client: AuditLogClient,
     filters: AuditLogFilters,
     chunk: Chunk,
+    items: Iterable[Item],
     *,
-    page_size: int,
-    concurrency: int,
-    max_offset: int,
     known_subjects: dict[str, SubjectObservation],
     sync_id: str,
     observer: ExtractObserver | None = None,
-    decoder: Executor | None = None,
     skip_ids: set[str] | None = None,
-    items: Iterable[Item] | None = None,
 ) -> Iterator[Any]:
-    """`skip_ids`: events already in a destination that cannot merge. `items`: the chunk's
-    pages and window reports, when they are being read already (`tfy-audit sync` reads ahead);
-    else the chunk is read here. The reading yields an event once per window; an id yielded
-    by two windows is reported to the observer (see fetch.py)."""
+    """The chunk's tables from `items`, its pages and window reports as they are read.
+    `skip_ids`: events already in a destination that cannot merge. The reading yields an event
+    once per window; an id yielded by two windows is reported to the observer (see fetch.py)."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()
@@ -117,16 +110,6 @@ def audit_log_tables(
     batch_of_pages = _PageBatch()
     fingerprints = _Fingerprints()
 
-    if items is None:
-        items = read_windows(
-            client,
-            filters,
-            chunk.windows,
-            page_size=page_size,
-            concurrency=concurrency,
-            max_offset=max_offset,
-            decoder=decoder,
-        )
     for item in items:
         if isinstance(item, WindowReport):
             reports.append(item)

@@ -95,6 +95,31 @@ def split_run(run: RunRange, at: datetime | None) -> list[RunRange]:
     ]
 
 
+def plan_around(
+    client: AuditLogClient,
+    filters: AuditLogFilters,
+    run: RunRange,
+    loaded_until: datetime | None,
+    *,
+    max_offset: int,
+    concurrency: int,
+    on_total: Callable[[int], None] | None = None,
+) -> list[PlannedWindow]:
+    """Windows of the run, planned on each side of `loaded_until`, so neither side's count is a
+    guess and an empty side costs no load. `on_total` hears each side's count."""
+    windows: list[PlannedWindow] = []
+    for part in split_run(run, loaded_until):
+        windows += plan_run(
+            client,
+            filters,
+            part,
+            max_offset=max_offset,
+            concurrency=concurrency,
+            on_total=on_total,
+        )
+    return windows
+
+
 def chunk_plan(
     run: RunRange,
     windows: list[PlannedWindow],

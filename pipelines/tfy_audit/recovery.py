@@ -3,21 +3,27 @@
 A run killed at any point leaves the destination consistent with some earlier commit, but two
 things may need finishing: load packages dlt extracted or normalized and never loaded
 (`finish_pending`, run before the state is read, since their state comes with them), and rows
-doubled by a load job that committed but was re-run after the kill (`duplicate_days`, whose
-days the sync re-merges).
+doubled by a load job that committed but was re-run after the kill (`duplicate_days`), whose
+days `DayRepair` re-merges. `DayRepair` also re-merges the days of an event the service served
+in two windows of one chunk (its createdAt changed while the chunk was read).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
 
 from ._dlt_compat import delete_extracted_package, package_folders
+from .client import AuditLogClient, AuditLogFilters
+from .database import HeldDatabase
 from .destination import is_duckdb, step, supports_merge
-from .options import DestinationOptions
+from .loader import ChunkLoader, SyncProgress
+from .options import DestinationOptions, SyncOptions, SyncSummary
+from .planning import Chunk, RunRange, plan_run
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE
 from .warehouse import table_loaded
 
@@ -91,3 +97,68 @@ def duplicate_days(pipeline: dlt.Pipeline, *, since: datetime | None) -> list[da
         rows = client.execute_sql(sql, *args) or []
     utc = [t.astimezone(UTC) for row in rows for t in row if t is not None]
     return sorted({datetime(t.year, t.month, t.day, tzinfo=UTC) for t in utc})
+
+
+class DayRepair:
+    """Re-merges whole UTC days: unfiltered, as doubled rows may be of any filter set; never
+    past now. Each day is planned and loaded by a loader that merges every chunk and remembers
+    every id of its read, and does not repair in turn."""
+
+    def __init__(
+        self,
+        pipeline: dlt.Pipeline,
+        client: AuditLogClient,
+        options: SyncOptions,
+        database: HeldDatabase,
+    ) -> None:
+        self._pipeline = pipeline
+        self._client = client
+        self._options = dataclasses.replace(options, filters=AuditLogFilters())
+        self._database = database
+
+    def remerge(
+        self,
+        days: list[datetime],
+        summary: SyncSummary,
+        progress: SyncProgress,
+        *,
+        within: Chunk | None = None,
+    ) -> None:
+        """Re-merge `days` (left with duplicate rows by a crash mid-append). `within`: only the
+        part of each day in this chunk, just loaded, as the rest of the day may belong to
+        chunks still to come (appended, they would add what a re-merge had loaded)."""
+        options = self._options
+        loader = ChunkLoader(
+            self._pipeline,
+            self._client,
+            options,
+            self._database,
+            summary=summary,
+            progress=progress,
+            merge_all=True,
+        )
+        now = datetime.now(UTC)
+        for day in days:
+            start, end = day, min(day + timedelta(days=1), now)
+            if within is None:
+                logger.warning("re-merging %s: an interrupted load left duplicate rows", day.date())
+            else:
+                start, end = max(start, within.start), min(end, within.end)
+                if end <= start:
+                    continue
+            run = RunRange(start, end, advances_state=False)
+            windows = plan_run(
+                self._client,
+                options.filters,
+                run,
+                max_offset=options.max_offset,
+                concurrency=options.concurrency,
+            )
+            loader.load(run, windows)
+
+    def after_repeated(self, chunk: Chunk) -> None:
+        """Re-merge the days from `chunk`'s start that hold a key twice, within the chunk."""
+        days = duplicate_days(self._pipeline, since=chunk.start)
+        # its own summary and no progress: the run's figures stay the run's
+        scratch = SyncSummary(chunk.start, chunk.end, {})
+        self.remerge(days, scratch, SyncProgress(), within=chunk)

@@ -4,8 +4,10 @@ Order of a run:
 1. take the pipeline's lock (a second sync of the same pipeline refuses, or waits);
 2. finish load packages a crashed run left behind (their state comes with them);
 3. restore state from the destination, the single source of truth;
-4. plan windows for `[mark - lookback, now)` by the service's counts, group them into chunks;
-5. for each chunk: extract, normalize, load, so a crash loses at most the chunk in flight.
+4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
+5. re-merge days a crash left with duplicate rows (recovery.py);
+6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
+7. refresh the analysis views.
 """
 
 from __future__ import annotations
@@ -15,24 +17,24 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 import dlt
 
 from .client import AuditLogClient
 from .config import resolve_api_key, resolve_host
 from .database import held_database
-from .decoders import Decoders, decoder_pool
+from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
+from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
-from .loader import _heal_duplicates, _load_chunks
 from .lock import pipeline_lock
 from .options import SyncOptions, SyncSummary, validate
-from .planning import plan_run, split_run
-from .recovery import duplicate_days, finish_pending
+from .planning import plan_around
+from .recovery import DayRepair, duplicate_days, finish_pending
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
 from .warehouse import table_loaded
-from .windows import PlannedWindow
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +63,9 @@ def run_sync(
             pipeline.sync_destination()
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
-        source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
+        source_state = _source_state(pipeline)
         heal = duplicate_days(pipeline, since=last_chunk_start(source_state))
-        sources = pipeline.state.get("sources", {})
-        entry = stream_state(dict(sources.get(SOURCE_NAME, {})), options.filters)
+        entry = stream_state(_source_state(pipeline), options.filters)
         run = resolve_range(
             entry, start=options.start, end=options.end, lookback=options.lookback, now=now()
         )
@@ -80,42 +81,32 @@ def run_sync(
         )
         try:
             with ExitStack() as stack:
-                decoders: list[Decoders | None] = [None]
-
-                def start_workers(total: int) -> None:
-                    # Worker processes pay for themselves on backfills, not on a small scheduled
-                    # run; started once the run's size is known, they warm up during planning.
-                    if total >= options.workers_from_events and decoders[0] is None:
-                        decoders[0] = stack.enter_context(decoder_pool(options.workers))
-
-                # Planned on each side of the loaded bound, so neither side's count is a guess
-                # and an empty side costs no load.
-                seen_until = loaded_until(source_state)
-                windows: list[PlannedWindow] = []
-                for part in split_run(run, seen_until):
-                    windows += plan_run(
-                        client,
-                        options.filters,
-                        part,
-                        max_offset=options.max_offset,
-                        concurrency=options.concurrency,
-                        on_total=start_workers,
-                    )
-                _heal_duplicates(pipeline, client, options, heal, summary, progress, database)
-                workers = decoders[0]
-                _load_chunks(
+                workers = DecodersOnDemand(
+                    stack, options.workers, from_events=options.workers_from_events
+                )
+                windows = plan_around(
+                    client,
+                    options.filters,
+                    run,
+                    loaded_until(source_state),
+                    max_offset=options.max_offset,
+                    concurrency=options.concurrency,
+                    on_total=workers.start_if_large,
+                )
+                repair = DayRepair(pipeline, client, options, database)
+                repair.remerge(heal, summary, progress)
+                loader = ChunkLoader(
                     pipeline,
                     client,
                     options,
-                    run,
-                    windows,
-                    summary,
-                    progress,
-                    workers.pool if workers else None,
                     database,
-                    # the worker processes exit during the last load instead of after it
-                    after_last_extract=workers.close_soon if workers else None,
+                    summary=summary,
+                    progress=progress,
+                    decoder=workers.pool,
+                    on_repeated=repair.after_repeated,
                 )
+                # the worker processes exit during the last load instead of after it
+                loader.load(run, windows, after_last_extract=workers.close_soon)
             summary.views = _refresh_views(pipeline)
         finally:
             client.close()
@@ -123,11 +114,15 @@ def run_sync(
             summary.requests = client.stats.requests
             summary.retries = client.stats.retries
             summary.seconds = time.monotonic() - started
-        state_entry = stream_state(
-            dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
+        summary.covered_until = covered_until(
+            stream_state(_source_state(pipeline), options.filters)
         )
-        summary.covered_until = covered_until(state_entry)
     return summary
+
+
+def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """A copy of the source's state as the pipeline holds it."""
+    return dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
 
 
 def _refresh_views(pipeline: dlt.Pipeline) -> list[str]:

@@ -3,10 +3,10 @@
 dlt connects to the DuckDB file for each step (reading the state back, each query, the load,
 the views) and disconnects after it; with no connection left, DuckDB checkpoints and closes
 the database, and the next step opens it again. While one connection is held, the steps'
-own connections join the open database instead: a no-op sync after 100,000 events took a
-median 0.84 s instead of 0.91 s (six interleaved runs each). An open database stays locked
-against other processes, so it is let go while dlt extracts a chunk of LET_GO_FROM_EVENTS or
-more (sync.py), mostly reading, and taken back for its normalize and load.
+own connections join the open database instead, which saves reopening it at every step (most
+of a no-op sync's time; `make bench` times one). An open database stays locked against other
+processes, so it is let go while dlt extracts a chunk of LET_GO_FROM_EVENTS or more
+(loader.py), mostly reading, and taken back for its normalize and load.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The worker processes that decode pages (JSON parsing, flattening into Arrow) for a sync.
 
 This module must not import dlt: a spawned worker imports the module of every function it is
-handed (its initializer, its tasks), and dlt's import would cost each worker 0.5 s of CPU and
-~100 MB, taken from the run it is there to speed up.
+handed (its initializer, its tasks), and importing dlt would cost each worker CPU time and
+memory, taken from the run it is there to speed up.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Decoders:
         self._closer: threading.Thread | None = None
 
     def close_soon(self) -> None:
-        """Let the workers go now, in the background (they take ~0.2 s to exit), so their
+        """Let the workers go now, in the background (they take a moment to exit), so their
         exit overlaps the load; `close()` then waits for it."""
         if self._closer is None:
             self._closer = threading.Thread(

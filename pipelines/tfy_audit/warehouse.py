@@ -42,7 +42,7 @@ def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
     """Subjects already in the destination, so first/last seen survive incremental loads.
 
     Read through the destination's SQL client; `dataset()` (which the filesystem destination
-    needs) costs ~0.1 s more on every run, building its SQL model of the schema first."""
+    needs) costs more on every run, building its SQL model of the schema first."""
     if not table_loaded(pipeline, SUBJECTS_TABLE):
         return {}
     try:

@@ -1,8 +1,9 @@
 """Every use of dlt beyond its documented API, in one place.
 
 tfy-audit relies on a few of dlt's internals: its package folders (to finish what a crashed
-run left behind), the DuckDB destination's credentials and SQL client classes, a schema helper
-and the text of one warning. A dlt upgrade may move or change any of them without notice;
+run left behind), the DuckDB destination's credentials and SQL client classes, a schema helper,
+where a source keeps its config fields, the error of a destination without SQL, and the text of
+one warning. A dlt upgrade may move or change any of them without notice;
 `tests/unit/test_dlt_compat.py` exercises each one and fails with "dlt X.Y changed <what>;
 update _dlt_compat.py" when it does. The rest of the package imports these names from here,
 never from dlt's private modules.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dlt
+from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
@@ -26,6 +28,7 @@ __all__ = [
     "ARROW_HINT_WARNING",
     "Destination",
     "PackageFolders",
+    "SqlClientNotAvailable",
     "TColumnSchema",
     "TWriteDispositionConfig",
     "WithTableScanners",

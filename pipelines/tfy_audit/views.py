@@ -14,10 +14,9 @@ from importlib import resources
 from typing import Any, Final
 
 import dlt
-from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from ._dlt_compat import WithTableScanners
+from ._dlt_compat import SqlClientNotAvailable, WithTableScanners
 from .errors import DestinationError
 
 logger = logging.getLogger(__name__)

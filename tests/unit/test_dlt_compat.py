@@ -21,12 +21,13 @@ def expect(what: str) -> Iterator[None]:
     """Fail with the message a maintainer needs when dlt no longer does `what`."""
     try:
         yield
+        return
     except Exception as exc:
-        pytest.fail(
+        failure = (
             f"dlt {dlt.__version__} changed {what}; update _dlt_compat.py "
-            f"({type(exc).__name__}: {exc})",
-            pytrace=False,
+            f"({type(exc).__name__}: {exc})"
         )
+    pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,22 @@ def test_the_filesystem_sql_client_scans_tables(compat: ModuleType, tmp_path: Pa
         duckdb_pipeline = _pipeline(compat, tmp_path, "no_scanner")
         duckdb_pipeline.run(dlt.resource(_rows(2), name="t"))
         assert not isinstance(duckdb_pipeline.sql_client(), compat.WithTableScanners)
+
+
+def test_a_destination_without_sql_says_so(compat: ModuleType, tmp_path: Path) -> None:
+    """views.py skips a destination whose pipeline has no SQL client, by this error."""
+    pipeline = dlt.pipeline(
+        pipeline_name="no_sql",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination="dummy",
+        dataset_name="compat_data",
+    )
+    with expect("the error of a destination without an SQL client (SqlClientNotAvailable)"):
+        try:
+            pipeline.sql_client()
+        except compat.SqlClientNotAvailable:
+            return
+        raise AssertionError("no SqlClientNotAvailable")
 
 
 def test_the_arrow_hint_warning_is_still_the_one_filtered(

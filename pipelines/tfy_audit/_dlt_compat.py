@@ -22,7 +22,6 @@ from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDisposit
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
 
 __all__ = [
     "ARROW_HINT_WARNING",
@@ -31,7 +30,6 @@ __all__ = [
     "SqlClientNotAvailable",
     "TColumnSchema",
     "TWriteDispositionConfig",
-    "WithTableScanners",
     "default_pipelines_dir",
     "delete_extracted_package",
     "destination_from_reference",
@@ -39,6 +37,7 @@ __all__ = [
     "package_folders",
     "source_config_fields",
     "table_seen_data",
+    "uses_table_scanners",
 ]
 
 # Part of the warning dlt's extract logs when the Arrow tables' types differ from the column
@@ -66,6 +65,15 @@ def duckdb_destination(database: str, *, memory_limit: str, threads: int) -> Des
 def destination_from_reference(name: str) -> Destination[Any, Any] | None:
     """The destination a name like `postgres` refers to (raises if dlt knows no such one)."""
     return Destination.from_reference(name)
+
+
+def uses_table_scanners(client: Any) -> bool:
+    """Whether an SQL client is an in-memory DuckDB over the destination's files (filesystem's):
+    what is created there vanishes with it. Imported here, not at the top: it imports duckdb,
+    which a sync into another destination never needs."""
+    from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
+
+    return isinstance(client, WithTableScanners)
 
 
 def source_config_fields(source: Any) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, Final
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from ._dlt_compat import SqlClientNotAvailable, WithTableScanners
+from ._dlt_compat import SqlClientNotAvailable, uses_table_scanners
 from .errors import DestinationError
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def apply_views(pipeline: dlt.Pipeline) -> list[str]:
     except SqlClientNotAvailable:
         client = None
     # a view created in the in-memory DuckDB of a table scanner would vanish with it
-    if client is None or isinstance(client, WithTableScanners):
+    if client is None or uses_table_scanners(client):
         logger.info(
             "destination %s has no SQL engine to keep views in; views are skipped",
             pipeline.destination.destination_name if pipeline.destination else "(none)",

@@ -399,7 +399,7 @@ def target_from_args(args: argparse.Namespace) -> Any:
 
 def _existing_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline of an earlier sync, its schema restored from the destination."""
-    from .sync import make_pipeline
+    from .destination import make_pipeline
 
     target = target_from_args(args)
     if target.destination == "duckdb" and not Path(target.db).exists():

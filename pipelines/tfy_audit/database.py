@@ -3,10 +3,10 @@
 dlt connects to the DuckDB file for each step (reading the state back, each query, the load,
 the views) and disconnects after it; with no connection left, DuckDB checkpoints and closes
 the database, and the next step opens it again. While one connection is held, the steps'
-own connections join the open database instead: a no-op sync after 100,000 events took a
-median 0.84 s instead of 0.91 s (six interleaved runs each). An open database stays locked
-against other processes, so it is let go while dlt extracts a chunk of LET_GO_FROM_EVENTS or
-more (sync.py), mostly reading, and taken back for its normalize and load.
+own connections join the open database instead, which saves reopening it at every step (most
+of a no-op sync's time; `make bench` times one). An open database stays locked against other
+processes, so it is let go while dlt extracts a chunk of LET_GO_FROM_EVENTS or more
+(loader.py), mostly reading, and taken back for its normalize and load.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dlt.pipeline.pipeline import Pipeline
+import dlt
 
 from .errors import explain_destination_failure
 
@@ -30,7 +30,7 @@ RETAKE_WAIT_SECONDS = 60.0
 class HeldDatabase:
     """A connection held to a DuckDB destination; does nothing for other destinations."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: dlt.Pipeline) -> None:
         self._pipeline = pipeline
         destination = pipeline.destination
         self._wanted = destination is not None and destination.destination_name == "duckdb"
@@ -82,7 +82,7 @@ class HeldDatabase:
 
 
 @contextmanager
-def held_database(pipeline: Pipeline) -> Iterator[HeldDatabase]:
+def held_database(pipeline: dlt.Pipeline) -> Iterator[HeldDatabase]:
     database = HeldDatabase(pipeline)
     database.hold()
     try:

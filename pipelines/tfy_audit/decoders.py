@@ -1,8 +1,8 @@
 """The worker processes that decode pages (JSON parsing, flattening into Arrow) for a sync.
 
 This module must not import dlt: a spawned worker imports the module of every function it is
-handed (its initializer, its tasks), and dlt's import would cost each worker 0.5 s of CPU and
-~100 MB, taken from the run it is there to speed up.
+handed (its initializer, its tasks), and importing dlt would cost each worker CPU time and
+memory, taken from the run it is there to speed up.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 
 
 def default_workers() -> int:
@@ -37,7 +37,7 @@ class Decoders:
         self._closer: threading.Thread | None = None
 
     def close_soon(self) -> None:
-        """Let the workers go now, in the background (they take ~0.2 s to exit), so their
+        """Let the workers go now, in the background (they take a moment to exit), so their
         exit overlaps the load; `close()` then waits for it."""
         if self._closer is None:
             self._closer = threading.Thread(
@@ -62,6 +62,30 @@ def decoder_pool(workers: int) -> Iterator[Decoders | None]:
         yield decoders
     finally:
         decoders.close()
+
+
+class DecodersOnDemand:
+    """Decoder processes started only if a run turns out large: they pay for themselves on a
+    backfill, not on a small scheduled run. Started as soon as the run's size is known, they
+    warm up during planning; they close with `stack`."""
+
+    def __init__(self, stack: ExitStack, workers: int, *, from_events: int) -> None:
+        self._stack = stack
+        self._workers = workers
+        self._from_events = from_events
+        self._decoders: Decoders | None = None
+
+    def start_if_large(self, events: int) -> None:
+        if events >= self._from_events and self._decoders is None:
+            self._decoders = self._stack.enter_context(decoder_pool(self._workers))
+
+    @property
+    def pool(self) -> Executor | None:
+        return self._decoders.pool if self._decoders is not None else None
+
+    def close_soon(self) -> None:
+        if self._decoders is not None:
+            self._decoders.close_soon()
 
 
 def _init_worker(parent_pid: int) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 import duckdb
 
 from .client import RetryPolicy
+from .destination import pipelines_dir
 from .options import DestinationOptions, SyncOptions
 from .progress import ProgressReporter
 from .settings import DEFAULT_DATASET
 from .simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
-from .sync import pipelines_dir, run_sync
+from .sync import run_sync
 
 API_KEY = "tfy-demo-key"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,15 +20,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .client import AuditLogClient, AuditLogFilters
-from .fetch import Item, WindowReport, read_windows
+from ._dlt_compat import ARROW_HINT_WARNING
+from .client import AuditLogFilters
+from .fetch import Item, WindowReport
+from .planning import Chunk
 from .rows import (
     SubjectObservation,
     merge_subject_observations,
     subjects_table,
 )
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
-from .state import Chunk, advance
+from .state import advance
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +40,13 @@ class _ArrowHintNoise(logging.Filter):
     send (JSON as text, by design); the load coerces them as intended."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "when merging arrow schema with dlt schema" not in record.getMessage()
+        return ARROW_HINT_WARNING not in record.getMessage()
 
 
 logging.getLogger("dlt").addFilter(_ArrowHintNoise())
 
-# dlt's extract costs ~5 ms per item yielded (it computes the table schema of each), so pages
-# are handed over in batches of about this many events, or this many bytes of Arrow data.
+# dlt's extract pays a fixed cost per item yielded (it computes the table schema of each), so
+# pages are handed over in batches of about this many events, or this many bytes of Arrow data.
 YIELD_EVENTS = 10_000
 YIELD_BYTES = 48 * 1024 * 1024
 
@@ -89,24 +90,18 @@ class NullObserver:
 
 
 def audit_log_tables(
-    client: AuditLogClient,
     filters: AuditLogFilters,
     chunk: Chunk,
+    items: Iterable[Item],
     *,
-    page_size: int,
-    concurrency: int,
-    max_offset: int,
     known_subjects: dict[str, SubjectObservation],
     sync_id: str,
     observer: ExtractObserver | None = None,
-    decoder: Executor | None = None,
     skip_ids: set[str] | None = None,
-    items: Iterable[Item] | None = None,
 ) -> Iterator[Any]:
-    """`skip_ids`: events already in a destination that cannot merge. `items`: the chunk's
-    pages and window reports, when they are being read already (`tfy-audit sync` reads ahead);
-    else the chunk is read here. The reading yields an event once per window; an id yielded
-    by two windows is reported to the observer (see fetch.py)."""
+    """The chunk's tables from `items`, its pages and window reports as they are read.
+    `skip_ids`: events already in a destination that cannot merge. The reading yields an event
+    once per window; an id yielded by two windows is reported to the observer (see fetch.py)."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()
@@ -115,16 +110,6 @@ def audit_log_tables(
     batch_of_pages = _PageBatch()
     fingerprints = _Fingerprints()
 
-    if items is None:
-        items = read_windows(
-            client,
-            filters,
-            chunk.windows,
-            page_size=page_size,
-            concurrency=concurrency,
-            max_offset=max_offset,
-            decoder=decoder,
-        )
     for item in items:
         if isinstance(item, WindowReport):
             reports.append(item)
@@ -163,11 +148,11 @@ def audit_log_tables(
 
 class _Fingerprints:
     """A 64-bit hash of every id the chunk yields, to notice an id served by two windows
-    (8 bytes per event where a set of the ids would take ~110). A hash collision is a false
+    (8 bytes per event, a small part of what a set of the ids takes). A hash collision is a false
     alarm, which costs a check of the destination, never a row.
 
-    Counted by sorting: Arrow's count_distinct of 300,000 hashes raised RSS by 125 MB, a sort
-    by 13 MB at 500,000 (63 ms)."""
+    Counted by sorting, which holds far less memory than Arrow's count_distinct of the hashes
+    (`make bench` reports the run's peak)."""
 
     def __init__(self) -> None:
         self._hashes = array("q")

@@ -28,8 +28,7 @@ from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError
 from .pages import DecodedPage, decode_page
 from .rows import EventBatch
-from .state import Chunk, RunRange
-from .windows import PlannedWindow, Window, plan_windows
+from .windows import PlannedWindow, Window
 
 logger = logging.getLogger(__name__)
 
@@ -307,41 +306,3 @@ def item_size(item: Item) -> int:
         size: int = batch.audit_logs.get_total_buffer_size()
         return size + int(batch.metadata.get_total_buffer_size())
     return 0
-
-
-def plan_run(
-    client: AuditLogClient,
-    filters: AuditLogFilters,
-    run: RunRange,
-    *,
-    max_offset: int,
-    concurrency: int,
-    on_total: Callable[[int], None] | None = None,
-) -> list[PlannedWindow]:
-    """Windows of the run's range, each small enough to page through, by the service's count."""
-
-    def count(window: Window) -> int:
-        start, end = window.query_bounds()
-        return client.count(filters, start, end)
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-plan") as pool:
-        return plan_windows(
-            Window(run.start, run.end),
-            count,
-            max_events=max_offset,
-            executor=pool,
-            on_total=on_total,
-        )
-
-
-def plan_chunk(
-    client: AuditLogClient,
-    filters: AuditLogFilters,
-    run: RunRange,
-    *,
-    max_offset: int,
-    concurrency: int,
-) -> Chunk:
-    """The whole run as one chunk (the plain dlt source's way; `tfy-audit sync` makes many)."""
-    windows = plan_run(client, filters, run, max_offset=max_offset, concurrency=concurrency)
-    return Chunk(run.start, run.end, windows, run.advances_state)

@@ -2,9 +2,9 @@
 
 Pages pass through the main process as bytes and Arrow buffers. Once a chunk is extracted
 they are freed, but the allocators keep the pages: Arrow's memory pool (mimalloc in the wheels
-installed here) and glibc's heap and per-thread arenas. The load that follows then stacks
-DuckDB's buffers on top of ~100 MB of freed-but-held memory. Measured at 300,000 events: 275 MB
-resident after an extract, 212 MB after this.
+installed here) and glibc's heap and per-thread arenas. The load that follows would then stack
+DuckDB's buffers on top of memory freed but still held, and raise the run's peak (`make bench`
+reports it; docs/performance.md has the figures).
 """
 
 from __future__ import annotations
@@ -42,11 +42,9 @@ def limit_malloc_arenas(arenas: int) -> bool:
     glibc gives threads that allocate at once arenas of their own, up to 8 per core, and memory
     freed in one arena is not reused by another: a sync's threads (fetching, reading ahead,
     DuckDB's) spread a long run's allocations over many arenas, and the peak creeps up chunk by
-    chunk. Measured at 300,000 events (4 runs each): 365-385 MB peak with glibc's default,
-    321-337 MB with 2 or 3 arenas; at 1,000,000, 376 MB and 344-359 MB. Times stayed within
-    the runs' noise (9.4-10.9 s at 300,000 either way); 2 arenas cost ~0.5 CPU-s more than 3
-    in those runs, so the command takes 3. A process-wide setting: the command sets it, not
-    the library.
+    chunk. A few arenas keep the peak lower at no cost in time; 2 cost more CPU than 3, so the
+    command takes 3 (figures: `make bench`, docs/performance.md). A process-wide setting: the
+    command sets it, not the library.
     """
     mallopt = _mallopt()
     if mallopt is None or mallopt(_M_ARENA_MAX, arenas) != 1:

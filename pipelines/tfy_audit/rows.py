@@ -150,7 +150,7 @@ class EventBatch:
         """The batch without the events (and their metadata leaves) of these ids; a page holds
         each id once (normalize_events keeps the first), so ids select rows."""
         # imported here: the decoder workers import this module and never drop rows, and
-        # pyarrow.compute would add 35 ms to each one's start
+        # importing pyarrow.compute would slow each one's start
         import pyarrow.compute as pc
 
         value_set = pa.array(list(dropped), pa.string())
@@ -351,8 +351,8 @@ def _walker(
     """A function appending a document's leaves through the three callbacks.
 
     Closures over the callbacks and a key -> segment cache (the same keys recur in every event
-    of a batch), made once per batch. Recursive, which measured ~30% faster than an explicit
-    stack; MAX_PATH_DEPTH bounds the recursion well below the interpreter's limit.
+    of a batch), made once per batch. Recursive, which is faster than an explicit stack
+    (`make bench`); MAX_PATH_DEPTH bounds the recursion well below the interpreter's limit.
     """
     segments: dict[Any, str] = {}
 

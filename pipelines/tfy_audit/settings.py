@@ -18,6 +18,10 @@ DEFAULT_MAX_OFFSET: Final = 10_000
 DEFAULT_LOOKBACK: Final = timedelta(minutes=10)
 DEFAULT_CONCURRENCY: Final = 8
 
+# Seconds an HTTP request may wait on the service (connecting: at most 10) before it fails
+# and is retried.
+DEFAULT_TIMEOUT: Final = 60.0
+
 # A chunk is a run of consecutive windows committed to the destination together with the
 # sync state; a crash loses at most the chunk in flight (here, ~15 s of reading). Each chunk
 # costs a dlt extract-normalize-load cycle (~0.7 s): 1,000,000 events took 32.4 s in chunks of
@@ -29,6 +33,9 @@ HISTORY_START: Final = datetime(2015, 1, 1, tzinfo=UTC)
 
 # Smallest window the planner makes; the service writes createdAt with millisecond precision.
 MIN_WINDOW: Final = timedelta(milliseconds=1)
+
+# The dlt source's name: its schema's name and the key of its state in the pipeline's state.
+SOURCE_NAME: Final = "truefoundry_audit"
 
 DEFAULT_DATASET: Final = "truefoundry_audit"
 DEFAULT_PIPELINE_NAME: Final = "tfy_audit"

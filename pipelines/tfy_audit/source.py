@@ -1,27 +1,28 @@
-"""The dlt source (`truefoundry_audit`) and its one resource, `audit_logs`, which also feeds
-the `audit_log_metadata`, `subjects` and `sync_windows` tables.
+"""The dlt source, `truefoundry_audit`, and the tables it loads: one resource, `audit_logs`,
+which also feeds the `audit_log_metadata`, `subjects` and `sync_windows` tables.
 
 Used on its own, the source loads, in one load, everything from the last high-water mark (minus
-the lookback) to now. `tfy-audit sync` drives the same source chunk by chunk instead, so that a
-long backfill is committed as it goes.
+the lookback) to now. `tfy-audit sync` extracts `chunk_source` instead, once per chunk, so that
+a long backfill is committed as it goes: the same source name (so the same schema and state)
+and the same table hints (`apply_table_hints`), with the pages the sync reads ahead.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
-from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
+from ._dlt_compat import TColumnSchema, TWriteDispositionConfig
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .extract import ExtractObserver, audit_log_tables
-from .fetch import Item, plan_chunk
+from .fetch import Item, read_windows
+from .planning import Chunk, plan_chunk
 from .rows import SubjectObservation
 from .settings import (
     AUDIT_LOGS_TABLE,
@@ -29,20 +30,18 @@ from .settings import (
     DEFAULT_LOOKBACK,
     DEFAULT_MAX_OFFSET,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_TIMEOUT,
     METADATA_TABLE,
+    SOURCE_NAME,
     SUBJECTS_TABLE,
     SYNC_WINDOWS_TABLE,
 )
-from .state import Chunk, resolve_range, stream_state
+from .state import resolve_range, stream_state
 from .timeparse import parse_user_time
+from .warehouse import read_subjects
 
 
-def _timestamp() -> TColumnSchema:
-    # a fresh dict each time: dlt writes the column name into the hint it is given
-    return {"data_type": "timestamp", "timezone": True, "nullable": True}
-
-
-@dlt.source(name="truefoundry_audit", max_table_nesting=0)
+@dlt.source(name=SOURCE_NAME, max_table_nesting=0)
 def truefoundry_audit(
     host: str | None = dlt.config.value,
     api_key: str | None = dlt.secrets.value,
@@ -53,15 +52,7 @@ def truefoundry_audit(
     page_size: int = DEFAULT_PAGE_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_offset: int = DEFAULT_MAX_OFFSET,
-    timeout: float = 60.0,
-    client: Any = None,
-    chunk: Any = None,
-    known_subjects: Any = None,
-    sync_id: str | None = None,
-    observer: Any = None,
-    decoder: Any = None,
-    skip_ids: Any = None,
-    items: Any = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> DltResource:
     """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
 
@@ -72,49 +63,70 @@ def truefoundry_audit(
             last high-water mark minus `lookback_seconds`, up to now.
         filters: the endpoint's filters by snake_case name (`action`, `resource_type`, ...);
             each filter set keeps its own high-water mark.
-        page_size, concurrency, max_offset, timeout, decoder: how the endpoint is read (and
-            where pages are decoded), unless `items` brings the pages already being read.
-        client, chunk, known_subjects, sync_id, observer, skip_ids, items: set by
-            `tfy-audit sync`, which plans the run, commits it chunk by chunk, and reads each
-            chunk's pages ahead of dlt's extract (decoding them in worker processes).
+        page_size, concurrency, max_offset, timeout: how the endpoint is read (events per page,
+            requests at once, the deepest offset the service pages to, seconds per request).
     """
-    flt = AuditLogFilters.from_mapping(filters or {})
-    resource = dlt.resource(
-        _audit_logs(
-            client=client,
-            host=host,
-            api_key=api_key,
-            timeout=timeout,
-            filters=flt,
-            chunk=chunk,
-            start=parse_user_time(start, "start") if start else None,
-            end=parse_user_time(end, "end") if end else None,
-            lookback=timedelta(seconds=lookback_seconds),
-            page_size=page_size,
-            concurrency=concurrency,
-            max_offset=max_offset,
-            known_subjects=known_subjects,
-            sync_id=sync_id or uuid.uuid4().hex,
-            observer=observer,
-            decoder=decoder,
-            skip_ids=skip_ids,
-            items=items,
-        ),
-        name=AUDIT_LOGS_TABLE,
+    rows = _whole_run(
+        host=host,
+        api_key=api_key,
+        timeout=timeout,
+        filters=AuditLogFilters.from_mapping(filters or {}),
+        start=parse_user_time(start, "start") if start else None,
+        end=parse_user_time(end, "end") if end else None,
+        lookback=timedelta(seconds=lookback_seconds),
+        page_size=page_size,
+        concurrency=concurrency,
+        max_offset=max_offset,
     )
+    return apply_table_hints(dlt.resource(rows, name=AUDIT_LOGS_TABLE), append=False)
+
+
+@dlt.source(name=SOURCE_NAME, max_table_nesting=0)
+def chunk_source(
+    *,
+    filters: AuditLogFilters,
+    chunk: Chunk,
+    items: Iterable[Item],
+    known_subjects: dict[str, SubjectObservation],
+    sync_id: str,
+    observer: ExtractObserver,
+    skip_ids: set[str],
+) -> DltResource:
+    """One chunk of `tfy-audit sync`, its pages and window reports coming from `items` (read
+    ahead by the sync). Not part of the public API: no argument has a default, so dlt makes
+    none of them a config field."""
+    rows = audit_log_tables(
+        filters,
+        chunk,
+        items,
+        known_subjects=known_subjects,
+        sync_id=sync_id,
+        observer=observer,
+        skip_ids=skip_ids,
+    )
+    return apply_table_hints(dlt.resource(rows, name=AUDIT_LOGS_TABLE), append=chunk.append)
+
+
+def _timestamp() -> TColumnSchema:
+    # a fresh dict each time: dlt writes the column name into the hint it is given
+    return {"data_type": "timestamp", "timezone": True, "nullable": True}
+
+
+def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
+    """The hints of the four tables the `audit_logs` resource feeds: keys, column types, and
+    how each is written (`append`: the events were never loaded before)."""
     # A chunk of events never loaded before is appended; anything else is merged on the key.
     # A chunk never yields an event twice (ids repeated on a page or across the pages of a
     # chunk are dropped), so the merge skips dlt's de-duplication of the staged rows: a
-    # ROW_NUMBER() over every column, which needs the whole chunk in memory and ran DuckDB out
-    # of its 128 MB on a 100,000-event re-merge. A staged file copied twice after a crash is
-    # found by the sync's duplicate check, which re-merges the day.
-    appending = isinstance(chunk, Chunk) and chunk.append
+    # ROW_NUMBER() over every column, which needs the whole chunk in memory and runs a large
+    # re-merge out of DuckDB's memory limit. A staged file copied twice after a crash is found
+    # by the sync's duplicate check, which re-merges the day.
     merge: TWriteDispositionConfig = {
         "disposition": "merge",
         "strategy": "delete-insert",
         "deduplicated": True,
     }
-    disposition: TWriteDispositionConfig = "append" if appending else merge
+    disposition: TWriteDispositionConfig = "append" if append else merge
     resource.apply_hints(
         table_name=METADATA_TABLE,
         write_disposition=disposition,
@@ -153,59 +165,41 @@ def truefoundry_audit(
     return resource
 
 
-def _audit_logs(
+def _whole_run(
     *,
-    client: AuditLogClient | None,
     host: str | None,
     api_key: str | None,
     timeout: float,
     filters: AuditLogFilters,
-    chunk: Chunk | None,
     start: datetime | None,
     end: datetime | None,
     lookback: timedelta,
     page_size: int,
     concurrency: int,
     max_offset: int,
-    known_subjects: dict[str, SubjectObservation] | None,
-    sync_id: str,
-    observer: ExtractObserver | None,
-    decoder: Executor | None,
-    skip_ids: set[str] | None,
-    items: Iterable[Item] | None,
 ) -> Iterator[Any]:
-    own_client = client is None
-    if client is None:
-        client = AuditLogClient(
-            resolve_host(host),
-            resolve_api_key(api_key, resolve_host(host)),
-            timeout=timeout,
-            retry=RetryPolicy(),
-            max_connections=concurrency,
-        )
-    try:
-        if chunk is None:
-            entry = stream_state(dlt.current.source_state(), filters)
-            run = resolve_range(entry, start=start, end=end, lookback=lookback)
-            chunk = plan_chunk(client, filters, run, max_offset=max_offset, concurrency=concurrency)
-        if known_subjects is None:
-            from .warehouse import read_subjects
-
-            known_subjects = read_subjects(dlt.current.pipeline())
-        yield from audit_log_tables(
+    """The plain source's rows: the run's range from its state, planned and read as one chunk."""
+    resolved_host = resolve_host(host)
+    client = AuditLogClient(
+        resolved_host,
+        resolve_api_key(api_key, resolved_host),
+        timeout=timeout,
+        retry=RetryPolicy(),
+        max_connections=concurrency,
+    )
+    with client:
+        entry = stream_state(dlt.current.source_state(), filters)
+        run = resolve_range(entry, start=start, end=end, lookback=lookback)
+        chunk = plan_chunk(client, filters, run, max_offset=max_offset, concurrency=concurrency)
+        known_subjects = read_subjects(dlt.current.pipeline())
+        items = read_windows(
             client,
             filters,
-            chunk,
+            chunk.windows,
             page_size=page_size,
             concurrency=concurrency,
             max_offset=max_offset,
-            known_subjects=known_subjects,
-            sync_id=sync_id,
-            observer=observer,
-            decoder=decoder,
-            skip_ids=skip_ids,
-            items=items,
         )
-    finally:
-        if own_client:
-            client.close()
+        yield from audit_log_tables(
+            filters, chunk, items, known_subjects=known_subjects, sync_id=uuid.uuid4().hex
+        )

@@ -10,45 +10,16 @@ never makes the gap before it look loaded.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .client import AuditLogFilters
 from .errors import UsageError
+from .planning import Chunk, RunRange
 from .settings import HISTORY_START
-from .windows import PlannedWindow, floor_ms
+from .windows import floor_ms
 
 STREAMS_KEY = "streams"
-
-
-@dataclass(frozen=True)
-class RunRange:
-    start: datetime
-    end: datetime
-    # False when the range leaves a gap after the current mark (or there is no mark yet and the
-    # range does not start at the beginning of history).
-    advances_state: bool
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Consecutive windows committed to the destination together with the state they imply."""
-
-    start: datetime
-    end: datetime
-    windows: list[PlannedWindow] = field(default_factory=list)
-    advances_state: bool = True
-    # Nothing at or after `start` was ever loaded (see `loaded_until`): rows can be appended,
-    # which skips the merge's staging copy and delete.
-    append: bool = False
-    # The start of a window of an earlier chunk of the same run that could not be read
-    # completely: the mark stops there too, or a later chunk would carry it past the gap.
-    held_back_to: datetime | None = None
-
-    @property
-    def planned_events(self) -> int:
-        return sum(w.count for w in self.windows)
 
 
 def stream_state(

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
-from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW
-from .warehouse import table_loaded
+from .settings import MIN_WINDOW
+from .warehouse import read_warehouse_events
 from .windows import floor_ms
 
 logger = logging.getLogger(__name__)
@@ -271,33 +271,6 @@ def filter_mask(table: pa.Table, filters: AuditLogFilters) -> pa.ChunkedArray | 
     return mask
 
 
-_WAREHOUSE_COLUMNS = (
-    "created_at",
-    "action",
-    "resource_id",
-    "resource_type",
-    "resource_name",
-    "resource_fqn",
-    "cluster_id",
-    "workspace_id",
-    "message",
-    "subject__subject_slug",
-)
-
-
-def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.Table:
-    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
-        return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
-    # the range is filtered in the warehouse, so memory follows the range, not the history
-    relation = pipeline.dataset().query(
-        f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "
-        f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
-        f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
-    )
-    table: pa.Table = relation.arrow()
-    return table
-
-
 def compare(
     service: dict[date, int],
     warehouse: dict[date, WarehouseDay],
@@ -359,9 +332,10 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     """Verify the options' pipeline against the service; with `repair`, re-sync differing days
     (each run of consecutive days as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
-    from .settings import HISTORY_START
+    from .destination import make_pipeline
+    from .settings import HISTORY_START, SOURCE_NAME
     from .state import covered_until, stream_state
-    from .sync import SOURCE_NAME, make_pipeline, run_sync
+    from .sync import run_sync
     from .verify_log import record_verify_run
 
     pipeline = make_pipeline(options.target)

@@ -18,10 +18,9 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
-from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
-from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
 
+from ._dlt_compat import SqlClientNotAvailable, uses_table_scanners
 from .errors import DestinationError, UsageError
 from .severity import SeverityRule, rules_values
 
@@ -147,7 +146,7 @@ def apply_views(pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS) -> 
     except SqlClientNotAvailable:
         client = None
     # a view created in the in-memory DuckDB of a table scanner would vanish with it
-    if client is None or isinstance(client, WithTableScanners):
+    if client is None or uses_table_scanners(client):
         logger.info(
             "destination %s has no SQL engine to keep views in; views are skipped",
             pipeline.destination.destination_name if pipeline.destination else "(none)",

@@ -1,4 +1,5 @@
-"""What tfy-audit reads back from the destination: known subjects, per-day counts."""
+"""What tfy-audit reads back from the destination: which tables hold data, the subjects known,
+the ids already loaded in a range, and the events verify counts."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from dlt.common.pipeline import SupportsPipeline
-from dlt.common.schema.utils import has_table_seen_data
+import pyarrow as pa
 
+from ._dlt_compat import table_seen_data
 from .errors import DestinationError
+from .planning import Chunk
 from .rows import SubjectObservation
-from .settings import SUBJECTS_TABLE
+from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +35,22 @@ def table_loaded(pipeline: Any, table: str) -> bool:
     if not pipeline.default_schema_name:
         return False
     tables = pipeline.default_schema.tables
-    return table in tables and has_table_seen_data(tables[table])
+    return table in tables and table_seen_data(tables[table])
 
 
-def read_subjects(pipeline: SupportsPipeline) -> dict[str, SubjectObservation]:
+def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
     """Subjects already in the destination, so first/last seen survive incremental loads.
 
     Read through the destination's SQL client; `dataset()` (which the filesystem destination
-    needs) costs ~0.1 s more on every run, building its SQL model of the schema first."""
+    needs) costs more on every run, building its SQL model of the schema first."""
     if not table_loaded(pipeline, SUBJECTS_TABLE):
         return {}
     try:
         if getattr(pipeline.destination, "destination_name", None) == "filesystem":
-            relation = pipeline.dataset()[SUBJECTS_TABLE].select(*_SUBJECT_COLUMNS)  # type: ignore[attr-defined]
+            relation = pipeline.dataset()[SUBJECTS_TABLE].select(*_SUBJECT_COLUMNS)
             rows = [tuple(r.values()) for r in relation.arrow().to_pylist()]
         else:
-            with pipeline.sql_client() as client:  # type: ignore[attr-defined]
+            with pipeline.sql_client() as client:
                 table = client.make_qualified_table_name(SUBJECTS_TABLE)
                 columns = ", ".join(client.escape_column_name(c) for c in _SUBJECT_COLUMNS)
                 rows = client.execute_sql(f"select {columns} from {table}") or []
@@ -73,3 +75,46 @@ def _utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
+    """Ids already loaded in a chunk's range, for destinations that cannot merge: the chunk then
+    skips them, so a re-read (the lookback, a repair) adds only what is missing."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return set()
+    lo = (chunk.start - MIN_WINDOW).isoformat()
+    hi = chunk.end.isoformat()
+    relation = pipeline.dataset().query(
+        f"select id from {AUDIT_LOGS_TABLE} where created_at >= TIMESTAMPTZ '{lo}' "
+        f"and created_at <= TIMESTAMPTZ '{hi}'"
+    )
+    return {row[0] for row in relation.fetchall()}
+
+
+# what verify needs of each event: its time and the columns the endpoint's filters look at
+_WAREHOUSE_COLUMNS = (
+    "created_at",
+    "action",
+    "resource_id",
+    "resource_type",
+    "resource_name",
+    "resource_fqn",
+    "cluster_id",
+    "workspace_id",
+    "message",
+    "subject__subject_slug",
+)
+
+
+def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.Table:
+    """The events of `[start - 1 ms, end]` (verify's padded range), `_WAREHOUSE_COLUMNS` only."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
+    # the range is filtered in the warehouse, so memory follows the range, not the history
+    relation = pipeline.dataset().query(
+        f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "
+        f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
+        f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
+    )
+    table: pa.Table = relation.arrow()
+    return table

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -132,21 +132,3 @@ def plan_windows(
             future.cancel()
     leaves.sort()
     return leaves
-
-
-def group_into_chunks(
-    windows: Sequence[PlannedWindow], max_events: int
-) -> list[list[PlannedWindow]]:
-    """Consecutive windows, in time order, grouped so each chunk holds about `max_events`."""
-    chunks: list[list[PlannedWindow]] = []
-    current: list[PlannedWindow] = []
-    size = 0
-    for planned in sorted(windows):
-        if current and size + planned.count > max_events:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(planned)
-        size += planned.count
-    if current:
-        chunks.append(current)
-    return chunks

@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 
 import duckdb
 import pytest
+from tfy_audit.destination import make_pipeline
 from tfy_audit.options import DestinationOptions
 from tfy_audit.settings import DEFAULT_LOOKBACK, MIN_WINDOW
 from tfy_audit.simulator import Simulator, SimulatorServer, format_ts, make_event, odd_events
-from tfy_audit.sync import make_pipeline
 from tfy_audit.views import VIEW_NAMES
 from tfy_audit.warehouse import read_subjects
 

@@ -13,10 +13,9 @@ from typing import Any
 
 import duckdb
 import pytest
-from tfy_audit import sync
+from tfy_audit import loader
+from tfy_audit.planning import Chunk, chunk_plan
 from tfy_audit.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
-from tfy_audit.state import Chunk
-from tfy_audit.sync import chunk_plan
 
 from tests.conftest import (
     API_KEY,
@@ -131,7 +130,7 @@ def test_an_event_moved_to_another_window_while_read_is_loaded_once(
         plans.append(chunk_plan(*args, **kwargs))
         return plans[-1]
 
-    monkeypatch.setattr(sync, "chunk_plan", record_plan)
+    monkeypatch.setattr(loader, "chunk_plan", record_plan)
 
     def chunk_of(when: datetime) -> Chunk:
         (chunk,) = [c for c in plans[0] if c.start <= when < c.end]

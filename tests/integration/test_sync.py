@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit import sync
+from tfy_audit import loader
+from tfy_audit.destination import make_pipeline
 from tfy_audit.options import DestinationOptions
 from tfy_audit.simulator import Simulator, SimulatorServer, odd_events
-from tfy_audit.sync import make_pipeline
 from tfy_audit.warehouse import read_subjects
 
 from tests.conftest import (
@@ -280,7 +280,7 @@ def test_full_re_merge_fits_the_destination_memory_limit(
 ) -> None:
     """Re-reading everything already loaded (an explicit --start at the beginning) merges one
     big chunk; it must fit DuckDB's memory limit, and leave every row exactly once."""
-    monkeypatch.setattr("tfy_audit.sync.DUCKDB_MEMORY_LIMIT", "32MB")
+    monkeypatch.setattr("tfy_audit.destination.DUCKDB_MEMORY_LIMIT", "32MB")
     sim = make_simulator(20_000, days=5, seed=3)
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url)) == 0
@@ -339,7 +339,7 @@ def test_the_database_is_let_go_while_a_long_chunk_is_extracted(
     chunk keeps it throughout (DuckDB locks the file against other processes)."""
     from dlt.pipeline.pipeline import Pipeline
 
-    monkeypatch.setattr(sync, "LET_GO_FROM_EVENTS", 1 if long_read else 10**9)
+    monkeypatch.setattr(loader, "LET_GO_FROM_EVENTS", 1 if long_read else 10**9)
     opened: dict[str, list[bool]] = {"extract": [], "load": []}
     for step in opened:
         original = getattr(Pipeline, step)
@@ -367,7 +367,7 @@ def test_a_sync_waits_to_take_its_database_back_from_another_process(
     the chunk is loaded once it lets go."""
     from dlt.pipeline.pipeline import Pipeline
 
-    monkeypatch.setattr(sync, "LET_GO_FROM_EVENTS", 1)
+    monkeypatch.setattr(loader, "LET_GO_FROM_EVENTS", 1)
     original_extract = Pipeline.extract
     holders: list[subprocess.Popen[bytes]] = []
 

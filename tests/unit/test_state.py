@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tfy_audit.client import AuditLogFilters
 from tfy_audit.errors import UsageError
+from tfy_audit.planning import Chunk
 from tfy_audit.settings import HISTORY_START
 from tfy_audit.state import (
-    Chunk,
     advance,
     covered_until,
     loaded_until,

@@ -11,12 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tfy_audit.state import RunRange
-from tfy_audit.sync import chunk_plan
+from tfy_audit.planning import RunRange, chunk_plan, group_into_chunks
 from tfy_audit.windows import (
     PlannedWindow,
     Window,
-    group_into_chunks,
     plan_windows,
     split_points,
 )

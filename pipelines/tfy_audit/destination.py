@@ -1,0 +1,130 @@
+"""The destination: making it and the pipeline that loads it, what it supports, and turning its
+failures into ours. What is read back from it is in warehouse.py; keeping a DuckDB file open
+across a sync's steps in database.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+from ._dlt_compat import (
+    Destination,
+    default_pipelines_dir,
+    destination_from_reference,
+    duckdb_destination,
+)
+from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
+from .options import DestinationOptions
+
+# DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
+# thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
+# parallel jobs anyway); `make bench` and docs/performance.md have the figures. Larger joins (a
+# full re-merge) spill to the database's temp directory instead of failing.
+DUCKDB_MEMORY_LIMIT = "80MB"
+DUCKDB_THREADS = 1
+
+
+def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
+    name = target.destination
+    if name == "duckdb":
+        folder = Path(target.db).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create {folder} for --db ({exc.strerror}); pass a --db in a writable "
+                "directory"
+            ) from exc
+    try:
+        if name == "duckdb":
+            return duckdb_destination(
+                str(Path(target.db).expanduser()),
+                memory_limit=DUCKDB_MEMORY_LIMIT,
+                threads=DUCKDB_THREADS,
+            )
+        destination = destination_from_reference(name)
+    except Exception as exc:
+        raise UsageError(
+            f"unknown destination {name!r}: use duckdb (default), postgres, filesystem, bigquery, "
+            "snowflake, motherduck, clickhouse or another dlt destination name"
+        ) from exc
+    if destination is None:
+        raise UsageError(f"unknown destination {name!r}")
+    return destination
+
+
+def pipelines_dir(target: DestinationOptions) -> str:
+    """dlt's working dir: given, or beside the DuckDB file (so two database files never share
+    local state), or dlt's default for other destinations."""
+    if target.pipelines_dir:
+        return target.pipelines_dir
+    if target.destination == "duckdb":
+        db = Path(target.db).expanduser()
+        return str(db.with_name(f".{db.name}.pipelines"))
+    return default_pipelines_dir()
+
+
+def make_pipeline(target: DestinationOptions) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=target.pipeline_name,
+        pipelines_dir=pipelines_dir(target),
+        destination=make_destination(target),
+        dataset_name=target.dataset,
+    )
+
+
+def loader_file_format(target: DestinationOptions) -> str | None:
+    """Arrow tables go as Parquet where the destination takes it. PostgreSQL gets INSERTs:
+    dlt's CSV `COPY` for it turns every empty string into NULL, and `""` is a value the
+    service sends (tenant-level events have `clusterId: ""`)."""
+    if target.destination in ("duckdb", "filesystem", "motherduck"):
+        return "parquet"
+    if target.destination == "postgres":
+        return "insert_values"
+    return None
+
+
+def supports_merge(pipeline: dlt.Pipeline) -> bool:
+    """The filesystem destination (without a table format) can only append."""
+    return pipeline.destination is not None and pipeline.destination.destination_name != (
+        "filesystem"
+    )
+
+
+def is_duckdb(pipeline: dlt.Pipeline) -> bool:
+    return pipeline.destination is not None and pipeline.destination.destination_name == "duckdb"
+
+
+@contextmanager
+def step(what: str) -> Iterator[None]:
+    """Turn dlt's wrapped failures into our own, naming the step."""
+    try:
+        yield
+    except TfyAuditError:
+        raise
+    except Exception as exc:
+        cause = _find_cause(exc)
+        if cause is not None:
+            raise cause from exc
+        reason = explain_destination_failure(exc) or _one_line(exc)
+        raise DestinationError(f"{what} failed: {reason}") from exc
+
+
+def _find_cause(exc: BaseException) -> TfyAuditError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TfyAuditError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500]

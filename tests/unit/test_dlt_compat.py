@@ -1,0 +1,185 @@
+"""The dlt internals tfy-audit relies on, all reached through `_dlt_compat.py`: each one is
+exercised here, so that a dlt upgrade that moves or changes one fails with what changed."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+
+
+@contextmanager
+def expect(what: str) -> Iterator[None]:
+    """Fail with the message a maintainer needs when dlt no longer does `what`."""
+    try:
+        yield
+        return
+    except Exception as exc:
+        failure = (
+            f"dlt {dlt.__version__} changed {what}; update _dlt_compat.py "
+            f"({type(exc).__name__}: {exc})"
+        )
+    pytest.fail(failure, pytrace=False)  # outside the except: no chained traceback
+
+
+@pytest.fixture(scope="module")
+def compat() -> ModuleType:
+    with expect("a module or name _dlt_compat.py imports"):
+        return importlib.import_module("tfy_audit._dlt_compat")
+
+
+def _pipeline(compat: ModuleType, tmp_path: Path, name: str = "compat") -> dlt.Pipeline:
+    destination = compat.duckdb_destination(
+        str(tmp_path / f"{name}.duckdb"), memory_limit="64MB", threads=1
+    )
+    return dlt.pipeline(
+        pipeline_name=name,
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=destination,
+        dataset_name="compat_data",
+    )
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [{"id": str(i), "n": i} for i in range(n)]
+
+
+def test_the_package_folders_follow_a_package_through_its_steps(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    pipeline = _pipeline(compat, tmp_path)
+    with expect(
+        "where a pipeline keeps its load packages (_get_normalize_storage/_get_load_storage)"
+    ):
+        empty = compat.package_folders(pipeline)
+        assert (empty.extracted, empty.new, empty.normalized, empty.loaded) == (
+            set(),
+            set(),
+            set(),
+            set(),
+        )
+        extracted = pipeline.extract(dlt.resource(_rows(3), name="t"))
+        (load_id,) = extracted.loads_ids
+        assert compat.package_folders(pipeline).extracted == {load_id}
+        pipeline.normalize()
+        folders = compat.package_folders(pipeline)
+        assert (folders.extracted, folders.normalized) == (set(), {load_id})
+        pipeline.load()
+        folders = compat.package_folders(pipeline)
+        assert (folders.normalized, folders.loaded) == (set(), {load_id})
+    with expect("how an extracted load package is deleted"):
+        (second,) = pipeline.extract(dlt.resource(_rows(2), name="t")).loads_ids
+        assert compat.package_folders(pipeline).extracted == {second}
+        compat.delete_extracted_package(pipeline, second)
+        assert compat.package_folders(pipeline).extracted == set()
+        assert not pipeline.has_pending_data
+
+
+def test_the_duckdb_destination_takes_a_path_and_settings(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    pipeline = _pipeline(compat, tmp_path, "settings")
+    with expect("the DuckDB destination's credentials (DuckDbCredentials)"):
+        pipeline.run(dlt.resource(_rows(2), name="t"))
+        assert (tmp_path / "settings.duckdb").is_file()
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(
+                "select current_setting('threads'), current_setting('memory_limit')"
+            )
+        assert rows is not None
+        threads, memory = rows[0]
+        assert int(threads) == 1
+        assert memory.endswith("MiB") and float(memory.split()[0]) < 64
+
+
+def test_a_destination_is_found_by_its_name(compat: ModuleType) -> None:
+    with expect("Destination.from_reference"):
+        destination = compat.destination_from_reference("postgres")
+        assert destination is not None and destination.destination_name == "postgres"
+    try:
+        compat.destination_from_reference("no_such_destination_here")
+        unknown_raised = False
+    except Exception:  # any error: make_destination turns it into its own message
+        unknown_raised = True
+    with expect("Destination.from_reference on an unknown name (it raised before)"):
+        assert unknown_raised
+
+
+def test_a_table_has_seen_data_once_loaded(compat: ModuleType, tmp_path: Path) -> None:
+    pipeline = _pipeline(compat, tmp_path, "seen")
+    with expect("has_table_seen_data"):
+        assert not compat.table_seen_data({"name": "t", "columns": {}})
+        pipeline.run(dlt.resource(_rows(2), name="t"))
+        assert compat.table_seen_data(pipeline.default_schema.tables["t"])
+
+
+def test_the_filesystem_sql_client_scans_tables(compat: ModuleType, tmp_path: Path) -> None:
+    """views.py skips destinations whose SQL client is an in-memory DuckDB over files."""
+    pipeline = dlt.pipeline(
+        pipeline_name="scanner",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.filesystem(str(tmp_path / "bucket")),
+        dataset_name="compat_data",
+    )
+    pipeline.run(dlt.resource(_rows(2), name="t"), loader_file_format="parquet")
+    with expect("the filesystem destination's SQL client class (WithTableScanners)"):
+        assert compat.uses_table_scanners(pipeline.sql_client())
+    with expect("the DuckDB destination's SQL client class (WithTableScanners)"):
+        duckdb_pipeline = _pipeline(compat, tmp_path, "no_scanner")
+        duckdb_pipeline.run(dlt.resource(_rows(2), name="t"))
+        assert not compat.uses_table_scanners(duckdb_pipeline.sql_client())
+
+
+def test_a_destination_without_sql_says_so(compat: ModuleType, tmp_path: Path) -> None:
+    """views.py skips a destination whose pipeline has no SQL client, by this error."""
+    pipeline = dlt.pipeline(
+        pipeline_name="no_sql",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination="dummy",
+        dataset_name="compat_data",
+    )
+    with expect("the error of a destination without an SQL client (SqlClientNotAvailable)"):
+        try:
+            pipeline.sql_client()
+        except compat.SqlClientNotAvailable:
+            return
+        raise AssertionError("no SqlClientNotAvailable")
+
+
+def test_the_arrow_hint_warning_is_still_the_one_filtered(
+    compat: ModuleType,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """extract.py hides the warning dlt logs for JSON columns sent as Arrow text, by its text."""
+    import tfy_audit.extract  # noqa: F401  (installs the filter, which this test sets aside)
+
+    monkeypatch.setattr(logging.getLogger("dlt"), "filters", [])
+    pipeline = _pipeline(compat, tmp_path, "hints")
+    resource = dlt.resource(
+        [pa.table({"id": ["1"], "doc": ['{"a": 1}']})],
+        name="t",
+        columns={"doc": {"data_type": "json"}},
+    )
+    with caplog.at_level(logging.WARNING, logger="dlt"):
+        pipeline.extract(resource)
+    with expect("the text of the warning about Arrow types and column hints"):
+        assert any(compat.ARROW_HINT_WARNING in r.getMessage() for r in caplog.records)
+
+
+def test_a_sources_config_fields_are_its_defaulted_arguments(compat: ModuleType) -> None:
+    @dlt.source(name="compat_source")
+    def source(required: str, setting: int = 1, other: str | None = None) -> Any:
+        return dlt.resource([required], name="t")
+
+    with expect("where a source's config SPEC is kept (.ref.SPEC)"):
+        assert compat.source_config_fields(source) == ["setting", "other"]

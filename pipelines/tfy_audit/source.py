@@ -22,6 +22,7 @@ from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .config import resolve_api_key, resolve_host
 from .extract import ExtractObserver, audit_log_tables
 from .fetch import Item, plan_chunk
+from .redact import install_log_filter
 from .rows import SubjectObservation
 from .settings import (
     AUDIT_LOGS_TABLE,
@@ -78,6 +79,7 @@ def truefoundry_audit(
             `tfy-audit sync`, which plans the run, commits it chunk by chunk, and reads each
             chunk's pages ahead of dlt's extract (decoding them in worker processes).
     """
+    install_log_filter()  # the API key never reaches a log line
     flt = AuditLogFilters.from_mapping(filters or {})
     resource = dlt.resource(
         _audit_logs(

@@ -33,7 +33,13 @@ from .client import AuditLogClient, AuditLogFilters
 from .config import resolve_api_key, resolve_host
 from .database import HeldDatabase, held_database
 from .decoders import Decoders, decoder_pool
-from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
+from .errors import (
+    DestinationError,
+    TfyAuditError,
+    UsageError,
+    configuration_error,
+    explain_destination_failure,
+)
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, plan_run, read_windows
 from .lock import pipeline_lock
@@ -42,6 +48,7 @@ from .options import (
     DestinationOptions,
     SyncOptions,
     SyncSummary,
+    client_limits,
     validate,
 )
 from .prefetch import Prefetch
@@ -192,7 +199,7 @@ def _step(what: str) -> Iterator[None]:
     except TfyAuditError:
         raise
     except Exception as exc:
-        cause = _find_cause(exc)
+        cause = _find_cause(exc) or configuration_error(exc)
         if cause is not None:
             raise cause from exc
         reason = explain_destination_failure(exc) or _one_line(exc)
@@ -357,10 +364,10 @@ def run_sync(
         client = AuditLogClient(
             host,
             api_key,
-            timeout=options.timeout,
             retry=options.retry,
             max_connections=options.concurrency,
             transport=options.transport,
+            **client_limits(options, started),
         )
         try:
             with ExitStack() as stack:
@@ -516,6 +523,7 @@ def _load_chunks(
         sync_id = uuid.uuid4().hex
         counter = _Counter(progress, summary)
         for index, chunk in enumerate(chunks, start=1):
+            client.check_run_deadline()  # a run past --max-duration stops between chunks
             reading, first = first or read_ahead(chunk), None
             chunk = dataclasses.replace(chunk, held_back_to=counter.incomplete_from)
             with reading:

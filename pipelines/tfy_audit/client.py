@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 import urllib.request
@@ -166,11 +167,21 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+# the start of a JSON error's message, in a body cut short
+_MESSAGE_START = re.compile(rb'"(?:message|error)"\s*:\s*"((?:[^"\\]|\\.){0,2000})')
+
+
 def _server_message(body: bytes) -> str:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return ""
+        found = _MESSAGE_START.search(body)
+        if found is None:
+            return ""
+        try:
+            return service_text(orjson.loads(b'"' + found[1] + b'"'))
+        except orjson.JSONDecodeError:
+            return service_text(found[1].decode("utf-8", "replace"))
     if isinstance(parsed, dict):
         msg = parsed.get("message") or parsed.get("error") or ""
         if isinstance(msg, list):
@@ -198,6 +209,9 @@ def _valid_api_key(api_key: str) -> str:
     return key
 
 
+_PIECE = 1024 * 1024
+
+
 class _TooLarge(Exception):
     """A body went past its cap (internal: the client turns it into ResponseTooLargeError)."""
 
@@ -213,16 +227,17 @@ def _decompressor(encoding: str) -> Any:
     raise ValueError(f"the response is encoded as {service_text(encoding)!r}, not gzip")
 
 
-def _read_body(response: httpx.Response, until: float, cap: int) -> bytes:
+def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = False) -> bytes:
     """The body, decompressed, read before the monotonic time `until` and at most `cap` bytes
-    long (counted after decompression, so a small compressed body cannot expand past it)."""
+    long (counted after decompression, so a small compressed body cannot expand past it):
+    _TooLarge past it, or with `cut`, its first `cap` bytes."""
     if response.is_stream_consumed:  # a body in memory already (an httpx MockTransport's)
-        if len(response.content) > cap:
+        if len(response.content) > cap and not cut:
             raise _TooLarge
-        return response.content
+        return response.content[:cap]
     decompressor = _decompressor(response.headers.get("content-encoding", ""))
     declared = response.headers.get("content-length", "")
-    if decompressor is None and declared.isdigit() and int(declared) > cap:
+    if decompressor is None and declared.isdigit() and int(declared) > cap and not cut:
         raise _TooLarge
     body = bytearray()
     for raw in response.iter_raw():
@@ -234,13 +249,18 @@ def _read_body(response: httpx.Response, until: float, cap: int) -> bytes:
                 body += data
                 data = b""
             else:
-                body += decompressor.decompress(data, cap - len(body) + 1)
+                # a piece at a time: a bomb never expands in one go
+                body += decompressor.decompress(data, min(cap - len(body) + 1, _PIECE))
                 data = decompressor.unconsumed_tail
             if len(body) > cap:
+                if cut:
+                    return bytes(body[:cap])
                 raise _TooLarge
     if decompressor is not None:
         body += decompressor.flush()
         if len(body) > cap:
+            if cut:
+                return bytes(body[:cap])
             raise _TooLarge
     return bytes(body)
 
@@ -385,14 +405,13 @@ class AuditLogClient:
                 with deadline.bounded(until):
                     response = self._http.send(request, stream=True)
                     try:
-                        limit = cap if response.status_code == 200 else ERROR_BODY_BYTES
-                        body = _read_body(response, until, limit)
+                        if response.status_code == 200:
+                            body = _read_body(response, until, cap)
+                        else:  # what an error says is in its first bytes, if anywhere
+                            body = _read_body(response, until, ERROR_BODY_BYTES, cut=True)
                     except _TooLarge:
-                        if response.status_code != 200:
-                            body = b""  # an error's text is not worth more
-                        else:
-                            self.stats.record(metric, response.status_code, attempt > 1)
-                            raise self._too_large(request, response, cap, page_size) from None
+                        self.stats.record(metric, response.status_code, attempt > 1)
+                        raise self._too_large(request, response, cap, page_size) from None
                     finally:
                         response.close()
             except httpx.LocalProtocolError as exc:

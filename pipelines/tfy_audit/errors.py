@@ -178,6 +178,32 @@ def _where_to_set(field_name: str, lookups: list[Any]) -> str:
     return f"set {best.key} (or {toml_key} in .dlt/secrets.toml)"
 
 
+def _missing_parts(missing: list[tuple[str, str, list[Any]]]) -> list[str]:
+    """A phrase per missing field; the fields of one configuration missing together (a whole
+    credentials section) as one phrase naming the section."""
+    by_owner: dict[str, list[tuple[str, list[Any]]]] = {}
+    for owner, name, lookups in missing:
+        by_owner.setdefault(owner, []).append((name, lookups))
+    parts: list[str] = []
+    for owner, fields in by_owner.items():
+        if len(fields) == 1:
+            name, lookups = fields[0]
+            parts.append(f"`{name}` of {owner}: {_where_to_set(name, lookups)}")
+            continue
+        names = ", ".join(name for name, _ in fields)
+        where = _where_to_set(*fields[0])  # "set A__B__FIELD (or a.b.field in ...)"
+        env = where.split()[1].rpartition("__")[0] if "__" in where else ""
+        section = where.split("(or ")[-1].split()[0].rpartition(".")[0] if "(or " in where else ""
+        if env and section:
+            parts.append(
+                f"{names} of {owner}: set {env} (a connection URL) or the [{section}] section "
+                "of .dlt/secrets.toml"
+            )
+        else:
+            parts.append(f"{names} of {owner}: set them in .dlt/secrets.toml")
+    return parts
+
+
 def explain_configuration_failure(exc: BaseException) -> str | None:
     """One line for a dlt configuration error anywhere in the chain: the field dlt could not
     resolve and where to set it; None if there is no such error."""
@@ -187,9 +213,9 @@ def explain_configuration_failure(exc: BaseException) -> str | None:
             missing = list(_missing_fields(getattr(current, "traces", None), spec))
             if not missing:
                 break
-            parts = [f"`{name}` of {owner}: {_where_to_set(name, t)}" for owner, name, t in missing]
+            parts = _missing_parts(missing)
             hint = ""
-            if any(name == "password" and "Postgres" in owner for owner, name, _ in missing):
+            if [(name, "Postgres" in owner) for owner, name, _ in missing] == [("password", True)]:
                 hint = (
                     "; with trust or peer auth any password will do, e.g. "
                     "postgresql://postgres:pw@host:5432/db"

@@ -87,7 +87,7 @@ def parse_list_body(body: bytes) -> tuple[list[dict[str, Any]], int]:
         or isinstance(total, bool)
         or not 0 <= total <= MAX_PLAUSIBLE_TOTAL
     ):
-        raise ImplausibleTotal(f"pagination.total = {str(total)[:40]!r}")
+        raise ImplausibleTotal(f"pagination.total = {json.dumps(total)[:40]}")
     return parsed["data"], total
 
 

@@ -12,10 +12,12 @@ accept; sensitive actions, daily counts and subject activity use the SELECTs of 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import math
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -324,6 +326,8 @@ def _write_atomically(out: Path, document: str) -> None:
     try:
         with open(tmp, "x", encoding="utf-8") as fh:
             fh.write(document)
+        with contextlib.suppress(FileNotFoundError):  # a report rewritten keeps its mode
+            os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

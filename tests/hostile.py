@@ -15,7 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("trickle", "big-json", "gzip-bomb", "huge-count", "echo-auth", "escapes")
+MODES = (
+    "trickle",
+    "slow-headers",
+    "big-json",
+    "gzip-bomb",
+    "huge-count",
+    "echo-auth",
+    "escapes",
+)
 BIG_BYTES = 200 * 1024 * 1024
 
 
@@ -57,8 +65,18 @@ def _handler(state: Hostile) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             state.requests.append({k.lower(): v for k, v in self.headers.items()})
             mode = state.mode
+            counting = "metric=count" in self.path
             try:
-                if mode == "trickle":
+                if mode in ("big-json", "gzip-bomb") and counting:  # a page is what is large
+                    self._json(200, {"data": [], "pagination": {"total": 1}})
+                elif mode == "slow-headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    self.wfile.flush()
+                    while True:  # a header that never ends, one byte every 0.5 s
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                elif mode == "trickle":
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", "1000000")
@@ -101,13 +119,18 @@ def _handler(state: Hostile) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up on a hostile answer is the point
+
+
 @contextmanager
 def hostile_server(mode: str) -> Iterator[tuple[str, Hostile]]:
     """A hostile server on 127.0.0.1 (any free port): its URL and what it saw."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode}")
     state = Hostile(mode)
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    srv = _QuietServer(("127.0.0.1", 0), _handler(state))
     srv.daemon_threads = True
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

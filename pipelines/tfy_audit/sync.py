@@ -42,6 +42,7 @@ from .errors import (
 )
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, plan_run, read_windows
+from .hosts import normalize_host
 from .lock import pipeline_lock
 from .memory import release_free_memory
 from .options import (
@@ -337,7 +338,9 @@ def run_sync(
     validate(options)
     progress = progress or SyncProgress()
     started = time.monotonic()
-    host = resolve_host(options.host)
+    host = normalize_host(
+        resolve_host(options.host), allow_insecure_http=options.allow_insecure_http
+    )
     api_key = resolve_api_key(options.api_key)
     target = options.target
     with ExitStack() as held:

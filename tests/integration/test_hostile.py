@@ -51,8 +51,15 @@ def sync_measured(
     )
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-c", measure, sys.executable, "-m", "tfy_audit.cli"]
-        + ws.sync_args(url, *extra),
+        [
+            sys.executable,
+            "-c",
+            measure,
+            sys.executable,
+            "-m",
+            "tfy_audit.cli",
+            *ws.sync_args(url, *extra),
+        ],
         cwd=REPO,
         env={**os.environ, "TFY_API_KEY": API_KEY, **(env or {})},
         capture_output=True,

@@ -155,10 +155,10 @@ def test_impossible_totals_are_refused(total: Any) -> None:
     import json
 
     body = json.dumps({"data": [], "pagination": {"total": total}}).encode()
-    with pytest.raises(ImplausibleTotal, match="pagination.total = "):
+    with pytest.raises(ImplausibleTotal, match=r"pagination\.total = "):
         parse_list_body(body)
     client, seen = mock_client(lambda r: httpx.Response(200, content=body))
-    with pytest.raises(ImplausibleCountError, match="pagination.total = "):
+    with pytest.raises(ImplausibleCountError, match=r"pagination\.total = "):
         client.count(AuditLogFilters(), START, END)
     assert len(seen) == 1  # not retried
 

@@ -67,7 +67,8 @@ def _handler(state: Hostile) -> type[http.server.BaseHTTPRequestHandler]:
             mode = state.mode
             counting = "metric=count" in self.path
             try:
-                if mode in ("big-json", "gzip-bomb") and counting:  # a page is what is large
+                if mode in ("big-json", "gzip-bomb", "echo-auth") and counting:
+                    # what is hostile is the page, read inside dlt's extract
                     self._json(200, {"data": [], "pagination": {"total": 1}})
                 elif mode == "slow-headers":
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n")

@@ -55,6 +55,7 @@ def truefoundry_audit(
     concurrency: int = DEFAULT_CONCURRENCY,
     max_offset: int = DEFAULT_MAX_OFFSET,
     timeout: float = 60.0,
+    allow_insecure_http: bool = False,
     client: Any = None,
     chunk: Any = None,
     known_subjects: Any = None,
@@ -67,7 +68,8 @@ def truefoundry_audit(
     """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
 
     Args:
-        host: control plane URL; falls back to `TFY_HOST`.
+        host: control plane URL; falls back to `TFY_HOST`. `http://` only to this machine,
+            unless `allow_insecure_http`.
         api_key: bearer token; falls back to `TFY_API_KEY`.
         start, end: ISO 8601 bounds of a one-off range; by default the run continues from the
             last high-water mark minus `lookback_seconds`, up to now.
@@ -87,6 +89,7 @@ def truefoundry_audit(
             host=host,
             api_key=api_key,
             timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
             filters=flt,
             chunk=chunk,
             start=parse_user_time(start, "start") if start else None,
@@ -161,6 +164,7 @@ def _audit_logs(
     host: str | None,
     api_key: str | None,
     timeout: float,
+    allow_insecure_http: bool,
     filters: AuditLogFilters,
     chunk: Chunk | None,
     start: datetime | None,
@@ -184,6 +188,7 @@ def _audit_logs(
             timeout=timeout,
             retry=RetryPolicy(),
             max_connections=concurrency,
+            allow_insecure_http=allow_insecure_http,
         )
     try:
         if chunk is None:

@@ -191,6 +191,7 @@ def test_the_api_key_is_never_echoed(workspace: Workspace) -> None:
     one_line_error(proc, 1, "invalid token: Bearer [redacted]")
     for text in (proc.stdout, proc.stderr):
         assert SECRET not in text
+    assert list(workspace.pipelines_dir.rglob("trace.pickle")), "dlt kept no trace"
     assert not _files_holding(workspace.pipelines_dir, SECRET.encode())
     if workspace.db.exists():
         assert SECRET.encode() not in workspace.db.read_bytes()

@@ -239,30 +239,33 @@ def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = 
     declared = response.headers.get("content-length", "")
     if decompressor is None and declared.isdigit() and int(declared) > cap and not cut:
         raise _TooLarge
-    body = bytearray()
+    pieces: list[bytes] = []  # joined once at the end: one copy of the body, as httpx makes
+    size = 0
     for raw in response.iter_raw():
         if time.monotonic() > until:
             raise httpx.ReadTimeout("the response did not arrive in time", request=response.request)
         data = raw
         while data:
             if decompressor is None:
-                body += data
-                data = b""
+                piece, data = data, b""
             else:
                 # a piece at a time: a bomb never expands in one go
-                body += decompressor.decompress(data, min(cap - len(body) + 1, _PIECE))
+                piece = decompressor.decompress(data, min(cap - size + 1, _PIECE))
                 data = decompressor.unconsumed_tail
-            if len(body) > cap:
+            pieces.append(piece)
+            size += len(piece)
+            if size > cap:
                 if cut:
-                    return bytes(body[:cap])
+                    return b"".join(pieces)[:cap]
                 raise _TooLarge
     if decompressor is not None:
-        body += decompressor.flush()
-        if len(body) > cap:
+        pieces.append(decompressor.flush())
+        size += len(pieces[-1])
+        if size > cap:
             if cut:
-                return bytes(body[:cap])
+                return b"".join(pieces)[:cap]
             raise _TooLarge
-    return bytes(body)
+    return b"".join(pieces)
 
 
 class AuditLogClient:

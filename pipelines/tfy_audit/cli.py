@@ -74,7 +74,10 @@ def _source_args(p: argparse.ArgumentParser, *, with_window: bool = True) -> Non
     if with_window:
         g.add_argument("--start", default=None, help="ISO 8601, or a duration back (7d)")
         g.add_argument("--end", default=None, help="ISO 8601 (default: now, fixed at start)")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per request, all told")
+    g.add_argument("--max-duration", type=float, help="seconds a whole run may take (no limit)")
+    g.add_argument("--max-response-mb", type=float, help="cap of a body (default: by page size)")
+    g.add_argument("--allow-insecure-http", action="store_true", help="http:// to another host")
     g.add_argument(
         "--retries", type=int, default=8, help="attempts per request on 429/5xx/network errors"
     )
@@ -164,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    __import__("tfy_audit.redact").redact.install_log_filter()  # no secret in any log line
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.INFO if debug else logging.WARNING)
     if not debug:
@@ -253,6 +257,9 @@ def sync_options_from_args(args: argparse.Namespace) -> Any:
         timeout=args.timeout,
         retry=RetryPolicy(max_attempts=args.retries),
         wait_for_lock=getattr(args, "wait", 0.0),
+        max_duration=args.max_duration,
+        max_response_mb=args.max_response_mb,
+        allow_insecure_http=args.allow_insecure_http,
     )
 
 

@@ -2,6 +2,12 @@
 
 It knows nothing of dlt. Every response is judged in one place, `_triage`, which either returns
 the parsed body or raises an error from `errors.py`; retries happen only for `TransientApiError`.
+
+Bounds, each cheap on the normal path: every attempt has a wall-clock deadline (`timeout`)
+covering connect, headers and body, enforced on each socket operation (`deadline.py`) and
+between body chunks; a run may have a deadline too (`run_deadline`), after which no request
+starts and each attempt's budget is the time left; a body is read as a stream and given up once
+its decompressed size passes a cap derived from the page size.
 """
 
 from __future__ import annotations
@@ -9,9 +15,11 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -21,18 +29,38 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from . import deadline
 from .errors import (
     ApiError,
     AuthenticationError,
+    ConfigurationError,
+    ImplausibleCountError,
     NotAControlPlaneError,
     OffsetRefusedError,
+    RequestNotSentError,
     RequestRejectedError,
+    ResponseTooLargeError,
     RetriesExhaustedError,
+    RunDeadlineError,
     TransientApiError,
     UsageError,
+    service_text,
 )
-from .pages import NotAuditLogsResponse, parse_list_body
-from .settings import AUDIT_LOGS_PATH, FILTER_PARAMS, MAX_PAGE_SIZE
+from .hosts import normalize_host
+from .pages import ImplausibleTotal, NotAuditLogsResponse, parse_list_body
+from .redact import register_secret
+from .settings import (
+    AUDIT_LOGS_PATH,
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_BYTES,
+    FILTER_PARAMS,
+    MAX_PAGE_SIZE,
+    MAX_PLAUSIBLE_TOTAL,
+    RESPONSE_BYTES_BASE,
+    RESPONSE_BYTES_PER_EVENT,
+)
+
+__all__ = ["AuditLogClient", "AuditLogFilters", "RetryPolicy", "normalize_host"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,21 +140,6 @@ class ClientStats:
                 self.retries += 1
 
 
-def normalize_host(host: str) -> str:
-    """`app.example.com`, `https://app.example.com/` -> `https://app.example.com`."""
-    host = host.strip()
-    if not host:
-        raise UsageError("the TrueFoundry host is empty; set TFY_HOST or pass --host")
-    if "://" not in host:
-        host = "https://" + host
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(
-            f"{host!r} is not a control plane URL; pass --host like https://your-org.truefoundry.cloud"
-        )
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-
-
 def format_query_time(dt: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, milliseconds unless the value needs microseconds."""
     if dt.tzinfo is None:
@@ -154,22 +167,105 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _server_message(response: httpx.Response) -> str:
+# the start of a JSON error's message, in a body cut short
+_MESSAGE_START = re.compile(rb'"(?:message|error)"\s*:\s*"((?:[^"\\]|\\.){0,2000})')
+
+
+def _server_message(body: bytes) -> str:
     try:
-        body = orjson.loads(response.content)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return ""
-    if isinstance(body, dict):
-        msg = body.get("message") or body.get("error") or ""
+        found = _MESSAGE_START.search(body)
+        if found is None:
+            return ""
+        try:
+            return service_text(orjson.loads(b'"' + found[1] + b'"'))
+        except orjson.JSONDecodeError:
+            return service_text(found[1].decode("utf-8", "replace"))
+    if isinstance(parsed, dict):
+        msg = parsed.get("message") or parsed.get("error") or ""
         if isinstance(msg, list):
-            return "; ".join(str(m) for m in msg)
-        return str(msg)
+            return service_text("; ".join(str(m) for m in msg))
+        return service_text(str(msg))
     return ""
 
 
-def _looks_like_html(response: httpx.Response) -> bool:
+def _looks_like_html(response: httpx.Response, body: bytes) -> bool:
     ctype = response.headers.get("content-type", "")
-    return "html" in ctype or response.content.lstrip()[:1] == b"<"
+    return "html" in ctype or body.lstrip()[:1] == b"<"
+
+
+def _valid_api_key(api_key: str) -> str:
+    """The key without surrounding whitespace (an env file saved with CRLF line ends leaves a
+    `\r`); ConfigurationError naming the position of any character a header cannot carry."""
+    key = api_key.strip()
+    for position, char in enumerate(key, start=1):
+        if not "\x21" <= char <= "\x7e":
+            raise ConfigurationError(
+                f"the API key holds a character an HTTP header cannot carry, at position "
+                f"{position} of {len(key)}; check TFY_API_KEY (or sources.truefoundry_audit."
+                "api_key in .dlt/secrets.toml) for a stray character"
+            )
+    return key
+
+
+_PIECE = 1024 * 1024
+
+
+class _TooLarge(Exception):
+    """A body went past its cap (internal: the client turns it into ResponseTooLargeError)."""
+
+
+def _decompressor(encoding: str) -> Any:
+    """A zlib decompressor for the response's Content-Encoding, None for none; ValueError for
+    one the client did not ask for (it asks for gzip and deflate only)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a zlib or gzip header, detected
+    raise ValueError(f"the response is encoded as {service_text(encoding)!r}, not gzip")
+
+
+def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = False) -> bytes:
+    """The body, decompressed, read before the monotonic time `until` and at most `cap` bytes
+    long (counted after decompression, so a small compressed body cannot expand past it):
+    _TooLarge past it, or with `cut`, its first `cap` bytes."""
+    if response.is_stream_consumed:  # a body in memory already (an httpx MockTransport's)
+        if len(response.content) > cap and not cut:
+            raise _TooLarge
+        return response.content[:cap]
+    decompressor = _decompressor(response.headers.get("content-encoding", ""))
+    declared = response.headers.get("content-length", "")
+    if decompressor is None and declared.isdigit() and int(declared) > cap and not cut:
+        raise _TooLarge
+    pieces: list[bytes] = []  # joined once at the end: one copy of the body, as httpx makes
+    size = 0
+    for raw in response.iter_raw():
+        if time.monotonic() > until:
+            raise httpx.ReadTimeout("the response did not arrive in time", request=response.request)
+        data = raw
+        while data:
+            if decompressor is None:
+                piece, data = data, b""
+            else:
+                # a piece at a time: a bomb never expands in one go
+                piece = decompressor.decompress(data, min(cap - size + 1, _PIECE))
+                data = decompressor.unconsumed_tail
+            pieces.append(piece)
+            size += len(piece)
+            if size > cap:
+                if cut:
+                    return b"".join(pieces)[:cap]
+                raise _TooLarge
+    if decompressor is not None:
+        pieces.append(decompressor.flush())
+        size += len(pieces[-1])
+        if size > cap:
+            if cut:
+                return b"".join(pieces)[:cap]
+            raise _TooLarge
+    return b"".join(pieces)
 
 
 class AuditLogClient:
@@ -180,20 +276,31 @@ class AuditLogClient:
         host: str,
         api_key: str,
         *,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_connections: int = 16,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        run_deadline: float | None = None,
+        max_response_bytes: int | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
-        if not api_key:
+        """`timeout`: seconds one attempt may take in all; `run_deadline`: a `time.monotonic()`
+        after which no request starts; `max_response_bytes`: the cap of every body (default:
+        derived from the page size asked for)."""
+        register_secret(api_key)
+        if not api_key or not api_key.strip():
             raise UsageError(
                 "no TrueFoundry API key: set TFY_API_KEY (or sources.truefoundry_audit.api_key "
                 "in .dlt/secrets.toml)"
             )
-        self.host = normalize_host(host)
+        api_key = _valid_api_key(api_key)
+        self.host = normalize_host(host, allow_insecure_http=allow_insecure_http)
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
+        self.timeout = timeout
+        self.run_deadline = run_deadline
+        self.max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._rng = random.Random()
         self._http = httpx.Client(
@@ -201,6 +308,8 @@ class AuditLogClient:
             headers={
                 "Authorization": f"Bearer {api_key}",
                 "Accept": "application/json",
+                # the two encodings the body reader decompresses under its cap
+                "Accept-Encoding": "gzip, deflate",
                 "User-Agent": USER_AGENT,
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -215,6 +324,7 @@ class AuditLogClient:
             # proxies the same setting).
             verify=self.host.startswith("https://") or bool(urllib.request.getproxies()),
         )
+        deadline.bound_transports(self._http)
 
     def __enter__(self) -> AuditLogClient:
         return self
@@ -229,7 +339,8 @@ class AuditLogClient:
 
     def count(self, filters: AuditLogFilters, start: datetime, end: datetime) -> int:
         params = {"metric": "count", **self._window_params(filters, start, end)}
-        return self._get(params, lambda body: parse_list_body(body)[1])
+        # the spec does not say a count's body is small: it is capped like the largest page
+        return self._get(params, lambda body: parse_list_body(body)[1], MAX_PAGE_SIZE)
 
     def list_page(
         self,
@@ -251,7 +362,25 @@ class AuditLogClient:
             "limit": str(limit),
             "offset": str(offset),
         }
-        return self._get(params, decode)
+        return self._get(params, decode, limit)
+
+    def response_cap(self, page_size: int) -> int:
+        """The most bytes (decompressed) a body may hold for a page of `page_size` events."""
+        if self.max_response_bytes is not None:
+            return self.max_response_bytes
+        return RESPONSE_BYTES_BASE + page_size * RESPONSE_BYTES_PER_EVENT
+
+    def check_run_deadline(self) -> float:
+        """Seconds left of the run (infinity without a deadline); RunDeadlineError if none."""
+        if self.run_deadline is None:
+            return float("inf")
+        left = self.run_deadline - time.monotonic()
+        if left <= 0:
+            raise RunDeadlineError(
+                "the run reached its --max-duration and stopped; what it loaded before is "
+                "kept: run again to continue (or raise --max-duration)"
+            )
+        return left
 
     @staticmethod
     def _window_params(filters: AuditLogFilters, start: datetime, end: datetime) -> dict[str, str]:
@@ -263,29 +392,53 @@ class AuditLogClient:
 
     # -- transport, retries, triage ---------------------------------------------------------
 
-    def _get(self, params: dict[str, str], decode: Callable[[bytes], T]) -> T:
+    def _get(self, params: dict[str, str], decode: Callable[[bytes], T], page_size: int) -> T:
         metric = params.get("metric", "")
+        cap = self.response_cap(page_size)
         attempt = 0
         connect_failures = 0
         suspect_failures = 0
         while True:
             attempt += 1
+            budget = min(self.timeout, self.check_run_deadline())
+            until = time.monotonic() + budget
             request = self._http.build_request("GET", AUDIT_LOGS_PATH, params=params)
+            not_sent: ApiError | None = None
             try:
-                response = self._http.send(request)
+                with deadline.bounded(until):
+                    response = self._http.send(request, stream=True)
+                    try:
+                        if response.status_code == 200:
+                            body = _read_body(response, until, cap)
+                        else:  # what an error says is in its first bytes, if anywhere
+                            body = _read_body(response, until, ERROR_BODY_BYTES, cut=True)
+                    except _TooLarge:
+                        self.stats.record(metric, response.status_code, attempt > 1)
+                        raise self._too_large(request, response, cap, page_size) from None
+                    finally:
+                        response.close()
+            except httpx.LocalProtocolError as exc:
+                # our own request could not be sent as built: sending it again cannot help.
+                # Raised outside this handler, so that the httpx error (whose text may quote a
+                # header) is not chained to ours, nor kept in dlt's trace.
+                not_sent = RequestNotSentError(
+                    f"GET {_short(str(request.url))} could not be sent "
+                    f"({type(exc).__name__}: {exc})",
+                    url=str(request.url),
+                )
             except httpx.TransportError as exc:
                 self.stats.record(metric, None, attempt > 1)
                 is_connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 connect_failures += is_connect
-                error: ApiError = self._transport_error(exc, request)
+                error: ApiError = self._transport_error(exc, request, budget)
                 if is_connect and connect_failures >= self.retry.connect_attempts:
                     raise error from exc
                 delay = self._backoff(attempt)
             else:
                 self.stats.record(metric, response.status_code, attempt > 1)
                 try:
-                    self._triage(response, params)
-                    return self._decode(response, decode)
+                    self._triage(response, body, params)
+                    return self._decode(response, body, decode)
                 except TransientApiError as exc:
                     error = exc
                     suspect_failures += exc.suspect_host
@@ -294,6 +447,9 @@ class AuditLogClient:
                         after = _retry_after_seconds(response.headers.get("retry-after"))
                         if after is not None:
                             delay = min(after, self.retry.retry_after_max)
+            if not_sent is not None:
+                self.stats.record(metric, None, attempt > 1)
+                raise not_sent
             if attempt >= self.retry.max_attempts or suspect_failures >= _SUSPECT_HOST_ATTEMPTS:
                 raise RetriesExhaustedError(
                     f"{error} (gave up after {attempt} attempts)",
@@ -301,14 +457,40 @@ class AuditLogClient:
                     status=error.status,
                     request_id=error.request_id,
                 ) from error
+            if delay >= self.check_run_deadline():  # which raises once the run's time is up
+                raise RunDeadlineError(
+                    f"the run would reach its --max-duration while waiting to retry ({error}); "
+                    "what it loaded before is kept: run again to continue"
+                ) from error
             logger.debug("retrying in %.2fs (attempt %d): %s", delay, attempt + 1, error)
             self._sleep(delay)
+
+    def _too_large(
+        self, request: httpx.Request, response: httpx.Response, cap: int, page_size: int
+    ) -> ResponseTooLargeError:
+        url = str(request.url)
+        rid = response.headers.get("x-request-id")
+        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
+        source = (
+            "--max-response-mb"
+            if self.max_response_bytes is not None
+            else f"the cap for a page of {page_size} events"
+        )
+        return ResponseTooLargeError(
+            f"{where}: the response is larger than {cap / 2**20:g} MB decompressed ({source}); "
+            "nothing of it was loaded: pass a larger --max-response-mb, or a smaller --page-size",
+            url=url,
+            status=response.status_code,
+            request_id=rid,
+        )
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.retry.backoff_max, self.retry.backoff_initial * 2 ** (attempt - 1))
         return self._rng.uniform(cap / 2, cap)
 
-    def _transport_error(self, exc: httpx.TransportError, request: httpx.Request) -> ApiError:
+    def _transport_error(
+        self, exc: httpx.TransportError, request: httpx.Request, budget: float
+    ) -> ApiError:
         url = str(request.url)
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return TransientApiError(
@@ -318,8 +500,8 @@ class AuditLogClient:
             )
         if isinstance(exc, httpx.TimeoutException):
             return TransientApiError(
-                f"GET {_short(url)} timed out ({type(exc).__name__}); the service is slow: "
-                "retry later or raise --timeout",
+                f"GET {_short(url)} did not complete within {budget:.3g}s "
+                f"({type(exc).__name__}); the service is slow: retry later or raise --timeout",
                 url=url,
             )
         return TransientApiError(
@@ -327,12 +509,12 @@ class AuditLogClient:
             url=url,
         )
 
-    def _triage(self, response: httpx.Response, params: Mapping[str, str]) -> None:
+    def _triage(self, response: httpx.Response, body: bytes, params: Mapping[str, str]) -> None:
         """The one place that decides what a response's status means."""
         status = response.status_code
         url = str(response.request.url)
         rid = response.headers.get("x-request-id")
-        where = f"GET {_short(url)}" + (f" (request id {rid})" if rid else "")
+        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
         kw: dict[str, Any] = {"url": url, "status": status, "request_id": rid}
 
         if status == 429:
@@ -353,27 +535,36 @@ class AuditLogClient:
             )
         if 300 <= status < 400:
             raise NotAControlPlaneError(
-                f"{where}: redirected (HTTP {status} to {response.headers.get('location')}); "
+                f"{where}: redirected (HTTP {status} to "
+                f"{service_text(response.headers.get('location'))}); "
                 "pass the control plane's final URL as --host",
                 **kw,
             )
         if status >= 400:
-            message = _server_message(response) or response.reason_phrase
+            message = _server_message(body) or service_text(response.reason_phrase)
             if status == 400 and int(params.get("offset", "0") or 0) > 0:
                 # The spec does not say how deep one may page; a refusal at a non-zero offset,
                 # after the same query was answered at offset 0, is the service's depth limit.
                 raise OffsetRefusedError(f"{where}: refused offset ({message})", **kw)
             raise RequestRejectedError(f"{where}: rejected with HTTP {status}: {message}", **kw)
 
-    def _decode(self, response: httpx.Response, decode: Callable[[bytes], T]) -> T:
+    def _decode(self, response: httpx.Response, body: bytes, decode: Callable[[bytes], T]) -> T:
         """A 200 whose body cannot be decoded is retried: a cut connection or a glitch; an HTML
-        page or foreign JSON only a few times, as it is more likely the wrong host."""
+        page or foreign JSON only a few times, as it is more likely the wrong host. A count no
+        audit trail can hold is the service's error, and not retried."""
         url = str(response.request.url)
         rid = response.headers.get("x-request-id")
-        where = f"GET {_short(url)}" + (f" (request id {rid})" if rid else "")
+        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
         kw: dict[str, Any] = {"url": url, "status": response.status_code, "request_id": rid}
         try:
-            return decode(response.content)
+            return decode(body)
+        except ImplausibleTotal as exc:
+            raise ImplausibleCountError(
+                f"{where}: the service answered {exc}, which is no count of audit events "
+                f"(an integer from 0 to {MAX_PLAUSIBLE_TOTAL:,}); nothing was planned or loaded "
+                "from it: report this answer to your TrueFoundry administrator",
+                **kw,
+            ) from None
         except NotAuditLogsResponse as exc:
             raise TransientApiError(
                 f"{where}: {exc}; is --host the URL of a TrueFoundry control plane?",
@@ -381,14 +572,16 @@ class AuditLogClient:
                 **kw,
             ) from exc
         except ValueError as exc:
-            if _looks_like_html(response):
+            if _looks_like_html(response, body):
                 raise TransientApiError(
                     f"{where}: answered with an HTML page, not JSON; is --host the URL of a "
                     "TrueFoundry control plane?",
                     suspect_host=True,
                     **kw,
                 ) from exc
-            raise TransientApiError(f"{where}: body is not valid JSON ({exc})", **kw) from exc
+            raise TransientApiError(
+                f"{where}: body is not valid JSON ({service_text(str(exc))})", **kw
+            ) from exc
 
 
 def _short(url: str) -> str:

@@ -4,12 +4,16 @@ order; see credentials.py)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import dlt
 
 from .credentials import login_host, login_token
 from .errors import ConfigurationError
+from .redact import register_secret
+
+logger = logging.getLogger(__name__)
 
 
 def _from_dlt(key: str, secret: bool = False) -> str | None:
@@ -23,7 +27,15 @@ def _from_dlt(key: str, secret: bool = False) -> str | None:
 
 
 def resolve_host(host: str | None) -> str:
-    value = host or _from_dlt("host") or os.environ.get("TFY_HOST") or login_host()
+    configured, environment = _from_dlt("host"), os.environ.get("TFY_HOST")
+    value = host or configured or environment or login_host()
+    if not host and configured and environment and configured.strip() != environment.strip():
+        logger.warning(
+            "using the host %s from dlt config (sources.truefoundry_audit.host); TFY_HOST (%s) "
+            "is ignored: pass --host to choose",
+            configured.rpartition("@")[2],  # a password in a host is refused, not shown
+            environment.rpartition("@")[2],
+        )
     if not value:
         raise ConfigurationError(
             "no TrueFoundry host: set TFY_HOST (or pass --host, or sources.truefoundry_audit.host "
@@ -36,6 +48,7 @@ def resolve_api_key(api_key: str | None, host: str | None = None) -> str:
     """`host`: where the key will be sent; `tfy login`'s token is never sent to another."""
     value = api_key or _from_dlt("api_key", secret=True) or os.environ.get("TFY_API_KEY")
     value = value or login_token(host)
+    register_secret(value)
     if not value:
         raise ConfigurationError(
             "no TrueFoundry API key: set TFY_API_KEY (or sources.truefoundry_audit.api_key in "

@@ -17,7 +17,13 @@ from ._dlt_compat import (
     destination_from_reference,
     duckdb_destination,
 )
-from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
+from .errors import (
+    DestinationError,
+    TfyAuditError,
+    UsageError,
+    configuration_error,
+    explain_destination_failure,
+)
 from .options import DestinationOptions
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
@@ -107,7 +113,7 @@ def step(what: str) -> Iterator[None]:
     except TfyAuditError:
         raise
     except Exception as exc:
-        cause = _find_cause(exc)
+        cause = _find_cause(exc) or configuration_error(exc)
         if cause is not None:
             raise cause from exc
         reason = explain_destination_failure(exc) or _one_line(exc)

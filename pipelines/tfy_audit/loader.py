@@ -117,6 +117,7 @@ class ChunkLoader:
             sync_id = uuid.uuid4().hex
             counter = _Counter(self._progress, self._summary)
             for index, chunk in enumerate(chunks, start=1):
+                self._client.check_run_deadline()  # past --max-duration, stop between chunks
                 reading, first = first or self._read_ahead(chunk), None
                 chunk = dataclasses.replace(chunk, held_back_to=counter.incomplete_from)
                 with reading:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .client import AuditLogFilters, RetryPolicy
 from .errors import UsageError
+from .lock import validate_pipeline_name
 from .settings import (
     DEFAULT_CHUNK_EVENTS,
     DEFAULT_CONCURRENCY,
@@ -19,6 +20,7 @@ from .settings import (
     DEFAULT_MAX_OFFSET,
     DEFAULT_PAGE_SIZE,
     DEFAULT_PIPELINE_NAME,
+    DEFAULT_TIMEOUT,
     MAX_PAGE_SIZE,
 )
 
@@ -34,6 +36,9 @@ class DestinationOptions:
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     pipelines_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        validate_pipeline_name(self.pipeline_name)  # before any path is made of it
+
 
 @dataclass
 class SyncOptions:
@@ -48,9 +53,12 @@ class SyncOptions:
     page_size: int = DEFAULT_PAGE_SIZE
     max_offset: int = DEFAULT_MAX_OFFSET
     chunk_events: int = DEFAULT_CHUNK_EVENTS
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT  # seconds one request may take in all
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     wait_for_lock: float = 0.0
+    max_duration: float | None = None  # seconds a whole run may take; None: no bound
+    max_response_mb: float | None = None  # cap of a response body; None: from the page size
+    allow_insecure_http: bool = False  # plain HTTP to a host other than this machine
     # processes that parse and normalize pages; 0 decodes in the fetching threads, which is the
     # safe default for library use (worker processes re-import the caller's __main__ module)
     workers: int = 0
@@ -107,9 +115,28 @@ def validate(options: SyncOptions) -> None:
         raise UsageError("--retries must be at least 1 (the number of attempts per request)")
     if options.workers < 0:
         raise UsageError("--workers must be 0 (decode in threads) or more")
+    if not options.timeout > 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    if options.max_duration is not None and not options.max_duration > 0:
+        raise UsageError("--max-duration must be more than 0 seconds")
+    if options.max_response_mb is not None and not options.max_response_mb > 0:
+        raise UsageError("--max-response-mb must be more than 0")
     if options.max_offset < options.page_size:
         raise UsageError("--max-offset must be at least the page size")
     if options.start and options.end and options.end <= options.start:
         raise UsageError(
             f"--end ({options.end.isoformat()}) is not after --start ({options.start.isoformat()})"
         )
+
+
+def client_limits(options: SyncOptions, started: float) -> dict[str, Any]:
+    """The client's bounds from the options, for a run that started at the monotonic time
+    `started`: keyword arguments of `AuditLogClient`."""
+    return {
+        "timeout": options.timeout,
+        "run_deadline": None if options.max_duration is None else started + options.max_duration,
+        "max_response_bytes": None
+        if options.max_response_mb is None
+        else int(options.max_response_mb * 2**20),
+        "allow_insecure_http": options.allow_insecure_http,
+    }

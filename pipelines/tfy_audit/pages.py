@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .rows import EventBatch, normalize_events, parse_timestamp
+from .settings import MAX_PLAUSIBLE_TOTAL
 
 # 19+ digits may not fit in 64 bits; orjson would silently turn such integers into floats.
 # Mapping every digit to "0" and everything else to " " finds such a run at memchr speed (a
@@ -56,6 +57,11 @@ class NotAuditLogsResponse(ValueError):
     """The body is JSON, but not the endpoint's `{data: [...], pagination: {total}}`."""
 
 
+class ImplausibleTotal(ValueError):
+    """`pagination.total` is no possible count: not an integer, negative, or beyond any
+    audit trail's size. The message quotes it (cut short)."""
+
+
 def parse_json_body(body: bytes) -> Any:
     """orjson for speed, the standard library where orjson would lose digits."""
     if _has_long_integer(body):
@@ -73,9 +79,16 @@ def parse_list_body(body: bytes) -> tuple[list[dict[str, Any]], int]:
     if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
         raise NotAuditLogsResponse("the JSON is not an audit-logs response (no data list)")
     pagination = parsed.get("pagination")
-    if not isinstance(pagination, dict) or not isinstance(pagination.get("total"), int):
+    if not isinstance(pagination, dict) or "total" not in pagination:
         raise NotAuditLogsResponse("the JSON is not an audit-logs response (no pagination.total)")
-    return parsed["data"], pagination["total"]
+    total = pagination["total"]
+    if (
+        not isinstance(total, int)
+        or isinstance(total, bool)
+        or not 0 <= total <= MAX_PLAUSIBLE_TOTAL
+    ):
+        raise ImplausibleTotal(f"pagination.total = {json.dumps(total)[:40]}")
+    return parsed["data"], total
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ hours), so the report and the views always agree (and the views need not exist).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import logging
 import math
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -629,6 +631,8 @@ def _write_atomically(out: Path, document: str) -> None:
     try:
         with open(tmp, "x", encoding="utf-8") as fh:
             fh.write(document)
+        with contextlib.suppress(FileNotFoundError):  # a report rewritten keeps its mode
+            os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -16,11 +16,24 @@ DEFAULT_PAGE_SIZE: Final = 1000
 DEFAULT_MAX_OFFSET: Final = 10_000
 
 DEFAULT_LOOKBACK: Final = timedelta(minutes=10)
-DEFAULT_CONCURRENCY: Final = 8
 
-# Seconds an HTTP request may wait on the service (connecting: at most 10) before it fails
-# and is retried.
+# Seconds one request may take, connecting, waiting and reading its body together.
 DEFAULT_TIMEOUT: Final = 60.0
+
+# A response body may hold this much per event of the page asked for, plus a fixed allowance
+# (counted after decompression); `--max-response-mb` sets another cap.
+RESPONSE_BYTES_PER_EVENT: Final = 32 * 1024
+RESPONSE_BYTES_BASE: Final = 1024 * 1024
+# An error response is read this far: enough for any message worth quoting.
+ERROR_BODY_BYTES: Final = 64 * 1024
+
+# No audit trail holds more events than this; a count beyond it is the service's error.
+MAX_PLAUSIBLE_TOTAL: Final = 10**10
+# The count requests planning one run may make: a base, plus this many for each window the
+# run's own count says it needs (a real service's plan takes a small fraction of it).
+PLAN_BASE_REQUESTS: Final = 10_000
+PLAN_REQUESTS_PER_WINDOW: Final = 64
+DEFAULT_CONCURRENCY: Final = 8
 
 # A chunk is a run of consecutive windows committed to the destination together with the
 # sync state; a crash loses at most the chunk in flight (here, ~15 s of reading). Each chunk

@@ -23,6 +23,7 @@ from .config import resolve_api_key, resolve_host
 from .extract import ExtractObserver, audit_log_tables
 from .fetch import Item, read_windows
 from .planning import Chunk, plan_chunk
+from .redact import install_log_filter
 from .rows import SubjectObservation
 from .settings import (
     AUDIT_LOGS_TABLE,
@@ -53,11 +54,13 @@ def truefoundry_audit(
     concurrency: int = DEFAULT_CONCURRENCY,
     max_offset: int = DEFAULT_MAX_OFFSET,
     timeout: float = DEFAULT_TIMEOUT,
+    allow_insecure_http: bool = False,
 ) -> DltResource:
     """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
 
     Args:
-        host: control plane URL; falls back to `TFY_HOST`.
+        host: control plane URL; falls back to `TFY_HOST`. `http://` only to this machine,
+            unless `allow_insecure_http`.
         api_key: bearer token; falls back to `TFY_API_KEY`.
         start, end: ISO 8601 bounds of a one-off range; by default the run continues from the
             last high-water mark minus `lookback_seconds`, up to now.
@@ -66,10 +69,12 @@ def truefoundry_audit(
         page_size, concurrency, max_offset, timeout: how the endpoint is read (events per page,
             requests at once, the deepest offset the service pages to, seconds per request).
     """
+    install_log_filter()  # the API key never reaches a log line
     rows = _whole_run(
         host=host,
         api_key=api_key,
         timeout=timeout,
+        allow_insecure_http=allow_insecure_http,
         filters=AuditLogFilters.from_mapping(filters or {}),
         start=parse_user_time(start, "start") if start else None,
         end=parse_user_time(end, "end") if end else None,
@@ -170,6 +175,7 @@ def _whole_run(
     host: str | None,
     api_key: str | None,
     timeout: float,
+    allow_insecure_http: bool,
     filters: AuditLogFilters,
     start: datetime | None,
     end: datetime | None,
@@ -186,6 +192,7 @@ def _whole_run(
         timeout=timeout,
         retry=RetryPolicy(),
         max_connections=concurrency,
+        allow_insecure_http=allow_insecure_http,
     )
     with client:
         entry = stream_state(dlt.current.source_state(), filters)

@@ -26,10 +26,11 @@ from .config import resolve_api_key, resolve_host
 from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
+from .hosts import normalize_host
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
 from .lock import pipeline_lock
-from .options import SyncOptions, SyncSummary, validate
+from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
 from .recovery import DayRepair, duplicate_days, finish_pending
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
@@ -48,7 +49,9 @@ def run_sync(
     validate(options)
     progress = progress or SyncProgress()
     started = time.monotonic()
-    host = resolve_host(options.host)
+    host = normalize_host(
+        resolve_host(options.host), allow_insecure_http=options.allow_insecure_http
+    )
     api_key = resolve_api_key(options.api_key, host)
     target = options.target
     with ExitStack() as held:
@@ -74,10 +77,10 @@ def run_sync(
         client = AuditLogClient(
             host,
             api_key,
-            timeout=options.timeout,
             retry=options.retry,
             max_connections=options.concurrency,
             transport=options.transport,
+            **client_limits(options, started),
         )
         try:
             with ExitStack() as stack:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
+from .options import client_limits
 from .settings import MIN_WINDOW
 from .warehouse import read_warehouse_events
 from .windows import floor_ms
@@ -351,10 +353,10 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     client = AuditLogClient(
         resolve_host(options.host),
         resolve_api_key(options.api_key, resolve_host(options.host)),
-        timeout=options.timeout,
         retry=options.retry,
         max_connections=options.concurrency,
         transport=options.transport,
+        **client_limits(options, time.monotonic()),
     )
     with client:
         first = verify_range(

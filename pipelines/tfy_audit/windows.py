@@ -16,7 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .settings import MIN_WINDOW
+from .errors import ImplausibleCountError
+from .settings import MIN_WINDOW, PLAN_BASE_REQUESTS, PLAN_REQUESTS_PER_WINDOW
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -102,6 +103,11 @@ def plan_windows(
     trips as the split is deep. Empty windows are dropped. A window of one millisecond cannot be
     split further and is returned whatever its count (the fetcher then reports it if the service
     refuses to page through it). `on_total` hears the root's count as soon as it is known.
+
+    The service's counts are not trusted blindly (ImplausibleCountError): the parts of a window
+    may not count much more than the window itself (each event is counted at most twice, once in
+    a neighbour's padding; new events get some slack), and planning may not take more count
+    requests than the root's count could ever need. Depth is bounded by `MIN_WINDOW`.
     """
     if max_events < 1:
         raise ValueError("max_events must be >= 1")
@@ -109,23 +115,51 @@ def plan_windows(
     target = max(1, int(max_events * 0.6))
     leaves: list[PlannedWindow] = []
     pending: dict[Future[int], Window] = {executor.submit(count, root): root}
+    # a window being split: its count, what its parts counted so far, its parts not yet counted
+    splits: dict[Window, list[int]] = {}
+    parent_of: dict[Window, Window] = {}
+    requests, budget = 1, PLAN_BASE_REQUESTS
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 window = pending.pop(future)
                 n = future.result()
-                if window is root and on_total is not None:
-                    on_total(n)  # the size of the run, known early
+                if window is root:
+                    budget += PLAN_REQUESTS_PER_WINDOW * math.ceil(n / max_events)
+                    if on_total is not None:
+                        on_total(n)  # the size of the run, known early
+                parent = parent_of.pop(window, None)
+                if parent is not None:
+                    split = splits[parent]
+                    split[1] += n
+                    split[2] -= 1
+                    if split[1] > 3 * split[0] + max_events:
+                        raise ImplausibleCountError(
+                            f"the service's counts do not add up: it counted {split[0]:,} events "
+                            f"in {parent}, and already {split[1]:,} in parts of it; the service's "
+                            "count is unreliable: report this to your TrueFoundry administrator"
+                        )
+                    if split[2] == 0:
+                        del splits[parent]
                 if n == 0:
                     continue
                 if n <= max_events or not window.can_split():
                     leaves.append(PlannedWindow(window, n))
                     continue
-                parts = min(MAX_FANOUT, max(2, math.ceil(n / target)))
+                parts = window.split(min(MAX_FANOUT, max(2, math.ceil(n / target))))
+                requests += len(parts)
+                if requests > budget:
+                    raise ImplausibleCountError(
+                        f"planning {root} would take more than {budget:,} count requests (the "
+                        f"service counted {n:,} events in {window}): its counts do not narrow "
+                        "down; report this to your TrueFoundry administrator"
+                    )
+                splits[window] = [n, 0, len(parts)]
                 # Newest first: a first run's range starts years before most of its events,
                 # and the dense recent parts are the ones with more splitting to come.
-                for part in reversed(window.split(parts)):
+                for part in reversed(parts):
+                    parent_of[part] = window
                     pending[executor.submit(count, part)] = part
     finally:
         for future in pending:

@@ -34,6 +34,7 @@ USER_SETTINGS = [
     "concurrency",
     "max_offset",
     "timeout",
+    "allow_insecure_http",
 ]
 
 

@@ -32,7 +32,7 @@ from .errors import (
     UsageError,
 )
 from .pages import NotAuditLogsResponse, parse_list_body
-from .settings import AUDIT_LOGS_PATH, FILTER_PARAMS, MAX_PAGE_SIZE
+from .settings import AUDIT_LOGS_PATH, DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_PAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class AuditLogFilters:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def as_params(self) -> dict[str, str]:
-        return {FILTER_PARAMS[k]: v for k, v in self.as_dict().items()}
+        """The query parameters: each field's name in camelCase (`resource_id`: `resourceId`)."""
+        return {_camel(k): v for k, v in self.as_dict().items()}
 
     @property
     def key(self) -> str:
@@ -82,11 +83,16 @@ class AuditLogFilters:
         return "&".join(f"{k}={d[k]}" for k in sorted(d))
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try. Backoff is exponential with full jitter; `Retry-After` wins when sent."""
 
-    max_attempts: int = 8
+    max_attempts: int = DEFAULT_RETRIES
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     retry_after_max: float = 300.0
@@ -180,7 +186,7 @@ class AuditLogClient:
         host: str,
         api_key: str,
         *,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_connections: int = 16,
         transport: httpx.BaseTransport | None = None,

@@ -45,6 +45,7 @@ from .options import (
     validate,
 )
 from .prefetch import Prefetch
+from .run_notes import describe_run, reraise_interrupt, rows_from, settle_counts
 from .settings import (
     AUDIT_LOGS_TABLE,
     METADATA_TABLE,
@@ -192,6 +193,7 @@ def _step(what: str) -> Iterator[None]:
     except TfyAuditError:
         raise
     except Exception as exc:
+        reraise_interrupt(exc)  # Ctrl-C or SIGTERM inside dlt's step: the run stops, no error
         cause = _find_cause(exc)
         if cause is not None:
             raise cause from exc
@@ -349,11 +351,20 @@ def run_sync(
         heal = duplicate_days(pipeline, since=last_chunk_start(source_state))
         sources = pipeline.state.get("sources", {})
         entry = stream_state(dict(sources.get(SOURCE_NAME, {})), options.filters)
+        at, mark = now(), covered_until(entry)
+        first_start = options.first_run_start(at)
         run = resolve_range(
-            entry, start=options.start, end=options.end, lookback=options.lookback, now=now()
+            entry,
+            start=options.start,
+            end=options.end,
+            lookback=options.lookback,
+            now=at,
+            first_start=first_start,
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
+        describe_run(summary, mark=mark, run=run, first_start=first_start)
+        rows_before = rows_from(pipeline, run.start)
         client = AuditLogClient(
             host,
             api_key,
@@ -400,6 +411,7 @@ def run_sync(
                     # the worker processes exit during the last load instead of after it
                     after_last_extract=workers.close_soon if workers else None,
                 )
+                settle_counts(summary, rows_before, rows_from(pipeline, run.start))
             summary.views = _refresh_views(pipeline)
         finally:
             client.close()

@@ -359,7 +359,6 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     """Verify the options' pipeline against the service; with `repair`, re-sync differing days
     (each run of consecutive days as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
-    from .settings import HISTORY_START
     from .state import covered_until, stream_state
     from .sync import SOURCE_NAME, make_pipeline, run_sync
 
@@ -371,7 +370,8 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
     # on whole milliseconds, the service's precision, as the sync's ranges are
-    start = floor_ms(options.start or HISTORY_START)
+    # from where a first sync started (`--since`; the whole history by default)
+    start = floor_ms(options.start or options.first_run_start(datetime.now(UTC)))
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
     client = AuditLogClient(
         resolve_host(options.host),

@@ -274,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # run); a tool that copies a security audit trail should not call out unasked. Set
     # RUNTIME__DLTHUB_TELEMETRY=true to opt in.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # dlt's own handling of SIGINT/SIGTERM during normalize and load delays a signal to its
+    # checkpoints and may drop it (a run then goes on and exits 0); the command's handlers stop
+    # the run where it is, and the next run finishes what was committed.
+    os.environ.setdefault("RUNTIME__INTERCEPT_SIGNALS", "false")
     # dlt keeps every loaded Parquet file in its working dir by default: a second, unmanaged copy
     # of the audit trail (never cleaned up). Loaded packages keep their metadata only;
     # LOAD__DELETE_COMPLETED_JOBS=false keeps the files.

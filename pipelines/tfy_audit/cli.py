@@ -70,11 +70,11 @@ def _add_flags(group: Any, flags: Sequence[Flag]) -> None:
 
 
 def _dest(flag: Flag) -> str:
-    return "opt:" + flag.path
+    return flag.flag.lstrip("-").replace("-", "_")
 
 
 def _filter_dest(name: str) -> str:
-    return "filter:" + name
+    return "f_" + name
 
 
 def _destination_args(p: argparse.ArgumentParser) -> None:
@@ -616,7 +616,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with server:
         print(f"simulator serving {args.events:,} events at {server.url}", flush=True)
         print(f"  export TFY_HOST={server.url} TFY_API_KEY={args.api_key}", flush=True)
-        print("  then: tfy-audit sync    (Ctrl-C stops the simulator)", flush=True)
+        print("  then: tfy-audit sync    (into ./tfy_audit.duckdb; Ctrl-C stops the simulator)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     return EXIT_OK

@@ -5,6 +5,7 @@ chunks kept, and the next run exact."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -59,6 +60,9 @@ def assert_ended_cleanly(proc: subprocess.Popen[str], name: str, lock: Path) -> 
     _, code, word = SIGNALS[name]
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
+    if out.lstrip().startswith("{"):  # under --json: the document, with its status
+        document = json.loads(out)
+        assert (document["status"], document["exit_code"]) == ("interrupted", code)
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [f"tfy-audit: {word}; run the same command again to continue"], err
@@ -101,7 +105,7 @@ def test_a_signal_at_any_step_ends_in_one_line_and_the_next_run_is_exact(
     args = workspace.sync_args("", "--chunk-events", "1500", "--max-offset", "1000")
     with SimulatorServer(sim) as srv:
         args[2] = srv.url
-        proc = start_cli(["-q", *args], {"TFY_CRASH_AT": moment, "TFY_SIGNAL": name})
+        proc = start_cli(["-q", *args, "--json"], {"TFY_CRASH_AT": moment, "TFY_SIGNAL": name})
         assert_ended_cleanly(proc, name, lock_file(workspace))
         committed_rows_are_served(workspace, sim)
         assert run_cli(*args) == 0

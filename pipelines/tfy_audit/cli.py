@@ -616,7 +616,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with server:
         print(f"simulator serving {args.events:,} events at {server.url}", flush=True)
         print(f"  export TFY_HOST={server.url} TFY_API_KEY={args.api_key}", flush=True)
-        print("  then: tfy-audit sync    (into ./tfy_audit.duckdb; Ctrl-C stops the simulator)", flush=True)
+        print(
+            "  then: tfy-audit sync    (into ./tfy_audit.duckdb; Ctrl-C stops the simulator)",
+            flush=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     return EXIT_OK

@@ -44,6 +44,7 @@ from .options import (
     SyncSummary,
     validate,
 )
+from .postgres import ensure_indexes
 from .prefetch import Prefetch
 from .run_notes import describe_run, reraise_interrupt, rows_from, settle_counts
 from .settings import (
@@ -413,6 +414,7 @@ def run_sync(
                 )
                 settle_counts(summary, rows_before, rows_from(pipeline, run.start))
             summary.views = _refresh_views(pipeline)
+            ensure_indexes(pipeline)  # PostgreSQL: on id and created_at (postgres.py)
         finally:
             client.close()
             progress.close()

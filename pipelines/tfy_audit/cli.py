@@ -43,8 +43,16 @@ class Terminated(KeyboardInterrupt):
 
 
 class _Parser(argparse.ArgumentParser):
+    # set by main(): the command line asks for --json, so even a line that does not parse
+    # gets its JSON document
+    wants_json: tuple[str, ...] | None = None
+
     def error(self, message: str) -> Any:  # one line, exit code 2, like every usage error
-        self.exit(EXIT_USAGE, f"tfy-audit: error: {message} (see {self.prog} --help)\n")
+        text = f"{message} (see {self.prog} --help)"
+        if _Parser.wants_json is not None:
+            command = next((a for a in _Parser.wants_json if a in COMMANDS), None)
+            _print_json(command or "", EXIT_USAGE, {}, text)
+        self.exit(EXIT_USAGE, f"tfy-audit: error: {text}\n")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -265,7 +273,9 @@ def _print_json(command: str, code: int, fields: dict[str, Any], error: str | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = tuple(sys.argv[1:] if argv is None else argv)
+    _Parser.wants_json = given if "--json" in given else None
+    args = parser.parse_args(given)
     if args.command is None:  # a bare `tfy-audit`
         parser.print_help()
         return EXIT_OK

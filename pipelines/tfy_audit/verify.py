@@ -366,6 +366,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     if pipeline.has_pending_data:
         logger.warning("an interrupted sync left data to load; the next sync will load it first")
     pipeline.sync_destination()
+    require_loaded(pipeline)
     entry = stream_state(
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
@@ -398,6 +399,20 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
             client, pipeline, options.filters, start, end, concurrency=options.concurrency
         )
     return outcome
+
+
+def require_loaded(pipeline: Any) -> None:
+    """Verify compares what a sync loaded: with nothing loaded, it refuses in one line rather
+    than report every day of the history as missing."""
+    from .errors import UsageError
+    from .settings import AUDIT_LOGS_TABLE
+    from .warehouse import table_loaded
+
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        raise UsageError(
+            f"nothing was synced into dataset {pipeline.dataset_name!r} of this destination "
+            "yet; run `tfy-audit sync` first, or pass the --dataset/--db it used"
+        )
 
 
 def _day_runs(

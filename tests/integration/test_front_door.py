@@ -371,3 +371,18 @@ def test_the_readme_python_api_runs_as_written(tmp_path: Path) -> None:
     loaded = Workspace(tmp_path / "audit.duckdb", tmp_path / ".dlt-pipelines").ids()
     assert surely <= loaded <= maybe
     assert len(maybe) < len(sim.events())
+
+
+def test_verify_of_an_empty_database_refuses_instead_of_a_false_alarm(tmp_path: Path) -> None:
+    duckdb.connect(str(tmp_path / "tfy_audit.duckdb")).close()
+    with SimulatorServer(make_simulator(300, days=2)) as srv:
+        proc = tfy(tmp_path, user_env(tmp_path, srv.url), "verify")
+    one_line(proc, 2, "nothing was synced into dataset 'truefoundry_audit'", "tfy-audit sync")
+
+
+def test_a_command_line_that_does_not_parse_still_gets_its_json(tmp_path: Path) -> None:
+    proc = tfy(tmp_path, user_env(tmp_path), "sync", "--json", "--concurrency", "many")
+    doc = json_doc(proc)
+    assert (doc["command"], doc["status"]) == ("sync", "usage_error")
+    assert "--concurrency" in doc["error"]
+    one_line(proc, 2, "--concurrency")

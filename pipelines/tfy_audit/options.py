@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,11 @@ def validate(options: SyncOptions) -> None:
         raise UsageError("--chunk-events must be at least 1")
     if options.wait_for_lock < 0:
         raise UsageError("--wait must not be negative")
+    if isinstance(options.since, datetime) and options.since >= datetime.now(UTC):
+        raise UsageError(
+            f"--since ({options.since.isoformat()}) is in the future; pass a time before now "
+            "or a duration back such as 90d"
+        )
     if options.start and options.end and options.end <= options.start:
         raise UsageError(
             f"--end ({options.end.isoformat()}) is not after --start ({options.start.isoformat()})"

@@ -238,8 +238,12 @@ def _ignore_signals() -> None:
 
 
 def _install_signal_handlers() -> None:
-    signal.signal(signal.SIGINT, _on_sigint)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    """A signal the command was started ignoring (SIGINT in a shell script's background job)
+    stays ignored, as Python itself leaves it."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_sigint)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class _Outcome:

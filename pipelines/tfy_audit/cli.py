@@ -430,7 +430,7 @@ def format_summary(summary: Any) -> str:
         + (f" with filters {summary.filters}" if summary.filters else ""),
         f"  new events: {summary.events_new:,}"
         + (
-            f"  (re-read {summary.events_reread:,} already loaded: the lookback)"
+            f"  ({summary.events_reread:,} more re-read: already loaded)"
             if summary.events_reread
             else ""
         ),

@@ -35,6 +35,8 @@ TFY_AUDIT = str(Path(sys.executable).parent / "tfy-audit")
 def user_env(home: Path, host: str | None = None) -> dict[str, str]:
     """What a new user's shell holds: a PATH, a HOME, the host and the key; nothing else."""
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TFY_API_KEY": API_KEY}
+    if "PYTHONPATH" in os.environ:  # the code under test, when the suite is pointed elsewhere
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if host:
         env["TFY_HOST"] = host
     return env

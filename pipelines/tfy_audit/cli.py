@@ -14,77 +14,110 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import TfyAuditError, UsageError, explain_destination_failure
-from .settings import (
-    DEFAULT_CHUNK_EVENTS,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_DATASET,
-    DEFAULT_DUCKDB_PATH,
-    DEFAULT_MAX_OFFSET,
-    DEFAULT_PAGE_SIZE,
-    DEFAULT_PIPELINE_NAME,
-    FILTER_PARAMS,
-)
 
 # The rest is imported where it is used: a decoder worker process imports this module again
 # (it is the command's main module), and should not pay for httpx, pendulum or dlt there.
 if TYPE_CHECKING:
     from .client import AuditLogFilters
+    from .options import Flag, SyncOptions
 
 logger = logging.getLogger("tfy_audit")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+COMMANDS = ("sync", "verify", "views", "report", "simulate", "demo")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same cleanup
+    runs (the lock released, worker processes stopped, committed chunks kept)."""
 
 
 class _Parser(argparse.ArgumentParser):
+    # set by main(): the command line asks for --json, so even a line that does not parse
+    # gets its JSON document
+    wants_json: tuple[str, ...] | None = None
+
     def error(self, message: str) -> Any:  # one line, exit code 2, like every usage error
-        self.exit(EXIT_USAGE, f"tfy-audit: error: {message} (see {self.prog} --help)\n")
+        text = f"{message} (see {self.prog} --help)"
+        if _Parser.wants_json is not None:
+            command = next((a for a in _Parser.wants_json if a in COMMANDS), None)
+            _print_json(command or "", EXIT_USAGE, {}, text)
+        self.exit(EXIT_USAGE, f"tfy-audit: error: {text}\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+
+def _add_flags(group: Any, flags: Sequence[Flag]) -> None:
+    """Flags whose defaults are the options' own: argparse's default stays None (not set), and
+    the option's default is what `--help` shows."""
+    from .options import shown_default
+
+    for flag in flags:
+        if flag.kind == "switch":
+            help_text = f"{flag.help} (default: {shown_default(flag)})"
+            group.add_argument(flag.flag, dest=_dest(flag), action="store_true", default=None,
+                               help=help_text)  # fmt: skip
+            continue
+        kind: Any = {"int": int, "float": float}.get(flag.kind, str)
+        group.add_argument(
+            flag.flag,
+            dest=_dest(flag),
+            type=kind,
+            default=None,
+            metavar=flag.flag.lstrip("-").replace("-", "_").upper(),
+            help=f"{flag.help} (default: {shown_default(flag)})",
+        )
+
+
+def _dest(flag: Flag) -> str:
+    return flag.flag.lstrip("-").replace("-", "_")
+
+
+def _filter_dest(name: str) -> str:
+    return "f_" + name
 
 
 def _destination_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("destination")
-    g.add_argument("--db", default=DEFAULT_DUCKDB_PATH, help="DuckDB file (default: %(default)s)")
-    g.add_argument(
-        "--destination",
-        default="duckdb",
-        help="any dlt destination (duckdb, postgres, filesystem, bigquery, snowflake, ...); "
-        "credentials come from dlt config, e.g. DESTINATION__POSTGRES__CREDENTIALS",
-    )
-    g.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
-    g.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
-    g.add_argument(
-        "--pipelines-dir",
-        default=None,
-        help="dlt's working dir (default: .<db>.pipelines beside a DuckDB file, else ~/.dlt)",
+    from .options import DESTINATION_FLAGS
+
+    _add_flags(p.add_argument_group("destination"), DESTINATION_FLAGS)
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout (with a status field), also on failure",
     )
 
 
-def _source_args(p: argparse.ArgumentParser, *, with_window: bool = True) -> None:
+def _source_args(p: argparse.ArgumentParser) -> None:
+    from .options import SOURCE_FLAGS, WINDOW_FLAGS, filter_names
+
     g = p.add_argument_group("source")
-    g.add_argument(
-        "--host", default=None, help="control plane URL (default: TFY_HOST or dlt config)"
-    )
-    if with_window:
-        g.add_argument("--start", default=None, help="ISO 8601, or a duration back (7d)")
-        g.add_argument("--end", default=None, help="ISO 8601 (default: now, fixed at start)")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per request, all told")
-    g.add_argument("--max-duration", type=float, help="seconds a whole run may take (no limit)")
-    g.add_argument("--max-response-mb", type=float, help="cap of a body (default: by page size)")
-    g.add_argument("--allow-insecure-http", action="store_true", help="http:// to another host")
-    g.add_argument(
-        "--retries", type=int, default=8, help="attempts per request on 429/5xx/network errors"
-    )
+    _add_flags(g, SOURCE_FLAGS + WINDOW_FLAGS)
     f = p.add_argument_group("filters (each filter set keeps its own high-water mark)")
-    for name in FILTER_PARAMS:
-        help_text = "comma-separated" if name == "subject_slug" else None
-        f.add_argument("--" + name.replace("_", "-"), dest="f_" + name, help=help_text)
+    for name in filter_names():
+        help_text = "comma-separated slugs" if name == "subject_slug" else f"only this {name}"
+        f.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=_filter_dest(name),
+            metavar=name.upper(),
+            help=f"{help_text} (default: none)",
+        )
 
 
 def _version() -> str:
@@ -94,218 +127,339 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .options import CONCURRENCY_FLAG, SINCE_FLAG, SYNC_FLAGS
+
     parser = _Parser(
         prog="tfy-audit",
         description="Load a TrueFoundry control plane's audit trail into a warehouse you own.",
-        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 incomplete data.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 incomplete data, "
+        "130/143 interrupted (SIGINT/SIGTERM).",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", parser_class=_Parser, metavar="{" + ",".join(COMMANDS) + "}"
+    )
 
-    sync = sub.add_parser("sync", help="load new audit events into the destination")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        made: argparse.ArgumentParser = sub.add_parser(
+            name, help=text, description=text, formatter_class=_HelpFormatter
+        )
+        return made
+
+    sync = command("sync", "load new audit events into the destination")
     _destination_args(sync)
     _source_args(sync)
-    g = sync.add_argument_group("tuning")
-    g.add_argument("--lookback", default="10m", help="re-read this far behind the mark (10m)")
-    g.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
-    g.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="1..1000")
-    g.add_argument("--max-offset", type=int, default=DEFAULT_MAX_OFFSET)
-    g.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK_EVENTS)
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes that decode pages (default: cores, at most 4; 0: none)",
-    )
-    g.add_argument("--wait", type=float, default=0.0, help="wait this long for a running sync")
-    sync.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_flags(sync.add_argument_group("sync"), SYNC_FLAGS)
+    _json_arg(sync)
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    verify = sub.add_parser(
-        "verify", help="compare the service's counts per UTC day with the warehouse"
-    )
+    verify = command("verify", "compare the service's counts per UTC day with the warehouse")
     _destination_args(verify)
     _source_args(verify)
-    verify.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
+    _add_flags(verify.add_argument_group("verify"), [SINCE_FLAG, CONCURRENCY_FLAG])
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
-    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    _json_arg(verify)
 
-    views = sub.add_parser("views", help="(re)create the analysis views in the dataset")
+    views = command("views", "(re)create the analysis views in the dataset")
     _destination_args(views)
+    _json_arg(views)
 
-    report = sub.add_parser("report", help="write a self-contained HTML dashboard")
+    report = command("report", "write a self-contained HTML dashboard")
     _destination_args(report)
-    report.add_argument("--out", default="report.html", help="HTML file (default %(default)s)")
+    report.add_argument("--out", default="report.html", help="HTML file (default: %(default)s)")
     for flag in ("--since", "--start", "--end", "--timezone", "--work-hours", "--severity-rules"):
         report.add_argument(flag, help="see README: Report (range default: the last 30 days)")
+    _json_arg(report)
 
-    sim = sub.add_parser("simulate", help="serve the built-in TrueFoundry simulator")
-    sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--bind", default="127.0.0.1")
-    sim.add_argument("--events", type=int, default=30_000)
-    sim.add_argument("--days", type=float, default=90)
-    sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--api-key", default="tfy-sim-key")
-    sim.add_argument("--latency-ms", type=float, default=0.0)
-    sim.add_argument("--rate-429", type=float, default=0.0)
-    sim.add_argument("--rate-503", type=float, default=0.0)
-    sim.add_argument("--retry-after", default="1")
-    sim.add_argument("--max-offset", type=int, default=DEFAULT_MAX_OFFSET, help="0: no limit")
-    sim.add_argument("--order", choices=("desc", "asc", "shuffled"), default="desc")
-    sim.add_argument("--insert-every", type=int, default=0)
+    _simulate_args(command("simulate", "serve the built-in TrueFoundry simulator on loopback"))
 
-    demo = sub.add_parser("demo", help="simulate a control plane, sync it, show answers")
-    demo.add_argument("--db", default="tfy_audit_demo.duckdb")
-    demo.add_argument("--events", type=int, default=40_000)
-    demo.add_argument("--days", type=float, default=90)
-    demo.add_argument("--seed", type=int, default=7)
+    demo = command("demo", "simulate a control plane, sync it, show answers")
+    demo.add_argument(
+        "--db", default="tfy_audit_demo.duckdb", help="DuckDB file (default: %(default)s)"
+    )
+    demo.add_argument("--events", type=int, default=40_000, help="events (default: %(default)s)")
+    demo.add_argument(
+        "--days", type=float, default=90, help="days of history (default: %(default)s)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default: %(default)s)")
     return parser
 
 
+def _simulate_args(sim: argparse.ArgumentParser) -> None:
+    from .settings import DEFAULT_MAX_OFFSET
+
+    def arg(flag: str, help_text: str, **kw: Any) -> None:
+        sim.add_argument(flag, help=f"{help_text} (default: %(default)s)", **kw)
+
+    arg("--port", "TCP port", type=int, default=8765)
+    arg("--bind", "address to listen on", default="127.0.0.1")
+    arg("--events", "events in the generated history", type=int, default=30_000)
+    arg("--days", "days the history spans, up to now", type=float, default=90)
+    arg("--seed", "random seed of the history", type=int, default=7)
+    arg("--api-key", "the token it accepts", default="tfy-sim-key")
+    arg("--latency-ms", "added to each response, in milliseconds", type=float, default=0.0)
+    arg("--rate-429", "share of requests answered 429 (0..1)", type=float, default=0.0)
+    arg("--rate-503", "share of requests answered 503 (0..1)", type=float, default=0.0)
+    arg("--retry-after", "Retry-After sent with 429/503, in seconds", default="1")
+    arg("--max-offset", "deepest offset served; 0: no limit", type=int, default=DEFAULT_MAX_OFFSET)
+    arg("--order", "order of a page's events", choices=("desc", "asc", "shuffled"), default="desc")
+    arg("--insert-every", "add an event every N requests; 0: never", type=int, default=0)
+
+
 def _configure_logging(debug: bool, quiet: bool) -> None:
+    """One handler on stderr, in one format, for our records and dlt's (see progress.py)."""
+    from .progress import ForwardHandler, LogHandler
+
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    handler = LogHandler()
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     __import__("tfy_audit.redact").redact.install_log_filter()  # no secret in any log line
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.INFO if debug else logging.WARNING)
+    dlt_logger = logging.getLogger("dlt")
+    for old in list(dlt_logger.handlers):
+        dlt_logger.removeHandler(old)
+    # dlt keeps the first handler it finds on its logger and only sets its formatter
+    dlt_logger.addHandler(ForwardHandler(handler))
     if not debug:
         os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _ignore_signals()
+    raise Terminated()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _ignore_signals()
+    raise KeyboardInterrupt()
+
+
+def _ignore_signals() -> None:
+    """After the first signal the run is ending: a second one must not cut its cleanup (the
+    lock, the worker processes) short with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _install_signal_handlers() -> None:
+    """A signal the command was started ignoring (SIGINT in a shell script's background job)
+    stays ignored, as Python itself leaves it."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_sigint)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+class _Outcome:
+    """What a command ends with: its exit code and, under --json, the document's fields."""
+
+    def __init__(self, code: int, fields: dict[str, Any] | None = None) -> None:
+        self.code = code
+        self.fields = fields or {}
+
+
+_STATUS = {
+    EXIT_OK: "ok",
+    EXIT_FAILURE: "failed",
+    EXIT_USAGE: "usage_error",
+    EXIT_INCOMPLETE: "incomplete",
+    EXIT_SIGINT: "interrupted",
+    EXIT_SIGTERM: "interrupted",
+}
+
+
+def _print_json(command: str, code: int, fields: dict[str, Any], error: str | None) -> None:
+    document = {
+        "command": command,
+        "status": _STATUS.get(code, "failed"),
+        "exit_code": code,
+        "error": error,
+        **fields,
+    }
+    print(json.dumps(document, indent=2, default=str), flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = tuple(sys.argv[1:] if argv is None else argv)
+    _Parser.wants_json = given if "--json" in given else None
+    args = parser.parse_args(given)
+    if args.command is None:  # a bare `tfy-audit`
+        parser.print_help()
+        return EXIT_OK
     _configure_logging(args.debug, args.quiet)
     # dlt sends anonymous usage events to dlthub by default (DNS lookups and HTTPS on every
     # run); a tool that copies a security audit trail should not call out unasked. Set
     # RUNTIME__DLTHUB_TELEMETRY=true to opt in.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # dlt's own handling of SIGINT/SIGTERM during normalize and load delays a signal to its
+    # checkpoints and may drop it (a run then goes on and exits 0); the command's handlers stop
+    # the run where it is, and the next run finishes what was committed.
+    os.environ.setdefault("RUNTIME__INTERCEPT_SIGNALS", "false")
     # dlt keeps every loaded Parquet file in its working dir by default: a second, unmanaged copy
-    # of the audit trail (~11 MB per 100,000 events, never cleaned up). Loaded packages keep
-    # their metadata only; LOAD__DELETE_COMPLETED_JOBS=false keeps the files.
+    # of the audit trail (never cleaned up). Loaded packages keep their metadata only;
+    # LOAD__DELETE_COMPLETED_JOBS=false keeps the files.
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+    as_json = bool(getattr(args, "json", False))
+    error: str | None = None
+    outcome = _Outcome(EXIT_FAILURE)
     try:
-        if args.command == "sync":
-            return cmd_sync(args)
-        if args.command == "verify":
-            return cmd_verify(args)
-        if args.command == "views":
-            return cmd_views(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "simulate":
-            return cmd_simulate(args)
-        if args.command == "demo":
-            from .demo import run_demo
-
-            return run_demo(db=args.db, events=args.events, days=args.days, seed=args.seed)
-        parser.error(f"unknown command {args.command}")
+        outcome = _run(args)
     except TfyAuditError as exc:
         if args.debug:
             logger.exception("failed")
-        print(f"tfy-audit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("tfy-audit: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+        error = str(exc)
+        outcome = _Outcome(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        error = "terminated" if terminated else "interrupted"
+        error += "; run the same command again to continue"
+        outcome = _Outcome(EXIT_SIGTERM if terminated else EXIT_SIGINT)
     except Exception as exc:  # the last resort: one line, the traceback only with --debug
         if args.debug:
             logger.exception("failed")
         explained = explain_destination_failure(exc)
-        if explained is not None:
-            print(f"tfy-audit: error: {explained}", file=sys.stderr)
-            return EXIT_FAILURE
-        text = " ".join(str(exc).split())[:400]
-        print(
-            f"tfy-audit: error: {type(exc).__name__}: {text} (run with --debug for details)",
-            file=sys.stderr,
+        if explained is None:
+            text = " ".join(str(exc).split())[:400]
+            explained = f"{type(exc).__name__}: {text} (run with --debug for details)"
+        error = explained
+        outcome = _Outcome(EXIT_FAILURE)
+    if error is not None:
+        prefix = (
+            "tfy-audit: " if outcome.code in (EXIT_SIGINT, EXIT_SIGTERM) else "tfy-audit: error: "
         )
-        return EXIT_FAILURE
-    return EXIT_OK
+        print(prefix + error, file=sys.stderr, flush=True)
+    if as_json:
+        _print_json(args.command, outcome.code, outcome.fields, error)
+    return outcome.code
+
+
+def _run(args: argparse.Namespace) -> _Outcome:
+    if args.command == "sync":
+        return cmd_sync(args)
+    if args.command == "verify":
+        return cmd_verify(args)
+    if args.command == "views":
+        return cmd_views(args)
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "simulate":
+        return _Outcome(cmd_simulate(args))
+    from .demo import run_demo
+
+    return _Outcome(run_demo(db=args.db, events=args.events, days=args.days, seed=args.seed))
 
 
 def filters_from_args(args: argparse.Namespace) -> AuditLogFilters:
     from .client import AuditLogFilters
+    from .options import filter_names
 
     return AuditLogFilters.from_mapping(
-        {name: getattr(args, "f_" + name) for name in FILTER_PARAMS}
+        {name: getattr(args, _filter_dest(name), None) for name in filter_names()}
     )
 
 
-def sync_options_from_args(args: argparse.Namespace) -> Any:
-    from .client import RetryPolicy
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The options set on the command line, by their path in SyncOptions."""
+    from .options import DESTINATION_FLAGS, SOURCE_FLAGS, SYNC_FLAGS, WINDOW_FLAGS, parse_flag
+
+    values: dict[str, Any] = {}
+    for flag in (*DESTINATION_FLAGS, *SOURCE_FLAGS, *WINDOW_FLAGS, *SYNC_FLAGS):
+        given = getattr(args, _dest(flag), None)
+        if given is not None:
+            values[flag.path] = parse_flag(flag, given)
+    return values
+
+
+def sync_options_from_args(args: argparse.Namespace) -> SyncOptions:
     from .decoders import default_workers
-    from .options import SyncOptions
-    from .timeparse import parse_duration, parse_user_time
+    from .options import SyncOptions, options_from_values, validate
 
-    lookback = parse_duration(args.lookback, "lookback") if hasattr(args, "lookback") else None
-    workers = getattr(args, "workers", None)
-    return SyncOptions(
-        workers=default_workers() if workers is None else workers,
-        target=target_from_args(args),
-        host=args.host,
-        start=parse_user_time(args.start, "start") if args.start else None,
-        end=parse_user_time(args.end, "end") if args.end else None,
-        lookback=lookback or timedelta(minutes=10),
-        filters=filters_from_args(args),
-        concurrency=getattr(args, "concurrency", DEFAULT_CONCURRENCY),
-        page_size=getattr(args, "page_size", DEFAULT_PAGE_SIZE),
-        max_offset=getattr(args, "max_offset", DEFAULT_MAX_OFFSET),
-        chunk_events=getattr(args, "chunk_events", DEFAULT_CHUNK_EVENTS),
-        timeout=args.timeout,
-        retry=RetryPolicy(max_attempts=args.retries),
-        wait_for_lock=getattr(args, "wait", 0.0),
-        max_duration=args.max_duration,
-        max_response_mb=args.max_response_mb,
-        allow_insecure_http=args.allow_insecure_http,
-    )
+    values = _flag_values(args)
+    values["filters"] = filters_from_args(args)
+    if "since" not in values:
+        since = _configured_since()
+        if since is not None:
+            values["since"] = since
+    if args.command == "sync" and "workers" not in values:
+        values["workers"] = default_workers()
+    options = options_from_values(values, SyncOptions())
+    validate(options)
+    return options
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
+def _configured_since() -> Any:
+    """`sources.truefoundry_audit.since` from dlt config (.dlt/config.toml, or the
+    SOURCES__TRUEFOUNDRY_AUDIT__SINCE environment variable)."""
+    from .config import _from_dlt
+    from .options import parse_since
+
+    text = _from_dlt("since")
+    return parse_since(text, "since (sources.truefoundry_audit.since)") if text else None
+
+
+def cmd_sync(args: argparse.Namespace) -> _Outcome:
     from .memory import limit_malloc_arenas
-    from .options import validate
     from .progress import ProgressReporter
     from .sync import run_sync
 
+    options = sync_options_from_args(args)
     if _own_process:
         # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
         # the process. Frozen, they are not walked by each full collection the sync's
-        # allocations set off (0.1-0.3 s of a 100k sync). Not done when `main()` is called as a
-        # library: its caller's objects are not ours to freeze, nor its allocator to tune.
+        # allocations set off. Not done when `main()` is called as a library: its caller's
+        # objects are not ours to freeze, nor its allocator to tune.
         gc.freeze()
         limit_malloc_arenas(3)  # before the sync's threads: see memory.py
 
-    options = sync_options_from_args(args)
-    validate(options)
     progress = ProgressReporter(bar=False if args.no_progress or args.json else None)
     summary = run_sync(options, progress)
-    if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
-    else:
+    if not args.json:
         print(format_summary(summary))
+    code = EXIT_OK
     if summary.incomplete_windows:
         print(
             f"tfy-audit: {len(summary.incomplete_windows)} window(s) could not be read "
             "completely (see the log above); run `tfy-audit verify` to see the affected days",
             file=sys.stderr,
         )
-        return EXIT_INCOMPLETE
-    return EXIT_OK
+        code = EXIT_INCOMPLETE
+    return _Outcome(code, summary.as_dict())
 
 
 def format_summary(summary: Any) -> str:
-    rows = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.rows.items())) or "nothing new"
+    rows = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.rows.items())) or "none"
     lines = [
         f"synced {summary.start.isoformat()} .. {summary.end.isoformat()}"
         + (f" with filters {summary.filters}" if summary.filters else ""),
-        f"  rows loaded: {rows}",
+        f"  new events: {summary.events_new:,}"
+        + (
+            f"  ({summary.events_reread:,} more re-read: already loaded)"
+            if summary.events_reread
+            else ""
+        ),
+        f"  rows written: {rows}",
         f"  events read: {summary.events_read:,} in {summary.windows} window(s), "
         f"{summary.chunks} chunk(s)",
         f"  requests: {summary.requests:,} ({summary.retries:,} retried)  "
         f"time: {summary.seconds:.1f}s",
     ]
+    if summary.previous_mark is None and summary.advances_state:
+        lines.append(f"  first sync: read {_first_start_text(summary)}")
+    if not summary.advances_state:
+        if summary.previous_mark is None:
+            after = "no high-water mark is set; a plain `tfy-audit sync` reads " + (
+                _first_start_text(summary, plain=True)
+            )
+        else:
+            after = f"the high-water mark stays at {summary.previous_mark.isoformat()}"
+        lines.append(
+            f"  one-off range: history before {summary.start.isoformat()} was not read; {after}"
+        )
     if summary.recovered_packages:
         lines.append(f"  finished {summary.recovered_packages} package(s) of an interrupted run")
     if summary.covered_until:
@@ -313,27 +467,47 @@ def format_summary(summary: Any) -> str:
     return "\n".join(lines)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from .options import validate
+def _first_start_text(summary: Any, *, plain: bool = False) -> str:
+    from .settings import HISTORY_START
+
+    first = summary.first_run_start
+    if first is None or first <= HISTORY_START:
+        since = first or HISTORY_START
+        return f"the whole history (from {since.isoformat()}; --since sets a later start)"
+    return f"from {first.isoformat()} (--since); events before it are not read"
+
+
+def _require_database(args: argparse.Namespace) -> None:
+    """Read-only commands create nothing: a missing DuckDB file is refused."""
+    from .options import DestinationOptions, options_from_values, validate_target
+
+    target: DestinationOptions = options_from_values(_flag_values(args)).target
+    validate_target(target)
+    if target.destination == "duckdb" and not Path(target.db).expanduser().exists():
+        raise UsageError(
+            f"{target.db} does not exist; run `tfy-audit sync` first, or pass the --db it wrote"
+        )
+
+
+def cmd_verify(args: argparse.Namespace) -> _Outcome:
     from .verify import run_verify
 
+    _require_database(args)
     options = sync_options_from_args(args)
-    validate(options)
     outcome = run_verify(options, repair=args.repair)
     final = outcome.final
-    if args.json:
-        print(json.dumps(_verify_json(outcome), indent=2))
-    else:
+    if not args.json:
         print(_verify_text(outcome.first, "before repair" if outcome.repaired_days else ""))
         if outcome.after_repair is not None:
             print(f"re-synced {len(outcome.repaired_days)} day(s)")
             print(_verify_text(outcome.after_repair, "after repair"))
+    code = EXIT_OK
     if final.differing:
         days = ", ".join(d.day.isoformat() for d in final.differing)
         hint = "" if args.repair else "; run `tfy-audit verify --repair` to re-sync them"
         print(f"tfy-audit: {len(final.differing)} day(s) differ: {days}{hint}", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    return EXIT_OK
+        code = EXIT_INCOMPLETE
+    return _Outcome(code, _verify_json(outcome))
 
 
 def _verify_text(result: Any, label: str) -> str:
@@ -393,46 +567,49 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
 
 
 def target_from_args(args: argparse.Namespace) -> Any:
-    from .options import DestinationOptions
+    from .options import options_from_values
 
-    return DestinationOptions(
-        destination=args.destination,
-        db=args.db,
-        dataset=args.dataset,
-        pipeline_name=args.pipeline_name,
-        pipelines_dir=args.pipelines_dir,
-    )
+    return options_from_values(_flag_values(args)).target
 
 
 def _existing_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline of an earlier sync, its schema restored from the destination."""
     from .destination import make_pipeline
 
-    target = target_from_args(args)
-    if target.destination == "duckdb" and not Path(target.db).exists():
-        raise UsageError(f"{target.db} does not exist; run `tfy-audit sync` first or pass --db")
-    pipeline = make_pipeline(target)
+    _require_database(args)
+    pipeline = make_pipeline(target_from_args(args))
     pipeline.sync_destination()
     return pipeline
 
 
-def cmd_views(args: argparse.Namespace) -> int:
+def cmd_views(args: argparse.Namespace) -> _Outcome:
     from .views import apply_views
 
     created = apply_views(_existing_pipeline(args))
-    print(f"views: {', '.join(created) if created else 'none (destination keeps no views)'}")
-    return EXIT_OK
+    if not args.json:
+        print(f"views: {', '.join(created) if created else 'none (destination keeps no views)'}")
+    return _Outcome(EXIT_OK, {"views": created})
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace) -> _Outcome:
     from .report import report_options, write_report
 
     summary = write_report(_existing_pipeline(args), Path(args.out), **report_options(args))
-    print(
-        f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "
-        f"{summary.days} days, {summary.sensitive:,} sensitive actions"
+    if not args.json:
+        print(
+            f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "
+            f"{summary.days} days, {summary.sensitive:,} sensitive actions"
+        )
+    return _Outcome(
+        EXIT_OK,
+        {
+            "path": str(summary.path),
+            "events": summary.events,
+            "subjects": summary.subjects,
+            "days": summary.days,
+            "sensitive": summary.sensitive,
+        },
     )
-    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -461,7 +638,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with server:
         print(f"simulator serving {args.events:,} events at {server.url}", flush=True)
         print(f"  export TFY_HOST={server.url} TFY_API_KEY={args.api_key}", flush=True)
-        print("  then: tfy-audit sync    (Ctrl-C stops the simulator)", flush=True)
+        print(
+            "  then: tfy-audit sync    (into ./tfy_audit.duckdb; Ctrl-C stops the simulator)",
+            flush=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     return EXIT_OK
@@ -474,6 +654,7 @@ def entry() -> NoReturn:
     """The `tfy-audit` command: `main()`, then a prompt exit."""
     global _own_process
     _own_process = True
+    _install_signal_handlers()
     exit_now(main())
 
 

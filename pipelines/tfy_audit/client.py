@@ -51,9 +51,9 @@ from .pages import ImplausibleTotal, NotAuditLogsResponse, parse_list_body
 from .redact import register_secret
 from .settings import (
     AUDIT_LOGS_PATH,
+    DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     ERROR_BODY_BYTES,
-    FILTER_PARAMS,
     MAX_PAGE_SIZE,
     MAX_PLAUSIBLE_TOTAL,
     RESPONSE_BYTES_BASE,
@@ -99,7 +99,8 @@ class AuditLogFilters:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def as_params(self) -> dict[str, str]:
-        return {FILTER_PARAMS[k]: v for k, v in self.as_dict().items()}
+        """The query parameters: each field's name in camelCase (`resource_id`: `resourceId`)."""
+        return {_camel(k): v for k, v in self.as_dict().items()}
 
     @property
     def key(self) -> str:
@@ -110,11 +111,16 @@ class AuditLogFilters:
         return "&".join(f"{k}={d[k]}" for k in sorted(d))
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try. Backoff is exponential with full jitter; `Retry-After` wins when sent."""
 
-    max_attempts: int = 8
+    max_attempts: int = DEFAULT_RETRIES
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     retry_after_max: float = 300.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -32,8 +33,12 @@ class Decoders:
             initializer=_init_worker,
             initargs=(os.getpid(),),
         )
-        for _ in range(workers):
-            self.pool.submit(_warm_up)
+        # The workers are spawned here (one per submit), with SIGINT and SIGTERM blocked: they
+        # are born with the mask, so a Ctrl-C sent to the process group while they start up
+        # cannot end one with a traceback; they ignore both from then on (the parent stops them).
+        with _signals_blocked():
+            for _ in range(workers):
+                self.pool.submit(_warm_up)
         self._closer: threading.Thread | None = None
 
     def close_soon(self) -> None:
@@ -64,6 +69,16 @@ def decoder_pool(workers: int) -> Iterator[Decoders | None]:
         decoders.close()
 
 
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    stop = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class DecodersOnDemand:
     """Decoder processes started only if a run turns out large: they pay for themselves on a
     backfill, not on a small scheduled run. Started as soon as the run's size is known, they
@@ -89,6 +104,11 @@ class DecodersOnDemand:
 
 
 def _init_worker(parent_pid: int) -> None:
+    # Ctrl-C and SIGTERM reach the whole process group; the parent handles them and shuts the
+    # pool down, so a worker ignores them (and never prints a KeyboardInterrupt traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     _exit_with_parent(parent_pid)
     from . import pages  # noqa: F401  (pyarrow, orjson, rows: what decoding needs)
 

@@ -79,6 +79,7 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
     print(format_summary(summary))
     print(
         f"A second, incremental sync read {second.events_read:,} event(s) "
+        f"({second.events_new:,} new, {second.events_reread:,} re-read in the lookback) "
         f"with {second.requests} request(s) in {second.seconds:.1f}s."
     )
     con = duckdb.connect(str(db_path), read_only=True)

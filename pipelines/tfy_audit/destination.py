@@ -25,6 +25,7 @@ from .errors import (
     explain_destination_failure,
 )
 from .options import DestinationOptions
+from .run_notes import reraise_interrupt
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
 # thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
@@ -113,6 +114,7 @@ def step(what: str) -> Iterator[None]:
     except TfyAuditError:
         raise
     except Exception as exc:
+        reraise_interrupt(exc)  # Ctrl-C or SIGTERM inside dlt's step: the run stops, no error
         cause = _find_cause(exc) or configuration_error(exc)
         if cause is not None:
             raise cause from exc

@@ -1,4 +1,7 @@
-"""Progress of a sync: a one-line bar on a terminal, periodic log lines elsewhere."""
+"""Progress of a sync, and the log on stderr: a one-line bar on a terminal, periodic log lines
+elsewhere. Log records (ours and dlt's) go through one handler with one format; while a bar is
+drawn, a record clears it, is written on a line of its own, and the bar is drawn again below
+it, so the two never overwrite each other."""
 
 from __future__ import annotations
 
@@ -12,6 +15,82 @@ from .fetch import WindowReport
 from .sync import SyncProgress
 
 logger = logging.getLogger("tfy_audit.progress")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# The ETA is shown once the rate it extrapolates is worth something: after this long and this
+# share of the planned events.
+ETA_AFTER_SECONDS = 2.0
+ETA_AFTER_SHARE = 0.05
+
+_BAR_WIDTH = 100
+
+
+class StatusLine:
+    """The one bottom line of a terminal that a progress bar owns (at most one at a time)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.stream: TextIO | None = None
+        self.text = ""
+
+    def draw(self, stream: TextIO, text: str) -> None:
+        with self.lock:
+            self.stream, self.text = stream, text
+            stream.write("\r" + text.ljust(_BAR_WIDTH))
+            stream.flush()
+
+    def clear(self) -> None:
+        """Blank the bar's line (the next write starts at its left edge)."""
+        if self.stream is not None and self.text:
+            self.stream.write("\r" + " " * _BAR_WIDTH + "\r")
+
+    def redraw(self) -> None:
+        if self.stream is not None and self.text:
+            self.stream.write("\r" + self.text.ljust(_BAR_WIDTH))
+            self.stream.flush()
+
+    def finish(self) -> None:
+        """Leave the bar as it is, on a line of its own; no bar from now on."""
+        with self.lock:
+            if self.stream is not None and self.text:
+                self.stream.write("\n")
+                self.stream.flush()
+            self.stream, self.text = None, ""
+
+
+STATUS = StatusLine()
+
+
+class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, in `LOG_FORMAT`, below any progress bar."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with STATUS.lock:
+            STATUS.clear()
+            super().emit(record)
+            STATUS.redraw()
+
+
+class ForwardHandler(logging.Handler):
+    """Put on dlt's logger (which does not propagate, and formats its own records): passes its
+    records to `target` unformatted, so they come out in our format. dlt sets a formatter on
+    the handler it finds; that is ignored."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= self.target.level:
+            self.target.handle(record)
 
 
 class ProgressReporter(SyncProgress):
@@ -57,8 +136,7 @@ class ProgressReporter(SyncProgress):
 
     def close(self) -> None:
         if self.bar and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+            STATUS.finish()
 
     def _maybe_render(self) -> None:
         now = time.monotonic()
@@ -72,19 +150,27 @@ class ProgressReporter(SyncProgress):
             done = min(self.events_done, total)
             width = 28
             filled = int(width * done / total)
-            line = f"\r[{'#' * filled}{'.' * (width - filled)}] {self._text()}"
-            self.stream.write(line.ljust(100))
-            self.stream.flush()
+            STATUS.draw(self.stream, f"[{'#' * filled}{'.' * (width - filled)}] {self._text()}")
             self._drawn = True
         elif not force:
             logger.info("progress: %s", self._text())
 
-    def _text(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+    def _text(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-6)
         rate = self.events_done / elapsed
-        remaining = max(self.events_total - self.events_done, 0)
-        eta = f"{remaining / rate:,.0f}s" if rate > 0 and remaining else "-"
         return (
             f"windows {self.windows_done}/{self.windows_total}  events "
-            f"{self.events_done:,}/{self.events_total:,}  {rate:,.0f}/s  ETA {eta}"
+            f"{self.events_done:,}/{self.events_total:,}  {rate:,.0f}/s  "
+            f"ETA {self.eta(elapsed)}"
         )
+
+    def eta(self, elapsed: float) -> str:
+        """Seconds left at the rate so far; `-` until that rate means something."""
+        remaining = max(self.events_total - self.events_done, 0)
+        if (
+            not remaining
+            or elapsed < ETA_AFTER_SECONDS
+            or self.events_done < self.events_total * ETA_AFTER_SHARE
+        ):
+            return "-"
+        return f"{remaining * elapsed / self.events_done:,.0f}s"

@@ -17,9 +17,6 @@ DEFAULT_MAX_OFFSET: Final = 10_000
 
 DEFAULT_LOOKBACK: Final = timedelta(minutes=10)
 
-# Seconds one request may take, connecting, waiting and reading its body together.
-DEFAULT_TIMEOUT: Final = 60.0
-
 # A response body may hold this much per event of the page asked for, plus a fixed allowance
 # (counted after decompression); `--max-response-mb` sets another cap.
 RESPONSE_BYTES_PER_EVENT: Final = 32 * 1024
@@ -35,13 +32,21 @@ PLAN_BASE_REQUESTS: Final = 10_000
 PLAN_REQUESTS_PER_WINDOW: Final = 64
 DEFAULT_CONCURRENCY: Final = 8
 
+# Seconds one request may take as a whole (connecting, waiting, reading its body), and the
+# attempts a request gets on 429/5xx/network errors.
+DEFAULT_TIMEOUT: Final = 60.0
+DEFAULT_RETRIES: Final = 8
+
+# Seconds a sync waits for another sync of the same pipeline to finish; 0 refuses at once.
+DEFAULT_WAIT_FOR_LOCK: Final = 0.0
+
 # A chunk is a run of consecutive windows committed to the destination together with the
-# sync state; a crash loses at most the chunk in flight (here, ~15 s of reading). Each chunk
-# costs a dlt extract-normalize-load cycle (~0.7 s): 1,000,000 events took 32.4 s in chunks of
-# 100k, 25.8 s in chunks of 500k, 25.3 s in one; peak RSS 330, 358 and 347 MiB.
+# sync state; a crash loses at most the chunk in flight. Each chunk costs a dlt
+# extract-normalize-load cycle, so chunks are large (docs/performance.md has the trade-off).
 DEFAULT_CHUNK_EVENTS: Final = 500_000
 
-# The first run of a pipeline loads the whole history: windows are planned from here.
+# The first run of a pipeline loads the whole history (unless `--since` sets a later start):
+# windows are planned from here.
 HISTORY_START: Final = datetime(2015, 1, 1, tzinfo=UTC)
 
 # Smallest window the planner makes; the service writes createdAt with millisecond precision.
@@ -50,23 +55,12 @@ MIN_WINDOW: Final = timedelta(milliseconds=1)
 # The dlt source's name: its schema's name and the key of its state in the pipeline's state.
 SOURCE_NAME: Final = "truefoundry_audit"
 
+DEFAULT_DESTINATION: Final = "duckdb"
 DEFAULT_DATASET: Final = "truefoundry_audit"
 DEFAULT_PIPELINE_NAME: Final = "tfy_audit"
-# not the dataset's name: a DuckDB file named like the dataset makes dlt's SQL ambiguous
+# Never the dataset's name: DuckDB names a file's catalog after the file, and a catalog named
+# like the dataset makes dlt's SQL ambiguous (`Ambiguous reference to catalog or schema`).
 DEFAULT_DUCKDB_PATH: Final = "tfy_audit.duckdb"
-
-# Query parameter names of the endpoint's filters, keyed by our snake_case names.
-FILTER_PARAMS: Final[dict[str, str]] = {
-    "action": "action",
-    "search": "search",
-    "resource_id": "resourceId",
-    "resource_type": "resourceType",
-    "resource_name": "resourceName",
-    "resource_fqn": "resourceFqn",
-    "cluster_id": "clusterId",
-    "workspace_id": "workspaceId",
-    "subject_slug": "subjectSlug",
-}
 
 # Table names in the destination dataset.
 AUDIT_LOGS_TABLE: Final = "audit_logs"

@@ -86,6 +86,7 @@ def resolve_range(
     end: datetime | None,
     lookback: timedelta,
     now: datetime | None = None,
+    first_start: datetime = HISTORY_START,
 ) -> RunRange:
     """The range of this run: explicit bounds, else from the mark minus the lookback to now.
     An `end` in the future is cut to now: the mark must never pass events not yet created."""
@@ -94,10 +95,10 @@ def resolve_range(
     end = floor_ms(min(end, now) if end else now)
     mark = covered_until(entry)
     if start is None:
-        start = HISTORY_START if mark is None else mark - lookback
+        start = first_start if mark is None else mark - lookback
         advances = True
     else:
-        advances = (start <= mark) if mark is not None else (start <= HISTORY_START)
+        advances = (start <= mark) if mark is not None else (start <= first_start)
     if end <= start:
         if explicit_end is None:
             raise UsageError(

@@ -32,7 +32,9 @@ from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the
 from .lock import pipeline_lock
 from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
+from .postgres import ensure_indexes
 from .recovery import DayRepair, duplicate_days, finish_pending
+from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
 from .warehouse import table_loaded
@@ -69,11 +71,20 @@ def run_sync(
         source_state = _source_state(pipeline)
         heal = duplicate_days(pipeline, since=last_chunk_start(source_state))
         entry = stream_state(_source_state(pipeline), options.filters)
+        at, mark = now(), covered_until(entry)
+        first_start = options.first_run_start(at)
         run = resolve_range(
-            entry, start=options.start, end=options.end, lookback=options.lookback, now=now()
+            entry,
+            start=options.start,
+            end=options.end,
+            lookback=options.lookback,
+            now=at,
+            first_start=first_start,
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
+        describe_run(summary, mark=mark, run=run, first_start=first_start)
+        rows_before = rows_from(pipeline, run.start)
         client = AuditLogClient(
             host,
             api_key,
@@ -110,7 +121,9 @@ def run_sync(
                 )
                 # the worker processes exit during the last load instead of after it
                 loader.load(run, windows, after_last_extract=workers.close_soon)
+                settle_counts(summary, rows_before, rows_from(pipeline, run.start))
             summary.views = _refresh_views(pipeline)
+            ensure_indexes(pipeline)  # PostgreSQL: on id and created_at (postgres.py)
         finally:
             client.close()
             progress.close()

@@ -13,6 +13,11 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def is_duration(text: str) -> bool:
+    """`90s`, `10m`, `2h`, `7d`, `1w` (a number with a unit)."""
+    return _DURATION.match(text) is not None
+
+
 def parse_duration(text: str, option: str) -> timedelta:
     """`90s`, `10m`, `2h`, `7d`, `1w`, or a plain number of seconds."""
     match = _DURATION.match(text)

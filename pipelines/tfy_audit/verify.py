@@ -335,7 +335,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     (each run of consecutive days as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
     from .destination import make_pipeline
-    from .settings import HISTORY_START, SOURCE_NAME
+    from .settings import SOURCE_NAME
     from .state import covered_until, stream_state
     from .sync import run_sync
     from .verify_log import record_verify_run
@@ -344,11 +344,13 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     if pipeline.has_pending_data:
         logger.warning("an interrupted sync left data to load; the next sync will load it first")
     pipeline.sync_destination()
+    require_loaded(pipeline)
     entry = stream_state(
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
     # on whole milliseconds, the service's precision, as the sync's ranges are
-    start = floor_ms(options.start or HISTORY_START)
+    # from where a first sync started (`--since`; the whole history by default)
+    start = floor_ms(options.start or options.first_run_start(datetime.now(UTC)))
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
     client = AuditLogClient(
         resolve_host(options.host),
@@ -377,6 +379,20 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         )
     record_verify_run(pipeline, outcome.final)
     return outcome
+
+
+def require_loaded(pipeline: Any) -> None:
+    """Verify compares what a sync loaded: with nothing loaded, it refuses in one line rather
+    than report every day of the history as missing."""
+    from .errors import UsageError
+    from .settings import AUDIT_LOGS_TABLE
+    from .warehouse import table_loaded
+
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        raise UsageError(
+            f"nothing was synced into dataset {pipeline.dataset_name!r} of this destination "
+            "yet; run `tfy-audit sync` first, or pass the --dataset/--db it used"
+        )
 
 
 def _day_runs(

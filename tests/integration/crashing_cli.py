@@ -1,4 +1,6 @@
-"""`tfy-audit` that kills itself with SIGKILL at a chosen point: `TFY_CRASH_AT=phase:n`.
+"""`tfy-audit` that kills itself with SIGKILL at a chosen point: `TFY_CRASH_AT=phase:n`; or,
+with `TFY_SIGNAL=INT` or `TERM`, sends that signal to its whole process group there instead
+(as a terminal's Ctrl-C or a scheduler's stop would) and runs on as the real command does.
 
 Phases: `fetch` (the n-th list request), `extract` (right after chunk n's state changed, before
 its package is committed), `extracted` (chunk n's package committed, not normalized),
@@ -17,6 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _hit() -> None:
+    name = os.environ.get("TFY_SIGNAL")
+    if name:
+        os.killpg(os.getpgrp(), getattr(signal, "SIG" + name))
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _kill_on_nth(owner: Any, name: str, n: int, *, after: bool) -> None:
     original: Callable[..., Any] = getattr(owner, name)
     calls = 0
@@ -25,10 +35,10 @@ def _kill_on_nth(owner: Any, name: str, n: int, *, after: bool) -> None:
         nonlocal calls
         calls += 1
         if calls == n and not after:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _hit()
         result = original(*args, **kwargs)
         if calls == n and after:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _hit()
         return result
 
     setattr(owner, name, wrapper)
@@ -37,6 +47,8 @@ def _kill_on_nth(owner: Any, name: str, n: int, *, after: bool) -> None:
 def install(spec: str) -> None:
     phase, _, count = spec.partition(":")
     n = int(count or 1)
+    if phase == "none":
+        return
     if phase == "fetch":
         from tfy_audit.client import AuditLogClient
 
@@ -71,6 +83,9 @@ def install(spec: str) -> None:
 
 if __name__ == "__main__":
     install(os.environ["TFY_CRASH_AT"])
-    from tfy_audit.cli import main
+    from tfy_audit import cli
 
-    sys.exit(main(sys.argv[1:]))
+    if os.environ.get("TFY_SIGNAL"):
+        sys.argv[0] = "tfy-audit"
+        cli.entry()  # the command as installed: its signal handlers, its exit
+    sys.exit(cli.main(sys.argv[1:]))

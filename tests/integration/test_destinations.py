@@ -221,8 +221,9 @@ def test_postgres_sync_twice_loads_every_event_once_with_views_and_verify(
         rows = audit_rows()
         assert_rows_match(rows, events)
         # what the next sync starts from, read in a session zone far from UTC
-        options = DestinationOptions("postgres", dataset=ds, pipeline_name=f"pg_{ds}")
-        options.pipelines_dir = str(tmp_path / "a")
+        options = DestinationOptions(
+            "postgres", dataset=ds, pipeline_name=f"pg_{ds}", pipelines_dir=str(tmp_path / "a")
+        )
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("PGTZ", "Asia/Kolkata")
             subjects = read_subjects(make_pipeline(options))

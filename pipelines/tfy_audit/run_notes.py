@@ -1,0 +1,61 @@
+"""What a sync's summary says about its range and its events, beyond what it read: where the
+run started and why (a first run's depth, a one-off range that leaves the mark alone), and how
+many of the events it read are new to the destination rather than re-read (the lookback)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from .options import SyncSummary
+from .planning import RunRange
+from .settings import AUDIT_LOGS_TABLE
+from .warehouse import table_loaded
+
+logger = logging.getLogger(__name__)
+
+
+def describe_run(
+    summary: SyncSummary, *, mark: datetime | None, run: RunRange, first_start: datetime
+) -> None:
+    summary.previous_mark = mark
+    summary.first_run_start = first_start
+    summary.advances_state = run.advances_state
+
+
+def rows_from(pipeline: Any, start: datetime) -> int | None:
+    """Rows of `audit_logs` created at or after `start`; None where it cannot be counted. Taken
+    before and after a run (which holds the pipeline's lock), the difference is the events the
+    run added: a re-read event is merged onto its row, or skipped, never added."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return 0
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
+            rows = client.execute_sql(f"select count(*) from {table} where created_at >= %s", start)
+    except Exception as exc:  # a figure of the summary, never a reason to fail the run
+        logger.debug("cannot count the rows of %s: %s", AUDIT_LOGS_TABLE, exc)
+        return None
+    return int(rows[0][0]) if rows else None
+
+
+def settle_counts(summary: SyncSummary, before: int | None, after: int | None) -> None:
+    """New events (added to the destination) and events re-read (already there)."""
+    if before is None or after is None:
+        return
+    summary.events_new = max(after - before, 0)
+    summary.events_reread = max(summary.events_read - summary.events_new, 0)
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """dlt wraps a KeyboardInterrupt (Ctrl-C, or the CLI's SIGTERM) raised inside its extract,
+    normalize or load in its own exception: the interrupt is raised again, so the run ends as
+    interrupted rather than as a failed load."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            raise current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__

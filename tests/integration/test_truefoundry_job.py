@@ -29,7 +29,7 @@ EXAMPLE = REPO / "examples" / "truefoundry"
 CHECKER = Path(__file__).with_name("truefoundry_check.py")
 SECRET_REF = re.compile(r"^tfy-secret://[^:/]+:[^:/]+:[^:/]+$")
 
-# README, Performance: peak RSS of `tfy-audit sync` at 1,000,000 events, the largest of the
+# docs/performance.md: peak RSS of `tfy-audit sync` at 1,000,000 events, the largest of the
 # bench's sizes: the main process, and the process tree with its 2 page-decoding workers (MiB)
 PEAK_RSS_MAIN_MIB = 370
 PEAK_RSS_TREE_MIB = 577

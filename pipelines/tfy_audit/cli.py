@@ -58,6 +58,7 @@ def _destination_args(p: argparse.ArgumentParser) -> None:
         "credentials come from dlt config, e.g. DESTINATION__POSTGRES__CREDENTIALS",
     )
     g.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
+    g.add_argument("--table-format", choices=["delta"], help="filesystem: Delta tables that merge")
     g.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
     g.add_argument(
         "--pipelines-dir",
@@ -392,6 +393,7 @@ def target_from_args(args: argparse.Namespace) -> Any:
         dataset=args.dataset,
         pipeline_name=args.pipeline_name,
         pipelines_dir=args.pipelines_dir,
+        table_format=args.table_format,
     )
 
 

@@ -33,6 +33,7 @@ class DestinationOptions:
     dataset: str = DEFAULT_DATASET
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     pipelines_dir: str | None = None
+    table_format: str | None = None  # "delta" on the filesystem destination (lakehouse.py)
 
 
 @dataclass

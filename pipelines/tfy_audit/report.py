@@ -26,6 +26,7 @@ from typing import Any, Final
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from .lakehouse import DeltaSqlClient, is_delta
 from .views import view_select
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def write_report(
     elif now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     now = now.astimezone(UTC)
-    with pipeline.sql_client() as client:
+    with DeltaSqlClient(pipeline) if is_delta(pipeline) else pipeline.sql_client() as client:
         data = _collect(client, pipeline, now)
     document = _render_html(data)
     _write_atomically(Path(out), document)

@@ -36,6 +36,7 @@ from .decoders import Decoders, decoder_pool
 from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, plan_run, read_windows
+from .lakehouse import DELTA, apply_table_format, drop_stale_leaves, is_delta, resolve_table_format
 from .lock import pipeline_lock
 from .memory import release_free_memory
 from .options import (
@@ -343,6 +344,7 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with _step("reading the sync state from the destination"):
             pipeline.sync_destination()
+        resolve_table_format(pipeline, target.table_format)  # a usage error before any read
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
         source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
@@ -487,7 +489,8 @@ def _load_chunks(
     chunks = chunk_plan(run, windows, options.chunk_events, seen_until)
     # Every id of a read is remembered (see fetch.py) for a re-merge, which reads a few days,
     # and where no re-merge could remove an id loaded twice: a destination that only appends.
-    merges = supports_merge(pipeline)
+    table_format = resolve_table_format(pipeline, options.target.table_format)
+    merges = supports_merge(pipeline) or table_format == DELTA
     exact = force_merge or not merges
 
     def read_ahead(chunk: Chunk) -> Prefetch[Item]:
@@ -536,6 +539,7 @@ def _load_chunks(
                     skip_ids=already,
                     items=reading,
                 )
+                apply_table_format(source, table_format)
                 with _step("loading into the destination"):
                     seconds: dict[str, float] = {}
                     clock = time.monotonic()
@@ -555,6 +559,8 @@ def _load_chunks(
                 clock = time.monotonic()
                 info = pipeline.load()
                 seconds["load"] = time.monotonic() - clock
+                if table_format == DELTA and not chunk.append:
+                    drop_stale_leaves(pipeline, info.loads_ids)
             summary.chunks += 1
             summary.load_ids.extend(info.loads_ids)
             logger.info(
@@ -592,8 +598,8 @@ def duplicate_days(pipeline: Pipeline, *, since: datetime | None) -> list[dateti
     twice."""
     if since is None or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return []
-    if not supports_merge(pipeline):
-        return []  # its loads skip ids already written
+    if not supports_merge(pipeline) or is_delta(pipeline):
+        return []  # its loads skip ids already written; Delta's upserts never double a key
     # On DuckDB, keys are grouped by their 64-bit hash: the string keys of a 300,000-event
     # chunk's leaves did not fit the 80 MB DuckDB is given (0.75 s where it fitted, 0.28 s
     # hashed). A collision only makes a day re-merged for nothing; a doubled key always shares

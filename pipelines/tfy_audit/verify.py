@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
+from .lakehouse import DeltaSqlClient, is_delta
 from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW
 from .warehouse import table_loaded
 from .windows import floor_ms
@@ -289,11 +290,15 @@ def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.T
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
     # the range is filtered in the warehouse, so memory follows the range, not the history
-    relation = pipeline.dataset().query(
+    sql = (
         f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "
         f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
         f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
     )
+    if is_delta(pipeline):
+        with DeltaSqlClient(pipeline, [AUDIT_LOGS_TABLE]) as delta:
+            return delta.arrow(sql)
+    relation = pipeline.dataset().query(sql)
     table: pa.Table = relation.arrow()
     return table
 

@@ -10,6 +10,7 @@ from dlt.common.pipeline import SupportsPipeline
 from dlt.common.schema.utils import has_table_seen_data
 
 from .errors import DestinationError
+from .lakehouse import DeltaSqlClient, is_delta
 from .rows import SubjectObservation
 from .settings import SUBJECTS_TABLE
 
@@ -44,7 +45,10 @@ def read_subjects(pipeline: SupportsPipeline) -> dict[str, SubjectObservation]:
     if not table_loaded(pipeline, SUBJECTS_TABLE):
         return {}
     try:
-        if getattr(pipeline.destination, "destination_name", None) == "filesystem":
+        if is_delta(pipeline):
+            with DeltaSqlClient(pipeline, [SUBJECTS_TABLE]) as delta:
+                rows = delta.execute_sql(f"select {', '.join(_SUBJECT_COLUMNS)} from subjects")
+        elif getattr(pipeline.destination, "destination_name", None) == "filesystem":
             relation = pipeline.dataset()[SUBJECTS_TABLE].select(*_SUBJECT_COLUMNS)  # type: ignore[attr-defined]
             rows = [tuple(r.values()) for r in relation.arrow().to_pylist()]
         else:

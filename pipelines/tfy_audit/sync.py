@@ -227,7 +227,9 @@ def finish_pending(pipeline: Pipeline, target: DestinationOptions) -> int:
     logger.info("finishing %d load package(s) left by an interrupted run", pending)
     with _step("finishing the interrupted run's load"):
         pipeline.normalize()
-        pipeline.load()
+        info = pipeline.load()
+        if is_delta(pipeline):
+            drop_stale_leaves(pipeline, info.loads_ids)
     return pending
 
 

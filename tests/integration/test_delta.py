@@ -325,3 +325,32 @@ def test_a_parquet_dataset_is_not_switched_to_delta(lake: Lake) -> None:
         cli_json("sync", "--host", srv.url, *lake.target, "--no-progress")
         code = run_cli("sync", "--host", srv.url, *lake.target, "--table-format", "delta")
     assert code == 2
+
+
+def test_a_range_killed_during_its_load_still_drops_the_leaves_an_event_lost(lake: Lake) -> None:
+    """The leaves an event lost are deleted after its load even when that load is finished by
+    the next run (which does not read the event's day again)."""
+    sim = make_simulator(600, days=10, seed=43)
+    with SimulatorServer(sim) as srv:
+        sync(lake, srv.url)
+        old = next(e for e in sim.events() if len(e.get("metaData") or {}) >= 2)
+        at = ts(old["createdAt"])
+        sim.add_events([{**old, "metaData": {"kept": True}}])
+        start, end = at - timedelta(hours=1), at + timedelta(hours=1)
+        args = [
+            "sync", "--host", srv.url, *lake.target, "--no-progress",
+            "--start", start.isoformat(), "--end", end.isoformat(),
+        ]  # fmt: skip
+        crashed = subprocess.run(
+            [sys.executable, "-m", "tests.integration.crashing_cli", *args],
+            cwd=REPO,
+            env={**os.environ, "TFY_API_KEY": API_KEY, "TFY_CRASH_AT": "complete:1"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert crashed.returncode == -9, crashed.stderr
+        summary = sync(lake, srv.url)
+        assert summary["recovered_packages"] == 1
+        assert datetime.fromisoformat(summary["start"]) > end
+    lake.assert_exact(sim.events())

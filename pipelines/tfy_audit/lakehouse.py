@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
 
@@ -145,18 +146,35 @@ def delta_tables(pipeline: Any, *names: str) -> dict[str, Any]:
         ) from exc
 
 
-def arrow_table(table: Any, columns: Sequence[str] | None = None) -> pa.Table:
-    """The Delta table's current rows as an Arrow table, string columns as plain strings.
+def arrow_table(table: Any, columns: Sequence[str] | None = None, filters: Any = None) -> pa.Table:
+    """The Delta table's current rows (those matching the pyarrow expression `filters`) as an
+    Arrow table, string columns as plain strings.
 
     Read whole rather than as a lazy `pyarrow.dataset`: the files the Delta merge rewrites hold
     `string_view` columns, which pyarrow cannot compare with the string constants of the
     filters DuckDB pushes into a dataset scan. So memory follows the columns read."""
-    data: pa.Table = table.to_pyarrow_table(columns=list(columns) if columns else None)
+    data: pa.Table = table.to_pyarrow_table(
+        columns=list(columns) if columns else None, filters=filters
+    )
     fields = [
         f.with_type(pa.string()) if f.type in (pa.string_view(), pa.large_string()) else f
         for f in data.schema
     ]
     return data.cast(pa.schema(fields))
+
+
+def read_created_between(
+    pipeline: Any, columns: Sequence[str], start: datetime, end: datetime
+) -> pa.Table:
+    """`columns` of the `audit_logs` rows with `start <= created_at <= end`: the filter is
+    applied while the files are read (a timestamp compares fine), so memory follows the range."""
+    import pyarrow.dataset as ds
+
+    table = delta_tables(pipeline, AUDIT_LOGS_TABLE)[AUDIT_LOGS_TABLE]
+    stamp = pa.timestamp("us", "UTC")
+    created = ds.field("created_at")
+    where = (created >= pa.scalar(start, stamp)) & (created <= pa.scalar(end, stamp))
+    return arrow_table(table, columns, where)
 
 
 def drop_stale_leaves(pipeline: Any, load_ids: Sequence[str]) -> int:
@@ -243,12 +261,6 @@ class DeltaSqlClient:
             return self._con.execute(sql.replace("%s", "?"), list(args)).fetchall()
         except duckdb.CatalogException as exc:
             raise DatabaseUndefinedRelation(exc) from exc
-
-    def arrow(self, sql: str, *args: Any) -> pa.Table:
-        if self._con is None:
-            raise RuntimeError("DeltaSqlClient is used outside its `with` block")
-        table: pa.Table = self._con.execute(sql.replace("%s", "?"), list(args)).fetch_arrow_table()
-        return table
 
 
 def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:

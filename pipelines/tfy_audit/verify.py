@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
-from .lakehouse import DeltaSqlClient, is_delta
+from .lakehouse import is_delta, read_created_between
 from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW
 from .warehouse import table_loaded
 from .windows import floor_ms
@@ -289,16 +289,14 @@ _WAREHOUSE_COLUMNS = (
 def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.Table:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
+    if is_delta(pipeline):
+        return read_created_between(pipeline, _WAREHOUSE_COLUMNS, start - MIN_WINDOW, end)
     # the range is filtered in the warehouse, so memory follows the range, not the history
-    sql = (
+    relation = pipeline.dataset().query(
         f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "
         f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
         f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
     )
-    if is_delta(pipeline):
-        with DeltaSqlClient(pipeline, [AUDIT_LOGS_TABLE]) as delta:
-            return delta.arrow(sql)
-    relation = pipeline.dataset().query(sql)
     table: pa.Table = relation.arrow()
     return table
 

@@ -1,16 +1,18 @@
 """Delta Lake tables on the `filesystem` destination (`--table-format delta`).
 
-Two jobs: the hints that make dlt write the four tables as Delta tables that merge (upsert) on
-their keys, and reading those tables back, through `deltalake` and Arrow, in an in-memory DuckDB
-(`DeltaSqlClient`) for `verify`, `report` and the sync's own reads.
+Two jobs: the hints that make dlt write the four tables as Delta tables, three of them merged
+(upserted) on their keys and `sync_windows` appended; and reading those tables back, through
+`deltalake` and Arrow, in an in-memory DuckDB (`DeltaSqlClient`) for `verify`, `report` and the
+sync's own reads.
 
-Why upsert and never append: dlt's Delta merge is a `MERGE` on the primary key, so a load job
-run twice (a kill between the Delta commit and dlt's bookkeeping) changes nothing the second
-time, and every table holds each key once without the duplicate check the append path needs.
-An upsert cannot remove a row, so `audit_log_metadata` is keyed on `(audit_log_id, path)`, its
-rows and those of `audit_logs` carry the `_dlt_load_id` of the load that wrote them, and the
-leaves an event lost when it was read again are deleted after the load (`drop_stale_leaves`),
-as the SQL destinations' merge replaces all the leaves of an event read again.
+Why the keyed tables are upserted, never appended: dlt's Delta merge is a `MERGE` on the
+primary key, so a load job run twice (a kill between the Delta commit and dlt's bookkeeping)
+changes nothing the second time, and every table holds each key once without the duplicate
+check the append path needs. An upsert cannot remove a row, so `audit_log_metadata` is keyed on
+`(audit_log_id, path)`, its rows and those of `audit_logs` carry the `_dlt_load_id` of the load
+that wrote them, and the leaves an event lost when it was read again are deleted after the load
+(`drop_stale_leaves`), as the SQL destinations' merge replaces all the leaves of an event read
+again.
 
 Reading never goes through dlt's own SQL client for the filesystem, which reads Delta tables
 with DuckDB's `delta` extension, an extension DuckDB downloads on first use.
@@ -123,7 +125,7 @@ def _with_load_id(item: Any, meta: Any) -> Any:
     if table not in (AUDIT_LOGS_TABLE, METADATA_TABLE) or not isinstance(item, pa.Table):
         return item
     load_id = dlt.current.load_package_state()["load_id"]
-    column = pa.array([load_id] * item.num_rows, pa.string())
+    column = pa.repeat(pa.scalar(load_id, pa.string()), item.num_rows)
     if LOAD_ID in item.column_names:
         return item.set_column(item.column_names.index(LOAD_ID), LOAD_ID, column)
     return item.append_column(LOAD_ID, column)

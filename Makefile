@@ -12,7 +12,7 @@ N ?= 100000
 PY ?= 3.11
 OTHER_PYS ?= 3.12 3.13
 
-.PHONY: install demo test test-versions lint format bench clean
+.PHONY: install demo test test-versions lint format bench bench-delta clean
 
 # the benchmark runs where a user's install would: the runtime dependencies only (the dev
 # group pulls in SQLAlchemy, which dlt then imports, costing 0.2 s of every start)
@@ -30,7 +30,7 @@ $(BIN)/tfy-audit: pyproject.toml uv.lock
 
 $(BENCH_VENV)/bin/tfy-audit: pyproject.toml uv.lock
 	$(ensure_uv)
-	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-dev --compile-bytecode \
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --no-dev --extra delta --compile-bytecode \
 		--python "$$(scripts/find-python $(PY))"
 	@touch $@
 
@@ -65,6 +65,11 @@ format: install
 
 bench: $(BENCH_VENV)/bin/tfy-audit
 	$(BENCH_VENV)/bin/python -m bench.run --events $(N)
+
+# `tfy-audit sync` into Delta tables on a local S3 server (moto, from the dev venv) beside DuckDB
+SIZES ?= 30000,100000,300000
+bench-delta: install $(BENCH_VENV)/bin/tfy-audit
+	$(BENCH_VENV)/bin/python -m bench.delta --sizes $(SIZES) --moto-python $(abspath $(BIN))/python
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(foreach v,$(OTHER_PYS),.venv-$(v)) .pytest_cache .mypy_cache .ruff_cache tfy_audit_demo.duckdb .tfy-audit

@@ -22,6 +22,7 @@ from .database import HeldDatabase
 from .destination import loader_file_format, step, supports_merge
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, read_windows
+from .lakehouse import DELTA, apply_table_format, drop_stale_leaves, resolve_table_format
 from .memory import release_free_memory
 from .options import SyncOptions, SyncSummary
 from .planning import Chunk, RunRange, chunk_plan
@@ -97,7 +98,9 @@ class ChunkLoader:
         self._decoder = decoder
         self._merge_all = merge_all
         self._on_repeated = on_repeated
-        self._merges = supports_merge(pipeline)
+        # the table format is known once the destination's schema is read (run_sync does it)
+        self._table_format = resolve_table_format(pipeline, options.target.table_format)
+        self._merges = supports_merge(pipeline) or self._table_format == DELTA
 
     def load(
         self,
@@ -126,7 +129,7 @@ class ChunkLoader:
                     )
                 if index == len(chunks) and after_last_extract is not None:
                     after_last_extract()
-                self._normalize_and_load(index, len(chunks), extract_seconds)
+                self._normalize_and_load(chunk, index, len(chunks), extract_seconds)
                 repeated = counter.take_repeated()
                 if repeated and self._on_repeated is not None:
                     logger.warning(
@@ -194,6 +197,7 @@ class ChunkLoader:
             observer=counter,
             skip_ids=already,
         )
+        apply_table_format(source, self._table_format)
         with step("loading into the destination"):
             clock = time.monotonic()
             file_format: Any = loader_file_format(self._options.target)
@@ -203,7 +207,9 @@ class ChunkLoader:
                 self._pipeline.extract(source, loader_file_format=file_format)
             return time.monotonic() - clock
 
-    def _normalize_and_load(self, index: int, chunks: int, extract_seconds: float) -> None:
+    def _normalize_and_load(
+        self, chunk: Chunk, index: int, chunks: int, extract_seconds: float
+    ) -> None:
         seconds = {"extract": extract_seconds}
         with step("loading into the destination"):
             release_free_memory()  # before DuckDB's buffers come on top
@@ -213,6 +219,9 @@ class ChunkLoader:
             clock = time.monotonic()
             info = self._pipeline.load()
             seconds["load"] = time.monotonic() - clock
+            if self._table_format == DELTA and not chunk.append:
+                # an upsert never removes rows: leaves an event no longer has go here
+                drop_stale_leaves(self._pipeline, info.loads_ids)
         summary = self._summary
         summary.chunks += 1
         summary.load_ids.extend(info.loads_ids)

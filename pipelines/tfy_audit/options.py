@@ -46,6 +46,7 @@ class DestinationOptions:
     dataset: str = DEFAULT_DATASET
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     pipelines_dir: str | None = None
+    table_format: str | None = None  # "delta" on the filesystem destination (lakehouse.py)
 
     def __post_init__(self) -> None:
         validate_pipeline_name(self.pipeline_name)  # before any path is made of it
@@ -253,6 +254,12 @@ DESTINATION_FLAGS: tuple[Flag, ...] = (
         "credentials come from dlt config, e.g. DESTINATION__POSTGRES__CREDENTIALS",
     ),
     Flag("--dataset", "target.dataset", "dataset (schema) name in the destination"),
+    Flag(
+        "--table-format",
+        "target.table_format",
+        "delta: Delta Lake tables that merge on their keys (filesystem destination)",
+        shown="plain Parquet on the filesystem",
+    ),
     Flag("--pipeline-name", "target.pipeline_name", "dlt pipeline name (its state and lock)"),
     Flag(
         "--pipelines-dir",

@@ -21,6 +21,7 @@ from ._dlt_compat import delete_extracted_package, package_folders
 from .client import AuditLogClient, AuditLogFilters
 from .database import HeldDatabase
 from .destination import is_duckdb, step, supports_merge
+from .lakehouse import drop_stale_leaves, is_delta
 from .loader import ChunkLoader, SyncProgress
 from .options import DestinationOptions, SyncOptions, SyncSummary
 from .planning import Chunk, RunRange, plan_run
@@ -41,7 +42,9 @@ def finish_pending(pipeline: dlt.Pipeline, target: DestinationOptions) -> int:
     logger.info("finishing %d load package(s) left by an interrupted run", pending)
     with step("finishing the interrupted run's load"):
         pipeline.normalize()
-        pipeline.load()
+        info = pipeline.load()
+        if is_delta(pipeline):
+            drop_stale_leaves(pipeline, info.loads_ids)
     return pending
 
 
@@ -66,8 +69,8 @@ def duplicate_days(pipeline: dlt.Pipeline, *, since: datetime | None) -> list[da
     twice."""
     if since is None or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return []
-    if not supports_merge(pipeline):
-        return []  # its loads skip ids already written
+    if not supports_merge(pipeline) or is_delta(pipeline):
+        return []  # its loads skip ids already written; Delta's upserts never double a key
     # On DuckDB, keys are grouped by their 64-bit hash: the string keys of a large chunk's
     # leaves need not fit the memory DuckDB is given, their hashes do. A collision only makes a
     # day re-merged for nothing; a doubled key always shares its hash, so none is missed.

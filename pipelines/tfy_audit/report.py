@@ -33,6 +33,7 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .errors import UsageError
+from .lakehouse import DeltaSqlClient, is_delta
 from .severity import TIERS, load_rules
 from .verify_log import VERIFY_RUNS
 from .views import DEFAULT_PARAMS, ViewParams, parse_work_hours, view_select
@@ -232,7 +233,7 @@ def write_report(
     start = start.astimezone(UTC) if start else end - DEFAULT_RANGE
     if start >= end:
         raise UsageError(f"the report's start {start:%Y-%m-%d %H:%M} is not before its end")
-    with pipeline.sql_client() as client:
+    with DeltaSqlClient(pipeline) if is_delta(pipeline) else pipeline.sql_client() as client:
         data = _collect(client, pipeline, now, start, end, params)
     document = _render_html(data)
     _write_atomically(Path(out), document)

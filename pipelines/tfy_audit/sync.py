@@ -27,6 +27,7 @@ from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
 from .hosts import normalize_host
+from .lakehouse import resolve_table_format
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
 from .lock import pipeline_lock
@@ -66,6 +67,7 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with step("reading the sync state from the destination"):
             pipeline.sync_destination()
+        resolve_table_format(pipeline, target.table_format)  # a usage error before any read
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
         source_state = _source_state(pipeline)

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ._dlt_compat import table_seen_data
 from .errors import DestinationError
+from .lakehouse import DeltaSqlClient, is_delta, read_created_between
 from .planning import Chunk
 from .rows import SubjectObservation
 from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
@@ -46,7 +47,10 @@ def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
     if not table_loaded(pipeline, SUBJECTS_TABLE):
         return {}
     try:
-        if getattr(pipeline.destination, "destination_name", None) == "filesystem":
+        if is_delta(pipeline):
+            with DeltaSqlClient(pipeline, [SUBJECTS_TABLE]) as delta:
+                rows = delta.execute_sql(f"select {', '.join(_SUBJECT_COLUMNS)} from subjects")
+        elif getattr(pipeline.destination, "destination_name", None) == "filesystem":
             relation = pipeline.dataset()[SUBJECTS_TABLE].select(*_SUBJECT_COLUMNS)
             rows = [tuple(r.values()) for r in relation.arrow().to_pylist()]
         else:
@@ -110,6 +114,8 @@ def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.T
     """The events of `[start - 1 ms, end]` (verify's padded range), `_WAREHOUSE_COLUMNS` only."""
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
+    if is_delta(pipeline):
+        return read_created_between(pipeline, _WAREHOUSE_COLUMNS, start - MIN_WINDOW, end)
     # the range is filtered in the warehouse, so memory follows the range, not the history
     relation = pipeline.dataset().query(
         f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "

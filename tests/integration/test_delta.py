@@ -293,8 +293,12 @@ def test_views_run_as_sql_over_the_delta_tables(lake: Lake) -> None:
     sim = make_simulator(800, seed=37)
     with SimulatorServer(sim) as srv:
         sync(lake, srv.url)
-    options = DestinationOptions("filesystem", dataset=lake.dataset, pipeline_name="delta_test")
-    options.pipelines_dir = str(Path(lake.target[-1]))
+    options = DestinationOptions(
+        "filesystem",
+        dataset=lake.dataset,
+        pipeline_name="delta_test",
+        pipelines_dir=str(Path(lake.target[-1])),
+    )
     pipeline = make_pipeline(options)
     pipeline.sync_destination()
     con = connect(pipeline)

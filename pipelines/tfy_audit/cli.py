@@ -120,6 +120,17 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         )
 
 
+# The report's range and off-hours; report.report_options parses them.
+REPORT_FLAGS: tuple[tuple[str, str], ...] = (
+    ("--since", "the range: this far back from --end, e.g. 7d or 12h (default: 30d)"),
+    ("--start", "start of the range, ISO 8601 or 7d (default: 30 days before --end)"),
+    ("--end", "end of the range, ISO 8601 or 1d (default: now)"),
+    ("--timezone", "IANA time zone of working hours, e.g. Europe/Berlin (default: UTC)"),
+    ("--work-hours", "working hours, Monday to Friday, e.g. 09-18 (default: 08-19)"),
+    ("--severity-rules", "a CSV of severity rules that take precedence (default: none)"),
+)
+
+
 def _version() -> str:
     from . import __version__
 
@@ -170,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = command("report", "write a self-contained HTML dashboard")
     _destination_args(report)
     report.add_argument("--out", default="report.html", help="HTML file (default: %(default)s)")
-    for flag in ("--since", "--start", "--end", "--timezone", "--work-hours", "--severity-rules"):
-        report.add_argument(flag, help="see README: Report (range default: the last 30 days)")
+    for flag, help_text in REPORT_FLAGS:
+        report.add_argument(flag, help=help_text)
     _json_arg(report)
 
     _simulate_args(command("simulate", "serve the built-in TrueFoundry simulator on loopback"))

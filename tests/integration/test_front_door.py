@@ -221,7 +221,7 @@ def test_every_option_has_help_and_shows_its_default(command: str, tmp_path: Pat
     body = " ".join(text.split())
     if command in ("sync", "verify"):
         assert "--action ACTION" in body and "--timeout TIMEOUT" in body
-        assert "seconds one request may take (default: 60.0)" in body
+        assert "seconds one request may take, all told (default: 60.0)" in body
     if command == "sync":
         assert "seconds to wait for a running sync of this pipeline (default: 0.0)" in body
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tfy_audit.cli import sync_options_from_args
 
 from tests.conftest import REPO
 from tests.integration.test_scheduling import assert_cron_expression, parses
@@ -103,7 +104,8 @@ def test_duckdb_file_lives_on_the_claimed_volume() -> None:
     pod = docs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     args = parses([str(a) for a in container["args"]])
-    assert args.destination == "duckdb" and not args.pipelines_dir  # dlt's dir beside the file
+    target = sync_options_from_args(args).target  # flags left out take the options' defaults
+    assert target.destination == "duckdb" and target.pipelines_dir is None  # beside the file
     volumes = {v["name"]: v for v in pod["volumes"]}
     (mount,) = [
         m for m in container["volumeMounts"] if Path(args.db).is_relative_to(m["mountPath"])

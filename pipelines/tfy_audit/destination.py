@@ -19,6 +19,7 @@ from ._dlt_compat import (
 )
 from .errors import DestinationError, TfyAuditError, UsageError, explain_destination_failure
 from .options import DestinationOptions
+from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
 # thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
@@ -26,6 +27,16 @@ from .options import DestinationOptions
 # full re-merge) spill to the database's temp directory instead of failing.
 DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
+
+# What identifies a row of each table within one load job's file: a retried DuckDB copy job
+# deletes the rows of its file's keys before copying it again (see _dlt_compat.py), so a
+# failed attempt that had written its rows anyway leaves none twice.
+RETRY_KEYS: dict[str, tuple[str, ...]] = {
+    AUDIT_LOGS_TABLE: ("id",),
+    METADATA_TABLE: ("audit_log_id", "path"),
+    SUBJECTS_TABLE: ("subject_id",),
+    SYNC_WINDOWS_TABLE: ("sync_id", "filter_key", "window_start", "window_end"),
+}
 
 
 def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
@@ -45,6 +56,7 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
                 str(Path(target.db).expanduser()),
                 memory_limit=DUCKDB_MEMORY_LIMIT,
                 threads=DUCKDB_THREADS,
+                retry_keys=RETRY_KEYS,
             )
         destination = destination_from_reference(name)
     except Exception as exc:

@@ -118,7 +118,13 @@ def duckdb_lock_path(database: str, dataset: str) -> Path:
 def _duckdb_lock(database: str, dataset: str, *, wait: float) -> Iterator[None]:
     path = duckdb_lock_path(database, dataset)
     # no link is followed: the lock lives beside the database, perhaps in a shared directory
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # a link (ELOOP), another user's file, a read-only directory
+        raise UsageError(
+            f"cannot open the dataset's lock file {path} ({exc.strerror}); remove it if it is "
+            "a link or another user's, or run tfy-audit as the user that owns the database"
+        ) from exc
     try:
 
         def refuse(holder: str) -> SyncAlreadyRunningError:

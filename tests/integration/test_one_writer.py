@@ -227,3 +227,20 @@ def test_postgres_second_writer_refuses_naming_the_holder(
             assert total == distinct, f"{table} holds duplicates: {total} rows, {distinct} keys"
         cur.execute(f'SELECT id FROM "{ds}".audit_logs')
         assert {r[0] for r in cur.fetchall()} == sim.ids()
+
+
+def test_duckdb_lock_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    """The lock file sits beside the database, perhaps in a shared directory: a link planted
+    there is never followed (it would make the sync write its holder line into the target)."""
+    from tfy_audit.errors import UsageError
+    from tfy_audit.lock import _duckdb_lock, duckdb_lock_path
+
+    target = tmp_path / "precious"
+    target.write_text("keep")
+    duckdb_lock_path(str(tmp_path / "a.duckdb"), "ds").symlink_to(target)
+    with (
+        pytest.raises(UsageError, match="lock file"),
+        _duckdb_lock(str(tmp_path / "a.duckdb"), "ds", wait=0),
+    ):
+        pass
+    assert target.read_text() == "keep"

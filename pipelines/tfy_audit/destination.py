@@ -24,7 +24,9 @@ from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WIN
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
 # thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
 # parallel jobs anyway); `make bench` and docs/performance.md have the figures. Larger joins (a
-# full re-merge) spill to the database's temp directory instead of failing.
+# full re-merge) spill to the database's temp directory instead of failing. A commit that runs
+# out of it fails its load job, which dlt retries; a retried copy job deletes what its failed
+# attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row.
 DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
 

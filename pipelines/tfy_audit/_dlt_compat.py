@@ -11,7 +11,9 @@ never from dlt's private modules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import dlt
@@ -20,7 +22,7 @@ from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
 from dlt.common.schema.utils import has_table_seen_data
-from dlt.common.storages.load_package import PackageStorage
+from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "default_pipelines_dir",
     "delete_extracted_package",
     "destination_from_reference",
+    "duckdb_copy_job_class",
     "duckdb_destination",
     "package_folders",
     "source_config_fields",
@@ -50,16 +53,97 @@ def default_pipelines_dir() -> str:
     return get_dlt_pipelines_dir()
 
 
-def duckdb_destination(database: str, *, memory_limit: str, threads: int) -> Destination[Any, Any]:
+def duckdb_destination(
+    database: str,
+    *,
+    memory_limit: str,
+    threads: int,
+    retry_keys: Mapping[str, Sequence[str]],
+) -> Destination[Any, Any]:
     """A DuckDB destination on the file `database`, with DuckDB's own settings. The path is
     set as a field, not passed as a string: dlt parses a string as a URL, through SQLAlchemy
-    when it is installed, which slows every start."""
+    when it is installed, which slows every start.
+
+    Its copy jobs are safe to retry: dlt retries a job that raised anything but a terminal
+    error, and a DuckDB `INSERT` can raise after its rows were committed ("Failed to commit:
+    could not allocate block" under memory pressure), so the retry would add them again. A
+    retried job of a table in `retry_keys` first deletes, in the transaction of its insert,
+    the rows whose key (those columns) is in its file: whatever the failed attempt left. The
+    first attempt runs as dlt's own, so this costs nothing on the normal path."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
     credentials.database = database
-    destination: Destination[Any, Any] = dlt.destinations.duckdb(credentials=credentials)
+    destination: Destination[Any, Any] = _retry_safe_duckdb()(credentials=credentials)
+    destination.retry_keys = {table: tuple(keys) for table, keys in retry_keys.items()}  # type: ignore[attr-defined]
     return destination
+
+
+def duckdb_copy_job_class() -> type[Any]:
+    """dlt's DuckDB copy job (tests wrap its `run` to make it fail after writing)."""
+    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
+
+    return DuckDbCopyJob
+
+
+@cache
+def _retry_safe_duckdb() -> type[Any]:
+    """dlt's DuckDB destination factory, its client making retry-safe copy jobs. Built on
+    first use: it imports duckdb, which a sync into another destination never needs."""
+    from dlt.destinations.impl.duckdb.duck import DuckDbClient, DuckDbCopyJob
+    from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
+
+    class RetrySafeCopyJob(DuckDbCopyJob):
+        def __init__(self, file_path: str, keys: Mapping[str, tuple[str, ...]]) -> None:
+            super().__init__(file_path)
+            self._keys = keys
+
+        def run(self) -> None:
+            keys = self._keys.get(self.load_table_name)
+            if not keys or ParsedLoadJobFileName.parse(self._file_path).retry_count == 0:
+                super().run()
+                return
+            sql_client = self._job_client.sql_client
+            table = sql_client.make_qualified_table_name(self.load_table_name)
+            columns = [sql_client.escape_column_name(k) for k in keys]
+            source = f"read_parquet('{self._file_path}', union_by_name=true)"
+            match = " and ".join(f"t.{c} = f.{c}" for c in columns)
+            with sql_client.begin_transaction():
+                sql_client.execute_sql(
+                    f"delete from {table} as t using (select distinct {', '.join(columns)}"
+                    f" from {source}) f where {match}"
+                )
+                super().run()
+
+    class RetrySafeClient(DuckDbClient):
+        retry_keys: Mapping[str, tuple[str, ...]] = {}
+
+        def create_load_job(
+            self, table: Any, file_path: str, load_id: str, restore: bool = False
+        ) -> Any:
+            job = super().create_load_job(table, file_path, load_id, restore)
+            if type(job) is DuckDbCopyJob:
+                job = RetrySafeCopyJob(file_path, self.retry_keys)
+            return job
+
+    class RetrySafeDuckDb(duckdb_factory):
+        retry_keys: Mapping[str, tuple[str, ...]] = {}
+
+        @property
+        def destination_type(self) -> str:
+            # dlt's own type: the pipeline's state names the destination by it
+            return str(duckdb_factory().destination_type)
+
+        @property
+        def client_class(self) -> type[Any]:
+            return RetrySafeClient
+
+        def client(self, schema: Any, initial_config: Any = None) -> Any:
+            client: Any = super().client(schema, initial_config)
+            client.retry_keys = self.retry_keys
+            return client
+
+    return RetrySafeDuckDb
 
 
 def destination_from_reference(name: str) -> Destination[Any, Any] | None:

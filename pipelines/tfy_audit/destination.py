@@ -26,13 +26,26 @@ from .errors import (
 )
 from .options import DestinationOptions
 from .run_notes import reraise_interrupt
+from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
 # thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
 # parallel jobs anyway); `make bench` and docs/performance.md have the figures. Larger joins (a
-# full re-merge) spill to the database's temp directory instead of failing.
+# full re-merge) spill to the database's temp directory instead of failing. A commit that runs
+# out of it fails its load job, which dlt retries; a retried copy job deletes what its failed
+# attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row.
 DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
+
+# What identifies a row of each table within one load job's file: a retried DuckDB copy job
+# deletes the rows of its file's keys before copying it again (see _dlt_compat.py), so a
+# failed attempt that had written its rows anyway leaves none twice.
+RETRY_KEYS: dict[str, tuple[str, ...]] = {
+    AUDIT_LOGS_TABLE: ("id",),
+    METADATA_TABLE: ("audit_log_id", "path"),
+    SUBJECTS_TABLE: ("subject_id",),
+    SYNC_WINDOWS_TABLE: ("sync_id", "filter_key", "window_start", "window_end"),
+}
 
 
 def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
@@ -52,6 +65,7 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
                 str(Path(target.db).expanduser()),
                 memory_limit=DUCKDB_MEMORY_LIMIT,
                 threads=DUCKDB_THREADS,
+                retry_keys=RETRY_KEYS,
             )
         destination = destination_from_reference(name)
     except Exception as exc:

@@ -1,7 +1,23 @@
-"""One sync per pipeline at a time: an advisory file lock beside the pipeline's working dir.
+"""One writer at a time: a sync holds two locks for its whole run.
 
-The kernel drops the lock when its holder dies, `kill -9` included, so a crash never leaves a
-stale lock behind.
+- The pipeline's lock, an advisory file lock beside its working dir: one sync per local state.
+- The destination's lock, on what every writer of the dataset shares, wherever one can be held
+  (`destination_lock`): syncs from other machines, or with another `--pipelines-dir`, write
+  the same tables, and two loads of the same events side by side double rows.
+  * PostgreSQL: a session-level advisory lock keyed on the dataset, on a connection of its own
+    held for the run; the server drops it when the session ends, a killed holder included.
+    The holder is named by its connection's `application_name`.
+  * DuckDB: an exclusive file lock beside the database file, keyed on the dataset. DuckDB's own
+    lock on the database excludes other processes only while the file is open, and a sync lets
+    the file go while it reads (database.py); a lock row in the database could only be taken
+    with the file open, and would need a lease to outlive a killed holder. Every process that
+    opens a DuckDB file runs on the same host (DuckDB locks the file itself), so a file lock
+    beside it reaches every writer, and the kernel drops it when its holder dies.
+  * Any other destination (filesystem, other warehouses): not protected; README says so.
+
+A lock held elsewhere makes the sync refuse with one line naming the holder (host, pid, start),
+or wait up to `wait` seconds for it. Neither lock can go stale: each ends with its holder (the
+kernel drops a file lock, the server an advisory lock, `kill -9` included).
 
 The pipelines dir may be in a shared place, so nothing in it is trusted blindly: it is created
 private (0700), and refused when another user owns it or anyone may write to it; the lock file
@@ -14,18 +30,39 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import logging
 import os
 import re
+import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import dlt
 import pathvalidate
 
 from .errors import SyncAlreadyRunningError, UsageError
+from .options import DestinationOptions
 from .redact import clean
+
+logger = logging.getLogger(__name__)
+
+
+# Marks a PostgreSQL session that holds a tfy-audit lock: `application_name` is
+# "<prefix> <holder>", which another writer reads from pg_stat_activity to name the holder.
+_PG_APPLICATION = "tfy-audit"
+
+
+def holder_description() -> str:
+    """This process, as another writer names it: host, pid and when it took the lock."""
+    started = datetime.now(UTC).replace(microsecond=0).isoformat()
+    return f"host {socket.gethostname()}, pid {os.getpid()}, started at {started}"
+
 
 _POLL_SECONDS = 0.2
 
@@ -103,19 +140,15 @@ def pipeline_lock(pipelines_dir: str, pipeline_name: str, *, wait: float = 0.0) 
     path = folder / f".{pipeline_name}.tfy-audit.lock"
     fd = _open_lock_file(path)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _holder(fd)
-                    raise SyncAlreadyRunningError(
-                        f"a sync of pipeline {pipeline_name!r} is already running{holder}; "
-                        "let it finish, or pass --wait SECONDS to queue behind it"
-                    ) from None
-                time.sleep(_POLL_SECONDS)
+
+        def refuse(holder: str) -> SyncAlreadyRunningError:
+            named = f" (pid {holder})" if holder else ""
+            return SyncAlreadyRunningError(
+                f"a sync of pipeline {pipeline_name!r} is already running{named}; "
+                "let it finish, or pass --wait SECONDS to queue behind it"
+            )
+
+        _flock(fd, wait, refuse, what=f"pipeline {pipeline_name!r}")
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield path
@@ -123,9 +156,161 @@ def pipeline_lock(pipelines_dir: str, pipeline_name: str, *, wait: float = 0.0) 
         os.close(fd)  # closing releases the lock
 
 
-def _holder(fd: int) -> str:
+@contextmanager
+def destination_lock(
+    pipeline: dlt.Pipeline, target: DestinationOptions, *, wait: float = 0.0
+) -> Iterator[str]:
+    """Hold the destination's lock on the pipeline's dataset for the block (see the module's
+    docstring); yields how the dataset is protected: "postgres advisory lock", "lock file" or
+    "none"."""
+    destination = pipeline.destination
+    name = destination.destination_name if destination is not None else ""
+    if name == "duckdb":
+        with _duckdb_lock(target.db, pipeline.dataset_name, wait=wait):
+            yield "lock file"
+    elif name == "postgres":
+        with _postgres_lock(pipeline, wait=wait):
+            yield "postgres advisory lock"
+    else:
+        yield "none"
+
+
+def _refusal(dataset: str, holder: str) -> SyncAlreadyRunningError:
+    named = f" ({holder})" if holder else ""
+    return SyncAlreadyRunningError(
+        f"another sync is loading dataset {dataset!r}{named}; let it finish, or pass "
+        "--wait SECONDS to queue behind it"
+    )
+
+
+def duckdb_lock_path(database: str, dataset: str) -> Path:
+    """The lock file of a dataset in a DuckDB file: beside the file, never inside it."""
+    db = Path(database).expanduser().resolve()
+    return db.with_name(f".{db.name}.{dataset}.tfy-audit.lock")
+
+
+@contextmanager
+def _duckdb_lock(database: str, dataset: str, *, wait: float) -> Iterator[None]:
+    # beside the database, perhaps in a shared directory: opened as carefully as the pipeline's
+    fd = _open_lock_file(duckdb_lock_path(database, dataset))
     try:
-        pid = os.pread(fd, 32, 0).decode().strip()
+
+        def refuse(holder: str) -> SyncAlreadyRunningError:
+            return _refusal(dataset, holder)
+
+        _flock(fd, wait, refuse, what=f"dataset {dataset!r}")
+        os.ftruncate(fd, 0)
+        os.write(fd, holder_description().encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _flock(
+    fd: int, wait: float, refuse: Callable[[str], SyncAlreadyRunningError], *, what: str
+) -> None:
+    """Take an exclusive lock on `fd`, waiting up to `wait` seconds for its holder, whose own
+    description is the file's text."""
+    deadline = time.monotonic() + wait
+    warned = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            if time.monotonic() >= deadline:
+                raise refuse(holder) from None
+            if not warned:
+                logger.warning(
+                    "waiting up to %.0fs for the sync holding %s (%s)",
+                    wait,
+                    what,
+                    holder or "holder unknown",
+                )
+                warned = True
+            time.sleep(_POLL_SECONDS)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 256, 0).decode(errors="replace").strip()
     except OSError:
         return ""
-    return f" (pid {pid})" if pid else ""
+
+
+def postgres_lock_key(dataset: str) -> int:
+    """The advisory lock's key: a signed 64-bit hash of the dataset's name. Every pipeline
+    into one dataset writes the same tables (and a day's re-merge is unfiltered), so the
+    pipeline and its filters are not part of it."""
+    digest = hashlib.sha256(f"tfy-audit:{dataset}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def _postgres_lock(pipeline: dlt.Pipeline, *, wait: float) -> Iterator[None]:
+    from .destination import step
+
+    dataset = pipeline.dataset_name
+    key = postgres_lock_key(dataset)
+    client: Any = pipeline.sql_client()
+    with step("taking the destination's lock"):
+        client.open_connection()
+    try:
+        with step("taking the destination's lock"):
+            # pg_stat_activity shows it to the next writer (the session's start is its
+            # backend_start); PostgreSQL cuts a name at 63 bytes, so the host goes last
+            name = f"{_PG_APPLICATION} {os.getpid()} {socket.gethostname()}"
+            client.execute_sql("select set_config('application_name', %s, false)", name)
+        deadline = time.monotonic() + wait
+        warned = False
+        while True:
+            with step("taking the destination's lock"):
+                ((taken,),) = client.execute_sql("select pg_try_advisory_lock(%s)", key)
+            if taken:
+                break
+            holder = _postgres_holder(client, key)
+            if time.monotonic() >= deadline:
+                raise _refusal(dataset, holder)
+            if not warned:
+                logger.warning(
+                    "waiting up to %.0fs for the sync holding dataset %r (%s)",
+                    wait,
+                    dataset,
+                    holder or "holder unknown",
+                )
+                warned = True
+            time.sleep(_POLL_SECONDS)
+        yield
+    finally:
+        try:
+            client.close_connection()  # ending the session releases the lock
+        except Exception:
+            logger.warning("closing the destination lock's connection failed", exc_info=True)
+
+
+def _postgres_holder(client: Any, key: int) -> str:
+    """The holder's description, read from its session's `application_name`."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    try:
+        rows = client.execute_sql(
+            "select a.application_name, a.backend_start, a.client_addr::text"
+            " from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+            " where l.locktype = 'advisory' and l.granted and l.classid::bigint = %s"
+            " and l.objid::bigint = %s and l.objsubid = 1",
+            unsigned >> 32,
+            unsigned & 0xFFFFFFFF,
+        )
+    except Exception:
+        logger.debug("could not name the lock's holder", exc_info=True)
+        return ""
+    for application, started, address in rows or []:
+        parts = str(application or "").split(" ", 2)
+        if len(parts) == 3 and parts[0] == _PG_APPLICATION:
+            pid, host = parts[1], parts[2]
+        else:  # not a tfy-audit session, or one that renamed itself
+            pid, host = "unknown", ""
+        host = host or address or "unknown"
+        when = started.astimezone(UTC).replace(microsecond=0).isoformat() if started else "?"
+        return f"host {host}, pid {pid}, started at {when}"
+    return ""

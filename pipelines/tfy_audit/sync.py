@@ -1,7 +1,8 @@
 """`tfy-audit sync`: plan the run, then load it chunk by chunk, each chunk with its state.
 
 Order of a run:
-1. take the pipeline's lock (a second sync of the same pipeline refuses, or waits);
+1. take the pipeline's lock, then the destination's (lock.py): a second sync of the same
+   pipeline, or of the same dataset from elsewhere, refuses or waits;
 2. finish load packages a crashed run left behind (their state comes with them);
 3. restore state from the destination, the single source of truth;
 4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
@@ -30,7 +31,7 @@ from .hosts import normalize_host
 from .lakehouse import resolve_table_format
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
-from .lock import pipeline_lock
+from .lock import destination_lock, pipeline_lock
 from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
 from .postgres import ensure_indexes
@@ -62,6 +63,7 @@ def run_sync(
             pipeline_lock(pipelines_dir(target), target.pipeline_name, wait=options.wait_for_lock)
         )
         pipeline = make_pipeline(target)
+        held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
         with step("opening the destination"):
             database = held.enter_context(held_database(pipeline))
         recovered = finish_pending(pipeline, target)

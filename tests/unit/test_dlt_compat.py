@@ -38,7 +38,10 @@ def compat() -> ModuleType:
 
 def _pipeline(compat: ModuleType, tmp_path: Path, name: str = "compat") -> dlt.Pipeline:
     destination = compat.duckdb_destination(
-        str(tmp_path / f"{name}.duckdb"), memory_limit="64MB", threads=1
+        str(tmp_path / f"{name}.duckdb"),
+        memory_limit="64MB",
+        threads=1,
+        retry_keys={"t": ("id",)},
     )
     return dlt.pipeline(
         pipeline_name=name,
@@ -98,6 +101,34 @@ def test_the_duckdb_destination_takes_a_path_and_settings(
         threads, memory = rows[0]
         assert int(threads) == 1
         assert memory.endswith("MiB") and float(memory.split()[0]) < 64
+
+
+def test_a_copy_job_retried_after_writing_copies_its_rows_once(
+    compat: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = _pipeline(compat, tmp_path, "retried")
+    with expect("the DuckDB destination's type, client and copy job (DuckDbClient, DuckDbCopyJob)"):
+        assert pipeline.destination is not None
+        assert pipeline.destination.destination_type == "dlt.destinations.duckdb"
+        assert pipeline.destination.destination_name == "duckdb"
+        job_class = compat.duckdb_copy_job_class()
+        original = job_class.run
+        attempts: list[str] = []
+
+        def run(self: Any) -> None:
+            original(self)
+            attempts.append(self._file_path)
+            if len(attempts) == 1:
+                raise RuntimeError("Failed to commit: could not allocate block")
+
+        monkeypatch.setattr(job_class, "run", run)
+        table = pa.table({"id": ["a", "b", "c"], "n": [1, 2, 3]})
+        pipeline.run(dlt.resource([table], name="t"), loader_file_format="parquet")
+    with expect("how dlt retries a job (the retry count in its file name)"):
+        assert [Path(a).name.split(".")[2] for a in attempts] == ["0", "1"]
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql("select id, n from t order by id")
+        assert [tuple(r) for r in rows or []] == [("a", 1), ("b", 2), ("c", 3)]
 
 
 def test_a_destination_is_found_by_its_name(compat: ModuleType) -> None:

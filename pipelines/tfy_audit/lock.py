@@ -41,14 +41,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
 import pathvalidate
 
 from .errors import SyncAlreadyRunningError, UsageError
-from .options import DestinationOptions
 from .redact import clean
+
+if TYPE_CHECKING:  # options.py checks pipeline names with this module
+    from .options import DestinationOptions
 
 logger = logging.getLogger(__name__)
 

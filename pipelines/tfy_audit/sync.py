@@ -32,6 +32,7 @@ from .lock import pipeline_lock
 from .options import SyncOptions, SyncSummary, validate
 from .planning import plan_around
 from .recovery import DayRepair, duplicate_days, finish_pending
+from .run_log import RunRecorder
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
 from .warehouse import table_loaded
@@ -55,6 +56,7 @@ def run_sync(
         held.enter_context(
             pipeline_lock(pipelines_dir(target), target.pipeline_name, wait=options.wait_for_lock)
         )
+        recorder = held.enter_context(RunRecorder(target, options.filters, now=now))
         pipeline = make_pipeline(target)
         with step("opening the destination"):
             database = held.enter_context(held_database(pipeline))
@@ -71,6 +73,7 @@ def run_sync(
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
+        recorder.started(pipeline, summary, mark_before=covered_until(entry))
         client = AuditLogClient(
             host,
             api_key,
@@ -117,6 +120,7 @@ def run_sync(
         summary.covered_until = covered_until(
             stream_state(_source_state(pipeline), options.filters)
         )
+        recorder.finish(summary)
     return summary
 
 

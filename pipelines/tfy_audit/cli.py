@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    status = sub.add_parser("status", help="how fresh the warehouse is; reads the destination")
+    _destination_args(status)
+    status.add_argument("--max-lag", help="exit 3 when the mark is older than this (e.g. 2h)")
+    status.add_argument("--check-service", action="store_true", help="ask the service too")
+    status.add_argument("--host", default=None, help="for --check-service (default: TFY_HOST)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
     views = sub.add_parser("views", help="(re)create the analysis views in the dataset")
     _destination_args(views)
 
@@ -189,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command == "views":
             return cmd_views(args)
+        if args.command == "status":
+            from .status import cmd_status
+
+            return cmd_status(args, target_from_args(args))
         if args.command == "report":
             return cmd_report(args)
         if args.command == "simulate":

@@ -1,18 +1,19 @@
 """The run history in the warehouse (`sync_runs`): one row per `tfy-audit sync` run.
 
-Each run's row is loaded by a small load of its own once the run is over, so its figures are
-final (a row written with the last chunk could not hold that chunk's own figures). It goes
-through dlt like the audit events, into the same schema, so it works on every destination the
-sync loads (DuckDB, PostgreSQL, the filesystem...); like `verify_runs` (verify_log.py), it is a
+Each run's row is written once the run is over, so its figures are final (a row written with
+the last chunk could not hold that chunk's own figures). On DuckDB and PostgreSQL it is written
+by SQL like `verify_runs` (verify_log.py): one statement on the connection the sync holds,
+where a dlt load of its own would cost a whole extract-normalize-load cycle; elsewhere (the
+filesystem, ...) it goes through dlt as a load of its own, into the sync's schema. It is a
 record for people and dashboards, and never what the sync decides anything from.
 
 A run can fail where the destination cannot be reached, or be killed, so its row is first
 written to a pending record in dlt's working dir (beside the pipeline's lock, and only while
 the lock is held): at the start as `interrupted` (what a run killed with no chance to clean up
-stays), then with its outcome. Pending records are loaded with the next row that reaches the
+stays), then with its outcome. Pending records are written with the next row that reaches the
 destination (the next run's, or this run's own at failure where the destination answered), and
-deleted once loaded. Rows are merged on `run_id` where the destination merges, so a record
-loaded twice (a kill between its load and its deletion) stays one row.
+deleted once written; a record written twice (a kill between the two) stays one row by SQL,
+and is told apart by its `run_id` on the filesystem.
 """
 
 from __future__ import annotations
@@ -28,17 +29,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import dlt
 from dlt.sources import DltResource
 
 from ._dlt_compat import TColumnSchema
 from .client import AuditLogFilters
-from .destination import loader_file_format, pipelines_dir, supports_merge
+from .destination import loader_file_format, pipelines_dir
 from .errors import DestinationError, TfyAuditError
 from .options import DestinationOptions, SyncSummary
 from .settings import SOURCE_NAME
+from .verify_log import log_sql_client
 
 logger = logging.getLogger(__name__)
 
@@ -51,39 +53,44 @@ OK, INCOMPLETE, FAILED, INTERRUPTED = "ok", "incomplete", "failed", "interrupted
 
 _TIMESTAMPS: Final = ("started_at", "finished_at", "range_start", "range_end")
 _MARKS: Final = ("mark_before", "mark_after")
-_INTEGERS: Final = (
-    "audit_log_rows",
-    "events_read",
-    "requests",
-    "retries",
-    "windows",
-    "incomplete_windows",
-    "chunks",
-    "recovered_packages",
-)
-_TEXTS: Final = (
-    "run_id",
-    "status",
-    "error",
-    "filter_key",
-    "filters",
-    "rows",
-    "tfy_audit_version",
-    "dlt_version",
-    "hostname",
+
+# The table's columns in order, by dlt data type.
+_COLUMN_TYPES: Final = (
+    ("run_id", "text"),
+    ("status", "text"),
+    ("started_at", "timestamp"),
+    ("finished_at", "timestamp"),
+    ("filter_key", "text"),
+    ("filters", "text"),
+    ("range_start", "timestamp"),
+    ("range_end", "timestamp"),
+    ("mark_before", "timestamp"),
+    ("mark_after", "timestamp"),
+    ("rows", "text"),
+    ("audit_log_rows", "bigint"),
+    ("events_read", "bigint"),
+    ("requests", "bigint"),
+    ("retries", "bigint"),
+    ("windows", "bigint"),
+    ("incomplete_windows", "bigint"),
+    ("chunks", "bigint"),
+    ("recovered_packages", "bigint"),
+    ("seconds", "double"),
+    ("error", "text"),
+    ("tfy_audit_version", "text"),
+    ("dlt_version", "text"),
+    ("hostname", "text"),
 )
 
 
 def _columns() -> dict[str, TColumnSchema]:
     """Every column typed, so a column that is null in every row of a load still exists."""
     columns: dict[str, TColumnSchema] = {}
-    for name in (*_TIMESTAMPS, *_MARKS):
-        columns[name] = {"data_type": "timestamp", "timezone": True, "nullable": True}
-    for name in _INTEGERS:
-        columns[name] = {"data_type": "bigint", "nullable": True}
-    for name in _TEXTS:
-        columns[name] = {"data_type": "text", "nullable": name != "run_id"}
-    columns["seconds"] = {"data_type": "double", "nullable": True}
+    for name, data_type in _COLUMN_TYPES:
+        column: dict[str, Any] = {"data_type": data_type, "nullable": name != "run_id"}
+        if data_type == "timestamp":
+            column["timezone"] = True
+        columns[name] = cast(TColumnSchema, column)
     return columns
 
 
@@ -174,26 +181,69 @@ def error_text(exc: BaseException) -> str:
 
 
 @dlt.source(name=SOURCE_NAME, max_table_nesting=0)
-def _runs_source(rows: list[dict[str, Any]], merge: bool) -> DltResource:
+def _runs_source(rows: list[dict[str, Any]]) -> DltResource:
     """The `sync_runs` rows, in the sync's own source (and so its schema)."""
-    return dlt.resource(
-        rows,
-        name=SYNC_RUNS,
-        write_disposition="merge" if merge else "append",
-        primary_key="run_id",
-        columns=_columns(),
-    )
+    return dlt.resource(rows, name=SYNC_RUNS, write_disposition="append", columns=_columns())
+
+
+# The engines whose SQL the table is written in (as `verify_runs` is): one statement on the
+# connection the sync already has, instead of a dlt load of its own.
+_SQL_ENGINES: Final = ("duckdb", "motherduck", "postgres")
+
+_SQL_TYPES: Final = {
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "bigint": "BIGINT",
+    "text": "TEXT",
+    "double": "DOUBLE PRECISION",
+}
+
+
+def writes_by_sql(pipeline: dlt.Pipeline) -> bool:
+    return getattr(pipeline.destination, "destination_name", None) in _SQL_ENGINES
 
 
 def load_records(
     pipeline: dlt.Pipeline, target: DestinationOptions, records: list[RunRecord]
 ) -> None:
-    """Load `records` into `sync_runs`, as a load of their own."""
-    source = _runs_source([r.row() for r in records], supports_merge(pipeline))
-    file_format: Any = loader_file_format(target)
-    pipeline.extract(source, loader_file_format=file_format)
-    pipeline.normalize()
-    pipeline.load()
+    """Write `records` to `sync_runs`: by SQL where the destination is one of `_SQL_ENGINES`
+    (a record written before is replaced), else as a dlt load of their own (appended: a record
+    loaded twice after a kill is told apart by its `run_id`)."""
+    rows = [r.row() for r in records]
+    client = log_sql_client(pipeline) if writes_by_sql(pipeline) else None
+    if client is None:
+        file_format: Any = loader_file_format(target)
+        pipeline.extract(_runs_source(rows), loader_file_format=file_format)
+        try:
+            pipeline.normalize()
+            pipeline.load()
+        except Exception:
+            # its package would otherwise be taken for a crashed run's by the next run
+            with contextlib.suppress(Exception):
+                pipeline.drop_pending_packages()
+            raise
+        return
+    columns = _columns()
+    names = list(columns)
+    with client:
+        if not client.has_dataset():
+            client.create_dataset()
+        table = client.make_qualified_table_name(SYNC_RUNS)
+        ddl = ", ".join(
+            f"{n} {_SQL_TYPES[str(c['data_type'])]}{'' if c.get('nullable') else ' NOT NULL'}"
+            for n, c in columns.items()
+        )
+        client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl})")
+        marks = ", ".join(["%s"] * len(names))
+        with client.begin_transaction():
+            client.execute_sql(
+                f"DELETE FROM {table} WHERE run_id IN ({', '.join(['%s'] * len(rows))})",
+                *[row["run_id"] for row in rows],
+            )
+            for row in rows:
+                client.execute_sql(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
+                    *[row[n] for n in names],
+                )
 
 
 class RunRecorder:
@@ -260,13 +310,14 @@ class RunRecorder:
         record.error = error_text(exc)
         self._close(self._summary)
         pipeline = self._pipeline
-        # Loaded at once only where the destination answered this run and nothing of the run
-        # is left half-loaded (that is the next run's to finish first); never on Ctrl-C.
+        # Written at once only where the destination answered this run, and, where the record
+        # is a dlt load, nothing of the run is left half-loaded (that is the next run's to
+        # finish first, before its record); never on Ctrl-C.
         if (
             pipeline is not None
             and isinstance(exc, Exception)
             and not isinstance(exc, DestinationError)
-            and not pipeline.has_pending_data
+            and (writes_by_sql(pipeline) or not pipeline.has_pending_data)
         ):
             self._flush(pipeline)
 
@@ -293,9 +344,6 @@ class RunRecorder:
         try:
             load_records(pipeline, self._target, records)
         except Exception as exc:
-            # its package would otherwise be taken for a crashed run's by the next run
-            with contextlib.suppress(Exception):
-                pipeline.drop_pending_packages()
             logger.warning(
                 "the run history (%s) could not be written, it is kept for the next run: %s",
                 SYNC_RUNS,

@@ -289,3 +289,18 @@ def test_a_record_written_twice_stays_one_row(workspace: Workspace) -> None:
     load_records(pipeline, target, [record, RunRecord("r2", NOW, "all", {})])
     rows = workspace.query("select run_id, status, error from truefoundry_audit.sync_runs")
     assert sorted(rows) == [("r1", "failed", "second"), ("r2", "interrupted", None)]
+
+
+def test_ctrl_c_keeps_the_record_for_the_next_run(tmp_path: Path) -> None:
+    target = DestinationOptions(db=str(tmp_path / "a.duckdb"), pipelines_dir=str(tmp_path / "p"))
+    with pytest.raises(KeyboardInterrupt), RunRecorder(target, AuditLogFilters()) as recorder:
+        raise KeyboardInterrupt
+    (path,) = pending_dir(target).glob("*.json")
+    saved = json.loads(path.read_text())
+    assert (saved["run_id"], saved["status"], saved["error"]) == (
+        recorder.record.run_id,
+        "interrupted",
+        "KeyboardInterrupt:",
+    )
+    assert saved["finished_at"] is not None
+    assert not (tmp_path / "a.duckdb").exists()  # nothing was written to the destination

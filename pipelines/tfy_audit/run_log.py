@@ -36,10 +36,10 @@ from dlt.sources import DltResource
 
 from ._dlt_compat import TColumnSchema
 from .client import AuditLogFilters
-from .destination import loader_file_format, pipelines_dir
+from .destination import loader_file_format, pipelines_dir, supports_merge
 from .errors import DestinationError, TfyAuditError
 from .options import DestinationOptions, SyncSummary
-from .settings import SOURCE_NAME
+from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
 from .verify_log import log_sql_client
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ _COLUMN_TYPES: Final = (
     ("mark_before", "timestamp"),
     ("mark_after", "timestamp"),
     ("rows", "text"),
+    ("new_rows", "text"),
     ("audit_log_rows", "bigint"),
     ("events_read", "bigint"),
     ("requests", "bigint"),
@@ -109,6 +110,8 @@ class RunRecord:
     range_end: datetime | None = None
     # rows loaded per table, re-read rows (the lookback) included
     rows: dict[str, int] = field(default_factory=dict)
+    # of those, the event tables' rows known to be new (see `SyncSummary.new_rows`)
+    new_rows: dict[str, int] = field(default_factory=dict)
     events_read: int = 0
     requests: int = 0
     retries: int = 0
@@ -143,12 +146,21 @@ class RunRecord:
         data = dict(self.__dict__)
         data["filters"] = json.dumps(self.filters, sort_keys=True)
         data["rows"] = json.dumps(self.rows, sort_keys=True)
+        data["new_rows"] = json.dumps(self.new_rows, sort_keys=True)
         data["audit_log_rows"] = self.rows.get("audit_logs", 0)
         return data
 
-    def take_figures(self, summary: SyncSummary) -> None:
+    def take_figures(self, summary: SyncSummary, *, merges: bool) -> None:
+        """The run's figures; `merges`: whether the destination merges (else a re-read
+        range loads only the events not loaded yet, so every event row loaded is new)."""
         self.range_start, self.range_end = summary.start, summary.end
         self.rows = dict(summary.rows)
+        events = (AUDIT_LOGS_TABLE, METADATA_TABLE)
+        self.new_rows = (
+            dict(summary.new_rows)
+            if merges
+            else {t: n for t, n in summary.rows.items() if t in events}
+        )
         self.events_read = summary.events_read
         self.requests = summary.requests
         self.retries = summary.retries
@@ -323,7 +335,8 @@ class RunRecorder:
 
     def _close(self, summary: SyncSummary | None) -> None:
         if summary is not None:
-            self.record.take_figures(summary)
+            merges = self._pipeline is None or supports_merge(self._pipeline)
+            self.record.take_figures(summary, merges=merges)
         self.record.finished_at = self._now()
         self._save()
 

@@ -36,6 +36,7 @@ COLUMNS = (
     "range_end",
     "audit_log_rows",
     "rows",
+    "new_rows",
     "events_read",
     "requests",
     "retries",
@@ -76,9 +77,11 @@ def three_runs(sim: Simulator, url: str, sync: Callable[..., list[str]]) -> list
     (a wrong key: HTTP 401). Returns the two runs' summaries."""
     code, first = sync_json(*sync(url))
     assert code == 0 and first is not None
+    # three late events, created just before the mark: the next run's lookback re-reads them
+    mark = datetime.fromisoformat(first["covered_until"])
     late = [dict(e, id=f"late-{i}") for i, e in enumerate(sim.events()[-3:])]
     for i, event in enumerate(late):
-        event["createdAt"] = (NOW + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        event["createdAt"] = format_ts(mark - timedelta(seconds=1, milliseconds=i))
     sim.add_events(late)
     code, second = sync_json(*sync(url))
     assert code == 0 and second is not None
@@ -89,8 +92,20 @@ def three_runs(sim: Simulator, url: str, sync: Callable[..., list[str]]) -> list
     return [first, second]
 
 
-def assert_three_rows(runs: Runs, summaries: list[dict[str, Any]]) -> None:
+EVENT_TABLES = ("audit_logs", "audit_log_metadata")
+
+
+def assert_three_rows(runs: Runs, summaries: list[dict[str, Any]], *, merges: bool) -> None:
     assert [r["status"] for r in runs] == ["ok", "ok", "failed"]
+    # the first run appends every event: all new; the second re-reads its lookback, where
+    # only a destination that cannot merge (it skips the ids it holds) knows what is new
+    first_rows = {t: summaries[0]["rows"][t] for t in EVENT_TABLES}
+    assert json.loads(runs[0]["new_rows"]) == first_rows
+    second_rows = {t: summaries[1]["rows"][t] for t in EVENT_TABLES}
+    assert json.loads(runs[1]["new_rows"]) == ({} if merges else second_rows)
+    if not merges:
+        assert second_rows["audit_logs"] == 3  # the late events, and nothing re-read
+    assert json.loads(runs[2]["new_rows"]) == {}
     assert len({r["run_id"] for r in runs}) == 3
     first, second = summaries
     for run, summary in zip(runs, summaries, strict=False):
@@ -128,7 +143,7 @@ def test_duckdb_keeps_one_row_per_run(workspace: Workspace) -> None:
         summaries = three_runs(sim, srv.url, workspace.sync_args)
     cols = ", ".join(COLUMNS)
     runs = as_dicts(workspace.query(f"select {cols} from truefoundry_audit.sync_runs"))
-    assert_three_rows(runs, summaries)
+    assert_three_rows(runs, summaries, merges=True)
     assert runs[0]["audit_log_rows"] == 800 and runs[1]["audit_log_rows"] >= 3
     # every record reached the warehouse: none is left pending
     options = DestinationOptions(db=str(workspace.db), pipelines_dir=str(workspace.pipelines_dir))
@@ -210,7 +225,7 @@ def test_postgres_keeps_one_row_per_run(postgres_dataset: str, tmp_path: Path) -
     with postgres() as cur:
         cur.execute(f'select {", ".join(COLUMNS)} from "{ds}".sync_runs')
         runs = as_dicts(cur.fetchall())
-    assert_three_rows(runs, summaries)
+    assert_three_rows(runs, summaries, merges=True)
 
 
 @pytest.mark.postgres
@@ -260,7 +275,7 @@ def test_filesystem_keeps_one_row_per_run(tmp_path: Path, monkeypatch: pytest.Mo
     with SimulatorServer(sim) as srv:
         summaries = three_runs(sim, srv.url, sync)
     rows = query(f"select {', '.join(COLUMNS)} from {parquet(bucket, 'fs_runs', 'sync_runs')}")
-    assert_three_rows(as_dicts(rows), summaries)
+    assert_three_rows(as_dicts(rows), summaries, merges=False)
     # and `status` reads them back
     code, out = cli_output(
         "status", "--destination", "filesystem", "--dataset", "fs_runs",

@@ -300,7 +300,7 @@ def staleness_line(document: dict[str, Any], max_lag: str) -> str:
             )
     if not document["filter_sets"]:
         parts.append("no filter set has been synced")
-    return "; ".join(parts) + "; check the scheduled sync (its last runs are listed above)"
+    return "; ".join(parts) + "; check that the scheduled sync runs and succeeds (sync_runs)"
 
 
 def format_status(document: dict[str, Any]) -> str:

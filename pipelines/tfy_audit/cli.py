@@ -34,7 +34,7 @@ logger = logging.getLogger("tfy_audit")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
-COMMANDS = ("sync", "verify", "views", "report", "simulate", "demo")
+COMMANDS = ("sync", "verify", "status", "views", "report", "simulate", "demo")
 
 
 class Terminated(KeyboardInterrupt):
@@ -173,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(verify.add_argument_group("verify"), [SINCE_FLAG, CONCURRENCY_FLAG])
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
     _json_arg(verify)
+
+    status = command("status", "how fresh the warehouse is; reads the destination only")
+    _destination_args(status)
+    status.add_argument(
+        "--max-lag", help="exit 3 when the mark is older than this, e.g. 2h (default: no limit)"
+    )
+    status.add_argument(
+        "--check-service",
+        action="store_true",
+        help="also ask the service for events after the mark (default: off)",
+    )
+    status.add_argument(
+        "--host", default=None, help="control plane URL, for --check-service (default: TFY_HOST)"
+    )
+    _json_arg(status)
 
     views = command("views", "(re)create the analysis views in the dataset")
     _destination_args(views)
@@ -358,6 +373,11 @@ def _run(args: argparse.Namespace) -> _Outcome:
         return cmd_views(args)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "status":
+        from .status import cmd_status
+
+        code, document = cmd_status(args, target_from_args(args))
+        return _Outcome(code, document)
     if args.command == "simulate":
         return _Outcome(cmd_simulate(args))
     from .demo import run_demo

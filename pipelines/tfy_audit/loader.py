@@ -28,7 +28,7 @@ from .options import SyncOptions, SyncSummary
 from .planning import Chunk, RunRange, chunk_plan
 from .prefetch import Prefetch
 from .rows import SubjectObservation
-from .settings import SOURCE_NAME
+from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
 from .source import chunk_source
 from .state import loaded_until
 from .warehouse import existing_ids, read_subjects
@@ -129,7 +129,10 @@ class ChunkLoader:
                     )
                 if index == len(chunks) and after_last_extract is not None:
                     after_last_extract()
+                loaded_before = dict(self._summary.rows)
                 self._normalize_and_load(chunk, index, len(chunks), extract_seconds)
+                if chunk.append:  # its events were never loaded before: its rows are new
+                    _add_new_rows(self._summary, loaded_before)
                 repeated = counter.take_repeated()
                 if repeated and self._on_repeated is not None:
                     logger.warning(
@@ -235,6 +238,16 @@ class ChunkLoader:
             if not table.startswith("_dlt"):
                 summary.rows[table] = summary.rows.get(table, 0) + n
         self._progress.on_chunk_loaded(index, chunks)
+
+
+def _add_new_rows(summary: SyncSummary, loaded_before: dict[str, int]) -> None:
+    """The event tables' rows loaded since `loaded_before`, as new (subjects are updated)."""
+    for table in (AUDIT_LOGS_TABLE, METADATA_TABLE):
+        n = summary.rows.get(table, 0)
+        if n > loaded_before.get(table, 0):
+            summary.new_rows[table] = (
+                summary.new_rows.get(table, 0) + n - loaded_before.get(table, 0)
+            )
 
 
 class _Counter(SyncProgress):

@@ -100,6 +100,9 @@ class SyncSummary:
     chunks: int = 0
     events_read: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    # rows of chunks whose events were never loaded before; rows of a re-read range (the
+    # lookback) may be new as well, which is not known
+    new_rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0

@@ -36,6 +36,7 @@ from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
 from .postgres import ensure_indexes
 from .recovery import DayRepair, duplicate_days, finish_pending
+from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
@@ -62,6 +63,7 @@ def run_sync(
         held.enter_context(
             pipeline_lock(pipelines_dir(target), target.pipeline_name, wait=options.wait_for_lock)
         )
+        recorder = held.enter_context(RunRecorder(target, options.filters, now=now))
         pipeline = make_pipeline(target)
         held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
         with step("opening the destination"):
@@ -89,6 +91,7 @@ def run_sync(
         summary.recovered_packages = recovered
         describe_run(summary, mark=mark, run=run, first_start=first_start)
         rows_before = rows_from(pipeline, run.start)
+        recorder.started(pipeline, summary, mark_before=mark)
         client = AuditLogClient(
             host,
             api_key,
@@ -137,6 +140,7 @@ def run_sync(
         summary.covered_until = covered_until(
             stream_state(_source_state(pipeline), options.filters)
         )
+        recorder.finish(summary)
     return summary
 
 

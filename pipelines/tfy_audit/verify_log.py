@@ -25,13 +25,20 @@ def _ts(value: datetime) -> str:
     return f"CAST('{value.astimezone(UTC).isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
 
 
-def record_verify_run(pipeline: dlt.Pipeline, result: Any, *, now: datetime | None = None) -> bool:
-    """Append `result` (a `VerifyResult`) to `verify_runs`; False where nothing is kept."""
+def log_sql_client(pipeline: dlt.Pipeline) -> Any | None:
+    """The SQL client of a destination with a persistent SQL engine, where run logs are kept
+    by plain SQL; None for the others (the filesystem's client only scans its files)."""
     try:
         client: Any = pipeline.sql_client()
     except SqlClientNotAvailable:
-        return False
-    if isinstance(client, WithTableScanners):
+        return None
+    return None if isinstance(client, WithTableScanners) else client
+
+
+def record_verify_run(pipeline: dlt.Pipeline, result: Any, *, now: datetime | None = None) -> bool:
+    """Append `result` (a `VerifyResult`) to `verify_runs`; False where nothing is kept."""
+    client = log_sql_client(pipeline)
+    if client is None:
         return False
     differing = result.differing
     values = ", ".join(

@@ -1,0 +1,382 @@
+"""`tfy-audit status`: how fresh the warehouse is, read from the destination alone.
+
+Per filter set (each keeps its own high-water mark): the mark and its lag behind now, the last
+run and the last successful run (`sync_runs`, run_log.py), the incomplete windows still open
+(`sync_windows` rows not read completely that the mark has not passed since), and the range
+covered; and the last `verify` result (`verify_runs`). Nothing is created: the pipeline that
+reads the destination works in a temporary directory, a DuckDB file must exist, and the
+service is contacted only when asked (`check_service`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from .client import AuditLogClient, AuditLogFilters
+from .destination import make_destination, step
+from .errors import UsageError
+from .options import DestinationOptions
+from .pages import parse_list_body
+from .rows import parse_timestamp
+from .run_log import OK, SYNC_RUNS
+from .settings import MAX_PAGE_SIZE, SOURCE_NAME, SYNC_WINDOWS_TABLE
+from .state import STREAMS_KEY, covered_until
+from .verify_log import VERIFY_RUNS
+from .warehouse import table_loaded
+
+logger = logging.getLogger(__name__)
+
+_RUN_COLUMNS = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "audit_log_rows",
+    "events_read",
+    "error",
+)
+
+
+@contextmanager
+def _reader(target: DestinationOptions) -> Iterator[_Reader]:
+    if target.destination == "duckdb" and not Path(target.db).expanduser().exists():
+        raise UsageError(f"{target.db} does not exist; run `tfy-audit sync` first or pass --db")
+    with tempfile.TemporaryDirectory(prefix="tfy-audit-status-") as workdir:
+        pipeline = dlt.pipeline(
+            pipeline_name=target.pipeline_name,
+            pipelines_dir=workdir,
+            destination=make_destination(target),
+            dataset_name=target.dataset,
+        )
+        with step("reading the sync state from the destination"):
+            pipeline.sync_destination()
+        if not pipeline.default_schema_name:
+            raise UsageError(
+                f"no sync has loaded dataset {target.dataset!r} of pipeline "
+                f"{target.pipeline_name!r} yet; run `tfy-audit sync` first, or pass the "
+                "--destination, --dataset and --pipeline-name of your syncs"
+            )
+        reader = _Reader(pipeline)
+        with step("reading the run history from the destination"), reader:
+            yield reader
+
+
+class _Reader:
+    """Queries on the dataset: through the SQL client, or the filesystem's `dataset()`.
+    Table names are written `{table}` in the queries and qualified here."""
+
+    def __init__(self, pipeline: dlt.Pipeline) -> None:
+        self.pipeline = pipeline
+        self._files = getattr(pipeline.destination, "destination_name", None) == "filesystem"
+        self._client: Any = None
+
+    def __enter__(self) -> _Reader:
+        if not self._files:
+            self._client = self.pipeline.sql_client()
+            self._client.open_connection()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close_connection()
+
+    def has(self, table: str) -> bool:
+        if table_loaded(self.pipeline, table):
+            return True
+        if self._files:
+            return False
+        try:  # a table made by plain SQL (verify_runs) is not in dlt's schema
+            self.rows(f"select 1 from {{{table}}} where 1 = 0", table)
+        except DatabaseUndefinedRelation:
+            return False
+        return True
+
+    def rows(self, sql: str, *tables: str) -> list[tuple[Any, ...]]:
+        if self._files:
+            relation = self.pipeline.dataset().query(sql.format(**{t: t for t in tables}))
+            return [tuple(r) for r in relation.fetchall()]
+        names = {t: self._client.make_qualified_table_name(t) for t in tables}
+        return [tuple(r) for r in self._client.execute_sql(sql.format(**names)) or []]
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _run(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    run = dict(zip(_RUN_COLUMNS, row, strict=True))
+    for name in ("started_at", "finished_at"):
+        run[name] = _iso(_utc(run[name]))
+    for name in ("audit_log_rows", "events_read"):
+        run[name] = int(run[name]) if run[name] is not None else None
+    return run
+
+
+def _runs(reader: _Reader, key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The last run and the last successful one of a filter set; a run loaded twice (the
+    filesystem appends) counts once."""
+    if not reader.has(SYNC_RUNS):
+        return None, None
+    rows = reader.rows(
+        f"select {', '.join(_RUN_COLUMNS)} from {{{SYNC_RUNS}}} where filter_key = {_literal(key)}",
+        SYNC_RUNS,
+    )
+    runs = sorted({r[0]: r for r in rows}.values(), key=lambda r: _utc(r[1]) or datetime.min)
+    last = runs[-1] if runs else None
+    good = [r for r in runs if r[3] == OK]
+    return _run(last), _run(good[-1] if good else None)
+
+
+def _windows(
+    reader: _Reader, key: str, mark: datetime | None
+) -> tuple[list[dict[str, str | None]], datetime | None]:
+    """The incomplete windows the mark has not passed, and where the covered range starts."""
+    if not reader.has(SYNC_WINDOWS_TABLE):
+        return [], None
+    where = f"filter_key = {_literal(key)}"
+    rows = reader.rows(
+        f"select window_start, window_end, complete from {{{SYNC_WINDOWS_TABLE}}} where {where}",
+        SYNC_WINDOWS_TABLE,
+    )
+    open_windows = sorted(
+        {
+            (_utc(start), _utc(end))
+            for start, end, complete in rows
+            if not complete and (mark is None or (_utc(end) or mark) > mark)
+        },
+        key=lambda w: w[0] or datetime.min.replace(tzinfo=UTC),
+    )
+    starts = [_utc(start) for start, _, complete in rows if complete]
+    first = min((s for s in starts if s is not None), default=None)
+    return [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows], first
+
+
+def _last_verify(reader: _Reader) -> dict[str, Any] | None:
+    if not reader.has(VERIFY_RUNS):
+        return None
+    rows = reader.rows(
+        "select verified_at, range_start, range_end, days, differing_days, missing "
+        f"from {{{VERIFY_RUNS}}} order by verified_at desc limit 1",
+        VERIFY_RUNS,
+    )
+    if not rows:
+        return None
+    verified_at, start, end, days, differing, missing = rows[0]
+    return {
+        "verified_at": _iso(_utc(verified_at)),
+        "range_start": _iso(_utc(start)),
+        "range_end": _iso(_utc(end)),
+        "days": int(days),
+        "differing_days": int(differing),
+        "missing": int(missing),
+    }
+
+
+def read_status(
+    target: DestinationOptions,
+    *,
+    max_lag: timedelta | None = None,
+    service: Callable[[AuditLogFilters, datetime | None, datetime], dict[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The status document (`tfy-audit status --json`). `status` is `stale` when a filter set
+    has no mark or a mark older than `max_lag`, else `ok`. `service`: how the service's newest
+    events compare with a filter set's mark (`service_check`), or None not to ask."""
+    now = now or datetime.now(UTC)
+    with _reader(target) as reader:
+        source_state = reader.pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
+        streams: dict[str, Any] = dict(source_state.get(STREAMS_KEY, {}))
+        filter_sets = []
+        for key in sorted(streams):
+            entry = streams[key]
+            mark = covered_until(entry)
+            last, last_ok = _runs(reader, key)
+            open_windows, covered_from = _windows(reader, key, mark)
+            item: dict[str, Any] = {
+                "filter_key": key,
+                "filters": dict(entry.get("filters", {})),
+                "high_water_mark": _iso(mark),
+                "lag_seconds": round((now - mark).total_seconds(), 3) if mark else None,
+                "last_run": last,
+                "last_successful_run": last_ok,
+                "open_incomplete_windows": open_windows,
+                "covered": {"start": _iso(covered_from), "end": _iso(mark)},
+            }
+            if service is not None:
+                filters = AuditLogFilters.from_mapping(item["filters"])
+                item["service"] = service(filters, mark, now)
+            filter_sets.append(item)
+        last_verify = _last_verify(reader)
+    stale = [f for f in filter_sets if _too_old(f["lag_seconds"], max_lag)]
+    return {
+        "status": "stale" if stale or (max_lag is not None and not filter_sets) else "ok",
+        "checked_at": now.isoformat(),
+        "destination": target.destination,
+        "dataset": target.dataset,
+        "pipeline_name": target.pipeline_name,
+        "max_lag_seconds": max_lag.total_seconds() if max_lag is not None else None,
+        "filter_sets": filter_sets,
+        "last_verify": last_verify,
+    }
+
+
+def _too_old(lag_seconds: float | None, max_lag: timedelta | None) -> bool:
+    if max_lag is None:
+        return False
+    return lag_seconds is None or lag_seconds > max_lag.total_seconds()
+
+
+def service_check(client: AuditLogClient) -> Callable[..., dict[str, Any]]:
+    """Asks the service how many events of a filter set it has from the mark to now (one count
+    request) and, when they fit one page, the newest of them (one page: the spec names no sort
+    order, so only a page holding all of them tells which is newest)."""
+
+    def check(filters: AuditLogFilters, mark: datetime | None, now: datetime) -> dict[str, Any]:
+        if mark is None:
+            return {"events_after_mark": None, "newest_event_at": None}
+        count = client.count(filters, mark, now)
+        newest: datetime | None = None
+        if 0 < count <= MAX_PAGE_SIZE:
+            events, _ = client.list_page(
+                filters, mark, now, offset=0, limit=count, decode=parse_list_body
+            )
+            times = [parse_timestamp(e.get("createdAt")) for e in events if isinstance(e, dict)]
+            newest = max((t for t in times if t is not None), default=None)
+        return {"events_after_mark": count, "newest_event_at": _iso(newest)}
+
+    return check
+
+
+def format_lag(seconds: float) -> str:
+    """`3h 05m`, `12m 30s`, `45s`, `2d 4h`."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def staleness_line(document: dict[str, Any], max_lag: str) -> str:
+    """One line for a monitor: which filter set is behind, by how much."""
+    parts = []
+    for item in document["filter_sets"]:
+        lag = item["lag_seconds"]
+        limit = document["max_lag_seconds"]
+        if lag is None:
+            parts.append(f"filter set {item['filter_key']!r} has no high-water mark")
+        elif lag > limit:
+            parts.append(
+                f"filter set {item['filter_key']!r} is {format_lag(lag)} behind "
+                f"(mark {item['high_water_mark']}), {format_lag(lag - limit)} more than "
+                f"--max-lag {max_lag}"
+            )
+    if not document["filter_sets"]:
+        parts.append("no filter set has been synced")
+    return "; ".join(parts) + "; check that the scheduled sync runs and succeeds (sync_runs)"
+
+
+def format_status(document: dict[str, Any]) -> str:
+    lines = [f"{document['destination']} dataset {document['dataset']}:"]
+    if not document["filter_sets"]:
+        lines.append("  no filter set synced yet")
+    for item in document["filter_sets"]:
+        lag = item["lag_seconds"]
+        behind = f", {format_lag(lag)} behind" if lag is not None else ""
+        lines.append(
+            f"filter set {item['filter_key']}: high-water mark {item['high_water_mark']}{behind}"
+        )
+        for label, name in (
+            ("last run", "last_run"),
+            ("last successful run", "last_successful_run"),
+        ):
+            run = item[name]
+            if run is None:
+                lines.append(f"  {label}: none recorded")
+            else:
+                lines.append(
+                    f"  {label}: {run['started_at']} {run['status']}, "
+                    f"{run['audit_log_rows']:,} event row(s) loaded"
+                )
+        covered = item["covered"]
+        lines.append(f"  covered: {covered['start']} .. {covered['end']}")
+        windows = item["open_incomplete_windows"]
+        lines.append(
+            f"  incomplete windows still open: {len(windows)}"
+            + (f" (first {windows[0]['start']} .. {windows[0]['end']})" if windows else "")
+        )
+        if "service" in item:
+            service = item["service"]
+            lines.append(
+                f"  service: {service['events_after_mark']} event(s) after the mark, newest "
+                f"{service['newest_event_at'] or 'unknown'}"
+            )
+    verify = document["last_verify"]
+    if verify is None:
+        lines.append("last verify: none recorded")
+    else:
+        lines.append(
+            f"last verify: {verify['verified_at']}, {verify['range_start']} .. "
+            f"{verify['range_end']}: {verify['days']} day(s), {verify['differing_days']} "
+            f"differ, {verify['missing']} event(s) missing"
+        )
+    return "\n".join(lines)
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2)
+
+
+def cmd_status(args: Any, target: DestinationOptions) -> tuple[int, dict[str, Any]]:
+    """The `status` command: its exit code (0, or 3 when staler than `--max-lag`) and its
+    document, which the CLI prints under `--json` (its `status` is `ok` or `stale`)."""
+    import sys
+
+    from .config import resolve_api_key, resolve_host
+    from .timeparse import parse_duration
+
+    max_lag = parse_duration(args.max_lag, "max-lag") if args.max_lag else None
+    client: AuditLogClient | None = None
+    if args.check_service:
+        host = resolve_host(args.host)
+        client = AuditLogClient(host, resolve_api_key(None, host))
+    try:
+        document = read_status(
+            target, max_lag=max_lag, service=service_check(client) if client else None
+        )
+    finally:
+        if client is not None:
+            client.close()
+    if not args.json:
+        print(format_status(document))
+    if document["status"] == "stale":
+        print(f"tfy-audit: stale: {staleness_line(document, args.max_lag)}", file=sys.stderr)
+        return 3, document
+    return 0, document

@@ -65,8 +65,8 @@ def run_sync(
         )
         recorder = held.enter_context(RunRecorder(target, options.filters, now=now))
         pipeline = make_pipeline(target)
-        held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
         with step("opening the destination"):
+            held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
             database = held.enter_context(held_database(pipeline))
         recovered = finish_pending(pipeline, target)
         with step("reading the sync state from the destination"):

@@ -81,6 +81,8 @@ def test_every_command_works_with_no_flags_from_an_empty_folder(tmp_path: Path) 
         assert "Ambiguous" not in first.stderr + second.stderr + verify.stderr
     assert sorted(p.name for p in folder.iterdir()) == [
         ".tfy_audit.duckdb.pipelines",
+        # the dataset's lock, beside the file every writer opens (lock.py)
+        ".tfy_audit.duckdb.truefoundry_audit.tfy-audit.lock",
         "report.html",
         "tfy_audit.duckdb",
     ]

@@ -245,8 +245,9 @@ def test_a_run_that_cannot_reach_postgres_is_recorded_by_the_next(
             # nothing listens on port 1
             mp.setenv("DESTINATION__POSTGRES__CREDENTIALS", "postgresql://u:pw@127.0.0.1:1/test")
             assert cli_output("sync", "--host", srv.url, *args)[0] == 1
-        target = DestinationOptions("postgres", dataset=ds, pipeline_name=f"pg_{ds}")
-        target.pipelines_dir = str(tmp_path / "p")
+        target = DestinationOptions(
+            "postgres", dataset=ds, pipeline_name=f"pg_{ds}", pipelines_dir=str(tmp_path / "p")
+        )
         (pending,) = pending_dir(target).glob("*.json")
         assert json.loads(pending.read_text())["status"] == "failed"
         assert cli_output("sync", "--host", srv.url, *args)[0] == 0

@@ -20,6 +20,10 @@ from tests.integration.test_destinations import (
 )
 
 DOCUMENT_FIELDS = {
+    # the fields every command's --json document has (cli.py), then the status's own
+    "command",
+    "exit_code",
+    "error",
     "status",
     "checked_at",
     "destination",

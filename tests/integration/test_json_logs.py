@@ -116,3 +116,10 @@ def test_the_flag_wins_over_the_environment(workspace: Workspace) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("usage: ") or proc.stderr.startswith("tfy-audit: error:")
     assert "{" not in proc.stderr
+
+
+def test_help_shows_the_log_formats_default_and_its_variable(workspace: Workspace) -> None:
+    proc = run_cli_process("--help")
+    body = " ".join(proc.stdout.split())
+    assert "--log-format {text,json}" in body
+    assert "(default: text, or $TFY_AUDIT_LOG_FORMAT)" in body

@@ -46,12 +46,19 @@ class _Parser(argparse.ArgumentParser):
     # set by main(): the command line asks for --json, so even a line that does not parse
     # gets its JSON document
     wants_json: tuple[str, ...] | None = None
+    # set by main(): log lines (and the lines below) are JSON records (`--log-format json`)
+    json_logs = False
 
     def error(self, message: str) -> Any:  # one line, exit code 2, like every usage error
         text = f"{message} (see {self.prog} --help)"
         if _Parser.wants_json is not None:
             command = next((a for a in _Parser.wants_json if a in COMMANDS), None)
             _print_json(command or "", EXIT_USAGE, {}, text)
+        if _Parser.json_logs:
+            from .logjson import line
+
+            fields = {"event": "exit", "status": "usage_error", "exit_code": EXIT_USAGE}
+            self.exit(EXIT_USAGE, line(logging.ERROR, logger.name, text, **fields) + "\n")
         self.exit(EXIT_USAGE, f"tfy-audit: error: {text}\n")
 
 
@@ -150,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    _log_format_arg(parser)
     sub = parser.add_subparsers(
         dest="command", parser_class=_Parser, metavar="{" + ",".join(COMMANDS) + "}"
     )
@@ -214,6 +222,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_format_arg(parser: argparse.ArgumentParser) -> None:
+    from .settings import DEFAULT_LOG_FORMAT, LOG_FORMAT_ENV, LOG_FORMATS
+
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,  # then the environment's; see _log_format
+        help="log lines on stderr: text, or json for a log shipper (one JSON object a line; "
+        f"no progress bar) (default: {DEFAULT_LOG_FORMAT}, or ${LOG_FORMAT_ENV})",
+    )
+
+
+def _log_format(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """`--log-format`, else the environment variable, else the default; a bad value in the
+    environment is a usage error like a bad flag."""
+    from .settings import DEFAULT_LOG_FORMAT, LOG_FORMAT_ENV, LOG_FORMATS
+
+    chosen: str = args.log_format or os.environ.get(LOG_FORMAT_ENV) or DEFAULT_LOG_FORMAT
+    if chosen not in LOG_FORMATS:
+        parser.error(f"{LOG_FORMAT_ENV}={chosen!r} is not one of {', '.join(LOG_FORMATS)}")
+    return chosen
+
+
+def _say(text: str, level: int = logging.ERROR, **fields: Any) -> None:
+    """A line for the user on stderr: as written, or a JSON record under `--log-format json`
+    (its message without the `tfy-audit: error: ` prefix, `fields` as its keys)."""
+    if not _Parser.json_logs:
+        print(text, file=sys.stderr, flush=True)
+        return
+    from .logjson import fields as record_fields
+
+    message = text.removeprefix("tfy-audit: ").removeprefix("error: ")
+    event = str(fields.pop("event", "exit"))
+    logger.log(level, "%s", message, extra=record_fields(event, **fields))
+
+
 def _simulate_args(sim: argparse.ArgumentParser) -> None:
     from .settings import DEFAULT_MAX_OFFSET
 
@@ -235,13 +279,14 @@ def _simulate_args(sim: argparse.ArgumentParser) -> None:
     arg("--insert-every", "add an event every N requests; 0: never", type=int, default=0)
 
 
-def _configure_logging(debug: bool, quiet: bool) -> None:
+def _configure_logging(debug: bool, quiet: bool, json_logs: bool = False) -> None:
     """One handler on stderr, in one format, for our records and dlt's (see progress.py)."""
     from .progress import ForwardHandler, LogHandler
 
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    handler = LogHandler()
+    handler = LogHandler(json=json_logs)
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.captureWarnings(json_logs)  # a Python warning is a record too, not a raw line
     __import__("tfy_audit.redact").redact.install_log_filter()  # no secret in any log line
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.INFO if debug else logging.WARNING)
@@ -306,18 +351,22 @@ def _print_json(command: str, code: int, fields: dict[str, Any], error: str | No
         "error": error,
         **fields,
     }
-    print(json.dumps(document, indent=2, default=str), flush=True)
+    # on one line under JSON logs: a scheduler may merge stdout into the same log stream
+    indent = None if _Parser.json_logs else 2
+    print(json.dumps(document, indent=indent, default=str), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     given = tuple(sys.argv[1:] if argv is None else argv)
     _Parser.wants_json = given if "--json" in given else None
+    _Parser.json_logs = __import__("tfy_audit.logjson").logjson.requested_format(given) == "json"
     args = parser.parse_args(given)
+    _Parser.json_logs = _log_format(parser, args) == "json"
     if args.command is None:  # a bare `tfy-audit`
         parser.print_help()
         return EXIT_OK
-    _configure_logging(args.debug, args.quiet)
+    _configure_logging(args.debug, args.quiet, _Parser.json_logs)
     # dlt sends anonymous usage events to dlthub by default (DNS lookups and HTTPS on every
     # run); a tool that copies a security audit trail should not call out unasked. Set
     # RUNTIME__DLTHUB_TELEMETRY=true to opt in.
@@ -358,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prefix = (
             "tfy-audit: " if outcome.code in (EXIT_SIGINT, EXIT_SIGTERM) else "tfy-audit: error: "
         )
-        print(prefix + error, file=sys.stderr, flush=True)
+        status = _STATUS.get(outcome.code, "failed")
+        _say(prefix + error, status=status, exit_code=outcome.code)
     if as_json:
         _print_json(args.command, outcome.code, outcome.fields, error)
     return outcome.code
@@ -447,18 +497,23 @@ def cmd_sync(args: argparse.Namespace) -> _Outcome:
         gc.freeze()
         limit_malloc_arenas(3)  # before the sync's threads: see memory.py
 
-    progress = ProgressReporter(bar=False if args.no_progress or args.json else None)
+    no_bar = args.no_progress or args.json or _Parser.json_logs
+    progress = ProgressReporter(bar=False if no_bar else None)
     summary = run_sync(options, progress)
-    if not args.json:
+    code = EXIT_INCOMPLETE if summary.incomplete_windows else EXIT_OK
+    if _Parser.json_logs:  # the summary is a record, with the figures of --json's document
+        from .logjson import fields
+
+        figures = {"status": _STATUS[code], "exit_code": code, **summary.as_dict()}
+        logger.info(format_summary(summary).splitlines()[0], extra=fields("summary", **figures))
+    elif not args.json:
         print(format_summary(summary))
-    code = EXIT_OK
     if summary.incomplete_windows:
-        print(
+        _say(
             f"tfy-audit: {len(summary.incomplete_windows)} window(s) could not be read "
             "completely (see the log above); run `tfy-audit verify` to see the affected days",
-            file=sys.stderr,
+            event="incomplete",
         )
-        code = EXIT_INCOMPLETE
     return _Outcome(code, summary.as_dict())
 
 
@@ -536,7 +591,7 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
     if final.differing:
         days = ", ".join(d.day.isoformat() for d in final.differing)
         hint = "" if args.repair else "; run `tfy-audit verify --repair` to re-sync them"
-        print(f"tfy-audit: {len(final.differing)} day(s) differ: {days}{hint}", file=sys.stderr)
+        _say(f"tfy-audit: {len(final.differing)} day(s) differ: {days}{hint}", event="differ")
         code = EXIT_INCOMPLETE
     return _Outcome(code, _verify_json(outcome))
 

@@ -1,7 +1,8 @@
 """Progress of a sync, and the log on stderr: a one-line bar on a terminal, periodic log lines
 elsewhere. Log records (ours and dlt's) go through one handler with one format; while a bar is
 drawn, a record clears it, is written on a line of its own, and the bar is drawn again below
-it, so the two never overwrite each other."""
+it, so the two never overwrite each other. Under `--log-format json` records are JSON lines
+(logjson.py), there is no bar, and progress records carry their figures as fields."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import logging
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from .fetch import WindowReport
+from .logjson import JsonFormatter, fields
 from .sync import SyncProgress
 
 logger = logging.getLogger("tfy_audit.progress")
@@ -63,11 +65,11 @@ STATUS = StatusLine()
 
 
 class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """stderr, in `LOG_FORMAT`, below any progress bar."""
+    """stderr, in `LOG_FORMAT` (or as JSON lines), below any progress bar."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, json: bool = False) -> None:
         super().__init__(stream or sys.stderr)
-        self.setFormatter(logging.Formatter(LOG_FORMAT))
+        self.setFormatter(JsonFormatter() if json else logging.Formatter(LOG_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
         with STATUS.lock:
@@ -115,7 +117,11 @@ class ProgressReporter(SyncProgress):
         self.started = time.monotonic()
         if not self.bar:
             logger.info(
-                "planned %d window(s) holding %d event(s) in %d chunk(s)", windows, events, chunks
+                "planned %d window(s) holding %d event(s) in %d chunk(s)",
+                windows,
+                events,
+                chunks,
+                extra=fields("plan", windows_total=windows, events_total=events, chunks=chunks),
             )
 
     def on_events(self, count: int) -> None:
@@ -132,7 +138,13 @@ class ProgressReporter(SyncProgress):
         if self.bar:
             self._render(force=True)
         elif chunks > 1:
-            logger.info("chunk %d/%d loaded: %s", index, chunks, self._text())
+            logger.info(
+                "chunk %d/%d loaded: %s",
+                index,
+                chunks,
+                self._text(),
+                extra=fields("chunk", chunk=index, chunks=chunks, **self._figures()),
+            )
 
     def close(self) -> None:
         if self.bar and self._drawn:
@@ -153,7 +165,7 @@ class ProgressReporter(SyncProgress):
             STATUS.draw(self.stream, f"[{'#' * filled}{'.' * (width - filled)}] {self._text()}")
             self._drawn = True
         elif not force:
-            logger.info("progress: %s", self._text())
+            logger.info("progress: %s", self._text(), extra=fields("progress", **self._figures()))
 
     def _text(self, now: float | None = None) -> str:
         elapsed = max((now or time.monotonic()) - self.started, 1e-6)
@@ -164,13 +176,31 @@ class ProgressReporter(SyncProgress):
             f"ETA {self.eta(elapsed)}"
         )
 
+    def _figures(self) -> dict[str, Any]:
+        """The progress line's figures, for a JSON record (`eta_seconds` null like `ETA -`)."""
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        eta = self.eta_seconds(elapsed)
+        return {
+            "windows_done": self.windows_done,
+            "windows_total": self.windows_total,
+            "events_done": self.events_done,
+            "events_total": self.events_total,
+            "events_per_second": round(self.events_done / elapsed, 1),
+            "elapsed_seconds": round(elapsed, 3),
+            "eta_seconds": None if eta is None else round(eta, 1),
+        }
+
     def eta(self, elapsed: float) -> str:
         """Seconds left at the rate so far; `-` until that rate means something."""
+        seconds = self.eta_seconds(elapsed)
+        return "-" if seconds is None else f"{seconds:,.0f}s"
+
+    def eta_seconds(self, elapsed: float) -> float | None:
         remaining = max(self.events_total - self.events_done, 0)
         if (
             not remaining
             or elapsed < ETA_AFTER_SECONDS
             or self.events_done < self.events_total * ETA_AFTER_SHARE
         ):
-            return "-"
-        return f"{remaining * elapsed / self.events_done:,.0f}s"
+            return None
+        return remaining * elapsed / self.events_done

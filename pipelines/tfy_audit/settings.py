@@ -67,3 +67,9 @@ AUDIT_LOGS_TABLE: Final = "audit_logs"
 METADATA_TABLE: Final = "audit_log_metadata"
 SUBJECTS_TABLE: Final = "subjects"
 SYNC_WINDOWS_TABLE: Final = "sync_windows"
+
+# How log records are written on stderr: `text` (one readable line each) or `json` (one JSON
+# object a line, for a log shipper). `--log-format` sets it, else this environment variable.
+LOG_FORMATS: Final = ("text", "json")
+DEFAULT_LOG_FORMAT: Final = "text"
+LOG_FORMAT_ENV: Final = "TFY_AUDIT_LOG_FORMAT"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dlt
 
@@ -25,7 +25,6 @@ from .errors import (
     explain_destination_failure,
 )
 from .options import DestinationOptions
-from .run_notes import reraise_interrupt
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
@@ -128,19 +127,27 @@ def step(what: str) -> Iterator[None]:
     except TfyAuditError:
         raise
     except Exception as exc:
-        reraise_interrupt(exc)  # Ctrl-C or SIGTERM inside dlt's step: the run stops, no error
-        cause = _find_cause(exc) or configuration_error(exc)
+        # dlt wraps a Ctrl-C (or the CLI's SIGTERM) raised inside its extract, normalize or load
+        # in its own exception: raised again, the run ends as interrupted, not as a failed load
+        interrupt = _in_chain(exc, KeyboardInterrupt)
+        if interrupt is not None:
+            raise interrupt from None
+        cause = _in_chain(exc, TfyAuditError) or configuration_error(exc)
         if cause is not None:
             raise cause from exc
         reason = explain_destination_failure(exc) or _one_line(exc)
         raise DestinationError(f"{what} failed: {reason}") from exc
 
 
-def _find_cause(exc: BaseException) -> TfyAuditError | None:
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _in_chain(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of `kind` in `exc`'s chain of causes and contexts."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, TfyAuditError):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

@@ -46,16 +46,3 @@ def settle_counts(summary: SyncSummary, before: int | None, after: int | None) -
         return
     summary.events_new = max(after - before, 0)
     summary.events_reread = max(summary.events_read - summary.events_new, 0)
-
-
-def reraise_interrupt(exc: BaseException) -> None:
-    """dlt wraps a KeyboardInterrupt (Ctrl-C, or the CLI's SIGTERM) raised inside its extract,
-    normalize or load in its own exception: the interrupt is raised again, so the run ends as
-    interrupted rather than as a failed load."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            raise current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__

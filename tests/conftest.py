@@ -150,6 +150,20 @@ def run_cli_process(
     )
 
 
+def run_crashing_cli(
+    args: Sequence[str], crash_at: str, *, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """`tfy-audit` killing itself with SIGKILL at `crash_at` (see crashing_cli.py)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.integration.crashing_cli", *args],
+        cwd=REPO,
+        env={**os.environ, "TFY_API_KEY": API_KEY, "TFY_CRASH_AT": crash_at},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

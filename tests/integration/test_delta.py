@@ -12,7 +12,6 @@ explicit range, `verify --repair`, and a `kill -9` during a load followed by one
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import subprocess
@@ -35,14 +34,13 @@ from tfy_audit.sync import make_pipeline
 from tfy_audit.views import VIEW_NAMES
 
 from tests.conftest import (
-    API_KEY,
     AUDIT_COLUMNS,
     NOW,
-    REPO,
     expected_subjects,
     free_port,
     make_simulator,
     run_cli,
+    run_crashing_cli,
     ts,
 )
 from tests.integration.test_destinations import (
@@ -276,14 +274,7 @@ def test_kill_9_during_a_load_then_one_sync_is_exact(lake: Lake, crash_at: str) 
     ]  # fmt: skip
     with SimulatorServer(sim) as srv:
         args[2] = srv.url
-        crashed = subprocess.run(
-            [sys.executable, "-m", "tests.integration.crashing_cli", *args],
-            cwd=REPO,
-            env={**os.environ, "TFY_API_KEY": API_KEY, "TFY_CRASH_AT": crash_at},
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        crashed = run_crashing_cli(args, crash_at, timeout=180)
         assert crashed.returncode == -9, crashed.stderr
         assert run_cli(*args) == 0
     lake.assert_exact(sim.events())
@@ -345,14 +336,7 @@ def test_a_range_killed_during_its_load_still_drops_the_leaves_an_event_lost(lak
             "sync", "--host", srv.url, *lake.target, "--no-progress",
             "--start", start.isoformat(), "--end", end.isoformat(),
         ]  # fmt: skip
-        crashed = subprocess.run(
-            [sys.executable, "-m", "tests.integration.crashing_cli", *args],
-            cwd=REPO,
-            env={**os.environ, "TFY_API_KEY": API_KEY, "TFY_CRASH_AT": "complete:1"},
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        crashed = run_crashing_cli(args, "complete:1", timeout=180)
         assert crashed.returncode == -9, crashed.stderr
         summary = sync(lake, srv.url)
         assert summary["recovered_packages"] == 1

@@ -28,6 +28,7 @@ from tests.conftest import (
     make_simulator,
     run_cli,
     run_cli_process,
+    run_crashing_cli,
     ts,
 )
 
@@ -244,14 +245,7 @@ def test_kill_9_then_one_sync_is_exact(crash_at: str, workspace: Workspace) -> N
     args = workspace.sync_args("", "--chunk-events", "1500", "--max-offset", "1000")
     with SimulatorServer(sim) as srv:
         args[2] = srv.url
-        crashed = subprocess.run(
-            [sys.executable, "-m", "tests.integration.crashing_cli", *args],
-            cwd=REPO,
-            env={**os.environ, "TFY_API_KEY": API_KEY, "TFY_CRASH_AT": crash_at},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        crashed = run_crashing_cli(args, crash_at, timeout=120)
         assert crashed.returncode == -9, crashed.stderr
         # what the crash left normalized is loaded, under its own load id
         # packages are folders; a kill can also leave dlt's 0-byte temp file (save_atomic) here

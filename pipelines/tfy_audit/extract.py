@@ -1,10 +1,11 @@
 """The body of the `audit_logs` resource: read a chunk of windows, yield Arrow tables.
 
-One read of the service feeds four tables, so the resource yields Arrow tables marked with their
+One read of the service feeds five tables, so the resource yields Arrow tables marked with their
 table name: events (`audit_logs`), metadata leaves (`audit_log_metadata`), subjects whose
-first/last seen or attributes changed (`subjects`), and one coverage row per window
-(`sync_windows`). Arrow skips dlt's per-row normalizer; the state change that marks the chunk
-loaded is made last, so it is committed in the same load package as the rows.
+first/last seen or attributes changed (`subjects`), one coverage row per window
+(`sync_windows`), and a record of every event the tool had to change or could not place
+(`event_anomalies`, anomalies.py). Arrow skips dlt's per-row normalizer; the state change that
+marks the chunk loaded is made last, so it is committed in the same load package as the rows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._dlt_compat import ARROW_HINT_WARNING
+from .anomalies import Anomaly, anomalies_table
 from .client import AuditLogFilters
 from .fetch import Item, WindowReport
 from .planning import Chunk
@@ -29,7 +31,13 @@ from .rows import (
     merge_subject_observations,
     subjects_table,
 )
-from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
+from .settings import (
+    ANOMALIES_TABLE,
+    AUDIT_LOGS_TABLE,
+    METADATA_TABLE,
+    SUBJECTS_TABLE,
+    SYNC_WINDOWS_TABLE,
+)
 from .state import advance
 
 logger = logging.getLogger(__name__)
@@ -77,6 +85,9 @@ class ExtractObserver(Protocol):
     # `count` rows of the chunk repeat an id yielded by another window (see fetch.py)
     def on_repeated_ids(self, count: int) -> None: ...
 
+    # what the chunk recorded in `event_anomalies`, once per chunk, before its state
+    def on_anomalies(self, anomalies: list[Anomaly]) -> None: ...
+
 
 class NullObserver:
     def on_events(self, count: int) -> None:
@@ -86,6 +97,9 @@ class NullObserver:
         pass
 
     def on_repeated_ids(self, count: int) -> None:
+        pass
+
+    def on_anomalies(self, anomalies: list[Anomaly]) -> None:
         pass
 
 
@@ -109,11 +123,15 @@ def audit_log_tables(
     changed_subjects: dict[str, SubjectObservation] = {}
     batch_of_pages = _PageBatch()
     fingerprints = _Fingerprints()
+    anomalies: list[Anomaly] = []
 
     for item in items:
         if isinstance(item, WindowReport):
             reports.append(item)
             observer.on_window(item)
+            continue
+        if isinstance(item, Anomaly):
+            anomalies.append(item)
             continue
         batch = item.page.batch
         assert batch is not None  # the fetcher passes on pages with rows only
@@ -122,6 +140,7 @@ def audit_log_tables(
             batch = batch.without(skip_ids.intersection(batch.ids))
             if not batch.ids:
                 continue
+        anomalies.extend(batch.anomalies)
         for obs in merge_subject_observations(known_subjects, batch.subjects):
             changed_subjects[obs.subject_id] = obs
         fingerprints.add(batch.ids)
@@ -139,6 +158,10 @@ def audit_log_tables(
         yield dlt.mark.with_table_name(
             _sync_windows_table(reports, filters, sync_id, load_id), SYNC_WINDOWS_TABLE
         )
+    if anomalies:
+        table = anomalies_table(anomalies, sync_id=sync_id, load_id=load_id)
+        observer.on_anomalies(anomalies)
+        yield dlt.mark.with_table_name(table, ANOMALIES_TABLE)
     # Last: the state travels in the same load package as the rows it vouches for.
     incomplete = [r.window.start for r in reports if not r.complete]
     if chunk.held_back_to is not None:

@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from .anomalies import Anomaly
 from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError
 from .pages import DecodedPage, decode_page
@@ -97,7 +98,8 @@ class PageOfWindow:
     page: DecodedPage
 
 
-Item = PageOfWindow | WindowReport
+# An `Anomaly` item records an event the fetcher could not hand over as rows (anomalies.py).
+Item = PageOfWindow | WindowReport | Anomaly
 
 
 class WindowFetcher:

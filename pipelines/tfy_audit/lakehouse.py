@@ -31,7 +31,13 @@ import duckdb
 import pyarrow as pa
 
 from .errors import DestinationError, UsageError
-from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
+from .settings import (
+    ANOMALIES_TABLE,
+    AUDIT_LOGS_TABLE,
+    METADATA_TABLE,
+    SUBJECTS_TABLE,
+    SYNC_WINDOWS_TABLE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     AUDIT_LOGS_TABLE: ("id",),
     METADATA_TABLE: ("audit_log_id", "path"),
     SUBJECTS_TABLE: ("subject_id",),
+    ANOMALIES_TABLE: ("anomaly_id",),
 }
 
 LOADS_TABLE: Final = "_dlt_loads"

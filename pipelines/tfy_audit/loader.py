@@ -17,6 +17,7 @@ from typing import Any
 
 import dlt
 
+from .anomalies import Anomaly, unique
 from .client import AuditLogClient
 from .database import HeldDatabase
 from .destination import loader_file_format, step, supports_merge
@@ -57,6 +58,8 @@ class SyncProgress(ExtractObserver):
     def on_window(self, report: WindowReport) -> None: ...
 
     def on_repeated_ids(self, count: int) -> None: ...
+
+    def on_anomalies(self, anomalies: list[Anomaly]) -> None: ...
 
     def on_chunk_loaded(self, index: int, chunks: int) -> None: ...
 
@@ -273,6 +276,12 @@ class _Counter(SyncProgress):
 
     def on_repeated_ids(self, count: int) -> None:
         self._repeated += count
+
+    def on_anomalies(self, anomalies: list[Anomaly]) -> None:
+        for anomaly in unique(anomalies):
+            kind = anomaly.kind.value
+            self.summary.anomalies[kind] = self.summary.anomalies.get(kind, 0) + 1
+        self.progress.on_anomalies(anomalies)
 
     def take_repeated(self) -> int:
         """Rows of the chunk just loaded that repeat an id of another window; then 0."""

@@ -119,6 +119,8 @@ class SyncSummary:
     # events read at or before the previous mark (the lookback re-reads them) and after it
     events_reread: int = 0
     events_new: int = 0
+    # records written to `event_anomalies` by this run, per kind (anomalies.py)
+    anomalies: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +133,7 @@ class SyncSummary:
             "events_read": self.events_read,
             "events_new": self.events_new,
             "events_reread": self.events_reread,
+            "anomalies": self.anomalies,
             "rows": self.rows,
             "requests": self.requests,
             "retries": self.retries,

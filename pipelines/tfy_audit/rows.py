@@ -30,6 +30,8 @@ from typing import Any, Final
 import orjson
 import pyarrow as pa
 
+from .anomalies import Anomaly
+
 logger = logging.getLogger(__name__)
 
 _TS: Final = pa.timestamp("us", tz="UTC")
@@ -136,7 +138,8 @@ class SubjectObservation:
 class EventBatch:
     """One page of events, normalized. `ids`: the `audit_logs` rows' ids, in row order (made
     once, where the rows are, so the main process does not convert them back from Arrow).
-    `skipped` counts events dropped for want of an id."""
+    `skipped` counts events dropped for want of an id. `anomalies`: what decoding had to change
+    or could not place, for the `event_anomalies` table (anomalies.py)."""
 
     audit_logs: pa.Table
     metadata: pa.Table
@@ -145,6 +148,7 @@ class EventBatch:
     max_created_at: datetime | None
     min_created_at: datetime | None
     skipped: int
+    anomalies: tuple[Anomaly, ...] = ()
 
     def without(self, dropped: set[str]) -> EventBatch:
         """The batch without the events (and their metadata leaves) of these ids; a page holds
@@ -161,6 +165,7 @@ class EventBatch:
             audit_logs=self.audit_logs.filter(keep_rows),
             metadata=self.metadata.filter(keep_leaves),
             ids=[i for i in self.ids if i not in dropped],
+            anomalies=tuple(a for a in self.anomalies if a.event_id not in dropped),
         )
 
 

@@ -67,6 +67,7 @@ AUDIT_LOGS_TABLE: Final = "audit_logs"
 METADATA_TABLE: Final = "audit_log_metadata"
 SUBJECTS_TABLE: Final = "subjects"
 SYNC_WINDOWS_TABLE: Final = "sync_windows"
+ANOMALIES_TABLE: Final = "event_anomalies"
 
 # How log records are written on stderr: `text` (one readable line each) or `json` (one JSON
 # object a line, for a log shipper). `--log-format` sets it, else this environment variable.

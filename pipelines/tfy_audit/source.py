@@ -26,6 +26,7 @@ from .planning import Chunk, plan_chunk
 from .redact import install_log_filter
 from .rows import SubjectObservation
 from .settings import (
+    ANOMALIES_TABLE,
     AUDIT_LOGS_TABLE,
     DEFAULT_CONCURRENCY,
     DEFAULT_LOOKBACK,
@@ -118,7 +119,7 @@ def _timestamp() -> TColumnSchema:
 
 
 def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
-    """The hints of the four tables the `audit_logs` resource feeds: keys, column types, and
+    """The hints of the five tables the `audit_logs` resource feeds: keys, column types, and
     how each is written (`append`: the events were never loaded before)."""
     # A chunk of events never loaded before is appended; anything else is merged on the key.
     # A chunk never yields an event twice (ids repeated on a page or across the pages of a
@@ -153,6 +154,14 @@ def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
     resource.apply_hints(
         table_name=SYNC_WINDOWS_TABLE,
         write_disposition="append",
+        create_table_variant=True,
+    )
+    resource.apply_hints(
+        table_name=ANOMALIES_TABLE,
+        # one row per finding (kind, event, field): a re-read of the same event updates it
+        write_disposition=disposition,
+        primary_key="anomaly_id",
+        columns={"anomaly_id": {"data_type": "text", "nullable": False}},
         create_table_variant=True,
     )
     # Last: variants copy the resource's hints at the time they are made.

@@ -583,6 +583,8 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
     outcome = run_verify(options, repair=args.repair)
     final = outcome.final
     if not args.json:
+        if outcome.first_day is not None:
+            print(outcome.first_day.text)
         print(_verify_text(outcome.first, "before repair" if outcome.repaired_days else ""))
         if outcome.after_repair is not None:
             print(f"re-synced {len(outcome.repaired_days)} day(s)")
@@ -645,7 +647,14 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
             ],
         }
 
+    begin = outcome.first_day
     return {
+        "first_day": begin
+        and {
+            "day": begin.start.date().isoformat(),
+            "start": begin.start.isoformat(),
+            "why": begin.why,
+        },
         "result": result(outcome.first),
         "repaired_days": [d.isoformat() for d in outcome.repaired_days],
         "after_repair": result(outcome.after_repair) if outcome.after_repair else None,

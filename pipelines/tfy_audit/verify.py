@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
 from .options import client_limits
-from .settings import MIN_WINDOW
+from .settings import HISTORY_START, MIN_WINDOW
 from .warehouse import read_warehouse_events
 from .windows import floor_ms
 
@@ -319,11 +319,56 @@ def verify_range(
     )
 
 
+# Why verify starts where it does (`FirstDay.why`).
+FROM_START = "start"  # a one-off --start
+FROM_FIRST_SYNC = "first_sync"  # where the first sync started (its --since), as recorded
+FROM_HISTORY = "history"  # the first sync read the whole history, from HISTORY_START
+FROM_SINCE = "since"  # no start recorded (state of an older version): --since
+FROM_UNRECORDED = "unrecorded"  # no start recorded and no --since: HISTORY_START
+
+_WHY_TEXT: Final = {
+    FROM_START: "--start",
+    FROM_FIRST_SYNC: "where the first sync started (its --since)",
+    FROM_HISTORY: "the documented lower bound of history, where the first sync started",
+    FROM_SINCE: "--since (no first sync's start is recorded)",
+    FROM_UNRECORDED: "the documented lower bound of history (no first sync's start is recorded)",
+}
+
+
+@dataclass(frozen=True)
+class FirstDay:
+    """The first instant verify checks, and why there."""
+
+    start: datetime
+    why: str
+
+    @property
+    def text(self) -> str:
+        day = self.start.date().isoformat()
+        return f"verify checks from {day} ({self.start.isoformat()}): {_WHY_TEXT[self.why]}"
+
+
+def first_day(options: Any, recorded: datetime | None, now: datetime) -> FirstDay:
+    """Where verify starts: `--start`; else where the first sync started (`recorded`), so a
+    history skipped on purpose (`sync --since`) is never reported missing; else, for state that
+    predates the record, `--since` or the documented lower bound."""
+    if options.start is not None:
+        return FirstDay(floor_ms(options.start), FROM_START)
+    if recorded is not None:
+        return FirstDay(
+            floor_ms(recorded), FROM_HISTORY if recorded <= HISTORY_START else FROM_FIRST_SYNC
+        )
+    if options.since is not None:
+        return FirstDay(floor_ms(options.first_run_start(now)), FROM_SINCE)
+    return FirstDay(HISTORY_START, FROM_UNRECORDED)
+
+
 @dataclass
 class VerifyOutcome:
     first: VerifyResult
     repaired_days: list[date]
     after_repair: VerifyResult | None = None
+    first_day: FirstDay | None = None
 
     @property
     def final(self) -> VerifyResult:
@@ -336,7 +381,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     from .config import resolve_api_key, resolve_host
     from .destination import make_pipeline
     from .settings import SOURCE_NAME
-    from .state import covered_until, stream_state
+    from .state import covered_until, first_start, stream_state
     from .sync import run_sync
     from .verify_log import record_verify_run
 
@@ -349,8 +394,9 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
     # on whole milliseconds, the service's precision, as the sync's ranges are
-    # from where a first sync started (`--since`; the whole history by default)
-    start = floor_ms(options.start or options.first_run_start(datetime.now(UTC)))
+    begin = first_day(options, first_start(entry), datetime.now(UTC))
+    logger.info("%s", begin.text)
+    start = begin.start
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
     client = AuditLogClient(
         resolve_host(options.host),
@@ -364,7 +410,7 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         first = verify_range(
             client, pipeline, options.filters, start, end, concurrency=options.concurrency
         )
-        outcome = VerifyOutcome(first, [])
+        outcome = VerifyOutcome(first, [], first_day=begin)
         if not repair or not first.differing:
             record_verify_run(pipeline, outcome.final)
             return outcome

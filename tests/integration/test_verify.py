@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -164,3 +165,34 @@ def test_verify_records_its_result_for_the_report(
     assert "never verified" not in page
     assert "every day matches</span></dd><dt>Verified range</dt>" in page
     assert f", {len(days)} days</dd>" in page
+
+
+def test_verify_starts_where_the_first_sync_started_even_from_another_machine(
+    workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sync --since 3d` skipped older history on purpose: a plain verify checks from the
+    first sync's start, says so, and finds nothing to repair; a machine that holds only the
+    destination (a fresh pipelines dir) reads the same start from it."""
+    sim = make_simulator(2_000, days=10)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--since", "3d")) == 0
+        (start,) = workspace.query(f"SELECT range_start FROM {DATASET}.sync_runs")[0]
+        # verify works on whole milliseconds, the service's precision
+        first = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url)) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[0] == (
+            f"verify checks from {first.date().isoformat()} ({first.isoformat()}): "
+            "where the first sync started (its --since)"
+        )
+        elsewhere = Workspace(workspace.db, tmp_path / "another-machine")
+        assert run_cli(*verify_args(elsewhere, srv.url, "--json")) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["result"]["start"] == first.isoformat()
+        assert result["first_day"] == {
+            "day": first.date().isoformat(),
+            "start": first.isoformat(),
+            "why": "first_sync",
+        }
+        assert result["result"]["differing"] == []

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from .client import AuditLogClient, AuditLogFilters
 from .options import client_limits
 from .settings import HISTORY_START, MIN_WINDOW
+from .verify_ids import IdsResult, verify_ids_range
 from .warehouse import read_warehouse_events
 from .windows import floor_ms
 
@@ -112,6 +113,20 @@ class VerifyResult:
     @property
     def differing(self) -> list[DayComparison]:
         return [d for d in self.days if not d.matches]
+
+    @property
+    def failing(self) -> list[DayComparison]:
+        """The days that fail verify (and `--repair` re-syncs): every day that differs."""
+        return self.differing
+
+    # what `verify_runs` records (verify_log.py)
+    @property
+    def differing_days(self) -> int:
+        return len(self.differing)
+
+    @property
+    def missing_events(self) -> int:
+        return sum(max(d.missing, 0) for d in self.differing)
 
 
 def day_buckets(start: datetime, end: datetime) -> list[DayBucket]:
@@ -365,19 +380,20 @@ def first_day(options: Any, recorded: datetime | None, now: datetime) -> FirstDa
 
 @dataclass
 class VerifyOutcome:
-    first: VerifyResult
+    first: VerifyResult | IdsResult
     repaired_days: list[date]
-    after_repair: VerifyResult | None = None
+    after_repair: VerifyResult | IdsResult | None = None
     first_day: FirstDay | None = None
 
     @property
-    def final(self) -> VerifyResult:
+    def final(self) -> VerifyResult | IdsResult:
         return self.after_repair or self.first
 
 
-def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
-    """Verify the options' pipeline against the service; with `repair`, re-sync differing days
-    (each run of consecutive days as one sync) and verify again."""
+def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcome:
+    """Verify the options' pipeline against the service, by counts or with `ids` by event ids
+    (verify_ids.py); with `repair`, re-sync the days that fail (each run of consecutive days
+    as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
     from .destination import make_pipeline
     from .settings import SOURCE_NAME
@@ -406,23 +422,35 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         transport=options.transport,
         **client_limits(options, time.monotonic()),
     )
-    with client:
-        first = verify_range(
+
+    def check(pipeline: Any) -> VerifyResult | IdsResult:
+        if ids:
+            return verify_ids_range(
+                client,
+                pipeline,
+                options.filters,
+                start,
+                end,
+                concurrency=options.concurrency,
+                max_offset=options.max_offset,
+            )
+        return verify_range(
             client, pipeline, options.filters, start, end, concurrency=options.concurrency
         )
+
+    with client:
+        first = check(pipeline)
         outcome = VerifyOutcome(first, [], first_day=begin)
-        if not repair or not first.differing:
+        if not repair or not first.failing:
             record_verify_run(pipeline, outcome.final)
             return outcome
-        days = sorted(d.day for d in first.differing)
+        days = sorted(d.day for d in first.failing)
         for run_start, run_end in _day_runs(days, start, end):
             logger.info("repairing %s .. %s", run_start.isoformat(), run_end.isoformat())
             run_sync(dataclasses.replace(options, start=run_start, end=run_end))
         outcome.repaired_days = days
         pipeline = make_pipeline(options.target)
-        outcome.after_repair = verify_range(
-            client, pipeline, options.filters, start, end, concurrency=options.concurrency
-        )
+        outcome.after_repair = check(pipeline)
     record_verify_run(pipeline, outcome.final)
     return outcome
 

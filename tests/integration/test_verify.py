@@ -196,3 +196,58 @@ def test_verify_starts_where_the_first_sync_started_even_from_another_machine(
             "why": "first_sync",
         }
         assert result["result"]["differing"] == []
+
+
+def _day_start(day_offset: int) -> datetime:
+    midnight = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC)
+    return midnight - timedelta(days=day_offset)
+
+
+def test_verify_ids_finds_a_swapped_event_that_counts_miss_and_repair_loads_it(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One event disappears from the service and another appears on the same day after the
+    sync read it: counts are equal, so plain verify passes; `--ids` names the day and both
+    ids (exit 3); `--repair` loads the newcomer and keeps the vanished one, never deleting."""
+    sim = make_simulator(3_000, days=10)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        day = _day_start(4)
+        on_day = sorted(
+            e["id"] for e in sim.events() if day <= ts(e["createdAt"]) < day + timedelta(days=1)
+        )
+        vanished = on_day[0]
+        newcomer = make_event(random.Random("newcomer"), day + timedelta(hours=7, seconds=3))
+        assert sim.remove_events([vanished]) == [vanished]
+        sim.add_events([newcomer])
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url)) == 0  # counts cannot tell
+
+        capsys.readouterr()
+        sim.reset_stats()
+        assert run_cli(*verify_args(workspace, srv.url, "--ids", "--json")) == 3
+        found = json.loads(capsys.readouterr().out)["ids"]
+        assert found["differing"] == [
+            {
+                "day": day.date().isoformat(),
+                "service": len(on_day),
+                "warehouse": len(on_day),
+                "missing": [newcomer["id"]],
+                "gone_from_service": [vanished],
+            }
+        ]
+        assert found["missing"] == 1 and found["gone_from_service"] == 1
+        assert found["requests"] == sim.stats.total
+
+        assert run_cli(*verify_args(workspace, srv.url, "--ids", "--repair")) == 0
+        out = capsys.readouterr().out
+        assert f"re-synced 1 day(s): {day.date().isoformat()}" in out
+        assert (
+            f"1 event(s) on 1 day(s) are gone from the service and kept in the warehouse: "
+            f"{day.date().isoformat()} {vanished}"
+        ) in out
+        assert workspace.ids() == sim.ids() | {vanished}
+        # gone from the service only: reported, kept, and no failure
+        assert run_cli(*verify_args(workspace, srv.url, "--ids")) == 0
+    rows = workspace.query(f"select count(*), count(distinct id) from {DATASET}.audit_logs")
+    assert rows == [(len(sim.ids()) + 1, len(sim.ids()) + 1)]

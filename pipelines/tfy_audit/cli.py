@@ -145,7 +145,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import CONCURRENCY_FLAG, SINCE_FLAG, SYNC_FLAGS
+    from .options import CONCURRENCY_FLAG, MAX_OFFSET_FLAG, PAGE_SIZE_FLAG, SINCE_FLAG, SYNC_FLAGS
 
     parser = _Parser(
         prog="tfy-audit",
@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command("verify", "compare the service's counts per UTC day with the warehouse")
     _destination_args(verify)
     _source_args(verify)
-    _add_flags(verify.add_argument_group("verify"), [SINCE_FLAG, CONCURRENCY_FLAG])
+    # --page-size and --max-offset: how --ids and --repair page the service, as sync does
+    _add_flags(
+        verify.add_argument_group("verify"),
+        [SINCE_FLAG, CONCURRENCY_FLAG, PAGE_SIZE_FLAG, MAX_OFFSET_FLAG],
+    )
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
     verify.add_argument(
         "--ids",

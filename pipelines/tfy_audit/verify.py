@@ -432,6 +432,7 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
                 start,
                 end,
                 concurrency=options.concurrency,
+                page_size=options.page_size,
                 max_offset=options.max_offset,
             )
         return verify_range(

@@ -140,6 +140,7 @@ def verify_ids_range(
     end: datetime,
     *,
     concurrency: int,
+    page_size: int = MAX_PAGE_SIZE,
     max_offset: int,
 ) -> IdsResult:
     before = client.stats.requests
@@ -155,7 +156,7 @@ def verify_ids_range(
                 client,
                 filters,
                 chunk.windows,
-                page_size=MAX_PAGE_SIZE,
+                page_size=page_size,
                 concurrency=concurrency,
                 max_offset=max_offset,
                 decode=decode_ids,

@@ -635,8 +635,9 @@ def _ids_text(result: Any, label: str) -> str:
         f"verified ids {result.start.isoformat()} .. {result.end.isoformat()}"
         + (f" ({label})" if label else "")
         + f": {len(result.days)} day(s) with events, {len(result.days) - len(differing)} match, "
-        f"{len(failing)} lack events, {len(differing) - len(failing)} only hold events gone "
-        f"from the service ({result.requests} requests, {result.pages} of them pages)"
+        f"{len(failing)} lack events, {len(differing) - len(failing)} differ only by events "
+        "gone from the service or ids held on another day "
+        f"({result.requests} requests, {result.pages} of them pages)"
     )
     if not differing:
         return head
@@ -659,6 +660,16 @@ def _ids_text(result: Any, label: str) -> str:
             lines.append(
                 f"{len(pairs):,} event(s) on {days} day(s) are {kind}: {_summarized(pairs)}"
             )
+    shared = [
+        f"{d.day.isoformat()} {i} (held {on.isoformat()})"
+        for d in differing
+        for i, on in d.elsewhere
+    ]
+    if shared:
+        lines.append(
+            f"{len(shared):,} event(s) share an id the warehouse holds on another day, one row "
+            f"per id: {_summarized(shared)}"
+        )
     return "\n".join(lines)
 
 
@@ -758,6 +769,9 @@ def _ids_json(r: Any) -> dict[str, Any]:
                 "warehouse": d.warehouse,
                 "missing": d.missing,
                 "gone_from_service": d.gone_from_service,
+                "held_on_another_day": [
+                    {"id": i, "warehouse_day": on.isoformat()} for i, on in d.elsewhere
+                ],
             }
             | ({} if d.complete else {"complete": False})
             for d in r.differing

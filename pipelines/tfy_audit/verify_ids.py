@@ -13,8 +13,9 @@ range), so memory follows a chunk, not the history.
 Per day: ids the service returns and the warehouse lacks are *missing* (`--repair` re-syncs
 those days through the normal sync, which merges, so nothing doubles); ids the warehouse holds
 that the service no longer returns are *gone from the service* (services expire old events)
-and are kept, never deleted: the warehouse is the archive. A day whose window could not be read
-completely is *unread*: its gone ids are not claimed.
+and are kept, never deleted: the warehouse is the archive. An id the service returns on two days
+(two events share it) is held once by the warehouse: *held on another day*, not missing. A day
+whose window could not be read completely is *unread*: its gone ids are not claimed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class DayIds:
     missing: list[str] = field(default_factory=list)  # the service's, not in the warehouse
     gone_from_service: list[str] = field(default_factory=list)  # kept in the warehouse
     complete: bool = True  # False: the service's ids of the day could not all be read
+    # the service's ids of this day that the warehouse holds on another day, with that day:
+    # an id two events share (the warehouse keeps one row per id), or a createdAt that changed
+    elsewhere: list[tuple[str, date]] = field(default_factory=list)
 
     @property
     def fails(self) -> bool:
@@ -59,7 +63,7 @@ class DayIds:
 
     @property
     def differs(self) -> bool:
-        return self.fails or bool(self.gone_from_service)
+        return self.fails or bool(self.gone_from_service) or bool(self.elsewhere)
 
 
 @dataclass
@@ -148,7 +152,8 @@ def verify_ids_range(
     windows = plan_run(client, filters, run, max_offset=max_offset, concurrency=concurrency)
     by_day: dict[date, DayIds] = {}
     result = IdsResult(start, end, [])
-    for chunk in chunk_plan(run, windows, IDS_CHUNK_EVENTS):
+    chunks = chunk_plan(run, windows, IDS_CHUNK_EVENTS)
+    for chunk in chunks:
         service: dict[date, set[str]] = {}
         unread: set[date] = set()
         if chunk.windows:
@@ -182,6 +187,7 @@ def verify_ids_range(
     for entry in by_day.values():
         if not entry.complete:
             entry.gone_from_service.clear()
+    _place_elsewhere(by_day, [(c.start, c.end) for c in chunks], pipeline, filters)
     result.days = [by_day[d] for d in sorted(by_day)]
     result.undated = sorted(set(result.undated))
     result.requests = client.stats.requests - before
@@ -193,6 +199,38 @@ def verify_ids_range(
             result.undated[0],
         )
     return result
+
+
+def _place_elsewhere(
+    by_day: dict[date, DayIds],
+    ranges: Sequence[tuple[datetime, datetime]],
+    pipeline: Any,
+    filters: AuditLogFilters,
+) -> None:
+    """A missing id the warehouse holds on another day where the service returns it too is not
+    missing: two events share the id, and the warehouse keeps one row per id (re-syncing would
+    never settle it). It is listed apart and does not fail verify. An id the service no longer
+    returns on the warehouse's day moved (its createdAt changed): it stays missing on its new
+    day, which a re-sync merges. Only when something is missing is the warehouse read again,
+    range by range, for them."""
+    wanted = {i: d.day for d in by_day.values() for i in d.missing}
+    if not wanted:
+        return
+    held_on: dict[str, date] = {}
+    for lo, hi in ranges:
+        for day, ids in warehouse_ids(pipeline, filters, lo, hi).items():
+            for event_id in ids & wanted.keys():
+                if day != wanted[event_id]:
+                    held_on[event_id] = day
+    for event_id, day in held_on.items():
+        other = by_day.get(day)
+        if other is not None and event_id in other.gone_from_service:
+            continue  # its createdAt moved: missing on its new day, which a re-sync merges
+        entry = by_day[wanted[event_id]]
+        entry.missing.remove(event_id)
+        entry.elsewhere.append((event_id, day))
+    for entry in by_day.values():
+        entry.elsewhere.sort()
 
 
 def summarize(items: Sequence[str], shown: int = 5) -> str:

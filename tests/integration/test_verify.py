@@ -234,6 +234,7 @@ def test_verify_ids_finds_a_swapped_event_that_counts_miss_and_repair_loads_it(
                 "warehouse": len(on_day),
                 "missing": [newcomer["id"]],
                 "gone_from_service": [vanished],
+                "held_on_another_day": [],
             }
         ]
         assert found["missing"] == 1 and found["gone_from_service"] == 1

@@ -29,7 +29,7 @@ def client_of(sim: Simulator, edit: Any = None) -> AuditLogClient:
         if edit is None or request.url.params.get("metric") != "list":
             return response
         body = json.loads(response.read())
-        edit(body)
+        edit(body, request)
         return httpx.Response(response.status_code, json=body)
 
     return AuditLogClient(
@@ -73,7 +73,7 @@ def test_days_the_service_will_not_serve_whole_are_unread_and_claim_nothing_gone
     extra = make_event(random.Random("extra"), END - timedelta(days=1))
     holding(monkeypatch, [e for e in events if e["id"] != lost] + [extra])
 
-    def hide(body: dict[str, Any]) -> None:  # counted, never listed
+    def hide(body: dict[str, Any], request: httpx.Request) -> None:  # counted, never listed
         body["data"] = [e for e in body["data"] if e["id"] != hidden]
 
     result = check(client_of(sim, hide))
@@ -103,7 +103,7 @@ def test_events_without_a_usable_created_at_are_named_not_placed_on_a_day(
     sim = Simulator(SimulatorConfig(), [*events, odd])
     holding(monkeypatch, events)
 
-    def garble(body: dict[str, Any]) -> None:
+    def garble(body: dict[str, Any], request: httpx.Request) -> None:
         for e in body["data"]:
             if e["id"] == odd["id"]:
                 e["createdAt"] = "yesterday-ish"
@@ -133,3 +133,52 @@ def test_a_long_list_is_one_line_with_the_first_few_and_a_count() -> None:
     assert summarize(ids) == "id0, id1, id2, id3, id4 (+2,340 more; --json lists them all)"
     assert summarize(ids[:5]) == "id0, id1, id2, id3, id4"
     assert summarize([]) == ""
+
+
+def test_an_id_two_events_share_is_held_once_and_not_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service serves two events with one id on two days; the warehouse keeps one row per
+    id. The other day's copy is listed as held on another day, not missing (a re-sync could
+    never settle it), and verify does not fail."""
+    events = generate_history(300, days=4, end=END, seed=8)
+    sim = Simulator(SimulatorConfig(), events)
+    holding(monkeypatch, events)
+    original = min(events, key=lambda e: e["createdAt"])
+    twin_at = END - timedelta(hours=5)
+    twin = {**original, "createdAt": twin_at.isoformat().replace("+00:00", "Z")}
+    served: list[bool] = []
+
+    def add_twin(body: dict[str, Any], request: httpx.Request) -> None:
+        lo, hi = (parse_ts(request.url.params[k]) for k in ("start", "end"))
+        if lo <= twin_at <= hi and int(request.url.params["offset"]) == 0:
+            body["data"].append(twin)
+            served.append(True)
+
+    result = check(client_of(sim, add_twin))
+    assert served
+    assert result.failing == [] and result.missing == 0
+    (day,) = result.differing
+    assert (day.day, day.elsewhere) == (
+        twin_at.date(),
+        [(original["id"], parse_ts(original["createdAt"]).date())],
+    )
+
+
+def test_an_event_whose_created_at_moved_is_missing_on_its_new_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service moved an event to another day: missing there (a re-sync merges its row
+    onto the new day) and gone from the old one."""
+    events = generate_history(300, days=4, end=END, seed=9)
+    holding(monkeypatch, events)
+    moved = min(events, key=lambda e: e["createdAt"])
+    new_at = END - timedelta(hours=5)
+    sim = Simulator(SimulatorConfig(), events)
+    sim.add_events([{**moved, "createdAt": new_at.isoformat().replace("+00:00", "Z")}])
+    result = check(client_of(sim))
+    old_day = parse_ts(moved["createdAt"]).date()
+    assert [(d.day, d.missing, d.gone_from_service, d.elsewhere) for d in result.differing] == [
+        (old_day, [], [moved["id"]], []),
+        (new_at.date(), [moved["id"]], [], []),
+    ]

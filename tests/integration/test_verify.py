@@ -93,6 +93,7 @@ def test_verify_with_filters_compares_only_matching_events(workspace: Workspace)
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url, "--action", action)) == 0
         assert run_cli(*verify_args(workspace, srv.url, "--action", action)) == 0
+        assert run_cli(*verify_args(workspace, srv.url, "--action", action, "--ids")) == 0
         # the unfiltered view of the same warehouse is incomplete, and verify says so
         assert run_cli(*verify_args(workspace, srv.url, "--end", NOW.isoformat())) == 3
 
@@ -252,3 +253,41 @@ def test_verify_ids_finds_a_swapped_event_that_counts_miss_and_repair_loads_it(
         assert run_cli(*verify_args(workspace, srv.url, "--ids")) == 0
     rows = workspace.query(f"select count(*), count(distinct id) from {DATASET}.audit_logs")
     assert rows == [(len(sim.ids()) + 1, len(sim.ids()) + 1)]
+
+
+def test_verify_ids_summarizes_thousands_of_ids_on_one_line_and_json_lists_them_all(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = make_simulator(3_000, days=30)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        con = duckdb.connect(str(workspace.db))
+        lost = sorted(r[0] for r in con.execute(f"select id from {DATASET}.audit_logs").fetchall())
+        lost = lost[::2]  # every other event, on every day
+        con.execute(f"delete from {DATASET}.audit_logs where id in (select unnest(?))", [lost])
+        con.close()
+        days = sorted({ts(e["createdAt"]).date() for e in sim.events() if e["id"] in set(lost)})
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url, "--ids")) == 3
+        out, err = capsys.readouterr()
+        lines = out.splitlines()
+        assert lines[-2] == f"  ... {len(days) - 20:,} more day(s); --json lists them all"
+        first = sorted(
+            (ts(e["createdAt"]).date().isoformat(), e["id"])
+            for e in sim.events()
+            if e["id"] in set(lost)
+        )[:5]
+        assert lines[-1] == (
+            f"{len(lost):,} event(s) on {len(days)} day(s) are missing in the warehouse: "
+            + ", ".join(f"{d} {i}" for d, i in first)
+            + f" (+{len(lost) - 5:,} more; --json lists them all)"
+        )
+        assert err.splitlines()[-1] == (
+            f"tfy-audit: {len(days)} day(s) differ by id ({len(lost):,} event(s) missing in the "
+            f"warehouse): {', '.join(d.isoformat() for d in days[:5])} "
+            f"(+{len(days) - 5:,} more; --json lists them all); "
+            "run `tfy-audit verify --ids --repair` to re-sync them"
+        )
+        assert run_cli(*verify_args(workspace, srv.url, "--ids", "--json")) == 3
+        found = json.loads(capsys.readouterr().out)["ids"]
+        assert sorted(i for d in found["differing"] for i in d["missing"]) == lost

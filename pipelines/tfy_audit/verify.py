@@ -337,6 +337,7 @@ def verify_range(
 # Why verify starts where it does (`FirstDay.why`).
 FROM_START = "start"  # a one-off --start
 FROM_FIRST_SYNC = "first_sync"  # where the first sync started (its --since), as recorded
+FROM_RUN_HISTORY = "run_history"  # the same, from sync_runs: state of an older version
 FROM_HISTORY = "history"  # the first sync read the whole history, from HISTORY_START
 FROM_SINCE = "since"  # no start recorded (state of an older version): --since
 FROM_UNRECORDED = "unrecorded"  # no start recorded and no --since: HISTORY_START
@@ -344,6 +345,7 @@ FROM_UNRECORDED = "unrecorded"  # no start recorded and no --since: HISTORY_STAR
 _WHY_TEXT: Final = {
     FROM_START: "--start",
     FROM_FIRST_SYNC: "where the first sync started (its --since)",
+    FROM_RUN_HISTORY: "where the first sync started (its --since), from the run history",
     FROM_HISTORY: "the documented lower bound of history, where the first sync started",
     FROM_SINCE: "--since (no first sync's start is recorded)",
     FROM_UNRECORDED: "the documented lower bound of history (no first sync's start is recorded)",
@@ -363,16 +365,21 @@ class FirstDay:
         return f"verify checks from {day} ({self.start.isoformat()}): {_WHY_TEXT[self.why]}"
 
 
-def first_day(options: Any, recorded: datetime | None, now: datetime) -> FirstDay:
-    """Where verify starts: `--start`; else where the first sync started (`recorded`), so a
-    history skipped on purpose (`sync --since`) is never reported missing; else, for state that
-    predates the record, `--since` or the documented lower bound."""
+def first_day(
+    options: Any, recorded: datetime | None, now: datetime, *, from_runs: datetime | None = None
+) -> FirstDay:
+    """Where verify starts: `--start`; else where the first sync started (`recorded` in the
+    state), so a history skipped on purpose (`sync --since`) is never reported missing; else,
+    for state that predates the record, the run history's (`from_runs`), `--since`, or the
+    documented lower bound."""
     if options.start is not None:
         return FirstDay(floor_ms(options.start), FROM_START)
     if recorded is not None:
         return FirstDay(
             floor_ms(recorded), FROM_HISTORY if recorded <= HISTORY_START else FROM_FIRST_SYNC
         )
+    if from_runs is not None and from_runs > HISTORY_START:
+        return FirstDay(floor_ms(from_runs), FROM_RUN_HISTORY)
     if options.since is not None:
         return FirstDay(floor_ms(options.first_run_start(now)), FROM_SINCE)
     return FirstDay(HISTORY_START, FROM_UNRECORDED)
@@ -396,6 +403,7 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
     as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
     from .destination import make_pipeline
+    from .run_log import first_run_start
     from .settings import SOURCE_NAME
     from .state import covered_until, first_start, stream_state
     from .sync import run_sync
@@ -410,7 +418,9 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
     # on whole milliseconds, the service's precision, as the sync's ranges are
-    begin = first_day(options, first_start(entry), datetime.now(UTC))
+    recorded = first_start(entry)
+    from_runs = None if recorded else first_run_start(pipeline, options.filters)
+    begin = first_day(options, recorded, datetime.now(UTC), from_runs=from_runs)
     logger.info("%s", begin.text)
     start = begin.start
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))

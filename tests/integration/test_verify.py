@@ -291,3 +291,28 @@ def test_verify_ids_summarizes_thousands_of_ids_on_one_line_and_json_lists_them_
         assert run_cli(*verify_args(workspace, srv.url, "--ids", "--json")) == 3
         found = json.loads(capsys.readouterr().out)["ids"]
         assert sorted(i for d in found["differing"] for i in d["missing"]) == lost
+
+
+def test_verify_of_state_without_the_record_starts_where_sync_runs_says_the_first_sync_did(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline synced by a version that kept no first start in its state: verify reads it
+    from the run history (the first run that moved the mark) rather than checking from 2015."""
+    import tfy_audit.state
+
+    sim = make_simulator(1_500, days=8)
+    with SimulatorServer(sim) as srv:
+        with monkeypatch.context() as older:
+            older.setattr(tfy_audit.state, "FIRST_START_KEY", "not_kept_by_older_versions")
+            assert run_cli(*workspace.sync_args(srv.url, "--since", "2d")) == 0
+        assert run_cli(*workspace.sync_args(srv.url)) == 0  # a later run: no record either
+        (start,) = workspace.query(
+            f"SELECT range_start FROM {DATASET}.sync_runs ORDER BY started_at LIMIT 1"
+        )[0]
+        first = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url)) == 0
+        assert capsys.readouterr().out.splitlines()[0] == (
+            f"verify checks from {first.date().isoformat()} ({first.isoformat()}): "
+            "where the first sync started (its --since), from the run history"
+        )

@@ -222,3 +222,13 @@ def test_the_first_day_says_why_in_one_line() -> None:
         "verify checks from 2015-01-01 (2015-01-01T00:00:00+00:00): "
         "the documented lower bound of history, where the first sync started"
     )
+
+
+def test_state_without_the_record_starts_where_the_run_history_says() -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    runs = datetime(2026, 10, 1, 6, 30, tzinfo=UTC)
+    begin = first_day(SyncOptions(since=timedelta(days=5)), None, now, from_runs=runs)
+    assert (begin.start, begin.why) == (runs, "run_history")
+    # the state's record wins; a first run that read the whole history is the lower bound
+    assert first_day(SyncOptions(), HISTORY_START, now, from_runs=runs).why == "history"
+    assert first_day(SyncOptions(), None, now, from_runs=HISTORY_START).why == "unrecorded"

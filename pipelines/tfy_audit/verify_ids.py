@@ -118,8 +118,9 @@ def warehouse_ids(
     """The warehouse's ids per UTC day of `[start, end)`, with the endpoint's filters applied."""
     from .verify import filter_mask
 
-    table = read_warehouse_events(pipeline, start, end, with_ids=True)
-    if table.num_rows and filters.as_dict():
+    filtered = bool(filters.as_dict())
+    table = read_warehouse_events(pipeline, start, end, with_ids=True, filtered=filtered)
+    if table.num_rows and filtered:
         mask = filter_mask(table, filters)
         if mask is not None:
             table = table.filter(mask)

@@ -111,11 +111,19 @@ _WAREHOUSE_COLUMNS = (
 
 
 def read_warehouse_events(
-    pipeline: Any, start: datetime, end: datetime, *, with_ids: bool = False
+    pipeline: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    with_ids: bool = False,
+    filtered: bool = True,
 ) -> pa.Table:
-    """The events of `[start - 1 ms, end]` (verify's padded range), `_WAREHOUSE_COLUMNS` only,
-    and their `id` with `with_ids` (verify --ids)."""
-    columns = (*_WAREHOUSE_COLUMNS, "id") if with_ids else _WAREHOUSE_COLUMNS
+    """The events of `[start - 1 ms, end]` (verify's padded range), `_WAREHOUSE_COLUMNS` only
+    (only `created_at` when not `filtered`: no filter needs the others), and their `id` with
+    `with_ids` (verify --ids)."""
+    columns = _WAREHOUSE_COLUMNS if filtered else ("created_at",)
+    if with_ids:
+        columns = (*columns, "id")
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in columns})
     if is_delta(pipeline):

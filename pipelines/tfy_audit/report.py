@@ -394,14 +394,17 @@ def _collect(
 
 def _history_start(pipeline: dlt.Pipeline) -> datetime | None:
     """Where the unfiltered filter set's first sync started, from the state the destination
-    carries; None when the whole history was read, or nothing recorded it."""
+    carries (else, for older state, the run history); None when the whole history was read,
+    or nothing recorded it."""
     from .client import AuditLogFilters
+    from .run_log import first_run_start
     from .settings import HISTORY_START, SOURCE_NAME
     from .state import first_start, stream_state
 
     source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
     streams = dict(source_state.get("streams", {}))
     start = first_start(stream_state({"streams": streams}, AuditLogFilters()))
+    start = start or first_run_start(pipeline, AuditLogFilters())  # older state
     return start if start is not None and start > HISTORY_START else None
 
 

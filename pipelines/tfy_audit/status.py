@@ -28,7 +28,7 @@ from .errors import UsageError
 from .options import DestinationOptions
 from .pages import parse_list_body
 from .rows import parse_timestamp
-from .run_log import OK, SYNC_RUNS
+from .run_log import OK, SYNC_RUNS, first_run_start
 from .settings import HISTORY_START, MAX_PAGE_SIZE, SOURCE_NAME, SYNC_WINDOWS_TABLE
 from .state import STREAMS_KEY, covered_until, first_start
 from .verify_log import VERIFY_RUNS
@@ -223,8 +223,14 @@ def read_status(
                 "last_successful_run": last_ok,
                 "open_incomplete_windows": open_windows,
                 "covered": {"start": _iso(covered_from), "end": _iso(mark)},
-                # where the first sync started (None: not recorded by an older version)
-                "first_sync_start": _iso(first_start(entry)),
+                # where the first sync started: recorded in the state, else (state of an older
+                # version) by the run history; None where neither says
+                "first_sync_start": _iso(
+                    first_start(entry)
+                    or first_run_start(
+                        reader.pipeline, AuditLogFilters.from_mapping(entry.get("filters", {}))
+                    )
+                ),
             }
             if service is not None:
                 filters = AuditLogFilters.from_mapping(item["filters"])

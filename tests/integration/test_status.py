@@ -239,3 +239,26 @@ def test_status_shows_where_the_first_sync_started(workspace: Workspace) -> None
         f"  first sync started: {first.isoformat()} (its --since; older events are not loaded)"
         in out.splitlines()
     )
+
+
+def test_status_of_state_without_the_record_reads_the_first_start_from_sync_runs(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State written by a version that kept no first start: status (and report) read it from
+    the run history, the first run that moved the mark."""
+    import tfy_audit.state
+
+    sim = make_simulator(600, days=6)
+    with SimulatorServer(sim) as srv, monkeypatch.context() as older:
+        older.setattr(tfy_audit.state, "FIRST_START_KEY", "not_kept_by_older_versions")
+        summary = synced(workspace, srv.url, "--since", "2d")
+    code, doc = status(workspace)
+    assert code == 0
+    (item,) = doc["filter_sets"]
+    assert ts(item["first_sync_start"]) == ts(summary["first_run_start"])
+    out = workspace.db.parent / "report.html"
+    code, _ = cli_output("report", "--db", str(workspace.db), "--out", str(out))
+    assert code == 0
+    first = ts(summary["first_run_start"])
+    page = out.read_text(encoding="utf-8")
+    assert f"<dt>History from (UTC)</dt><dd>{first:%Y-%m-%d %H:%M:%S} " in page

@@ -182,3 +182,17 @@ def test_an_event_whose_created_at_moved_is_missing_on_its_new_day(
         (old_day, [], [moved["id"]], []),
         (new_at.date(), [moved["id"]], [], []),
     ]
+
+
+def test_an_empty_range_compares_nothing_and_asks_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--end` at or before where verify starts (the first sync's start): no day, no request."""
+    sim = Simulator(SimulatorConfig(), generate_history(50, days=2, end=END, seed=4))
+    holding(monkeypatch, [])
+    with client_of(sim) as client:
+        result = verify_ids_range(
+            client, None, AuditLogFilters(), END, END, concurrency=2, max_offset=10_000
+        )
+    assert (result.days, result.requests) == ([], 0)
+    assert sim.stats.total == 0

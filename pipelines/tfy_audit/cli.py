@@ -145,7 +145,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import CONCURRENCY_FLAG, SINCE_FLAG, SYNC_FLAGS
+    from .options import CONCURRENCY_FLAG, MAX_OFFSET_FLAG, PAGE_SIZE_FLAG, SINCE_FLAG, SYNC_FLAGS
 
     parser = _Parser(
         prog="tfy-audit",
@@ -178,8 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command("verify", "compare the service's counts per UTC day with the warehouse")
     _destination_args(verify)
     _source_args(verify)
-    _add_flags(verify.add_argument_group("verify"), [SINCE_FLAG, CONCURRENCY_FLAG])
+    # --page-size and --max-offset: how --ids and --repair page the service, as sync does
+    _add_flags(
+        verify.add_argument_group("verify"),
+        [SINCE_FLAG, CONCURRENCY_FLAG, PAGE_SIZE_FLAG, MAX_OFFSET_FLAG],
+    )
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
+    verify.add_argument(
+        "--ids",
+        action="store_true",
+        help="compare event ids per day, not only counts (about one request per 1,000 events)",
+    )
     _json_arg(verify)
 
     status = command("status", "how fresh the warehouse is; reads the destination only")
@@ -580,20 +589,88 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
 
     _require_database(args)
     options = sync_options_from_args(args)
-    outcome = run_verify(options, repair=args.repair)
-    final = outcome.final
+    outcome = run_verify(options, repair=args.repair, ids=args.ids)
+    final: Any = outcome.final  # a VerifyResult, or an IdsResult with --ids
+    text = _ids_text if args.ids else _verify_text
     if not args.json:
-        print(_verify_text(outcome.first, "before repair" if outcome.repaired_days else ""))
+        if outcome.first_day is not None:
+            print(outcome.first_day.text)
+        print(text(outcome.first, "before repair" if outcome.repaired_days else ""))
         if outcome.after_repair is not None:
-            print(f"re-synced {len(outcome.repaired_days)} day(s)")
-            print(_verify_text(outcome.after_repair, "after repair"))
+            days = _summarized([d.isoformat() for d in outcome.repaired_days])
+            print(f"re-synced {len(outcome.repaired_days)} day(s): {days}")
+            print(text(outcome.after_repair, "after repair"))
     code = EXIT_OK
-    if final.differing:
-        days = ", ".join(d.day.isoformat() for d in final.differing)
-        hint = "" if args.repair else "; run `tfy-audit verify --repair` to re-sync them"
-        _say(f"tfy-audit: {len(final.differing)} day(s) differ: {days}{hint}", event="differ")
+    if final.failing:
+        days = _summarized([d.day.isoformat() for d in final.failing])
+        if args.ids:
+            again = "--ids --repair"
+            what = f"{final.missing_events:,} event(s) missing in the warehouse"
+            unread = sum(1 for d in final.failing if not d.complete)
+            if unread:
+                what += f", {unread} day(s) not read completely"
+            lead = f"{len(final.failing)} day(s) differ by id ({what})"
+        else:
+            again, lead = "--repair", f"{len(final.failing)} day(s) differ"
+        hint = "" if args.repair else f"; run `tfy-audit verify {again}` to re-sync them"
+        _say(f"tfy-audit: {lead}: {days}{hint}", event="differ")
         code = EXIT_INCOMPLETE
     return _Outcome(code, _verify_json(outcome))
+
+
+def _summarized(items: list[str]) -> str:
+    from .verify_ids import summarize
+
+    return summarize(items)
+
+
+# Rows of the per-day table shown; --json lists every day.
+_DAY_ROWS = 20
+
+
+def _ids_text(result: Any, label: str) -> str:
+    """`verify --ids`: a head line, a row per differing day, and one line per kind of id."""
+    differing, failing = result.differing, result.failing
+    head = (
+        f"verified ids {result.start.isoformat()} .. {result.end.isoformat()}"
+        + (f" ({label})" if label else "")
+        + f": {len(result.days)} day(s) with events, {len(result.days) - len(differing)} match, "
+        f"{len(failing)} lack events, {len(differing) - len(failing)} differ only by events "
+        "gone from the service or ids held on another day "
+        f"({result.requests} requests, {result.pages} of them pages)"
+    )
+    if not differing:
+        return head
+    lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}  {'gone':>6}"]
+    for d in differing[:_DAY_ROWS]:
+        lines.append(
+            f"  {d.day.isoformat():<10}  {d.service:>9,}  {d.warehouse:>9,}  "
+            f"{len(d.missing):>8,}  {len(d.gone_from_service):>6,}"
+            + ("" if d.complete else "  not read completely")
+        )
+    if len(differing) > _DAY_ROWS:
+        lines.append(f"  ... {len(differing) - _DAY_ROWS:,} more day(s); --json lists them all")
+    for kind, attr in (
+        ("missing in the warehouse", "missing"),
+        ("gone from the service and kept in the warehouse", "gone_from_service"),
+    ):
+        pairs = [f"{d.day.isoformat()} {i}" for d in differing for i in getattr(d, attr)]
+        if pairs:
+            days = sum(1 for d in differing if getattr(d, attr))
+            lines.append(
+                f"{len(pairs):,} event(s) on {days} day(s) are {kind}: {_summarized(pairs)}"
+            )
+    shared = [
+        f"{d.day.isoformat()} {i} (held {on.isoformat()})"
+        for d in differing
+        for i, on in d.elsewhere
+    ]
+    if shared:
+        lines.append(
+            f"{len(shared):,} event(s) share an id the warehouse holds on another day, one row "
+            f"per id: {_summarized(shared)}"
+        )
+    return "\n".join(lines)
 
 
 def _verify_text(result: Any, label: str) -> str:
@@ -645,10 +722,60 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
             ],
         }
 
+    begin = outcome.first_day
+    if hasattr(outcome.first, "undated"):  # verify --ids
+        return {
+            "first_day": begin and _first_day_json(begin),
+            "ids": _ids_json(outcome.first),
+            "repaired_days": [d.isoformat() for d in outcome.repaired_days],
+            "ids_after_repair": _ids_json(outcome.after_repair) if outcome.after_repair else None,
+        }
     return {
+        "first_day": begin
+        and {
+            "day": begin.start.date().isoformat(),
+            "start": begin.start.isoformat(),
+            "why": begin.why,
+        },
         "result": result(outcome.first),
         "repaired_days": [d.isoformat() for d in outcome.repaired_days],
         "after_repair": result(outcome.after_repair) if outcome.after_repair else None,
+    }
+
+
+def _first_day_json(begin: Any) -> dict[str, Any]:
+    return {
+        "day": begin.start.date().isoformat(),
+        "start": begin.start.isoformat(),
+        "why": begin.why,
+    }
+
+
+def _ids_json(r: Any) -> dict[str, Any]:
+    """`verify --ids --json`: every differing day with every id (the text shows a few)."""
+    return {
+        "start": r.start.isoformat(),
+        "end": r.end.isoformat(),
+        "days": len(r.days),
+        "requests": r.requests,
+        "pages": r.pages,
+        "missing": r.missing,
+        "gone_from_service": r.gone_from_service,
+        "undated": r.undated,
+        "differing": [
+            {
+                "day": d.day.isoformat(),
+                "service": d.service,
+                "warehouse": d.warehouse,
+                "missing": d.missing,
+                "gone_from_service": d.gone_from_service,
+                "held_on_another_day": [
+                    {"id": i, "warehouse_day": on.isoformat()} for i, on in d.elsewhere
+                ],
+            }
+            | ({} if d.complete else {"complete": False})
+            for d in r.differing
+        ],
     }
 
 

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from functools import partial
+from datetime import datetime
 
 from .anomalies import Anomaly
 from .client import AuditLogClient, AuditLogFilters
@@ -117,10 +117,13 @@ class WindowFetcher:
         max_in_flight: int,
         decoder: Executor | None = None,
         exact: bool = False,
+        decode: Callable[[bytes, datetime, datetime], DecodedPage] = decode_page,
     ) -> None:
         """`decoder`: where pages are parsed and normalized (a process pool), else in the
-        fetching thread. `exact`: no id is yielded twice in the whole read (for small reads)."""
+        fetching thread. `exact`: no id is yielded twice in the whole read (for small reads).
+        `decode`: `decode_page`, or `decode_ids` for pages of ids only (verify --ids)."""
         self.decoder = decoder
+        self._decode = decode
         self._one_family = _Family() if exact else None
         self.client = client
         self.filters = filters
@@ -189,6 +192,8 @@ class WindowFetcher:
                     )
                     if batch is not None:
                         yield PageOfWindow(state.window, replace(page, batch=batch))
+                    elif page.dated_ids is not None:
+                        yield PageOfWindow(state.window, page)  # ids only: no rows to dedupe
                     if page.total > self.max_offset and state.window.can_split():
                         # The window grew past what the service lets us page through.
                         state.refused = True
@@ -206,10 +211,11 @@ class WindowFetcher:
                     yield report
 
     def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
+        decode, start, end = self._decode, window.start, window.end
         if self.decoder is None:
-            return partial(decode_page, window_start=window.start, window_end=window.end)
+            return lambda body: decode(body, start, end)
         pool = self.decoder
-        return lambda body: pool.submit(decode_page, body, window.start, window.end).result()
+        return lambda body: pool.submit(decode, body, start, end).result()
 
     def _state(self, window: Window, count: int, family: _Family) -> _WindowState:
         return _WindowState(window, count, self.max_offset, self.page_size, family)
@@ -285,6 +291,7 @@ def read_windows(
     max_offset: int,
     decoder: Executor | None = None,
     exact: bool = False,
+    decode: Callable[[bytes, datetime, datetime], DecodedPage] = decode_page,
 ) -> Iterator[Item]:
     """Pages and window reports of `windows`, read with `concurrency` connections."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
@@ -297,6 +304,7 @@ def read_windows(
             max_in_flight=concurrency * 2,
             decoder=decoder,
             exact=exact,
+            decode=decode,
         )
         yield from fetcher.fetch(windows)
 

@@ -332,12 +332,15 @@ SINCE_FLAG = Flag(
     shown=f"the whole history (from {HISTORY_START.date().isoformat()})",
 )
 
+PAGE_SIZE_FLAG = Flag("--page-size", "page_size", f"events per request, 1..{MAX_PAGE_SIZE}", "int")
+MAX_OFFSET_FLAG = Flag("--max-offset", "max_offset", "deepest offset the service serves", "int")
+
 SYNC_FLAGS: tuple[Flag, ...] = (
     SINCE_FLAG,
     Flag("--lookback", "lookback", "re-read this far behind the high-water mark", "duration"),
     CONCURRENCY_FLAG,
-    Flag("--page-size", "page_size", f"events per request, 1..{MAX_PAGE_SIZE}", "int"),
-    Flag("--max-offset", "max_offset", "deepest offset the service serves", "int"),
+    PAGE_SIZE_FLAG,
+    MAX_OFFSET_FLAG,
     Flag("--chunk-events", "chunk_events", "events committed per load", "int"),
     Flag(
         "--workers",

@@ -97,6 +97,10 @@ class DecodedPage:
     ids: list[str]  # every event id on the page: what the completeness check counts
     batch: EventBatch | None  # rows of the events that belong to the window
     outside: int  # events of the padding millisecond, left to the neighbouring window
+    # `decode_ids` only: (id, createdAt) of the events that belong to the window, and the ids
+    # of events whose createdAt does not parse (no day to compare them on)
+    dated_ids: list[tuple[str, datetime]] | None = None
+    undated_ids: tuple[str, ...] = ()
 
 
 def event_id(event: Any) -> str:
@@ -120,3 +124,20 @@ def decode_page(body: bytes, window_start: datetime, window_end: datetime) -> De
             kept.append(event)
     batch = normalize_events(kept) if kept else None
     return DecodedPage(total, [event_id(e) for e in events], batch, len(events) - len(kept))
+
+
+def decode_ids(body: bytes, window_start: datetime, window_end: datetime) -> DecodedPage:
+    """Like `decode_page`, for `verify --ids`: only the ids and createdAt of the window's
+    events, with no rows built (the spec lets a request select no fields, so pages are whole)."""
+    events, total = parse_list_body(body)
+    dated: list[tuple[str, datetime]] = []
+    undated: list[str] = []
+    for event in events:
+        created = parse_timestamp(event.get("createdAt")) if isinstance(event, dict) else None
+        if created is None:
+            undated.append(event_id(event))
+        elif window_start <= created < window_end:
+            dated.append((event_id(event), created))
+    outside = len(events) - len(dated) - len(undated)
+    ids = [event_id(e) for e in events]
+    return DecodedPage(total, ids, None, outside, dated, tuple(undated))

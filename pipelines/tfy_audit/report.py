@@ -172,6 +172,14 @@ class _ReportData:
     verify: Row | None = None
     loads: int = 0
     last_load_at: datetime | None = None
+    # where the first (unfiltered) sync started: no event before it was loaded (`--since`)
+    history_start: datetime | None = None
+
+    @property
+    def prev_loaded(self) -> bool:
+        """Whether the previous range lies wholly in the loaded history, so that comparing
+        with it compares events rather than history the first sync skipped."""
+        return self.history_start is None or self.prev_start >= self.history_start
 
     @property
     def last_sync_at(self) -> datetime | None:
@@ -351,6 +359,7 @@ def _collect(
         end=end,
         params=params,
     )
+    data.history_start = _history_start(pipeline)
     if _exists(client, AUDIT_LOGS):
         src = _Sources(client, params)
         data.cur = _collect_period(client, src, start, end)
@@ -381,6 +390,22 @@ def _collect(
         )
         data.loads, data.last_load_at = _int(count), _utc(last)
     return data
+
+
+def _history_start(pipeline: dlt.Pipeline) -> datetime | None:
+    """Where the unfiltered filter set's first sync started, from the state the destination
+    carries (else, for older state, the run history); None when the whole history was read,
+    or nothing recorded it."""
+    from .client import AuditLogFilters
+    from .run_log import first_run_start
+    from .settings import HISTORY_START, SOURCE_NAME
+    from .state import first_start, stream_state
+
+    source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
+    streams = dict(source_state.get("streams", {}))
+    start = first_start(stream_state({"streams": streams}, AuditLogFilters()))
+    start = start or first_run_start(pipeline, AuditLogFilters())  # older state
+    return start if start is not None and start > HISTORY_START else None
 
 
 def _grouped(client: Any, sql: str) -> dict[str, int]:
@@ -1019,6 +1044,17 @@ def _delta(cur: int, prev: int, *, short: bool = False) -> str:
     return f'<span class="delta {cls}">{text}</span> vs {_n(prev)} before'
 
 
+def _vs(data: _ReportData, cur: int, prev: int, *, short: bool = False) -> str:
+    """`_delta`, where the previous range was loaded; else that there is nothing to compare
+    with (the first sync skipped that history: its events are unknown, not zero)."""
+    if data.prev_loaded or data.history_start is None:
+        return _delta(cur, prev, short=short)
+    why = f"no events loaded before {_e(_ts(data.history_start))}"
+    if short:
+        return f'<span class="delta same" title="{why}">—</span>'
+    return f'<span class="muted">{why} to compare with</span>'
+
+
 def _share(part: int, whole: int) -> str:
     return f"{part / whole:.1%}" if whole else "—"
 
@@ -1039,6 +1075,7 @@ def _range_bar(data: _ReportData) -> str:
 
 def _headline(data: _ReportData) -> str:
     cur, prev = data.cur, data.prev
+
     span = "—"
     if cur.first_event_at and cur.last_event_at:
         span = f"{cur.first_event_at:%Y-%m-%d} → {cur.last_event_at:%Y-%m-%d}"
@@ -1048,27 +1085,29 @@ def _headline(data: _ReportData) -> str:
     critical, prev_critical = cur.tiers.get("critical", 0), prev.tiers.get("critical", 0)
     return (
         '<div class="grid stats">'
-        + _stat("Events", _n(cur.events), _delta(cur.events, prev.events))
-        + _stat("Subjects", _n(cur.subjects), _delta(cur.subjects, prev.subjects))
-        + _stat("New subjects", _n(cur.new_subjects), _delta(cur.new_subjects, prev.new_subjects))
+        + _stat("Events", _n(cur.events), _vs(data, cur.events, prev.events))
+        + _stat("Subjects", _n(cur.subjects), _vs(data, cur.subjects, prev.subjects))
+        + _stat(
+            "New subjects", _n(cur.new_subjects), _vs(data, cur.new_subjects, prev.new_subjects)
+        )
         + _stat("Active days", _n(cur.days), "UTC days with events")
         + _stat("Date range (UTC)", _e(span), "first and last event in range", small=True)
         + _stat(
             "Sensitive actions",
             _n(cur.sensitive),
             f"{_share(cur.sensitive, cur.events)} of events · "
-            + _delta(cur.sensitive, prev.sensitive),
+            + _vs(data, cur.sensitive, prev.sensitive),
         )
         + _stat(
             "Critical actions",
             _n(critical),
-            _delta(critical, prev_critical),
+            _vs(data, critical, prev_critical),
             alert=critical > 0,
         )
         + _stat(
             "Off-hours events",
             _n(cur.off_hours),
-            f"{_share(cur.off_hours, cur.events)} · " + _delta(cur.off_hours, prev.off_hours),
+            f"{_share(cur.off_hours, cur.events)} · " + _vs(data, cur.off_hours, prev.off_hours),
         )
         + _stat(
             "Last sync (UTC)",
@@ -1146,7 +1185,7 @@ def _sensitive_section(data: _ReportData) -> str:
     tiles = "".join(
         f'<div class="tier {tier}">{_badge(tier)} <span class="n">'
         f"{_n(cur.tiers.get(tier, 0))}</span>"
-        f'<div class="small">{_delta(cur.tiers.get(tier, 0), prev.tiers.get(tier, 0))}</div>'
+        f'<div class="small">{_vs(data, cur.tiers.get(tier, 0), prev.tiers.get(tier, 0))}</div>'
         f'<div class="small">{_TIER_NOTES[tier]}</div></div>'
         for tier in TIERS
     )
@@ -1223,7 +1262,7 @@ def _access_section(data: _ReportData) -> str:
         groups.append(
             _group(
                 f"{_CHANGE_TITLES[change]} {_badge(change)}",
-                f"{_shown(len(rows), n)} · {_delta(n, prev.changes.get(change, 0))}",
+                f"{_shown(len(rows), n)} · {_vs(data, n, prev.changes.get(change, 0))}",
                 _table(headers, rows, f"No {change}s in this range."),
             )
         )
@@ -1251,7 +1290,7 @@ def _first_seen_section(data: _ReportData) -> str:
     return (
         '<section class="card"><h2>Subjects seen for the first time '
         f'<span class="sub">{_shown(len(rows), data.cur.new_subjects)} · '
-        f"{_delta(data.cur.new_subjects, data.prev.new_subjects)}</span></h2>"
+        f"{_vs(data, data.cur.new_subjects, data.prev.new_subjects)}</span></h2>"
         + _table(
             ["First seen (UTC)", "Subject", "Events", "Last action"],
             rows,
@@ -1292,7 +1331,7 @@ def _external_section(data: _ReportData) -> str:
             _group(
                 _e(_KIND_TITLES[kind]),
                 f"{_n(len(rows))} active, {_n(total)} events · "
-                + _delta(total, prev.kinds.get(kind, 0)),
+                + _vs(data, total, prev.kinds.get(kind, 0)),
                 _table(
                     ["Subject", "Identity / controller", "Events", "Actions", "Last seen (UTC)"],
                     rows,
@@ -1355,7 +1394,7 @@ def _off_hours_section(data: _ReportData) -> str:
         '<section class="card"><h2>Off-hours activity '
         f'<span class="sub">outside {p.work_start:02d}:00-{p.work_end:02d}:00 Mon-Fri in '
         f"{_e(p.timezone)}: {_n(cur.off_hours)} events, {_share(cur.off_hours, cur.events)} · "
-        f"{_delta(cur.off_hours, data.prev.off_hours)}</span></h2>"
+        f"{_vs(data, cur.off_hours, data.prev.off_hours)}</span></h2>"
         '<div class="legend"><span>events per local hour of the week:</span>'
         '<span><span class="swatch" style="background:#3b82f6"></span>working hours</span>'
         '<span><span class="swatch" style="background:#e11d48"></span>off-hours</span></div>'
@@ -1392,7 +1431,7 @@ def _token_rows(rows: Sequence[Row], data: _ReportData, *, dormant: bool) -> lis
             before = data.tokens_prev.get((sid, token), 0)
             figures = (
                 f'<td class="num">{_n(_int(uses))}</td>'
-                f'<td class="num small">{_delta(_int(uses), before, short=True)}</td>'
+                f'<td class="num small">{_vs(data, _int(uses), before, short=True)}</td>'
                 f'<td class="num">{_n(_int(actions))}</td><td class="when">{_ts(last)}</td>'
             )
         label = "PAT" if kind == "pat" else "account token"
@@ -1437,14 +1476,14 @@ def _tokens_section(data: _ReportData) -> str:
     return (
         '<section class="card"><h2>Usage per token '
         f'<span class="sub">{_n(data.cur.token_uses)} events made with a token · '
-        f"{_delta(data.cur.token_uses, data.prev.token_uses)}</span></h2>"
+        f"{_vs(data, data.cur.token_uses, data.prev.token_uses)}</span></h2>"
         + "".join(groups)
         + "</section>"
     )
 
 
 def _scope_delta(data: _ReportData, column: str, key: Any, n: Any) -> str:
-    return _delta(_int(n), data.scope_prev.get((column, key), 0), short=True)
+    return _vs(data, _int(n), data.scope_prev.get((column, key), 0), short=True)
 
 
 def _scope_section(data: _ReportData) -> str:
@@ -1550,6 +1589,16 @@ def _verify_facts(data: _ReportData) -> str:
     )
 
 
+def _history_fact(data: _ReportData) -> str:
+    if data.history_start is None:
+        return ""
+    return (
+        f"<dt>History from (UTC)</dt><dd>{_e(_ts(data.history_start))} "
+        '<span class="muted">where the first sync started (--since); earlier events were not '
+        "loaded</span></dd>"
+    )
+
+
 def _coverage_section(data: _ReportData) -> str:
     cov = data.coverage
     loads = (
@@ -1559,7 +1608,7 @@ def _coverage_section(data: _ReportData) -> str:
         f"<dt>Freshness</dt><dd>newest event {_e(_ts(data.last_loaded_event_at))} "
         f'<span class="muted">{_e(_ago(data.last_loaded_event_at, data.now))}</span></dd>'
     )
-    verify = _verify_facts(data)
+    verify = _verify_facts(data) + _history_fact(data)
     if cov is None:
         return (
             '<section class="card"><h2>Sync coverage</h2>'

@@ -366,3 +366,35 @@ class RunRecorder:
         for record in records:
             (self._folder / f"{record.run_id}.json").unlink(missing_ok=True)
         logger.debug("recorded %d run(s) in %s", len(records), SYNC_RUNS)
+
+
+def first_run_start(pipeline: dlt.Pipeline, filters: AuditLogFilters) -> datetime | None:
+    """Where the filter set's first sync started, by the run history: the range start of the
+    earliest run that moved the mark from none. For state written before the start was kept in
+    it (`state.first_start`); None where no such run is recorded or the table cannot be read."""
+    where = "mark_before is null and mark_after is not null order by started_at limit 1"
+    try:
+        client = log_sql_client(pipeline) if writes_by_sql(pipeline) else None
+        if client is not None:  # written by SQL, so not in the dlt schema dataset() reads
+            with client:
+                table = client.make_qualified_table_name(SYNC_RUNS)
+                rows = client.execute_sql(
+                    f"select range_start from {table} where filter_key = %s and {where}",
+                    filters.key,
+                )
+        else:
+            key = filters.key.replace("'", "''")
+            rows = (
+                pipeline.dataset()
+                .query(
+                    f"select range_start from {SYNC_RUNS} where filter_key = '{key}' and {where}"
+                )
+                .fetchall()
+            )
+    except Exception as exc:  # no history kept (or none yet): the caller falls back
+        logger.debug("cannot read the first run's start from %s: %s", SYNC_RUNS, exc)
+        return None
+    if not rows or rows[0][0] is None:
+        return None
+    value: datetime = rows[0][0]
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)

@@ -37,6 +37,18 @@ def covered_until(entry: MutableMapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
+FIRST_START_KEY = "first_start"
+
+
+def first_start(entry: MutableMapping[str, Any]) -> datetime | None:
+    """Where the filter set's first sync started (its `--since`, or the start of history):
+    what `verify`, `status` and `report` take as the first day the warehouse holds. Set with
+    the first chunk that moves the mark, in the same load package, so the destination's copy
+    of the state carries it to another machine. None for state older than this key."""
+    value = entry.get(FIRST_START_KEY)
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
 LOADED_UNTIL_KEY = "loaded_until"
 
 
@@ -74,6 +86,8 @@ def advance(
         return
     entry = stream_state(source_state, filters)
     current = covered_until(entry)
+    if current is None and FIRST_START_KEY not in entry:
+        entry[FIRST_START_KEY] = chunk.start.isoformat()
     mark = min(chunk.end, incomplete_from) if incomplete_from else chunk.end
     if current is None or mark > current:
         entry["covered_until"] = mark.isoformat()

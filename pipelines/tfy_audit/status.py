@@ -28,9 +28,9 @@ from .errors import UsageError
 from .options import DestinationOptions
 from .pages import parse_list_body
 from .rows import parse_timestamp
-from .run_log import OK, SYNC_RUNS
-from .settings import MAX_PAGE_SIZE, SOURCE_NAME, SYNC_WINDOWS_TABLE
-from .state import STREAMS_KEY, covered_until
+from .run_log import OK, SYNC_RUNS, first_run_start
+from .settings import HISTORY_START, MAX_PAGE_SIZE, SOURCE_NAME, SYNC_WINDOWS_TABLE
+from .state import STREAMS_KEY, covered_until, first_start
 from .verify_log import VERIFY_RUNS
 from .warehouse import table_loaded
 
@@ -223,6 +223,14 @@ def read_status(
                 "last_successful_run": last_ok,
                 "open_incomplete_windows": open_windows,
                 "covered": {"start": _iso(covered_from), "end": _iso(mark)},
+                # where the first sync started: recorded in the state, else (state of an older
+                # version) by the run history; None where neither says
+                "first_sync_start": _iso(
+                    first_start(entry)
+                    or first_run_start(
+                        reader.pipeline, AuditLogFilters.from_mapping(entry.get("filters", {}))
+                    )
+                ),
             }
             if service is not None:
                 filters = AuditLogFilters.from_mapping(item["filters"])
@@ -327,6 +335,14 @@ def format_status(document: dict[str, Any]) -> str:
                 )
         covered = item["covered"]
         lines.append(f"  covered: {covered['start']} .. {covered['end']}")
+        if item["first_sync_start"] is not None:
+            first = item["first_sync_start"]
+            why = (
+                "the whole history"
+                if datetime.fromisoformat(first) <= HISTORY_START
+                else "its --since; older events are not loaded"
+            )
+            lines.append(f"  first sync started: {first} ({why})")
         windows = item["open_incomplete_windows"]
         lines.append(
             f"  incomplete windows still open: {len(windows)}"

@@ -20,14 +20,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import AuditLogClient, AuditLogFilters
 from .options import client_limits
-from .settings import MIN_WINDOW
+from .settings import HISTORY_START, MIN_WINDOW
+from .verify_ids import IdsResult, verify_ids_range
 from .warehouse import read_warehouse_events
 from .windows import floor_ms
 
@@ -112,6 +113,20 @@ class VerifyResult:
     @property
     def differing(self) -> list[DayComparison]:
         return [d for d in self.days if not d.matches]
+
+    @property
+    def failing(self) -> list[DayComparison]:
+        """The days that fail verify (and `--repair` re-syncs): every day that differs."""
+        return self.differing
+
+    # what `verify_runs` records (verify_log.py)
+    @property
+    def differing_days(self) -> int:
+        return len(self.differing)
+
+    @property
+    def missing_events(self) -> int:
+        return sum(max(d.missing, 0) for d in self.differing)
 
 
 def day_buckets(start: datetime, end: datetime) -> list[DayBucket]:
@@ -319,24 +334,78 @@ def verify_range(
     )
 
 
-@dataclass
-class VerifyOutcome:
-    first: VerifyResult
-    repaired_days: list[date]
-    after_repair: VerifyResult | None = None
+# Why verify starts where it does (`FirstDay.why`).
+FROM_START = "start"  # a one-off --start
+FROM_FIRST_SYNC = "first_sync"  # where the first sync started (its --since), as recorded
+FROM_RUN_HISTORY = "run_history"  # the same, from sync_runs: state of an older version
+FROM_HISTORY = "history"  # the first sync read the whole history, from HISTORY_START
+FROM_SINCE = "since"  # no start recorded (state of an older version): --since
+FROM_UNRECORDED = "unrecorded"  # no start recorded and no --since: HISTORY_START
+
+_WHY_TEXT: Final = {
+    FROM_START: "--start",
+    FROM_FIRST_SYNC: "where the first sync started (its --since)",
+    FROM_RUN_HISTORY: "where the first sync started (its --since), from the run history",
+    FROM_HISTORY: "the documented lower bound of history, where the first sync started",
+    FROM_SINCE: "--since (no first sync's start is recorded)",
+    FROM_UNRECORDED: "the documented lower bound of history (no first sync's start is recorded)",
+}
+
+
+@dataclass(frozen=True)
+class FirstDay:
+    """The first instant verify checks, and why there."""
+
+    start: datetime
+    why: str
 
     @property
-    def final(self) -> VerifyResult:
+    def text(self) -> str:
+        day = self.start.date().isoformat()
+        return f"verify checks from {day} ({self.start.isoformat()}): {_WHY_TEXT[self.why]}"
+
+
+def first_day(
+    options: Any, recorded: datetime | None, now: datetime, *, from_runs: datetime | None = None
+) -> FirstDay:
+    """Where verify starts: `--start`; else where the first sync started (`recorded` in the
+    state), so a history skipped on purpose (`sync --since`) is never reported missing; else,
+    for state that predates the record, the run history's (`from_runs`), `--since`, or the
+    documented lower bound."""
+    if options.start is not None:
+        return FirstDay(floor_ms(options.start), FROM_START)
+    if recorded is not None:
+        return FirstDay(
+            floor_ms(recorded), FROM_HISTORY if recorded <= HISTORY_START else FROM_FIRST_SYNC
+        )
+    if from_runs is not None and from_runs > HISTORY_START:
+        return FirstDay(floor_ms(from_runs), FROM_RUN_HISTORY)
+    if options.since is not None:
+        return FirstDay(floor_ms(options.first_run_start(now)), FROM_SINCE)
+    return FirstDay(HISTORY_START, FROM_UNRECORDED)
+
+
+@dataclass
+class VerifyOutcome:
+    first: VerifyResult | IdsResult
+    repaired_days: list[date]
+    after_repair: VerifyResult | IdsResult | None = None
+    first_day: FirstDay | None = None
+
+    @property
+    def final(self) -> VerifyResult | IdsResult:
         return self.after_repair or self.first
 
 
-def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
-    """Verify the options' pipeline against the service; with `repair`, re-sync differing days
-    (each run of consecutive days as one sync) and verify again."""
+def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcome:
+    """Verify the options' pipeline against the service, by counts or with `ids` by event ids
+    (verify_ids.py); with `repair`, re-sync the days that fail (each run of consecutive days
+    as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
     from .destination import make_pipeline
+    from .run_log import first_run_start
     from .settings import SOURCE_NAME
-    from .state import covered_until, stream_state
+    from .state import covered_until, first_start, stream_state
     from .sync import run_sync
     from .verify_log import record_verify_run
 
@@ -349,8 +418,11 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
     )
     # on whole milliseconds, the service's precision, as the sync's ranges are
-    # from where a first sync started (`--since`; the whole history by default)
-    start = floor_ms(options.start or options.first_run_start(datetime.now(UTC)))
+    recorded = first_start(entry)
+    from_runs = None if recorded else first_run_start(pipeline, options.filters)
+    begin = first_day(options, recorded, datetime.now(UTC), from_runs=from_runs)
+    logger.info("%s", begin.text)
+    start = begin.start
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
     client = AuditLogClient(
         resolve_host(options.host),
@@ -360,23 +432,36 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
         transport=options.transport,
         **client_limits(options, time.monotonic()),
     )
-    with client:
-        first = verify_range(
+
+    def check(pipeline: Any) -> VerifyResult | IdsResult:
+        if ids:
+            return verify_ids_range(
+                client,
+                pipeline,
+                options.filters,
+                start,
+                end,
+                concurrency=options.concurrency,
+                page_size=options.page_size,
+                max_offset=options.max_offset,
+            )
+        return verify_range(
             client, pipeline, options.filters, start, end, concurrency=options.concurrency
         )
-        outcome = VerifyOutcome(first, [])
-        if not repair or not first.differing:
+
+    with client:
+        first = check(pipeline)
+        outcome = VerifyOutcome(first, [], first_day=begin)
+        if not repair or not first.failing:
             record_verify_run(pipeline, outcome.final)
             return outcome
-        days = sorted(d.day for d in first.differing)
+        days = sorted(d.day for d in first.failing)
         for run_start, run_end in _day_runs(days, start, end):
             logger.info("repairing %s .. %s", run_start.isoformat(), run_end.isoformat())
             run_sync(dataclasses.replace(options, start=run_start, end=run_end))
         outcome.repaired_days = days
         pipeline = make_pipeline(options.target)
-        outcome.after_repair = verify_range(
-            client, pipeline, options.filters, start, end, concurrency=options.concurrency
-        )
+        outcome.after_repair = check(pipeline)
     record_verify_run(pipeline, outcome.final)
     return outcome
 

@@ -36,19 +36,19 @@ def log_sql_client(pipeline: dlt.Pipeline) -> Any | None:
 
 
 def record_verify_run(pipeline: dlt.Pipeline, result: Any, *, now: datetime | None = None) -> bool:
-    """Append `result` (a `VerifyResult`) to `verify_runs`; False where nothing is kept."""
+    """Append `result` (a `VerifyResult`, or an `IdsResult` of `--ids`) to `verify_runs`;
+    False where nothing is kept."""
     client = log_sql_client(pipeline)
     if client is None:
         return False
-    differing = result.differing
     values = ", ".join(
         (
             _ts(now or datetime.now(UTC)),
             _ts(result.start),
             _ts(result.end),
             str(len(result.days)),
-            str(len(differing)),
-            str(sum(max(d.missing, 0) for d in differing)),
+            str(result.differing_days),
+            str(result.missing_events),
         )
     )
     with client:

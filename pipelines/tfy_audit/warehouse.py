@@ -110,15 +110,27 @@ _WAREHOUSE_COLUMNS = (
 )
 
 
-def read_warehouse_events(pipeline: Any, start: datetime, end: datetime) -> pa.Table:
-    """The events of `[start - 1 ms, end]` (verify's padded range), `_WAREHOUSE_COLUMNS` only."""
+def read_warehouse_events(
+    pipeline: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    with_ids: bool = False,
+    filtered: bool = True,
+) -> pa.Table:
+    """The events of `[start - 1 ms, end]` (verify's padded range), `_WAREHOUSE_COLUMNS` only
+    (only `created_at` when not `filtered`: no filter needs the others), and their `id` with
+    `with_ids` (verify --ids)."""
+    columns = _WAREHOUSE_COLUMNS if filtered else ("created_at",)
+    if with_ids:
+        columns = (*columns, "id")
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
-        return pa.table({c: pa.array([], pa.string()) for c in _WAREHOUSE_COLUMNS})
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
     if is_delta(pipeline):
-        return read_created_between(pipeline, _WAREHOUSE_COLUMNS, start - MIN_WINDOW, end)
+        return read_created_between(pipeline, columns, start - MIN_WINDOW, end)
     # the range is filtered in the warehouse, so memory follows the range, not the history
     relation = pipeline.dataset().query(
-        f"select {', '.join(_WAREHOUSE_COLUMNS)} from {AUDIT_LOGS_TABLE} "
+        f"select {', '.join(columns)} from {AUDIT_LOGS_TABLE} "
         f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
         f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
     )

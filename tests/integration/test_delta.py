@@ -241,6 +241,8 @@ def test_backfill_lookback_and_range_merge_in_place(lake: Lake) -> None:
 
         # verify and report read the Delta tables without being told the format
         assert run_cli("verify", "--host", srv.url, *lake.target) == 0
+        paging = ("--page-size", "100", "--max-offset", "300")  # as the syncs paged
+        assert run_cli("verify", "--host", srv.url, *lake.target, "--ids", *paging) == 0
 
 
 def test_verify_repair_restores_deleted_rows(lake: Lake, tmp_path: Path) -> None:

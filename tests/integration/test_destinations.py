@@ -238,6 +238,9 @@ def test_postgres_sync_twice_loads_every_event_once_with_views_and_verify(
         assert sorted(audit_rows()) == sorted(rows), "the second sync changed the table"
 
         assert run_cli("verify", "--host", srv.url, *target(tmp_path / "b")) == 0
+        # the ids are paged as the sync pages: within the service's depth
+        paging = ("--page-size", "100", "--max-offset", "300")
+        assert run_cli("verify", "--host", srv.url, *target(tmp_path / "b"), "--ids", *paging) == 0
 
     with postgres() as cur:
         for table, key in UNIQUE_KEYS.items():
@@ -506,6 +509,8 @@ def test_filesystem_verify_is_clean_after_rereads(
     load = filesystem_load
     monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(load.bucket))
     assert run_cli("verify", "--host", load.url, *load.target) == 0
+    paging = ("--page-size", "100", "--max-offset", "300")  # as the sync paged
+    assert run_cli("verify", "--host", load.url, *load.target, "--ids", *paging) == 0
 
 
 def test_filesystem_report_counts_each_event_once_after_rereads(

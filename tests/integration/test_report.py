@@ -530,3 +530,23 @@ def test_demo_report_fills_every_panel_in_chromium(tmp_path: Path) -> None:
         artifacts = REPO / "tests" / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, artifacts / "report-demo.png")
+
+
+def test_the_report_never_counts_history_skipped_by_since_as_zero(tmp_path: Path) -> None:
+    """`sync --since 10d` skipped older history on purpose: the default report (30 days,
+    compared with the 30 before) says from when events were loaded instead of comparing with
+    "0 before", and the days before it are not shown as a drop."""
+    ws = Workspace(tmp_path / "since.duckdb", tmp_path / "pipelines")
+    with SimulatorServer(make_simulator(3_000, days=40)) as srv:
+        assert run_cli(*ws.sync_args(srv.url, "--since", "10d")) == 0
+    (start,) = ws.query("select range_start from truefoundry_audit.sync_runs")[0]
+    first = start.astimezone(UTC)
+    out = tmp_path / "report.html"
+    report_args = ("report", "--db", str(ws.db), "--pipelines-dir", str(ws.pipelines_dir))
+    assert run_cli(*report_args, "--out", str(out)) == 0
+    text = visible_text(out.read_text(encoding="utf-8"))
+    assert "before 0" not in text and "vs 0 before" not in text
+    at = f"{first:%Y-%m-%d %H:%M:%S}"
+    assert f"History from (UTC) {at} where the first sync started (--since)" in text
+    events = between(text, "Events ", "Subjects ")
+    assert f"no events loaded before {at} to compare with" in events

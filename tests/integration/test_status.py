@@ -42,6 +42,7 @@ FILTER_SET_FIELDS = {
     "last_successful_run",
     "open_incomplete_windows",
     "covered",
+    "first_sync_start",
 }
 RUN_FIELDS = {
     "run_id",
@@ -97,6 +98,7 @@ def test_fresh_warehouse_exits_0_with_every_field(
     assert item["lag_seconds"] == round((ts(doc["checked_at"]) - mark).total_seconds(), 3)
     assert item["open_incomplete_windows"] == []
     assert item["covered"] == {"start": HISTORY_START.isoformat(), "end": mark.isoformat()}
+    assert item["first_sync_start"] == HISTORY_START.isoformat()
     (run_id, started, finished) = workspace.query(
         "select run_id, started_at, finished_at from truefoundry_audit.sync_runs"
     )[0]
@@ -218,3 +220,45 @@ def test_postgres_status_after_syncs(postgres_dataset: str, tmp_path: Path) -> N
     (item,) = json.loads(out)["filter_sets"]
     assert item["high_water_mark"] == mark
     assert item["last_run"]["status"] == "ok" and item["last_run"]["audit_log_rows"] == 300
+
+
+def test_status_shows_where_the_first_sync_started(workspace: Workspace) -> None:
+    """`sync --since` skipped older history on purpose; status says from when the warehouse
+    holds events, read from the destination alone."""
+    sim = make_simulator(600, days=6)
+    with SimulatorServer(sim) as srv:
+        summary = synced(workspace, srv.url, "--since", "2d")
+    first = ts(summary["first_run_start"])
+    code, doc = status(workspace)
+    assert code == 0
+    (item,) = doc["filter_sets"]
+    assert ts(item["first_sync_start"]) == first
+    code, out = cli_output("status", "--db", str(workspace.db))
+    assert code == 0
+    assert (
+        f"  first sync started: {first.isoformat()} (its --since; older events are not loaded)"
+        in out.splitlines()
+    )
+
+
+def test_status_of_state_without_the_record_reads_the_first_start_from_sync_runs(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State written by a version that kept no first start: status (and report) read it from
+    the run history, the first run that moved the mark."""
+    import tfy_audit.state
+
+    sim = make_simulator(600, days=6)
+    with SimulatorServer(sim) as srv, monkeypatch.context() as older:
+        older.setattr(tfy_audit.state, "FIRST_START_KEY", "not_kept_by_older_versions")
+        summary = synced(workspace, srv.url, "--since", "2d")
+    code, doc = status(workspace)
+    assert code == 0
+    (item,) = doc["filter_sets"]
+    assert ts(item["first_sync_start"]) == ts(summary["first_run_start"])
+    out = workspace.db.parent / "report.html"
+    code, _ = cli_output("report", "--db", str(workspace.db), "--out", str(out))
+    assert code == 0
+    first = ts(summary["first_run_start"])
+    page = out.read_text(encoding="utf-8")
+    assert f"<dt>History from (UTC)</dt><dd>{first:%Y-%m-%d %H:%M:%S} " in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -92,6 +93,7 @@ def test_verify_with_filters_compares_only_matching_events(workspace: Workspace)
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url, "--action", action)) == 0
         assert run_cli(*verify_args(workspace, srv.url, "--action", action)) == 0
+        assert run_cli(*verify_args(workspace, srv.url, "--action", action, "--ids")) == 0
         # the unfiltered view of the same warehouse is incomplete, and verify says so
         assert run_cli(*verify_args(workspace, srv.url, "--end", NOW.isoformat())) == 3
 
@@ -164,3 +166,153 @@ def test_verify_records_its_result_for_the_report(
     assert "never verified" not in page
     assert "every day matches</span></dd><dt>Verified range</dt>" in page
     assert f", {len(days)} days</dd>" in page
+
+
+def test_verify_starts_where_the_first_sync_started_even_from_another_machine(
+    workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sync --since 3d` skipped older history on purpose: a plain verify checks from the
+    first sync's start, says so, and finds nothing to repair; a machine that holds only the
+    destination (a fresh pipelines dir) reads the same start from it."""
+    sim = make_simulator(2_000, days=10)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--since", "3d")) == 0
+        (start,) = workspace.query(f"SELECT range_start FROM {DATASET}.sync_runs")[0]
+        # verify works on whole milliseconds, the service's precision
+        first = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url)) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[0] == (
+            f"verify checks from {first.date().isoformat()} ({first.isoformat()}): "
+            "where the first sync started (its --since)"
+        )
+        elsewhere = Workspace(workspace.db, tmp_path / "another-machine")
+        assert run_cli(*verify_args(elsewhere, srv.url, "--json")) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["result"]["start"] == first.isoformat()
+        assert result["first_day"] == {
+            "day": first.date().isoformat(),
+            "start": first.isoformat(),
+            "why": "first_sync",
+        }
+        assert result["result"]["differing"] == []
+
+
+def _day_start(day_offset: int) -> datetime:
+    midnight = datetime(NOW.year, NOW.month, NOW.day, tzinfo=UTC)
+    return midnight - timedelta(days=day_offset)
+
+
+def test_verify_ids_finds_a_swapped_event_that_counts_miss_and_repair_loads_it(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One event disappears from the service and another appears on the same day after the
+    sync read it: counts are equal, so plain verify passes; `--ids` names the day and both
+    ids (exit 3); `--repair` loads the newcomer and keeps the vanished one, never deleting."""
+    sim = make_simulator(3_000, days=10)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        day = _day_start(4)
+        on_day = sorted(
+            e["id"] for e in sim.events() if day <= ts(e["createdAt"]) < day + timedelta(days=1)
+        )
+        vanished = on_day[0]
+        newcomer = make_event(random.Random("newcomer"), day + timedelta(hours=7, seconds=3))
+        assert sim.remove_events([vanished]) == [vanished]
+        sim.add_events([newcomer])
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url)) == 0  # counts cannot tell
+
+        capsys.readouterr()
+        sim.reset_stats()
+        assert run_cli(*verify_args(workspace, srv.url, "--ids", "--json")) == 3
+        found = json.loads(capsys.readouterr().out)["ids"]
+        assert found["differing"] == [
+            {
+                "day": day.date().isoformat(),
+                "service": len(on_day),
+                "warehouse": len(on_day),
+                "missing": [newcomer["id"]],
+                "gone_from_service": [vanished],
+                "held_on_another_day": [],
+            }
+        ]
+        assert found["missing"] == 1 and found["gone_from_service"] == 1
+        assert found["requests"] == sim.stats.total
+
+        assert run_cli(*verify_args(workspace, srv.url, "--ids", "--repair")) == 0
+        out = capsys.readouterr().out
+        assert f"re-synced 1 day(s): {day.date().isoformat()}" in out
+        assert (
+            f"1 event(s) on 1 day(s) are gone from the service and kept in the warehouse: "
+            f"{day.date().isoformat()} {vanished}"
+        ) in out
+        assert workspace.ids() == sim.ids() | {vanished}
+        # gone from the service only: reported, kept, and no failure
+        assert run_cli(*verify_args(workspace, srv.url, "--ids")) == 0
+    rows = workspace.query(f"select count(*), count(distinct id) from {DATASET}.audit_logs")
+    assert rows == [(len(sim.ids()) + 1, len(sim.ids()) + 1)]
+
+
+def test_verify_ids_summarizes_thousands_of_ids_on_one_line_and_json_lists_them_all(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = make_simulator(3_000, days=30)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        con = duckdb.connect(str(workspace.db))
+        lost = sorted(r[0] for r in con.execute(f"select id from {DATASET}.audit_logs").fetchall())
+        lost = lost[::2]  # every other event, on every day
+        con.execute(f"delete from {DATASET}.audit_logs where id in (select unnest(?))", [lost])
+        con.close()
+        days = sorted({ts(e["createdAt"]).date() for e in sim.events() if e["id"] in set(lost)})
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url, "--ids")) == 3
+        out, err = capsys.readouterr()
+        lines = out.splitlines()
+        assert lines[-2] == f"  ... {len(days) - 20:,} more day(s); --json lists them all"
+        first = sorted(
+            (ts(e["createdAt"]).date().isoformat(), e["id"])
+            for e in sim.events()
+            if e["id"] in set(lost)
+        )[:5]
+        assert lines[-1] == (
+            f"{len(lost):,} event(s) on {len(days)} day(s) are missing in the warehouse: "
+            + ", ".join(f"{d} {i}" for d, i in first)
+            + f" (+{len(lost) - 5:,} more; --json lists them all)"
+        )
+        assert err.splitlines()[-1] == (
+            f"tfy-audit: {len(days)} day(s) differ by id ({len(lost):,} event(s) missing in the "
+            f"warehouse): {', '.join(d.isoformat() for d in days[:5])} "
+            f"(+{len(days) - 5:,} more; --json lists them all); "
+            "run `tfy-audit verify --ids --repair` to re-sync them"
+        )
+        assert run_cli(*verify_args(workspace, srv.url, "--ids", "--json")) == 3
+        found = json.loads(capsys.readouterr().out)["ids"]
+        assert sorted(i for d in found["differing"] for i in d["missing"]) == lost
+
+
+def test_verify_of_state_without_the_record_starts_where_sync_runs_says_the_first_sync_did(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline synced by a version that kept no first start in its state: verify reads it
+    from the run history (the first run that moved the mark) rather than checking from 2015."""
+    import tfy_audit.state
+
+    sim = make_simulator(1_500, days=8)
+    with SimulatorServer(sim) as srv:
+        with monkeypatch.context() as older:
+            older.setattr(tfy_audit.state, "FIRST_START_KEY", "not_kept_by_older_versions")
+            assert run_cli(*workspace.sync_args(srv.url, "--since", "2d")) == 0
+        assert run_cli(*workspace.sync_args(srv.url)) == 0  # a later run: no record either
+        (start,) = workspace.query(
+            f"SELECT range_start FROM {DATASET}.sync_runs ORDER BY started_at LIMIT 1"
+        )[0]
+        first = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
+        capsys.readouterr()
+        assert run_cli(*verify_args(workspace, srv.url)) == 0
+        assert capsys.readouterr().out.splitlines()[0] == (
+            f"verify checks from {first.date().isoformat()} ({first.isoformat()}): "
+            "where the first sync started (its --since), from the run history"
+        )

@@ -655,3 +655,22 @@ def test_add_events_rejects_events_it_cannot_order(sim: Simulator) -> None:
         sim.add_events([{"id": "x", "createdAt": "not a time"}])
     with pytest.raises(ValueError, match="id"):
         sim.add_events([{"createdAt": "2026-08-01T00:00:00.000Z"}])
+
+
+def test_a_removed_event_is_gone_from_counts_and_pages_and_another_can_take_its_day(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    """A service that expires (or loses) an event while another arrives the same day: the
+    day's count is unchanged, its ids are not."""
+    day_start = END - timedelta(days=3)
+    window = {"start": format_ts(day_start), "end": format_ts(day_start + timedelta(days=1))}
+    before = fetch_ids(client, **window)
+    count = get(client, metric="count", **window).json()["data"]
+    victim = sorted(before)[0]
+    newcomer = make_event(random.Random("newcomer"), day_start + timedelta(hours=5))
+    assert sim.remove_events([victim, "never-stored"]) == [victim]
+    sim.add_events([newcomer])
+    after = fetch_ids(client, **window)
+    assert sorted(after) == sorted((set(before) - {victim}) | {newcomer["id"]})
+    assert get(client, metric="count", **window).json()["data"] == count
+    assert victim not in sim.ids()

@@ -12,6 +12,7 @@ from tfy_audit.settings import HISTORY_START
 from tfy_audit.state import (
     advance,
     covered_until,
+    first_start,
     loaded_until,
     resolve_range,
     stream_state,
@@ -68,3 +69,17 @@ def test_advance_keeps_marks_per_filter_set_and_one_loaded_bound() -> None:
 def test_a_start_in_the_future_says_so() -> None:
     with pytest.raises(UsageError, match="is in the future"):
         resolve_range({}, start=NOW + timedelta(days=1), end=None, lookback=LOOKBACK, now=NOW)
+
+
+def test_the_first_chunk_that_moves_the_mark_records_where_the_first_sync_started() -> None:
+    state: dict[str, object] = {}
+    filters = AuditLogFilters()
+    since = NOW - timedelta(days=30)
+    # a one-off range that leaves the mark alone records nothing
+    advance(state, filters, Chunk(NOW - timedelta(days=2), NOW, [], advances_state=False))
+    assert first_start(stream_state(state, filters)) is None
+    advance(state, filters, Chunk(since, NOW - timedelta(days=1), [], advances_state=True))
+    advance(state, filters, Chunk(NOW - timedelta(days=1), NOW, [], advances_state=True))
+    assert first_start(stream_state(state, filters)) == since
+    # another filter set keeps its own
+    assert first_start(stream_state(state, AuditLogFilters(action="x"))) is None

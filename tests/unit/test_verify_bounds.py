@@ -8,11 +8,15 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from tfy_audit.client import AuditLogFilters
+from tfy_audit.options import SyncOptions
+from tfy_audit.settings import HISTORY_START
 from tfy_audit.verify import (
     BoundReading,
+    FirstDay,
     WarehouseDay,
     compare,
     day_buckets,
+    first_day,
     read_bounds,
     sorted_micros,
     warehouse_day_counts,
@@ -171,3 +175,60 @@ def test_days_are_counted_exactly_once_the_reading_is_known() -> None:
     assert [(d.day, d.service, d.warehouse) for d in found if not d.matches] == [
         (inner.date(), 1, 0)
     ]
+
+
+@pytest.mark.parametrize(
+    ("start", "since", "recorded", "expected", "why"),
+    [
+        (None, None, None, HISTORY_START, "unrecorded"),
+        (None, timedelta(days=30), None, datetime(2026, 10, 26, 12, tzinfo=UTC), "since"),
+        # the record wins over a --since (from the config, or a different one today)
+        (
+            None,
+            timedelta(days=5),
+            datetime(2026, 9, 1, 1, 2, 3, 4567, tzinfo=UTC),
+            datetime(2026, 9, 1, 1, 2, 3, 4000, tzinfo=UTC),
+            "first_sync",
+        ),
+        (None, None, HISTORY_START, HISTORY_START, "history"),
+        (
+            datetime(2026, 11, 1, tzinfo=UTC),
+            None,
+            HISTORY_START,
+            datetime(2026, 11, 1, tzinfo=UTC),
+            "start",
+        ),
+    ],
+)
+def test_verify_starts_at_start_else_the_first_syncs_start(
+    start: datetime | None,
+    since: timedelta | None,
+    recorded: datetime | None,
+    expected: datetime,
+    why: str,
+) -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    begin = first_day(SyncOptions(start=start, since=since), recorded, now)
+    assert (begin.start, begin.why) == (expected, why)
+
+
+def test_the_first_day_says_why_in_one_line() -> None:
+    at = datetime(2026, 9, 1, 1, 2, 3, tzinfo=UTC)
+    assert FirstDay(at, "first_sync").text == (
+        "verify checks from 2026-09-01 (2026-09-01T01:02:03+00:00): "
+        "where the first sync started (its --since)"
+    )
+    assert FirstDay(HISTORY_START, "history").text == (
+        "verify checks from 2015-01-01 (2015-01-01T00:00:00+00:00): "
+        "the documented lower bound of history, where the first sync started"
+    )
+
+
+def test_state_without_the_record_starts_where_the_run_history_says() -> None:
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    runs = datetime(2026, 10, 1, 6, 30, tzinfo=UTC)
+    begin = first_day(SyncOptions(since=timedelta(days=5)), None, now, from_runs=runs)
+    assert (begin.start, begin.why) == (runs, "run_history")
+    # the state's record wins; a first run that read the whole history is the lower bound
+    assert first_day(SyncOptions(), HISTORY_START, now, from_runs=runs).why == "history"
+    assert first_day(SyncOptions(), None, now, from_runs=HISTORY_START).why == "unrecorded"

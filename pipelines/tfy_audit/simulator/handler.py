@@ -140,6 +140,11 @@ class Simulator:
         """Add (or replace, by id) events; safe at any time, also while a sync runs."""
         return self.store.add(events)
 
+    def remove_events(self, ids: Iterable[str]) -> list[str]:
+        """Stop serving these events, as a service that expires (or loses) events does; with
+        `add_events` on the same day, a day's count stays while its ids change."""
+        return self.store.remove(ids)
+
     def events(self) -> list[dict[str, Any]]:
         return self.store.events()
 

@@ -145,6 +145,19 @@ class EventStore:
                 self._merge(new_rows, self._ids.intersection(by_id))
         return [r.id for r in new_rows]
 
+    def remove(self, ids: Iterable[str]) -> list[str]:
+        """Stop serving these events (a service expiring old events, or losing one); returns
+        the ids that were stored. Counts and pages agree at once: both read the snapshot."""
+        wanted = set(ids)
+        with self._lock:
+            gone = self._ids & wanted
+            if gone:
+                old = self._snapshot
+                rows = [r for r in old.rows if r.id not in gone]
+                self._ids -= gone
+                self._snapshot = Snapshot(old.version + 1, [r.key for r in rows], rows)
+        return sorted(gone)
+
     def _merge(self, new_rows: list[StoredEvent], replaced: set[str]) -> None:
         old = self._snapshot
         if not replaced and len(new_rows) <= _INSORT_MAX:

@@ -140,6 +140,11 @@ class Simulator:
         """Add (or replace, by id) events; safe at any time, also while a sync runs."""
         return self.store.add(events)
 
+    def add_raw_event(self, event_id: str, created_at: datetime | None, blob: bytes) -> None:
+        """Serve `blob` as one event's bytes, exactly (see `EventStore.add_raw`): what a
+        service with a bug or a bad row sends, which no JSON encoder here would write."""
+        self.store.add_raw(event_id, created_at, blob)
+
     def events(self) -> list[dict[str, Any]]:
         return self.store.events()
 

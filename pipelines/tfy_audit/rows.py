@@ -30,7 +30,7 @@ from typing import Any, Final
 import orjson
 import pyarrow as pa
 
-from .anomalies import Anomaly
+from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,14 @@ SUBJECTS_SCHEMA: Final = pa.schema(
 # this keeps it far below the interpreter's recursion limit. The rest of a deeper subtree is
 # kept whole, as one JSON leaf of type object/array.
 MAX_PATH_DEPTH: Final = 128
+
+# `audit_logs.meta_data` keeps the document verbatim down to this many levels; a subtree below
+# is kept as a JSON string holding its JSON text, at its path. Every reader of the column must
+# be able to parse it: PostgreSQL's jsonb (what dlt makes of a json column there) and its JSON
+# functions recurse once per level and refuse a document past a stack limit, which its default
+# `max_stack_depth` reaches at about twice this depth. Deeper nesting is no audit record anyone
+# wrote by hand; what is below stays readable as text.
+MAX_TEXT_DEPTH: Final = 8192
 
 # How many offending event ids a batch-level warning quotes.
 _WARN_EXAMPLES: Final = 3
@@ -314,6 +322,11 @@ def _key_segment(key: Any) -> str:
     return "[" + encode_basestring(text) + "]"
 
 
+def key_segment(key: Any) -> str:
+    """An object key as a JSONPath segment, spelled as the metadata leaves' paths spell it."""
+    return _key_segment(key)
+
+
 def _container_leaf(value: Any, empty: str) -> str:
     return _json_text(value) if value else empty
 
@@ -321,13 +334,17 @@ def _container_leaf(value: Any, empty: str) -> str:
 class _LeafSink:
     """The leaf columns of one batch."""
 
-    __slots__ = ("_walk", "paths", "types", "values")
+    __slots__ = ("_walk", "capped", "paths", "types", "values")
 
     def __init__(self) -> None:
         self.paths: list[str] = []
         self.values: list[str] = []
         self.types: list[str] = []
-        self._walk = _walker(self.paths.append, self.values.append, self.types.append)
+        # paths of the leaves that hold a non-empty subtree as JSON text (MAX_PATH_DEPTH)
+        self.capped: list[str] = []
+        self._walk = _walker(
+            self.paths.append, self.values.append, self.types.append, self.capped.append
+        )
 
     def add(self, root: Any) -> int:
         """Append root's leaves in document order; return how many.
@@ -342,6 +359,7 @@ class _LeafSink:
         except Exception:
             logger.warning("metaData could not be flattened; kept as one leaf", exc_info=True)
             del self.paths[start:], self.values[start:], self.types[start:]
+            self.capped.clear()
             self.paths.append("$")
             self.values.append(_json_text(root))
             self.types.append(_value_type(root))
@@ -352,6 +370,7 @@ def _walker(
     add_path: Callable[[str], None],
     add_value: Callable[[str], None],
     add_type: Callable[[str], None],
+    add_capped: Callable[[str], None] = lambda path: None,
 ) -> Callable[[Any], None]:
     """A function appending a document's leaves through the three callbacks.
 
@@ -371,11 +390,15 @@ def _walker(
                 walk_object(value.items(), path, depth + 1)
                 return
             text, kind = _container_leaf(value, "{}"), "object"
+            if value:
+                add_capped(path)
         elif isinstance(value, list | tuple):
             if value and depth < MAX_PATH_DEPTH:
                 walk_array(value, path, depth + 1)
                 return
             text, kind = _container_leaf(value, "[]"), "array"
+            if value:
+                add_capped(path)
         else:
             text, kind = _scalar_text(value)
         add_path(path)
@@ -699,10 +722,12 @@ def _observation(
 
 
 def _metadata_rows(
-    kept: list[Mapping[str, Any]], id_array: pa.Array
-) -> tuple[list[str | None], pa.Table]:
-    """`audit_logs.meta_data` of each event, and the `audit_log_metadata` table of them all."""
+    kept: list[Mapping[str, Any]], ids: list[str], id_array: pa.Array
+) -> tuple[list[str | None], pa.Table, list[Anomaly]]:
+    """`audit_logs.meta_data` of each event, the `audit_log_metadata` table of them all, and a
+    record of each event whose metaData is nested too deep to flatten whole."""
     texts: list[str | None] = []
+    anomalies: list[Anomaly] = []
     # Each leaf's event as a position into `id_array`: Arrow's take() repeats the ids faster
     # than converting a Python list of them.
     owners: list[int] = []
@@ -714,8 +739,14 @@ def _metadata_rows(
         elif type(meta) is dict and not meta:
             texts.append("{}")
         else:
-            texts.append(_json_text(meta))
             owners.extend([position] * sink.add(meta))
+            if sink.capped:
+                text, anomaly = _deep_metadata(meta, ids[position], sink.capped)
+                sink.capped.clear()
+                texts.append(text)
+                anomalies.append(anomaly)
+            else:
+                texts.append(_json_text(meta))
     table = pa.Table.from_arrays(
         [
             id_array.take(pa.array(owners, type=pa.int32())),
@@ -725,7 +756,74 @@ def _metadata_rows(
         ],
         schema=METADATA_SCHEMA,
     )
-    return texts, table
+    return texts, table, anomalies
+
+
+def _deep_metadata(meta: Any, event_id: str, capped: list[str]) -> tuple[str, Anomaly]:
+    """`meta_data` of a document nested deeper than MAX_PATH_DEPTH (its leaves stop there, the
+    subtrees below kept as JSON text at their paths), and the record saying so. The text is
+    verbatim unless the document is deeper than MAX_TEXT_DEPTH: subtrees below that are JSON
+    strings holding their JSON text."""
+    capped_meta, cut = _capped(meta, MAX_TEXT_DEPTH)
+    detail = (
+        f"{len(capped)} subtree(s) nested past {MAX_PATH_DEPTH} levels kept as JSON text in "
+        "audit_log_metadata.value"
+    )
+    if cut:
+        detail += (
+            f"; {len(cut)} past {MAX_TEXT_DEPTH} levels kept as JSON strings in meta_data "
+            f"(first at {_metadata_field(cut[0])[:200]})"
+        )
+    anomaly = Anomaly(
+        AnomalyKind.DEEP_NESTING,
+        AnomalyAction.KEPT_AS_TEXT,
+        event_id,
+        _metadata_field(capped[0]),
+        detail,
+    )
+    return _json_text(capped_meta), anomaly
+
+
+def _metadata_field(path: str) -> str:
+    """A leaf path of metaData (`$.a[0]`) as a path into the event (`$.metaData.a[0]`)."""
+    return "$.metaData" + path[1:]
+
+
+def _capped(value: Any, max_depth: int) -> tuple[Any, list[str]]:
+    """`value` with each non-empty container below `max_depth` levels replaced by its JSON
+    text, and the paths replaced; iterative, so any depth is safe. Unchanged when none is."""
+    cut: list[str] = []
+    root: list[Any] = [None]
+    # (container to copy, where the copy goes, key or index in it, its path, its depth)
+    stack: list[tuple[Any, Any, Any, str, int]] = [(value, root, 0, "$", 0)]
+    while stack:
+        item, parent, slot, path, depth = stack.pop()
+        if isinstance(item, Mapping) and item:
+            if depth >= max_depth:
+                parent[slot] = _json_text(item)
+                cut.append(path)
+                continue
+            copy: dict[str, Any] = {}
+            parent[slot] = copy
+            for key, child in item.items():
+                text = _key_string(key)
+                copy[text] = None
+                stack.append((child, copy, text, path + _key_segment(key), depth + 1))
+        elif isinstance(item, list | tuple) and item:
+            if depth >= max_depth:
+                parent[slot] = _json_text(item)
+                cut.append(path)
+                continue
+            items: list[Any] = [None] * len(item)
+            parent[slot] = items
+            for index, child in enumerate(item):
+                stack.append((child, items, index, f"{path}[{index}]", depth + 1))
+        else:
+            parent[slot] = item
+    if not cut:
+        return value, cut
+    cut.reverse()  # the stack visits the last child first
+    return root[0], cut
 
 
 # The text fields and the subject's, as Arrow converts them from the events in one pass.
@@ -773,7 +871,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     updated = _timestamps(kept, ids, "updatedAt")
     subjects = [_as_mapping(e.get("subject")) for e in kept]
     id_array = _string_array(ids)
-    meta_texts, metadata = _metadata_rows(kept, id_array)
+    meta_texts, metadata, anomalies = _metadata_rows(kept, ids, id_array)
     extra_texts = [
         None
         if event.keys() <= _EVENT_KEYS
@@ -814,6 +912,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
         max_created_at=max(stamps, default=None),
         min_created_at=min(stamps, default=None),
         skipped=skipped,
+        anomalies=tuple(anomalies),
     )
 
 

@@ -1,0 +1,141 @@
+"""One odd event never stops a sync: deep nesting, bytes that are not UTF-8, NUL on PostgreSQL,
+an event without a usable createdAt. Each is loaded, and recorded in `event_anomalies`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, timedelta
+from typing import Any
+
+import pytest
+from tfy_audit.rows import MAX_PATH_DEPTH, MAX_TEXT_DEPTH
+from tfy_audit.simulator import Simulator, SimulatorServer
+
+from tests.conftest import (
+    AUDIT_COLUMNS,
+    DATASET,
+    NOW,
+    Workspace,
+    expected_row,
+    make_simulator,
+    run_cli,
+)
+
+AT = NOW - timedelta(hours=5)
+STAMP = AT.strftime("%Y-%m-%dT%H:%M:%S.000Z").encode()
+
+
+def raw_event(event_id: str, fields: bytes, stamp: bytes = b'"%b"' % STAMP) -> bytes:
+    return b'{"id":"%b","createdAt":%b,"updatedAt":"%b","action":"APPLY",%b}' % (
+        event_id.encode(),
+        stamp,
+        STAMP,
+        fields,
+    )
+
+
+def nested(depth: int) -> bytes:
+    return b'{"d":' * depth + b'"bottom"' + b"}" * depth
+
+
+def anomalies(ws: Workspace) -> set[tuple[Any, ...]]:
+    return set(
+        ws.query(f"select kind, action, event_id, field_path from {DATASET}.event_anomalies")
+    )
+
+
+def assert_loaded_exactly(ws: Workspace, events: list[dict[str, Any]], odd: str) -> None:
+    """Every id of `events` and `odd` loaded once; each of `events` field by field."""
+    assert ws.ids() == {e["id"] for e in events} | {odd}
+    ws.assert_unique()
+    rows = ws.query(
+        f"select {', '.join(AUDIT_COLUMNS)} from {DATASET}.audit_logs where id <> ?", [odd]
+    )
+    actual = {}
+    for row in rows:
+        values = list(row)
+        for column in ("created_at", "updated_at"):
+            at = AUDIT_COLUMNS.index(column)
+            values[at] = values[at].astimezone(UTC)
+        values[-1] = None if values[-1] is None else json.loads(values[-1])
+        actual[row[0]] = tuple(values)
+    assert actual == {e["id"]: expected_row(e) for e in events}
+
+
+def sync(sim: Simulator, ws: Workspace, *extra: str) -> int:
+    with SimulatorServer(sim) as srv:
+        return run_cli(*ws.sync_args(srv.url, *extra))
+
+
+@pytest.mark.parametrize("depth", [1_100, 100_000])
+def test_metadata_nested_past_any_parser_loads_with_a_record(
+    depth: int, workspace: Workspace
+) -> None:
+    sim = make_simulator(200, days=1)
+    plain = sim.events()
+    sim.add_raw_event("deep", AT, raw_event("deep", b'"metaData":{"a":1,"t":%b}' % nested(depth)))
+
+    assert sync(sim, workspace) == 0
+
+    assert_loaded_exactly(workspace, plain, "deep")
+    [(meta_data,)] = workspace.query(
+        f"select meta_data from {DATASET}.audit_logs where id = 'deep'"
+    )
+    # the document is kept whole: verbatim down to MAX_TEXT_DEPTH levels, then JSON text
+    if depth < MAX_TEXT_DEPTH:
+        assert meta_data == '{"a":1,"t":' + nested(depth).decode() + "}"
+    else:
+        kept = MAX_TEXT_DEPTH - 1  # "t"'s objects; with metaData's, the limit
+        cut = depth - kept
+        inner = '{"d":' * cut + '"bottom"' + "}" * cut
+        assert meta_data == ('{"a":1,"t":' + '{"d":' * kept + json.dumps(inner) + "}" * kept + "}")
+    leaves = workspace.query(
+        f"select path, value, value_type from {DATASET}.audit_log_metadata "
+        "where audit_log_id = 'deep' order by path"
+    )
+    rest = depth - (MAX_PATH_DEPTH - 1)
+    deep_path = "$.t" + ".d" * (MAX_PATH_DEPTH - 1)
+    assert leaves == [
+        ("$.a", "1", "integer"),
+        (deep_path, '{"d":' * rest + '"bottom"' + "}" * rest, "object"),
+    ]
+    assert anomalies(workspace) == {
+        ("deep_nesting", "kept_as_json_text", "deep", "$.metaData" + deep_path[1:])
+    }
+
+
+def test_a_byte_that_is_not_utf8_costs_one_field_of_one_event(workspace: Workspace) -> None:
+    sim = make_simulator(200, days=1)
+    plain = sim.events()
+    sim.add_raw_event(
+        "bad",
+        AT,
+        raw_event(
+            "bad",
+            b'"message":"caf\xe9 au lait","resourceName":"fine",'
+            b'"subject":{"subjectId":"s-bad","subjectDisplayName":"Zo\xeb"},'
+            b'"metaData":{"k":"v\xff"}',
+        ),
+    )
+
+    assert sync(sim, workspace) == 0
+
+    assert_loaded_exactly(workspace, plain, "bad")
+    assert workspace.query(
+        "select message, resource_name, subject__subject_display_name, meta_data "
+        f"from {DATASET}.audit_logs where id = 'bad'"
+    ) == [("caf\ufffd au lait", "fine", "Zo\ufffd", '{"k":"v\ufffd"}')]
+    assert workspace.query(
+        f"select path, value from {DATASET}.audit_log_metadata where audit_log_id = 'bad'"
+    ) == [("$.k", '"v\ufffd"')]
+    assert workspace.query(
+        f"select subject_display_name from {DATASET}.subjects where subject_id = 's-bad'"
+    ) == [("Zo\ufffd",)]
+    assert anomalies(workspace) == {
+        ("invalid_utf8", "replaced", "bad", "$.message"),
+        ("invalid_utf8", "replaced", "bad", "$.subject.subjectDisplayName"),
+        ("invalid_utf8", "replaced", "bad", "$.metaData.k"),
+    }
+    # a second run reads the event again (the lookback) and merges its records, not adds
+    assert sync(sim, workspace) == 0
+    assert workspace.query(f"select count(*) from {DATASET}.event_anomalies") == [(3,)]

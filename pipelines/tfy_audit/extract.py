@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import nul
 from ._dlt_compat import ARROW_HINT_WARNING
 from .anomalies import Anomaly, anomalies_table
 from .client import AuditLogFilters
@@ -112,9 +113,11 @@ def audit_log_tables(
     sync_id: str,
     observer: ExtractObserver | None = None,
     skip_ids: set[str] | None = None,
+    replace_nul: bool = False,
 ) -> Iterator[Any]:
     """The chunk's tables from `items`, its pages and window reports as they are read.
-    `skip_ids`: events already in a destination that cannot merge. The reading yields an event
+    `skip_ids`: events already in a destination that cannot merge. `replace_nul`: the
+    destination cannot hold U+0000 in text (nul.py). The reading yields an event
     once per window; an id yielded by two windows is reported to the observer (see fetch.py)."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
@@ -124,6 +127,13 @@ def audit_log_tables(
     batch_of_pages = _PageBatch()
     fingerprints = _Fingerprints()
     anomalies: list[Anomaly] = []
+
+    def fit(table: pa.Table, name: str) -> pa.Table:
+        if not replace_nul:
+            return table
+        table, found = nul.replace_nul(table, name)
+        anomalies.extend(found)
+        return table
 
     for item in items:
         if isinstance(item, WindowReport):
@@ -145,12 +155,15 @@ def audit_log_tables(
             changed_subjects[obs.subject_id] = obs
         fingerprints.add(batch.ids)
         observer.on_events(len(batch.ids))
-        if batch_of_pages.add(batch.audit_logs, batch.metadata):
+        if batch_of_pages.add(
+            fit(batch.audit_logs, AUDIT_LOGS_TABLE), fit(batch.metadata, METADATA_TABLE)
+        ):
             yield from batch_of_pages.flush()
     yield from batch_of_pages.flush()
 
     if changed_subjects:
-        yield dlt.mark.with_table_name(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
+        subjects = fit(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
+        yield dlt.mark.with_table_name(subjects, SUBJECTS_TABLE)
     repeated = fingerprints.repeated()
     if repeated:
         observer.on_repeated_ids(repeated)
@@ -159,7 +172,7 @@ def audit_log_tables(
             _sync_windows_table(reports, filters, sync_id, load_id), SYNC_WINDOWS_TABLE
         )
     if anomalies:
-        table = anomalies_table(anomalies, sync_id=sync_id, load_id=load_id)
+        table = fit(anomalies_table(anomalies, sync_id=sync_id, load_id=load_id), ANOMALIES_TABLE)
         observer.on_anomalies(anomalies)
         yield dlt.mark.with_table_name(table, ANOMALIES_TABLE)
     # Last: the state travels in the same load package as the rows it vouches for.

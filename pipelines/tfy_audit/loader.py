@@ -20,7 +20,7 @@ import dlt
 from .anomalies import Anomaly, unique
 from .client import AuditLogClient
 from .database import HeldDatabase
-from .destination import loader_file_format, step, supports_merge
+from .destination import holds_nul, loader_file_format, step, supports_merge
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, read_windows
 from .lakehouse import DELTA, apply_table_format, drop_stale_leaves, resolve_table_format
@@ -104,6 +104,7 @@ class ChunkLoader:
         # the table format is known once the destination's schema is read (run_sync does it)
         self._table_format = resolve_table_format(pipeline, options.target.table_format)
         self._merges = supports_merge(pipeline) or self._table_format == DELTA
+        self._replace_nul = not holds_nul(pipeline)
 
     def load(
         self,
@@ -202,6 +203,7 @@ class ChunkLoader:
             sync_id=sync_id,
             observer=counter,
             skip_ids=already,
+            replace_nul=self._replace_nul,
         )
         apply_table_format(source, self._table_format)
         with step("loading into the destination"):

@@ -70,6 +70,17 @@ _EVENT_KEYS: Final = frozenset(
 )
 _SUBJECT_KEYS: Final = frozenset({"subjectId"} | {k for _, k in _SUBJECT_FIELDS})
 
+# Each `audit_logs` column as the JSONPath of what it holds in the event (`extra_fields`: the
+# keys no column holds, hence the whole event), for the records of anomalies.py.
+COLUMN_FIELDS: Final[dict[str, str]] = {
+    "id": "$.id",
+    **{column: f"$.{key}" for column, key in _TEXT_FIELDS},
+    "subject__subject_id": "$.subject.subjectId",
+    **{f"subject__{attr}": f"$.subject.{key}" for attr, key in _SUBJECT_FIELDS},
+    "meta_data": "$.metaData",
+    "extra_fields": "$",
+}
+
 AUDIT_LOGS_SCHEMA: Final = pa.schema(
     [
         pa.field("id", _STR, nullable=False),

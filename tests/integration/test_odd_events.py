@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.conftest import (
     make_simulator,
     run_cli,
 )
+from tests.integration.test_destinations import postgres, postgres_dataset  # noqa: F401
 
 AT = NOW - timedelta(hours=5)
 STAMP = AT.strftime("%Y-%m-%dT%H:%M:%S.000Z").encode()
@@ -139,3 +141,91 @@ def test_a_byte_that_is_not_utf8_costs_one_field_of_one_event(workspace: Workspa
     # a second run reads the event again (the lookback) and merges its records, not adds
     assert sync(sim, workspace) == 0
     assert workspace.query(f"select count(*) from {DATASET}.event_anomalies") == [(3,)]
+
+
+# -- NUL ---------------------------------------------------------------------------------------
+
+
+def nul_event(sim: Simulator) -> dict[str, Any]:
+    """An event with U+0000 in a text field, the subject, metaData (value and key) and an
+    unknown field; written by the simulator's encoder (as `\\u0000`, as JSON has it)."""
+    event = dict(sim.events()[0])
+    event.update(
+        id="nul",
+        message="m\0m",
+        metaData={"k": "v\0v", "a\0b": 1, "quoted": "\\u0000 stays"},
+        subject={"subjectId": "s-nul", "subjectType": "user", "subjectDisplayName": "Zo\0e"},
+        newField="x\0",
+    )
+    return event
+
+
+NUL_FIELDS = {
+    "$.message",
+    "$.subject.subjectDisplayName",
+    "$.metaData.k",
+    '$.metaData["a\u2400b"]',
+    "$",
+}
+
+
+@pytest.mark.postgres
+def test_postgres_gets_nul_as_a_visible_substitute_with_a_record(
+    postgres_dataset: str,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    sim = make_simulator(200, days=1)
+    sim.add_events([nul_event(sim)])
+    ds = postgres_dataset
+    with SimulatorServer(sim) as srv:
+        code = run_cli(
+            "sync", "--host", srv.url, "--destination", "postgres", "--dataset", ds,
+            "--pipeline-name", f"pg_{ds}", "--pipelines-dir", str(tmp_path), "--no-progress",
+        )  # fmt: skip
+    assert code == 0
+    with postgres() as cur:
+        cur.execute(f'SELECT count(*), count(DISTINCT id) FROM "{ds}".audit_logs')
+        assert cur.fetchone() == (201, 201)
+        cur.execute(
+            "SELECT message, subject__subject_display_name, meta_data::text, extra_fields::text "
+            f'FROM "{ds}".audit_logs WHERE id = %s',
+            ["nul"],
+        )
+        message, name, meta_data, extra = cur.fetchone()
+        assert (message, name) == ("m\u2400m", "Zo\u2400e")
+        assert json.loads(meta_data) == {
+            "k": "v\u2400v",
+            "a\u2400b": 1,
+            "quoted": "\\u0000 stays",
+        }
+        assert json.loads(extra) == {"newField": "x\u2400"}
+        cur.execute(
+            f'SELECT path, value FROM "{ds}".audit_log_metadata WHERE audit_log_id = %s',
+            ["nul"],
+        )
+        assert set(cur.fetchall()) == {
+            ("$.k", '"v\u2400v"'),
+            ('$["a\u2400b"]', "1"),
+            ("$.quoted", '"\\\\u0000 stays"'),
+        }
+        cur.execute(
+            f'SELECT subject_display_name FROM "{ds}".subjects WHERE subject_id = %s', ["s-nul"]
+        )
+        assert cur.fetchall() == [("Zo\u2400e",)]
+        cur.execute(f'SELECT kind, action, event_id, field_path FROM "{ds}".event_anomalies')
+        assert set(cur.fetchall()) == {
+            ("nul_character", "replaced", "nul", path) for path in NUL_FIELDS
+        }
+
+
+def test_duckdb_keeps_nul_exactly_and_records_nothing(workspace: Workspace) -> None:
+    sim = make_simulator(200, days=1)
+    sim.add_events([nul_event(sim)])
+    assert sync(sim, workspace) == 0
+    assert workspace.query(
+        "select message, subject__subject_display_name, meta_data "
+        f"from {DATASET}.audit_logs where id = 'nul'"
+    ) == [("m\0m", "Zo\0e", '{"k":"v\\u0000v","a\\u0000b":1,"quoted":"\\\\u0000 stays"}')]
+    assert workspace.query(
+        "select count(*) from information_schema.tables where table_name = 'event_anomalies'"
+    ) == [(0,)]

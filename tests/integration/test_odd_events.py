@@ -4,13 +4,13 @@ an event without a usable createdAt. Each is loaded, and recorded in `event_anom
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tfy_audit.rows import MAX_PATH_DEPTH, MAX_TEXT_DEPTH
-from tfy_audit.simulator import Simulator, SimulatorServer
+from tfy_audit.simulator import Simulator, SimulatorServer, generate_history
 
 from tests.conftest import (
     AUDIT_COLUMNS,
@@ -229,3 +229,45 @@ def test_duckdb_keeps_nul_exactly_and_records_nothing(workspace: Workspace) -> N
     assert workspace.query(
         "select count(*) from information_schema.tables where table_name = 'event_anomalies'"
     ) == [(0,)]
+
+
+# -- no usable createdAt -----------------------------------------------------------------------
+
+
+def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = make_simulator(3_000, days=10)
+    dated = sim.events()
+    # a service that cannot place it returns it to every query, so to every window and chunk
+    sim.add_raw_event("undated", None, raw_event("undated", b'"message":"m"', b'"not a time"'))
+    args = ("--chunk-events", "1000", "--max-offset", "1000", "--page-size", "200")
+
+    assert sync(sim, workspace, *args) == 0
+    assert "4 chunk(s)" in capsys.readouterr().out
+
+    assert_loaded_exactly(workspace, dated, "undated")
+    assert workspace.query(f"select count(*), count(distinct id) from {DATASET}.audit_logs") == [
+        (3_001, 3_001)
+    ]
+    assert workspace.query(
+        f"select created_at, message, extra_fields from {DATASET}.audit_logs where id = 'undated'"
+    ) == [(None, "m", '{"createdAt":"not a time"}')]
+    assert anomalies(workspace) == {("no_created_at", "loaded_once", "undated", "$.createdAt")}
+
+    # later runs neither add it again nor its record: one that merges (the lookback), and one
+    # that appends (no lookback: nothing it reads was loaded before, but this event)
+    previous_end = NOW  # the new events come after the previous sync (the 10m lookback: near)
+    for lookback, seed in (("10m", 5), ("0s", 6)):
+        now = datetime.now(UTC)
+        span = (now - previous_end).total_seconds() - 0.01
+        new = generate_history(
+            50, days=span / 86_400, seed=seed, end=now - timedelta(seconds=0.005)
+        )
+        sim.add_events(new)
+        dated += new
+        assert sync(sim, workspace, *args, "--lookback", lookback) == 0
+        previous_end = datetime.now(UTC)
+        assert_loaded_exactly(workspace, dated, "undated")
+    assert workspace.query(f"select count(*) from {DATASET}.audit_logs") == [(3_101,)]
+    assert workspace.query(f"select count(*) from {DATASET}.event_anomalies") == [(1,)]

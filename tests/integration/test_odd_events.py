@@ -21,7 +21,11 @@ from tests.conftest import (
     make_simulator,
     run_cli,
 )
-from tests.integration.test_destinations import postgres, postgres_dataset  # noqa: F401
+from tests.integration.test_destinations import (  # noqa: F401
+    cli_output,
+    postgres,
+    postgres_dataset,
+)
 
 AT = NOW - timedelta(hours=5)
 STAMP = AT.strftime("%Y-%m-%dT%H:%M:%S.000Z").encode()
@@ -271,3 +275,51 @@ def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
         assert_loaded_exactly(workspace, dated, "undated")
     assert workspace.query(f"select count(*) from {DATASET}.audit_logs") == [(3_101,)]
     assert workspace.query(f"select count(*) from {DATASET}.event_anomalies") == [(1,)]
+
+
+# -- where users see them ----------------------------------------------------------------------
+
+
+def test_the_summary_and_status_show_the_records(workspace: Workspace, tmp_path: Path) -> None:
+    sim = make_simulator(200, days=1)
+    sim.add_raw_event("bad", AT, raw_event("bad", b'"message":"caf\xe9","resourceName":"\xff"'))
+    sim.add_raw_event("deep", AT, raw_event("deep", b'"metaData":%b' % nested(200)))
+    with SimulatorServer(sim) as srv:
+        code, out = cli_output(*workspace.sync_args(srv.url))
+        assert code == 0
+        assert (
+            "  anomalies: 3 (invalid_utf8 2, deep_nesting 1) — see table event_anomalies"
+            in out.splitlines()
+        )
+        # the same run as JSON, into a workspace of its own
+        other = Workspace(tmp_path / "other.duckdb", tmp_path / "other")
+        code, out = cli_output(*other.sync_args(srv.url, "--json"))
+    assert code == 0
+    assert json.loads(out)["anomalies"] == {"invalid_utf8": 2, "deep_nesting": 1}
+    assert workspace.query(f"select count(*) from {DATASET}.event_anomalies") == [(3,)]
+
+    code, out = cli_output("status", "--db", str(workspace.db), "--json")
+    assert code == 0
+    document = json.loads(out)["anomalies"]
+    assert document["total"] == 3
+    assert document["by_kind"] == {"invalid_utf8": 2, "deep_nesting": 1}
+    assert {(r["kind"], r["event_id"], r["field_path"]) for r in document["latest"]} == {
+        ("invalid_utf8", "bad", "$.message"),
+        ("invalid_utf8", "bad", "$.resourceName"),
+        ("deep_nesting", "deep", "$.metaData" + ".d" * MAX_PATH_DEPTH),
+    }
+    code, out = cli_output("status", "--db", str(workspace.db))
+    assert code == 0
+    lines = out.splitlines()
+    at = lines.index("anomalies: 3 (invalid_utf8 2, deep_nesting 1) — see table event_anomalies")
+    latest = sorted(line.split(" ", 3)[3] for line in lines[at + 1 : at + 4])
+    assert latest == sorted(
+        [
+            "invalid_utf8 replaced: event bad at $.message",
+            "invalid_utf8 replaced: event bad at $.resourceName",
+            # a long path is cut to one short line
+            "deep_nesting kept_as_json_text: event deep at "
+            + ("$.metaData" + ".d" * MAX_PATH_DEPTH)[:119]
+            + "…",
+        ]
+    )

@@ -323,3 +323,28 @@ def test_the_summary_and_status_show_the_records(workspace: Workspace, tmp_path:
             + "…",
         ]
     )
+
+
+def test_the_report_lists_the_records_escaped(workspace: Workspace, tmp_path: Path) -> None:
+    from tests.integration.test_report import visible_text
+
+    sim = make_simulator(50, days=1)
+    hostile = "<script>alert(1)</script>"
+    sim.add_raw_event(
+        hostile,
+        AT,
+        raw_event(hostile, b'"message":"\xe9","metaData":{"%b":"\xff"}' % hostile.encode()),
+    )
+    assert sync(sim, workspace) == 0
+    out = tmp_path / "report.html"
+    code, _ = cli_output("report", "--db", str(workspace.db), "--out", str(out))
+    assert code == 0
+    page = out.read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    assert "Content-Security-Policy" in page
+    text = visible_text(page)
+    assert "Odd events 2 (invalid_utf8 2)" in text
+    section = text[text.index("Odd events 2") :]
+    assert "Latest records, newest first all 2" in section
+    assert f"invalid_ utf8 replaced {hostile} $.message" in section
+    assert f'invalid_ utf8 replaced {hostile} $.metaData["{hostile}"]' in section

@@ -348,3 +348,41 @@ def test_the_report_lists_the_records_escaped(workspace: Workspace, tmp_path: Pa
     assert "Latest records, newest first all 2" in section
     assert f"invalid_ utf8 replaced {hostile} $.message" in section
     assert f'invalid_ utf8 replaced {hostile} $.metaData["{hostile}"]' in section
+
+
+@pytest.mark.postgres
+def test_postgres_loads_deep_nesting_and_bad_bytes(
+    postgres_dataset: str,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    # meta_data is jsonb there, whose parser recurses per level: it gets MAX_TEXT_DEPTH levels
+    depth = 100_000
+    sim = make_simulator(100, days=1)
+    sim.add_raw_event("deep", AT, raw_event("deep", b'"metaData":{"a":1,"t":%b}' % nested(depth)))
+    sim.add_raw_event("bad", AT, raw_event("bad", b'"message":"caf\xe9","metaData":{"k":"\xff"}'))
+    ds = postgres_dataset
+    with SimulatorServer(sim) as srv:
+        code = run_cli(
+            "sync", "--host", srv.url, "--destination", "postgres", "--dataset", ds,
+            "--pipeline-name", f"pg_{ds}", "--pipelines-dir", str(tmp_path), "--no-progress",
+        )  # fmt: skip
+    assert code == 0
+    kept = MAX_TEXT_DEPTH - 1
+    cut = depth - kept
+    inner = '{"d":' * cut + '"bottom"' + "}" * cut
+    expected = '{"a":1,"t":' + '{"d":' * kept + json.dumps(inner) + "}" * kept + "}"
+    with postgres() as cur:
+        cur.execute(f'SELECT count(*), count(DISTINCT id) FROM "{ds}".audit_logs')
+        assert cur.fetchone() == (102, 102)
+        cur.execute(
+            f"SELECT meta_data = %s::jsonb FROM \"{ds}\".audit_logs WHERE id = 'deep'", [expected]
+        )
+        assert cur.fetchall() == [(True,)]
+        cur.execute(f"SELECT message, meta_data::text FROM \"{ds}\".audit_logs WHERE id = 'bad'")
+        assert cur.fetchall() == [("caf\ufffd", '{"k": "\ufffd"}')]
+        cur.execute(f'SELECT kind, event_id, field_path FROM "{ds}".event_anomalies')
+        assert set(cur.fetchall()) == {
+            ("deep_nesting", "deep", "$.metaData.t" + ".d" * (MAX_PATH_DEPTH - 1)),
+            ("invalid_utf8", "bad", "$.message"),
+            ("invalid_utf8", "bad", "$.metaData.k"),
+        }

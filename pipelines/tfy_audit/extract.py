@@ -194,7 +194,7 @@ def audit_log_tables(
 
 
 _UNDATED_DETAIL: Final = (
-    "no usable createdAt (the raw value is in extra_fields); loaded once, keyed by its id"
+    "no usable createdAt (a raw value is kept in extra_fields); loaded once, keyed by its id"
 )
 
 

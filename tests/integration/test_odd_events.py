@@ -248,7 +248,10 @@ def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
     args = ("--chunk-events", "1000", "--max-offset", "1000", "--page-size", "200")
 
     assert sync(sim, workspace, *args) == 0
-    assert "4 chunk(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 chunk(s)" in out
+    # new, not "re-read: already loaded": a first sync
+    assert "  new events: 3,001" in out.splitlines()
 
     assert_loaded_exactly(workspace, dated, "undated")
     assert workspace.query(f"select count(*), count(distinct id) from {DATASET}.audit_logs") == [

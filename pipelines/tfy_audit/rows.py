@@ -642,7 +642,7 @@ def _leftovers(
     subject: Mapping[str, Any] | None,
     created: datetime | None,
     updated: datetime | None,
-) -> str | None:
+) -> dict[str, Any] | None:
     """`extra_fields` of one event: whatever it carries that no column holds, else None.
 
     That is its keys unknown to the spec, plus (under their own names) a `subject` that is not
@@ -660,7 +660,47 @@ def _leftovers(
         extras["createdAt"] = event.get("createdAt")
     if updated is None and event.get("updatedAt") is not None:
         extras["updatedAt"] = event.get("updatedAt")
-    return _json_text(extras) if extras else None
+    return extras or None
+
+
+def _extra_texts(
+    leftovers: list[dict[str, Any] | None], ids: list[str], anomalies: list[Anomaly]
+) -> list[str | None]:
+    """`extra_fields` as JSON text, kept to MAX_TEXT_DEPTH levels as `meta_data` is (it is
+    jsonb on PostgreSQL too): a deeper subtree is a JSON string of its JSON text, recorded."""
+    texts: list[str | None] = []
+    for event_id, extras in zip(ids, leftovers, strict=True):
+        if extras is None:
+            texts.append(None)
+            continue
+        try:
+            texts.append(orjson.dumps(extras).decode())
+            continue
+        except (TypeError, ValueError):
+            pass  # e.g. deeper than orjson follows: maybe deeper than a reader follows
+        capped, cut = _capped(extras, MAX_TEXT_DEPTH)
+        texts.append(_json_text(capped))
+        if cut:
+            # the record names the field: a path thousands of levels long says no more
+            field = next(
+                (
+                    path
+                    for path in ("$" + _key_segment(key) for key in extras)
+                    if cut[0] == path or (cut[0].startswith(path) and cut[0][len(path)] in ".[")
+                ),
+                "$",
+            )
+            anomalies.append(
+                Anomaly(
+                    AnomalyKind.DEEP_NESTING,
+                    AnomalyAction.KEPT_AS_TEXT,
+                    event_id,
+                    field,
+                    f"{len(cut)} subtree(s) nested past {MAX_TEXT_DEPTH} levels kept as JSON "
+                    "strings in extra_fields",
+                )
+            )
+    return texts
 
 
 def _timestamps(kept: list[Mapping[str, Any]], ids: list[str], key: str) -> list[datetime | None]:
@@ -883,7 +923,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     subjects = [_as_mapping(e.get("subject")) for e in kept]
     id_array = _string_array(ids)
     meta_texts, metadata, anomalies = _metadata_rows(kept, ids, id_array)
-    extra_texts = [
+    leftovers = [
         None
         if event.keys() <= _EVENT_KEYS
         and c is not None
@@ -894,6 +934,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
         else _leftovers(event, s, c, u)
         for event, s, c, u in zip(kept, subjects, created, updated, strict=True)
     ]
+    extra_texts = _extra_texts(leftovers, ids, anomalies)
 
     columns: dict[str, pa.Array] = {"id": id_array}
     at_once = _text_columns_at_once(kept)

@@ -1294,3 +1294,21 @@ def test_nesting_past_the_text_depth_is_kept_as_a_json_string_at_its_path() -> N
     assert record.kind == "deep_nesting"
     assert record.field_path == "$.metaData.deep" + "[0]" * (MAX_PATH_DEPTH - 1)
     assert f"1 past {MAX_TEXT_DEPTH} levels kept as JSON strings in meta_data" in record.detail
+
+
+def test_an_unknown_field_nested_past_the_text_depth_is_kept_as_a_json_string() -> None:
+    depth = MAX_TEXT_DEPTH + 3
+    batch = normalize_events([event(newField=_nest(depth, 1, None), other="kept")])
+    kept = MAX_TEXT_DEPTH - 1  # with the object of the fields, the limit
+    rest = depth - kept
+    inner = "[" * rest + "1" + "]" * rest
+    assert only(batch)["extra_fields"] == (
+        '{"newField":' + "[" * kept + json.dumps(inner) + "]" * kept + ',"other":"kept"}'
+    )
+    [record] = batch.anomalies
+    assert (record.kind, record.action, record.event_id, record.field_path) == (
+        "deep_nesting",
+        "kept_as_json_text",
+        "evt-1",
+        "$.newField",
+    )

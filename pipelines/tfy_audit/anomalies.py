@@ -77,6 +77,12 @@ class Anomaly:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def count_text(counts: dict[str, int]) -> str:
+    """`2 (invalid_utf8 1, deep_nesting 1)`: a total and the count per kind, largest first."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{sum(counts.values()):,} (" + ", ".join(f"{k} {n:,}" for k, n in ranked) + ")"
+
+
 def _iso(value: datetime | None) -> str:
     return "" if value is None else value.isoformat()
 

@@ -543,6 +543,8 @@ def format_summary(summary: Any) -> str:
         f"  requests: {summary.requests:,} ({summary.retries:,} retried)  "
         f"time: {summary.seconds:.1f}s",
     ]
+    if summary.anomalies:
+        lines.append(f"  {anomalies_text(summary.anomalies)}")
     if summary.previous_mark is None and summary.advances_state:
         lines.append(f"  first sync: read {_first_start_text(summary)}")
     if not summary.advances_state:
@@ -560,6 +562,13 @@ def format_summary(summary: Any) -> str:
     if summary.covered_until:
         lines.append(f"  high-water mark: {summary.covered_until.isoformat()}")
     return "\n".join(lines)
+
+
+def anomalies_text(counts: dict[str, int]) -> str:
+    from .anomalies import count_text
+    from .settings import ANOMALIES_TABLE
+
+    return f"anomalies: {count_text(counts)} — see table {ANOMALIES_TABLE}"
 
 
 def _first_start_text(summary: Any, *, plain: bool = False) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import dlt
 
@@ -113,6 +113,16 @@ def supports_merge(pipeline: dlt.Pipeline) -> bool:
     return pipeline.destination is not None and pipeline.destination.destination_name != (
         "filesystem"
     )
+
+
+# Destinations whose text cannot hold U+0000 (PostgreSQL's text and jsonb; Redshift is
+# PostgreSQL's kin): nul.py replaces it before their rows are written.
+_NO_NUL: Final = frozenset({"postgres", "redshift"})
+
+
+def holds_nul(pipeline: dlt.Pipeline) -> bool:
+    """Whether the destination stores U+0000 in text as it is (DuckDB and Parquet do)."""
+    return pipeline.destination is None or pipeline.destination.destination_name not in _NO_NUL
 
 
 def is_duckdb(pipeline: dlt.Pipeline) -> bool:

@@ -14,19 +14,21 @@ import logging
 from array import array
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import dlt
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import nul
 from ._dlt_compat import ARROW_HINT_WARNING
-from .anomalies import Anomaly, anomalies_table
+from .anomalies import Anomaly, AnomalyAction, AnomalyKind, anomalies_table
 from .client import AuditLogFilters
 from .fetch import Item, WindowReport
 from .planning import Chunk
 from .rows import (
+    EventBatch,
     SubjectObservation,
     merge_subject_observations,
     subjects_table,
@@ -112,10 +114,18 @@ def audit_log_tables(
     sync_id: str,
     observer: ExtractObserver | None = None,
     skip_ids: set[str] | None = None,
+    replace_nul: bool = False,
+    undated: set[str] | None = None,
+    undated_merged: bool = True,
 ) -> Iterator[Any]:
     """The chunk's tables from `items`, its pages and window reports as they are read.
-    `skip_ids`: events already in a destination that cannot merge. The reading yields an event
-    once per window; an id yielded by two windows is reported to the observer (see fetch.py)."""
+    `skip_ids`: events already in a destination that cannot merge. `replace_nul`: the
+    destination cannot hold U+0000 in text (nul.py). `undated`: ids of the events without a
+    usable createdAt loaded before or by this sync; the service may return such an event to
+    every query, so unless the chunk's rows are merged (`undated_merged`) those ids are
+    dropped, and each such event is loaded once, keyed by its id; it grows with what is
+    yielded. The reading yields an event once per window; an id yielded by two windows is
+    reported to the observer (see fetch.py)."""
     observer = observer or NullObserver()
     source_state = dlt.current.source_state()
     load_id = _current_load_id()
@@ -124,6 +134,13 @@ def audit_log_tables(
     batch_of_pages = _PageBatch()
     fingerprints = _Fingerprints()
     anomalies: list[Anomaly] = []
+
+    def fit(table: pa.Table, name: str) -> pa.Table:
+        if not replace_nul:
+            return table
+        table, found = nul.replace_nul(table, name)
+        anomalies.extend(found)
+        return table
 
     for item in items:
         if isinstance(item, WindowReport):
@@ -140,17 +157,24 @@ def audit_log_tables(
             batch = batch.without(skip_ids.intersection(batch.ids))
             if not batch.ids:
                 continue
+        if undated is not None:
+            batch = _once_if_undated(batch, undated, undated_merged, anomalies)
+            if batch is None:
+                continue
         anomalies.extend(batch.anomalies)
         for obs in merge_subject_observations(known_subjects, batch.subjects):
             changed_subjects[obs.subject_id] = obs
         fingerprints.add(batch.ids)
         observer.on_events(len(batch.ids))
-        if batch_of_pages.add(batch.audit_logs, batch.metadata):
+        if batch_of_pages.add(
+            fit(batch.audit_logs, AUDIT_LOGS_TABLE), fit(batch.metadata, METADATA_TABLE)
+        ):
             yield from batch_of_pages.flush()
     yield from batch_of_pages.flush()
 
     if changed_subjects:
-        yield dlt.mark.with_table_name(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
+        subjects = fit(subjects_table(changed_subjects.values()), SUBJECTS_TABLE)
+        yield dlt.mark.with_table_name(subjects, SUBJECTS_TABLE)
     repeated = fingerprints.repeated()
     if repeated:
         observer.on_repeated_ids(repeated)
@@ -159,7 +183,7 @@ def audit_log_tables(
             _sync_windows_table(reports, filters, sync_id, load_id), SYNC_WINDOWS_TABLE
         )
     if anomalies:
-        table = anomalies_table(anomalies, sync_id=sync_id, load_id=load_id)
+        table = fit(anomalies_table(anomalies, sync_id=sync_id, load_id=load_id), ANOMALIES_TABLE)
         observer.on_anomalies(anomalies)
         yield dlt.mark.with_table_name(table, ANOMALIES_TABLE)
     # Last: the state travels in the same load package as the rows it vouches for.
@@ -167,6 +191,37 @@ def audit_log_tables(
     if chunk.held_back_to is not None:
         incomplete.append(chunk.held_back_to)
     advance(source_state, filters, chunk, incomplete_from=min(incomplete, default=None))
+
+
+_UNDATED_DETAIL: Final = (
+    "no usable createdAt (a raw value is kept in extra_fields); loaded once, keyed by its id"
+)
+
+
+def _once_if_undated(
+    batch: EventBatch, undated: set[str], merged: bool, anomalies: list[Anomaly]
+) -> EventBatch | None:
+    """The batch without its undated events already loaded (unless rows are merged), each one
+    yielded recorded (a record is appended with its row); `undated` learns them. None if
+    nothing is left."""
+    created = batch.audit_logs.column("created_at")
+    if not created.null_count:
+        return batch
+    ids = [i for i, ok in zip(batch.ids, created.is_valid().to_pylist(), strict=True) if not ok]
+    drop = set() if merged else undated.intersection(ids)
+    undated.update(ids)
+    anomalies.extend(
+        Anomaly(
+            AnomalyKind.NO_CREATED_AT, AnomalyAction.LOADED_ONCE, i, "$.createdAt", _UNDATED_DETAIL
+        )
+        for i in ids
+        if i not in drop
+    )
+    if not drop:
+        return batch
+    if len(drop) == len(batch.ids):
+        return None
+    return batch.without(drop)
 
 
 class _Fingerprints:

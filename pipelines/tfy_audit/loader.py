@@ -20,7 +20,7 @@ import dlt
 from .anomalies import Anomaly, unique
 from .client import AuditLogClient
 from .database import HeldDatabase
-from .destination import loader_file_format, step, supports_merge
+from .destination import holds_nul, loader_file_format, step, supports_merge
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, read_windows
 from .lakehouse import DELTA, apply_table_format, drop_stale_leaves, resolve_table_format
@@ -32,7 +32,7 @@ from .rows import SubjectObservation
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
 from .source import chunk_source
 from .state import loaded_until
-from .warehouse import existing_ids, read_subjects
+from .warehouse import existing_ids, read_subjects, undated_ids
 from .windows import PlannedWindow
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class ChunkLoader:
         # the table format is known once the destination's schema is read (run_sync does it)
         self._table_format = resolve_table_format(pipeline, options.target.table_format)
         self._merges = supports_merge(pipeline) or self._table_format == DELTA
+        self._replace_nul = not holds_nul(pipeline)
+        # ids of events without a usable createdAt, loaded before or by this sync (read once)
+        self._undated: set[str] | None = None
 
     def load(
         self,
@@ -194,6 +197,9 @@ class ChunkLoader:
         if not chunk.append and not self._merges:
             with step("reading the ids already written"):
                 already = existing_ids(self._pipeline, chunk)
+        if self._undated is None:
+            with step("reading the ids already written"):
+                self._undated = undated_ids(self._pipeline)
         source = chunk_source(
             filters=self._options.filters,
             chunk=chunk,
@@ -202,6 +208,9 @@ class ChunkLoader:
             sync_id=sync_id,
             observer=counter,
             skip_ids=already,
+            replace_nul=self._replace_nul,
+            undated=self._undated,
+            undated_merged=self._merges and not chunk.append,
         )
         apply_table_format(source, self._table_format)
         with step("loading into the destination"):

@@ -8,12 +8,14 @@ and only ids and Arrow tables come back. The function is pure and picklable by n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from . import lenient
+from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 from .rows import EventBatch, normalize_events, parse_timestamp
 from .settings import MAX_PLAUSIBLE_TOTAL
 
@@ -63,19 +65,46 @@ class ImplausibleTotal(ValueError):
 
 
 def parse_json_body(body: bytes) -> Any:
-    """orjson for speed, the standard library where orjson would lose digits."""
-    if _has_long_integer(body):
-        return json.loads(body)
+    """orjson for speed, the standard library where orjson would lose digits, and lenient.py
+    for nesting either refuses and for bytes that are not UTF-8 (replaced by U+FFFD)."""
+    parsed, marker = _parse(body)
+    return parsed if marker is None else lenient.replace_marked(parsed, marker, _ignore)
+
+
+def _ignore(path: str) -> None:
+    pass
+
+
+def _parse(body: bytes) -> tuple[Any, str | None]:
+    """The parsed body, and the marker standing for each run of bytes that are not UTF-8 in
+    its strings (None when it is all UTF-8): lenient.replace_marked finds and replaces them."""
+    if not _has_long_integer(body):
+        try:
+            return orjson.loads(body), None
+        except orjson.JSONDecodeError:
+            # e.g. numbers beyond a double's range, which the standard parser still reads
+            pass
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # e.g. numbers beyond a double's range, which the standard parser still reads
-        return json.loads(body)
+        return lenient.loads(body), None
+    except UnicodeDecodeError:
+        decoded = lenient.decode_replacing(body)
+        if decoded is None:
+            raise
+        text, marker = decoded
+        return lenient.loads(text), marker
 
 
 def parse_list_body(body: bytes) -> tuple[list[dict[str, Any]], int]:
     """(events, pagination.total); ValueError if the body is not such a response."""
-    parsed = parse_json_body(body)
+    events, total, _ = parse_list_page(body)
+    return events, total
+
+
+def parse_list_page(body: bytes) -> tuple[list[dict[str, Any]], int, list[Anomaly]]:
+    """(events, pagination.total, what was replaced in them); ValueError if the body is not
+    such a response. Bytes that are not UTF-8 cost only the strings holding them: each run
+    becomes U+FFFD, with an `invalid_utf8` record per event and field."""
+    parsed, marker = _parse(body)
     if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
         raise NotAuditLogsResponse("the JSON is not an audit-logs response (no data list)")
     pagination = parsed.get("pagination")
@@ -88,7 +117,31 @@ def parse_list_body(body: bytes) -> tuple[list[dict[str, Any]], int]:
         or not 0 <= total <= MAX_PLAUSIBLE_TOTAL
     ):
         raise ImplausibleTotal(f"pagination.total = {json.dumps(total)[:40]}")
-    return parsed["data"], total
+    events: list[dict[str, Any]] = parsed["data"]
+    if marker is None:
+        return events, total, []
+    return events, total, _replace_invalid_utf8(events, marker)
+
+
+def _replace_invalid_utf8(events: list[Any], marker: str) -> list[Anomaly]:
+    """Replace `marker` by U+FFFD in every event, in place; one record per event and field."""
+    anomalies: list[Anomaly] = []
+    for index, event in enumerate(events):
+        paths: list[str] = []
+        events[index] = lenient.replace_marked(event, marker, paths.append)
+        if paths:
+            owner = event_id(events[index])
+            anomalies.extend(
+                Anomaly(
+                    AnomalyKind.INVALID_UTF8,
+                    AnomalyAction.REPLACED,
+                    owner,
+                    path,
+                    "bytes that are not UTF-8 replaced by U+FFFD",
+                )
+                for path in paths
+            )
+    return anomalies
 
 
 @dataclass(frozen=True)
@@ -116,13 +169,19 @@ def decode_page(body: bytes, window_start: datetime, window_end: datetime) -> De
     window, so a run never reads an event twice. Events whose createdAt cannot be parsed are
     kept: dropping them would lose them.
     """
-    events, total = parse_list_body(body)
+    events, total, replaced = parse_list_page(body)
     kept: list[dict[str, Any]] = []
     for event in events:
         created = parse_timestamp(event.get("createdAt")) if isinstance(event, dict) else None
         if created is None or window_start <= created < window_end:
             kept.append(event)
     batch = normalize_events(kept) if kept else None
+    if batch is not None and replaced:
+        # the records of the events this window keeps (the neighbour records the others)
+        ids = set(batch.ids)
+        batch = replace(
+            batch, anomalies=(*(a for a in replaced if a.event_id in ids), *batch.anomalies)
+        )
     return DecodedPage(total, [event_id(e) for e in events], batch, len(events) - len(kept))
 
 

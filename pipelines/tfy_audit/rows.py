@@ -30,7 +30,7 @@ from typing import Any, Final
 import orjson
 import pyarrow as pa
 
-from .anomalies import Anomaly
+from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,17 @@ _EVENT_KEYS: Final = frozenset(
 )
 _SUBJECT_KEYS: Final = frozenset({"subjectId"} | {k for _, k in _SUBJECT_FIELDS})
 
+# Each `audit_logs` column as the JSONPath of what it holds in the event (`extra_fields`: the
+# keys no column holds, hence the whole event), for the records of anomalies.py.
+COLUMN_FIELDS: Final[dict[str, str]] = {
+    "id": "$.id",
+    **{column: f"$.{key}" for column, key in _TEXT_FIELDS},
+    "subject__subject_id": "$.subject.subjectId",
+    **{f"subject__{attr}": f"$.subject.{key}" for attr, key in _SUBJECT_FIELDS},
+    "meta_data": "$.metaData",
+    "extra_fields": "$",
+}
+
 AUDIT_LOGS_SCHEMA: Final = pa.schema(
     [
         pa.field("id", _STR, nullable=False),
@@ -106,6 +117,14 @@ SUBJECTS_SCHEMA: Final = pa.schema(
 # this keeps it far below the interpreter's recursion limit. The rest of a deeper subtree is
 # kept whole, as one JSON leaf of type object/array.
 MAX_PATH_DEPTH: Final = 128
+
+# `audit_logs.meta_data` keeps the document verbatim down to this many levels; a subtree below
+# is kept as a JSON string holding its JSON text, at its path. Every reader of the column must
+# be able to parse it: PostgreSQL's jsonb (what dlt makes of a json column there) and its JSON
+# functions recurse once per level and refuse a document past a stack limit, which its default
+# `max_stack_depth` reaches at about twice this depth. Deeper nesting is no audit record anyone
+# wrote by hand; what is below stays readable as text.
+MAX_TEXT_DEPTH: Final = 8192
 
 # How many offending event ids a batch-level warning quotes.
 _WARN_EXAMPLES: Final = 3
@@ -314,6 +333,11 @@ def _key_segment(key: Any) -> str:
     return "[" + encode_basestring(text) + "]"
 
 
+def key_segment(key: Any) -> str:
+    """An object key as a JSONPath segment, spelled as the metadata leaves' paths spell it."""
+    return _key_segment(key)
+
+
 def _container_leaf(value: Any, empty: str) -> str:
     return _json_text(value) if value else empty
 
@@ -321,13 +345,17 @@ def _container_leaf(value: Any, empty: str) -> str:
 class _LeafSink:
     """The leaf columns of one batch."""
 
-    __slots__ = ("_walk", "paths", "types", "values")
+    __slots__ = ("_walk", "capped", "paths", "types", "values")
 
     def __init__(self) -> None:
         self.paths: list[str] = []
         self.values: list[str] = []
         self.types: list[str] = []
-        self._walk = _walker(self.paths.append, self.values.append, self.types.append)
+        # paths of the leaves that hold a non-empty subtree as JSON text (MAX_PATH_DEPTH)
+        self.capped: list[str] = []
+        self._walk = _walker(
+            self.paths.append, self.values.append, self.types.append, self.capped.append
+        )
 
     def add(self, root: Any) -> int:
         """Append root's leaves in document order; return how many.
@@ -342,6 +370,7 @@ class _LeafSink:
         except Exception:
             logger.warning("metaData could not be flattened; kept as one leaf", exc_info=True)
             del self.paths[start:], self.values[start:], self.types[start:]
+            self.capped.clear()
             self.paths.append("$")
             self.values.append(_json_text(root))
             self.types.append(_value_type(root))
@@ -352,6 +381,7 @@ def _walker(
     add_path: Callable[[str], None],
     add_value: Callable[[str], None],
     add_type: Callable[[str], None],
+    add_capped: Callable[[str], None] = lambda path: None,
 ) -> Callable[[Any], None]:
     """A function appending a document's leaves through the three callbacks.
 
@@ -371,11 +401,15 @@ def _walker(
                 walk_object(value.items(), path, depth + 1)
                 return
             text, kind = _container_leaf(value, "{}"), "object"
+            if value:
+                add_capped(path)
         elif isinstance(value, list | tuple):
             if value and depth < MAX_PATH_DEPTH:
                 walk_array(value, path, depth + 1)
                 return
             text, kind = _container_leaf(value, "[]"), "array"
+            if value:
+                add_capped(path)
         else:
             text, kind = _scalar_text(value)
         add_path(path)
@@ -608,7 +642,7 @@ def _leftovers(
     subject: Mapping[str, Any] | None,
     created: datetime | None,
     updated: datetime | None,
-) -> str | None:
+) -> dict[str, Any] | None:
     """`extra_fields` of one event: whatever it carries that no column holds, else None.
 
     That is its keys unknown to the spec, plus (under their own names) a `subject` that is not
@@ -626,7 +660,47 @@ def _leftovers(
         extras["createdAt"] = event.get("createdAt")
     if updated is None and event.get("updatedAt") is not None:
         extras["updatedAt"] = event.get("updatedAt")
-    return _json_text(extras) if extras else None
+    return extras or None
+
+
+def _extra_texts(
+    leftovers: list[dict[str, Any] | None], ids: list[str], anomalies: list[Anomaly]
+) -> list[str | None]:
+    """`extra_fields` as JSON text, kept to MAX_TEXT_DEPTH levels as `meta_data` is (it is
+    jsonb on PostgreSQL too): a deeper subtree is a JSON string of its JSON text, recorded."""
+    texts: list[str | None] = []
+    for event_id, extras in zip(ids, leftovers, strict=True):
+        if extras is None:
+            texts.append(None)
+            continue
+        try:
+            texts.append(orjson.dumps(extras).decode())
+            continue
+        except (TypeError, ValueError):
+            pass  # e.g. deeper than orjson follows: maybe deeper than a reader follows
+        capped, cut = _capped(extras, MAX_TEXT_DEPTH)
+        texts.append(_json_text(capped))
+        if cut:
+            # the record names the field: a path thousands of levels long says no more
+            field = next(
+                (
+                    path
+                    for path in ("$" + _key_segment(key) for key in extras)
+                    if cut[0] == path or (cut[0].startswith(path) and cut[0][len(path)] in ".[")
+                ),
+                "$",
+            )
+            anomalies.append(
+                Anomaly(
+                    AnomalyKind.DEEP_NESTING,
+                    AnomalyAction.KEPT_AS_TEXT,
+                    event_id,
+                    field,
+                    f"{len(cut)} subtree(s) nested past {MAX_TEXT_DEPTH} levels kept as JSON "
+                    "strings in extra_fields",
+                )
+            )
+    return texts
 
 
 def _timestamps(kept: list[Mapping[str, Any]], ids: list[str], key: str) -> list[datetime | None]:
@@ -699,10 +773,12 @@ def _observation(
 
 
 def _metadata_rows(
-    kept: list[Mapping[str, Any]], id_array: pa.Array
-) -> tuple[list[str | None], pa.Table]:
-    """`audit_logs.meta_data` of each event, and the `audit_log_metadata` table of them all."""
+    kept: list[Mapping[str, Any]], ids: list[str], id_array: pa.Array
+) -> tuple[list[str | None], pa.Table, list[Anomaly]]:
+    """`audit_logs.meta_data` of each event, the `audit_log_metadata` table of them all, and a
+    record of each event whose metaData is nested too deep to flatten whole."""
     texts: list[str | None] = []
+    anomalies: list[Anomaly] = []
     # Each leaf's event as a position into `id_array`: Arrow's take() repeats the ids faster
     # than converting a Python list of them.
     owners: list[int] = []
@@ -714,8 +790,14 @@ def _metadata_rows(
         elif type(meta) is dict and not meta:
             texts.append("{}")
         else:
-            texts.append(_json_text(meta))
             owners.extend([position] * sink.add(meta))
+            if sink.capped:
+                text, anomaly = _deep_metadata(meta, ids[position], sink.capped)
+                sink.capped.clear()
+                texts.append(text)
+                anomalies.append(anomaly)
+            else:
+                texts.append(_json_text(meta))
     table = pa.Table.from_arrays(
         [
             id_array.take(pa.array(owners, type=pa.int32())),
@@ -725,7 +807,74 @@ def _metadata_rows(
         ],
         schema=METADATA_SCHEMA,
     )
-    return texts, table
+    return texts, table, anomalies
+
+
+def _deep_metadata(meta: Any, event_id: str, capped: list[str]) -> tuple[str, Anomaly]:
+    """`meta_data` of a document nested deeper than MAX_PATH_DEPTH (its leaves stop there, the
+    subtrees below kept as JSON text at their paths), and the record saying so. The text is
+    verbatim unless the document is deeper than MAX_TEXT_DEPTH: subtrees below that are JSON
+    strings holding their JSON text."""
+    capped_meta, cut = _capped(meta, MAX_TEXT_DEPTH)
+    detail = (
+        f"{len(capped)} subtree(s) nested past {MAX_PATH_DEPTH} levels kept as JSON text in "
+        "audit_log_metadata.value"
+    )
+    if cut:
+        detail += (
+            f"; {len(cut)} past {MAX_TEXT_DEPTH} levels kept as JSON strings in meta_data "
+            f"(first at {_metadata_field(cut[0])[:200]})"
+        )
+    anomaly = Anomaly(
+        AnomalyKind.DEEP_NESTING,
+        AnomalyAction.KEPT_AS_TEXT,
+        event_id,
+        _metadata_field(capped[0]),
+        detail,
+    )
+    return _json_text(capped_meta), anomaly
+
+
+def _metadata_field(path: str) -> str:
+    """A leaf path of metaData (`$.a[0]`) as a path into the event (`$.metaData.a[0]`)."""
+    return "$.metaData" + path[1:]
+
+
+def _capped(value: Any, max_depth: int) -> tuple[Any, list[str]]:
+    """`value` with each non-empty container below `max_depth` levels replaced by its JSON
+    text, and the paths replaced; iterative, so any depth is safe. Unchanged when none is."""
+    cut: list[str] = []
+    root: list[Any] = [None]
+    # (container to copy, where the copy goes, key or index in it, its path, its depth)
+    stack: list[tuple[Any, Any, Any, str, int]] = [(value, root, 0, "$", 0)]
+    while stack:
+        item, parent, slot, path, depth = stack.pop()
+        if isinstance(item, Mapping) and item:
+            if depth >= max_depth:
+                parent[slot] = _json_text(item)
+                cut.append(path)
+                continue
+            copy: dict[str, Any] = {}
+            parent[slot] = copy
+            for key, child in item.items():
+                text = _key_string(key)
+                copy[text] = None
+                stack.append((child, copy, text, path + _key_segment(key), depth + 1))
+        elif isinstance(item, list | tuple) and item:
+            if depth >= max_depth:
+                parent[slot] = _json_text(item)
+                cut.append(path)
+                continue
+            items: list[Any] = [None] * len(item)
+            parent[slot] = items
+            for index, child in enumerate(item):
+                stack.append((child, items, index, f"{path}[{index}]", depth + 1))
+        else:
+            parent[slot] = item
+    if not cut:
+        return value, cut
+    cut.reverse()  # the stack visits the last child first
+    return root[0], cut
 
 
 # The text fields and the subject's, as Arrow converts them from the events in one pass.
@@ -773,8 +922,8 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     updated = _timestamps(kept, ids, "updatedAt")
     subjects = [_as_mapping(e.get("subject")) for e in kept]
     id_array = _string_array(ids)
-    meta_texts, metadata = _metadata_rows(kept, id_array)
-    extra_texts = [
+    meta_texts, metadata, anomalies = _metadata_rows(kept, ids, id_array)
+    leftovers = [
         None
         if event.keys() <= _EVENT_KEYS
         and c is not None
@@ -785,6 +934,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
         else _leftovers(event, s, c, u)
         for event, s, c, u in zip(kept, subjects, created, updated, strict=True)
     ]
+    extra_texts = _extra_texts(leftovers, ids, anomalies)
 
     columns: dict[str, pa.Array] = {"id": id_array}
     at_once = _text_columns_at_once(kept)
@@ -814,6 +964,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
         max_created_at=max(stamps, default=None),
         min_created_at=min(stamps, default=None),
         skipped=skipped,
+        anomalies=tuple(anomalies),
     )
 
 

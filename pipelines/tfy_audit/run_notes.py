@@ -27,13 +27,16 @@ def describe_run(
 def rows_from(pipeline: Any, start: datetime) -> int | None:
     """Rows of `audit_logs` created at or after `start`; None where it cannot be counted. Taken
     before and after a run (which holds the pipeline's lock), the difference is the events the
-    run added: a re-read event is merged onto its row, or skipped, never added."""
+    run added: a re-read event is merged onto its row, or skipped, never added. Rows without a
+    usable createdAt count too: the service may return such an event to any run."""
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return 0
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
-            rows = client.execute_sql(f"select count(*) from {table} where created_at >= %s", start)
+            rows = client.execute_sql(
+                f"select count(*) from {table} where created_at >= %s or created_at is null", start
+            )
     except Exception as exc:  # a figure of the summary, never a reason to fail the run
         logger.debug("cannot count the rows of %s: %s", AUDIT_LOGS_TABLE, exc)
         return None

@@ -97,6 +97,9 @@ def chunk_source(
     sync_id: str,
     observer: ExtractObserver,
     skip_ids: set[str],
+    replace_nul: bool,
+    undated: set[str],
+    undated_merged: bool,
 ) -> DltResource:
     """One chunk of `tfy-audit sync`, its pages and window reports coming from `items` (read
     ahead by the sync). Not part of the public API: no argument has a default, so dlt makes
@@ -109,6 +112,9 @@ def chunk_source(
         sync_id=sync_id,
         observer=observer,
         skip_ids=skip_ids,
+        replace_nul=replace_nul,
+        undated=undated,
+        undated_merged=undated_merged,
     )
     return apply_table_hints(dlt.resource(rows, name=AUDIT_LOGS_TABLE), append=chunk.append)
 

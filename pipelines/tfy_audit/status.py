@@ -22,14 +22,22 @@ from typing import Any
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from .anomalies import count_text
 from .client import AuditLogClient, AuditLogFilters
 from .destination import make_destination, step
 from .errors import UsageError
 from .options import DestinationOptions
 from .pages import parse_list_body
+from .redact import clean
 from .rows import parse_timestamp
 from .run_log import OK, SYNC_RUNS, first_run_start
-from .settings import HISTORY_START, MAX_PAGE_SIZE, SOURCE_NAME, SYNC_WINDOWS_TABLE
+from .settings import (
+    ANOMALIES_TABLE,
+    HISTORY_START,
+    MAX_PAGE_SIZE,
+    SOURCE_NAME,
+    SYNC_WINDOWS_TABLE,
+)
 from .state import STREAMS_KEY, covered_until, first_start
 from .verify_log import VERIFY_RUNS
 from .warehouse import table_loaded
@@ -194,6 +202,43 @@ def _last_verify(reader: _Reader) -> dict[str, Any] | None:
     }
 
 
+# How many of the latest `event_anomalies` records status shows.
+LATEST_ANOMALIES = 5
+
+
+def _anomalies(reader: _Reader) -> dict[str, Any] | None:
+    """The records of `event_anomalies` (anomalies.py): the count per kind, and the latest."""
+    if not reader.has(ANOMALIES_TABLE):
+        return None
+    by_kind = {
+        str(kind): int(n)
+        for kind, n in reader.rows(
+            f"select kind, count(*) from {{{ANOMALIES_TABLE}}} group by kind", ANOMALIES_TABLE
+        )
+    }
+    latest = reader.rows(
+        "select recorded_at, kind, action, event_id, field_path, detail "
+        f"from {{{ANOMALIES_TABLE}}} order by recorded_at desc, anomaly_id "
+        f"limit {LATEST_ANOMALIES}",
+        ANOMALIES_TABLE,
+    )
+    return {
+        "total": sum(by_kind.values()),
+        "by_kind": by_kind,
+        "latest": [
+            {
+                "recorded_at": _iso(_utc(recorded_at)),
+                "kind": kind,
+                "action": action,
+                "event_id": event_id,
+                "field_path": field_path,
+                "detail": detail,
+            }
+            for recorded_at, kind, action, event_id, field_path, detail in latest
+        ],
+    }
+
+
 def read_status(
     target: DestinationOptions,
     *,
@@ -237,6 +282,7 @@ def read_status(
                 item["service"] = service(filters, mark, now)
             filter_sets.append(item)
         last_verify = _last_verify(reader)
+        anomalies = _anomalies(reader)
     stale = [f for f in filter_sets if _too_old(f["lag_seconds"], max_lag)]
     return {
         "status": "stale" if stale or (max_lag is not None and not filter_sets) else "ok",
@@ -247,6 +293,7 @@ def read_status(
         "max_lag_seconds": max_lag.total_seconds() if max_lag is not None else None,
         "filter_sets": filter_sets,
         "last_verify": last_verify,
+        "anomalies": anomalies,
     }
 
 
@@ -363,7 +410,21 @@ def format_status(document: dict[str, Any]) -> str:
             f"{verify['range_end']}: {verify['days']} day(s), {verify['differing_days']} "
             f"differ, {verify['missing']} event(s) missing"
         )
+    lines.extend(_anomaly_lines(document.get("anomalies")))
     return "\n".join(lines)
+
+
+def _anomaly_lines(anomalies: dict[str, Any] | None) -> list[str]:
+    if not anomalies or not anomalies["total"]:
+        return ["anomalies: none recorded"]
+    lines = [f"anomalies: {count_text(anomalies['by_kind'])} — see table {ANOMALIES_TABLE}"]
+    for record in anomalies["latest"]:
+        # ids and paths are the service's text: one printable line each
+        lines.append(
+            f"  {record['recorded_at']} {record['kind']} {record['action']}: event "
+            f"{clean(str(record['event_id']), 80)} at {clean(str(record['field_path']), 120)}"
+        )
+    return lines
 
 
 def dumps(document: dict[str, Any]) -> str:

@@ -95,6 +95,18 @@ def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
     return {row[0] for row in relation.fetchall()}
 
 
+def undated_ids(pipeline: Any) -> set[str]:
+    """Ids of the events loaded without a usable createdAt. The service may return such an
+    event to any query, so a chunk appending rows skips those already loaded (extract.py).
+    Empty for Delta tables, which are upserted on the id, never appended."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE) or is_delta(pipeline):
+        return set()
+    relation = pipeline.dataset().query(
+        f"select id from {AUDIT_LOGS_TABLE} where created_at is null"
+    )
+    return {row[0] for row in relation.fetchall()}
+
+
 # what verify needs of each event: its time and the columns the endpoint's filters look at
 _WAREHOUSE_COLUMNS = (
     "created_at",

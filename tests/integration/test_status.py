@@ -32,6 +32,7 @@ DOCUMENT_FIELDS = {
     "max_lag_seconds",
     "filter_sets",
     "last_verify",
+    "anomalies",
 }
 FILTER_SET_FIELDS = {
     "filter_key",

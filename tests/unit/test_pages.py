@@ -108,3 +108,84 @@ def test_digit_runs_that_are_no_integer_take_the_fast_parser(raw: bytes) -> None
 
     assert not _has_long_integer(raw)
     assert _has_long_integer(raw.replace(b"}", b', "n": 12345678901234567890}'))
+
+
+# --------------------------------------------------------------------------- odd events
+
+
+def _raw_page(*events: bytes) -> bytes:
+    return b'{"data":[%b],"pagination":{"total":%d}}' % (b",".join(events), len(events))
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"d":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [300, 1_100, 100_000])
+def test_a_page_nested_deeper_than_the_parsers_follow_decodes(depth: int) -> None:
+    # orjson refuses past 255 levels, the standard parser recurses near 1,000
+    raw = _raw_page(
+        b'{"id":"deep","createdAt":"2026-08-01T01:00:00Z","metaData":%b}' % _nested(depth),
+        b'{"id":"plain","createdAt":"2026-08-01T02:00:00Z","metaData":{"k":"v"}}',
+    )
+    page = decode_page(raw, START, END)
+    assert page.ids == ["deep", "plain"]
+    assert page.batch is not None
+    assert page.batch.ids == ["deep", "plain"]
+    [record] = page.batch.anomalies
+    assert (record.kind, record.action, record.event_id) == (
+        "deep_nesting",
+        "kept_as_json_text",
+        "deep",
+    )
+    assert record.field_path == "$.metaData" + ".d" * 128
+
+
+def test_the_iterative_parser_reads_json_as_the_standard_parser_does() -> None:
+    from tfy_audit.lenient import loads_iterative
+
+    text = (
+        ' {"a": [1, -2.5e3, 0.5, true, false, null, "s\\u00e9\\"q", {}, [], [[]], {"b": {}}],'
+        ' "n": -0, "big": 123456789012345678901234567890, "NaN": NaN, "": -Infinity } '
+    )
+    parsed = loads_iterative(text)
+    expected = json.loads(text)
+    assert json.dumps(parsed) == json.dumps(expected)
+    assert type(parsed["big"]) is int
+    for bad in ["", "{", '{"a" 1}', "[1,]", "[1 2]", "{'a': 1}", "[1] x", "tru"]:
+        with pytest.raises(ValueError):
+            loads_iterative(bad)
+
+
+def test_a_byte_that_is_not_utf8_costs_only_its_field() -> None:
+    raw = _raw_page(
+        b'{"id":"ok","createdAt":"2026-08-01T01:00:00Z","message":"fine \xef\xbf\xbd kept"}',
+        b'{"id":"bad","createdAt":"2026-08-01T02:00:00Z","message":"caf\xe9 ok",'
+        b'"subject":{"subjectId":"s1","subjectDisplayName":"Zo\xeb \xff\xfe!"},'
+        b'"metaData":{"k\xe9y":["x","\xc3"],"clean":"\\ufdd0 escaped"}}',
+    )
+    page = decode_page(raw, START, END)
+    assert page.ids == ["ok", "bad"]
+    assert page.batch is not None
+    rows = {r["id"]: r for r in page.batch.audit_logs.to_pylist()}
+    # a U+FFFD the service sent is no replacement, and no record
+    assert rows["ok"]["message"] == "fine \ufffd kept"
+    assert rows["bad"]["message"] == "caf\ufffd ok"
+    # a run of bad bytes is one U+FFFD
+    assert rows["bad"]["subject__subject_display_name"] == "Zo\ufffd \ufffd!"
+    assert json.loads(rows["bad"]["meta_data"]) == {
+        "k\ufffdy": ["x", "\ufffd"],
+        "clean": "\ufdd0 escaped",
+    }
+    records = sorted((a.kind, a.action, a.event_id, a.field_path) for a in page.batch.anomalies)
+    assert records == [
+        ("invalid_utf8", "replaced", "bad", path)
+        for path in sorted(
+            [
+                "$.message",
+                '$.metaData["k\ufffdy"]',
+                '$.metaData["k\ufffdy"][1]',
+                "$.subject.subjectDisplayName",
+            ]
+        )
+    ]

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tfy_audit.rows import (
     AUDIT_LOGS_SCHEMA,
     MAX_PATH_DEPTH,
+    MAX_TEXT_DEPTH,
     METADATA_SCHEMA,
     SUBJECTS_SCHEMA,
     EventBatch,
@@ -1262,3 +1263,52 @@ def test_dropping_ids_drops_their_rows_and_leaves_and_keeps_the_rest_aligned() -
     assert kept.ids == ["a", "c"] == kept.audit_logs.column("id").to_pylist()
     assert kept.metadata.column("audit_log_id").to_pylist() == ["a", "c"]
     assert kept.subjects == batch.subjects
+
+
+def test_nesting_past_the_leaf_depth_is_recorded_and_meta_data_kept_verbatim() -> None:
+    batch = normalize_events([event(metaData=_nest(1000, 1, "a")), event(id="flat", metaData={})])
+    [record] = batch.anomalies
+    assert (record.kind, record.action, record.event_id, record.field_path) == (
+        "deep_nesting",
+        "kept_as_json_text",
+        "evt-1",
+        "$.metaData" + ".a" * MAX_PATH_DEPTH,
+    )
+    assert record.detail == (
+        f"1 subtree(s) nested past {MAX_PATH_DEPTH} levels kept as JSON text in "
+        "audit_log_metadata.value"
+    )
+
+
+def test_nesting_past_the_text_depth_is_kept_as_a_json_string_at_its_path() -> None:
+    depth = MAX_TEXT_DEPTH + 5
+    doc = {"ok": 1, "deep": _nest(depth, "x", None)}
+    batch = normalize_events([event(metaData=doc)])
+    text = only(batch)["meta_data"]
+    # verbatim down to MAX_TEXT_DEPTH levels, then the rest as a JSON string of its JSON text
+    rest = depth - MAX_TEXT_DEPTH + 1
+    inner = "[" * rest + '"x"' + "]" * rest
+    keep = MAX_TEXT_DEPTH - 1  # "deep"'s arrays above the cut; with metaData's object, the limit
+    assert text == '{"ok":1,"deep":' + "[" * keep + json.dumps(inner) + "]" * keep + "}"
+    [record] = batch.anomalies
+    assert record.kind == "deep_nesting"
+    assert record.field_path == "$.metaData.deep" + "[0]" * (MAX_PATH_DEPTH - 1)
+    assert f"1 past {MAX_TEXT_DEPTH} levels kept as JSON strings in meta_data" in record.detail
+
+
+def test_an_unknown_field_nested_past_the_text_depth_is_kept_as_a_json_string() -> None:
+    depth = MAX_TEXT_DEPTH + 3
+    batch = normalize_events([event(newField=_nest(depth, 1, None), other="kept")])
+    kept = MAX_TEXT_DEPTH - 1  # with the object of the fields, the limit
+    rest = depth - kept
+    inner = "[" * rest + "1" + "]" * rest
+    assert only(batch)["extra_fields"] == (
+        '{"newField":' + "[" * kept + json.dumps(inner) + "]" * kept + ',"other":"kept"}'
+    )
+    [record] = batch.anomalies
+    assert (record.kind, record.action, record.event_id, record.field_path) == (
+        "deep_nesting",
+        "kept_as_json_text",
+        "evt-1",
+        "$.newField",
+    )

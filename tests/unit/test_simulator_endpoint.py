@@ -674,3 +674,30 @@ def test_a_removed_event_is_gone_from_counts_and_pages_and_another_can_take_its_
     assert sorted(after) == sorted((set(before) - {victim}) | {newcomer["id"]})
     assert get(client, metric="count", **window).json()["data"] == count
     assert victim not in sim.ids()
+
+
+def test_raw_events_are_served_byte_for_byte_and_unplaced_ones_by_every_query() -> None:
+    sim = Simulator(events=generate_history(30, days=1, end=END))
+    placed = b'{"id":"raw","createdAt":"%b","message":"caf\xe9"}' % format_ts(END).encode()
+    sim.add_raw_event("raw", END - timedelta(hours=1), placed)
+    sim.add_raw_event("nowhere", None, b'{"id":"nowhere","createdAt":"not a time"}')
+    with httpx.Client(transport=sim.transport(), base_url="http://sim.test", headers=AUTH) as c:
+        start, end = format_ts(END - timedelta(hours=2)), format_ts(END)
+        # (events() leaves out the raw event no JSON parser reads: it is counted apart)
+        in_window = ids_where(sim, lambda e: END - timedelta(hours=2) <= created(e) <= END)
+        assert count(c, start=start, end=end) == len(in_window) + 2
+        bodies: list[bytes] = []
+        for offset in range(0, len(in_window) + 2, 4):
+            resp = get(c, metric="list", limit=4, offset=offset, start=start, end=end)
+            assert resp.status_code == 200
+            bodies.append(resp.content)
+        # bytes that are not UTF-8 go out as they were stored
+        assert sum(placed in body for body in bodies) == 1
+        # the unplaced event comes last, after every placed one
+        assert bodies[-1].endswith(
+            b'{"id":"nowhere","createdAt":"not a time"}],"pagination"'
+            b':{"total":%d,"offset":%d,"limit":4}}' % (len(in_window) + 2, 4 * (len(bodies) - 1))
+        )
+        # a window that holds none of the placed ones still returns it
+        far = format_ts(END - timedelta(days=400))
+        assert count(c, start=far, end=format_ts(END - timedelta(days=399))) == 1

@@ -145,6 +145,11 @@ class Simulator:
         `add_events` on the same day, a day's count stays while its ids change."""
         return self.store.remove(ids)
 
+    def add_raw_event(self, event_id: str, created_at: datetime | None, blob: bytes) -> None:
+        """Serve `blob` as one event's bytes, exactly (see `EventStore.add_raw`): what a
+        service with a bug or a bad row sends, which no JSON encoder here would write."""
+        self.store.add_raw(event_id, created_at, blob)
+
     def events(self) -> list[dict[str, Any]]:
         return self.store.events()
 

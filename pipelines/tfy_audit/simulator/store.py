@@ -15,6 +15,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, Final, NamedTuple
 
@@ -83,6 +84,8 @@ class Snapshot:
     version: int
     keys: list[int]
     rows: list[StoredEvent]
+    # events the service holds without a time it can place (see `EventStore.add_raw`)
+    unplaced: tuple[StoredEvent, ...] = ()
 
 
 def to_row(event: Mapping[str, Any]) -> StoredEvent:
@@ -154,9 +157,26 @@ class EventStore:
             if gone:
                 old = self._snapshot
                 rows = [r for r in old.rows if r.id not in gone]
+                unplaced = tuple(r for r in old.unplaced if r.id not in gone)
                 self._ids -= gone
-                self._snapshot = Snapshot(old.version + 1, [r.key for r in rows], rows)
+                self._snapshot = Snapshot(old.version + 1, [r.key for r in rows], rows, unplaced)
         return sorted(gone)
+
+    def add_raw(self, event_id: str, created_at: datetime | None, blob: bytes) -> None:
+        """Store `blob` as served, as is: bytes a JSON encoder would not write (invalid UTF-8,
+        nesting deeper than any encoder follows, a createdAt that is no time). `created_at` is
+        where the service files it; None is an event it cannot place, which every list and count
+        query without predicates returns, after the placed events."""
+        if created_at is None:
+            row = StoredEvent(0, event_id, blob, True, *([None] * 9))
+            with self._lock:
+                old = self._snapshot
+                kept = tuple(r for r in old.unplaced if r.id != event_id)
+                self._snapshot = Snapshot(old.version + 1, old.keys, old.rows, (*kept, row))
+            return
+        row = StoredEvent(to_epoch_us(created_at), event_id, blob, True, *([None] * 9))
+        with self._lock:
+            self._merge([row], self._ids.intersection({event_id}))
 
     def _merge(self, new_rows: list[StoredEvent], replaced: set[str]) -> None:
         old = self._snapshot
@@ -173,7 +193,7 @@ class EventStore:
             rows.sort()
             keys = [r.key for r in rows]
         self._ids.update(r.id for r in new_rows)
-        self._snapshot = Snapshot(old.version + 1, keys, rows)
+        self._snapshot = Snapshot(old.version + 1, keys, rows, old.unplaced)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -187,10 +207,16 @@ class EventStore:
         return {r.id for r in self._snapshot.rows}
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event, oldest first, decoded afresh from the served bytes."""
-        return [
-            json.loads(r.blob) if r.exotic else orjson.loads(r.blob) for r in self._snapshot.rows
-        ]
+        """Every event, oldest first, decoded afresh from the served bytes; events stored raw
+        (`add_raw`) that no JSON parser reads as they are (invalid UTF-8, deep nesting) are
+        left out."""
+        out = []
+        for r in self._snapshot.rows:
+            try:
+                out.append(json.loads(r.blob) if r.exotic else orjson.loads(r.blob))
+            except (ValueError, RecursionError):
+                continue
+        return out
 
     def key_range(self) -> tuple[int, int] | None:
         keys = self._snapshot.keys
@@ -200,7 +226,7 @@ class EventStore:
         snap = self._snapshot
         lo, hi = _bounds(snap.keys, query)
         if not query.has_predicates:
-            return hi - lo  # two bisects, whatever the store's size
+            return hi - lo + len(snap.unplaced)  # two bisects, whatever the store's size
         return len(self._matching(snap, lo, hi, query))
 
     def page(
@@ -208,6 +234,17 @@ class EventStore:
     ) -> tuple[int, list[bytes]]:
         """(total matching, the serialized events of one page in `order`)."""
         snap = self._snapshot
+        total, blobs = self._placed_page(snap, query, order, offset, limit, salt)
+        if not snap.unplaced or query.has_predicates:
+            return total, blobs
+        # the unplaced events come after the placed ones
+        first = max(0, offset - total)
+        extra = [r.blob for r in snap.unplaced[first : first + limit - len(blobs)]]
+        return total + len(snap.unplaced), blobs + extra
+
+    def _placed_page(
+        self, snap: Snapshot, query: Query, order: Order, offset: int, limit: int, salt: str
+    ) -> tuple[int, list[bytes]]:
         rows = snap.rows
         lo, hi = _bounds(snap.keys, query)
         if not query.has_predicates and order != "shuffled":

@@ -17,13 +17,15 @@ from functools import cache
 from typing import Any
 
 import dlt
-from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.common.destination.exceptions import DestinationUndefinedEntity, SqlClientNotAvailable
 from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 __all__ = [
     "ARROW_HINT_WARNING",
@@ -38,8 +40,11 @@ __all__ = [
     "duckdb_copy_job_class",
     "duckdb_destination",
     "package_folders",
+    "restore_stored_schema",
     "source_config_fields",
+    "stored_pipeline_state",
     "table_seen_data",
+    "update_source_state",
     "uses_table_scanners",
 ]
 
@@ -201,3 +206,40 @@ def _packages(storage: PackageStorage) -> set[str]:
         return set(storage.list_packages())
     except FileNotFoundError:
         return set()
+
+
+def restore_stored_schema(pipeline: dlt.Pipeline, schema_name: str) -> bool:
+    """Install the destination's newest stored schema `schema_name` into a pipeline that has
+    no schema yet; False when the destination holds none. dlt restores schemas only along with
+    the pipeline's own state (found by the pipeline's name), so a pipeline of another name, or
+    one whose working dir and name are new, would otherwise not know the dataset's tables."""
+    import json
+
+    with pipeline.destination_client() as client:
+        info = client.get_stored_schema(schema_name)  # type: ignore[attr-defined]
+    if info is None:
+        return False
+    schema = Schema.from_dict(json.loads(info.schema))
+    pipeline._schema_storage.save_schema(schema)
+    pipeline._set_default_schema_name(schema)
+    return True
+
+
+def stored_pipeline_state(pipeline: dlt.Pipeline, pipeline_name: str) -> dict[str, Any] | None:
+    """The newest state the pipeline `pipeline_name` committed to this pipeline's dataset."""
+    with pipeline.destination_client() as client:
+        try:
+            state = load_pipeline_state_from_destination(pipeline_name, client)  # type: ignore[arg-type]
+        except DestinationUndefinedEntity:
+            return None
+    return dict(state) if state else None
+
+
+def update_source_state(
+    pipeline: dlt.Pipeline, source_name: str, values: Mapping[str, Any]
+) -> None:
+    """Set keys of a source's state outside an extract; the pipeline keeps them in its working
+    dir, and its next extract commits them to the destination with its rows."""
+    with pipeline.managed_state() as state:
+        sources: Any = state.setdefault("sources", {})
+        sources.setdefault(source_name, {}).update(values)

@@ -534,6 +534,8 @@ def format_summary(summary: Any) -> str:
         f"  requests: {summary.requests:,} ({summary.retries:,} retried)  "
         f"time: {summary.seconds:.1f}s",
     ]
+    if summary.continued_from:
+        lines.append(f"  continuing the dataset's mark from pipeline {summary.continued_from!r}")
     if summary.previous_mark is None and summary.advances_state:
         lines.append(f"  first sync: read {_first_start_text(summary)}")
     if not summary.advances_state:

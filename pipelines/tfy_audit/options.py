@@ -119,6 +119,8 @@ class SyncSummary:
     # events read at or before the previous mark (the lookback re-reads them) and after it
     events_reread: int = 0
     events_new: int = 0
+    # the pipeline whose marks this run continued, having none of its own in the dataset
+    continued_from: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +144,7 @@ class SyncSummary:
             "covered_until": _iso(self.covered_until),
             "load_ids": self.load_ids,
             "views": self.views,
+            "continued_from": self.continued_from,
         }
 
 

@@ -4,7 +4,8 @@ Order of a run:
 1. take the pipeline's lock, then the destination's (lock.py): a second sync of the same
    pipeline, or of the same dataset from elsewhere, refuses or waits;
 2. finish load packages a crashed run left behind (their state comes with them);
-3. restore state from the destination, the single source of truth;
+3. restore state from the destination, the single source of truth: the pipeline's own, or
+   the dataset's when the pipeline has none there (identity.py);
 4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
@@ -28,6 +29,7 @@ from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
 from .hosts import normalize_host
+from .identity import continue_dataset
 from .lakehouse import resolve_table_format
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
@@ -71,6 +73,8 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with step("reading the sync state from the destination"):
             pipeline.sync_destination()
+            # another pipeline name, or a lost working dir: what the dataset holds (identity.py)
+            continued_from = continue_dataset(pipeline)
         resolve_table_format(pipeline, target.table_format)  # a usage error before any read
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
@@ -89,6 +93,7 @@ def run_sync(
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
+        summary.continued_from = continued_from
         describe_run(summary, mark=mark, run=run, first_start=first_start)
         rows_before = rows_from(pipeline, run.start)
         recorder.started(pipeline, summary, mark_before=mark)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
 
 from ._dlt_compat import restore_stored_schema, stored_pipeline_state, update_source_state
+from .destination import supports_merge
 from .lakehouse import DeltaSqlClient, is_delta
 from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SOURCE_NAME
 from .state import LOADED_UNTIL_KEY, STREAMS_KEY, loaded_until
@@ -64,9 +66,16 @@ def events_held_until(pipeline: dlt.Pipeline) -> datetime | None:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return None
     sql = f"select max(created_at) from {AUDIT_LOGS_TABLE}"
+    rows: Sequence[Sequence[Any]]
+    # every run asks: through the destination's SQL client where there is one, as `dataset()`
+    # builds its SQL model of the schema first (warehouse.py)
     if is_delta(pipeline):
         with DeltaSqlClient(pipeline, [AUDIT_LOGS_TABLE]) as delta:
             rows = delta.execute_sql(sql)
+    elif supports_merge(pipeline):
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
+            rows = client.execute_sql(f"select max(created_at) from {table}") or []
     else:
         rows = pipeline.dataset().query(sql).fetchall()
     newest = rows[0][0] if rows else None

@@ -29,17 +29,20 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 __all__ = [
     "ARROW_HINT_WARNING",
+    "PACKAGE_SCHEMA_FILE",
     "Destination",
     "PackageFolders",
     "SqlClientNotAvailable",
     "TColumnSchema",
     "TWriteDispositionConfig",
+    "create_package_folders",
     "default_pipelines_dir",
     "delete_extracted_package",
     "destination_from_reference",
     "duckdb_copy_job_class",
     "duckdb_destination",
     "package_folders",
+    "package_roots",
     "restore_stored_schema",
     "source_config_fields",
     "stored_pipeline_state",
@@ -193,6 +196,33 @@ def package_folders(pipeline: dlt.Pipeline) -> PackageFolders:
         normalized=_packages(load_storage.normalized_packages),
         loaded=_packages(load_storage.loaded_packages),
     )
+
+
+def package_roots(pipeline: dlt.Pipeline) -> dict[str, str]:
+    """The folders holding a pipeline's packages, by step: `extracted` (normalize's input),
+    `new`, `normalized` and `loaded` (the load storage's)."""
+    load_storage = pipeline._get_load_storage()
+    normalize_storage = pipeline._get_normalize_storage()
+    return {
+        "extracted": normalize_storage.extracted_packages.storage.storage_path,
+        "new": load_storage.new_packages.storage.storage_path,
+        "normalized": load_storage.normalized_packages.storage.storage_path,
+        "loaded": load_storage.loaded_packages.storage.storage_path,
+    }
+
+
+# a package dlt can process has its schema; a folder without one was cut short
+PACKAGE_SCHEMA_FILE = PackageStorage.SCHEMA_FILE_NAME
+
+
+def create_package_folders(pipeline: dlt.Pipeline) -> None:
+    """Create whichever of the package folders is missing, as dlt does for a new pipeline:
+    dlt's pipeline opens its storages without creating them, and lists packages (as
+    `has_pending_data` does) in folders it assumes exist."""
+    from dlt.common.storages import LoadStorage, NormalizeStorage
+
+    NormalizeStorage(True, pipeline._normalize_storage_config())
+    LoadStorage(True, [], pipeline._load_storage_config())
 
 
 def delete_extracted_package(pipeline: dlt.Pipeline, load_id: str) -> None:

@@ -3,7 +3,8 @@
 Order of a run:
 1. take the pipeline's lock, then the destination's (lock.py): a second sync of the same
    pipeline, or of the same dataset from elsewhere, refuses or waits;
-2. finish load packages a crashed run left behind (their state comes with them);
+2. heal dlt's working dir of what a kill can leave (missing folders, packages cut short), then
+   finish load packages a crashed run left behind (their state comes with them);
 3. restore state from the destination, the single source of truth: the pipeline's own, or
    the dataset's when the pipeline has none there (identity.py);
 4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
@@ -37,7 +38,7 @@ from .lock import destination_lock, pipeline_lock
 from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
 from .postgres import ensure_indexes
-from .recovery import DayRepair, duplicate_days, finish_pending
+from .recovery import DayRepair, duplicate_days, finish_pending, heal_working_dir
 from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
@@ -67,6 +68,8 @@ def run_sync(
         )
         recorder = held.enter_context(RunRecorder(target, options.filters, now=now))
         pipeline = make_pipeline(target)
+        if heal_working_dir(pipeline):  # what a kill left: its state set aside too
+            pipeline = make_pipeline(target)
         with step("opening the destination"):
             held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
             database = held.enter_context(held_database(pipeline))

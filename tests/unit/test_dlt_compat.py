@@ -253,3 +253,22 @@ def test_another_pipeline_finds_the_datasets_schema_and_state(
     with expect("setting source state outside an extract (Pipeline.managed_state)"):
         compat.update_source_state(second, "compat_src", {"mark": "m2"})
         assert second.state["sources"]["compat_src"] == {"mark": "m2"}
+
+
+def test_missing_package_folders_are_created_where_dlt_lists_them(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    import shutil
+
+    pipeline = _pipeline(compat, tmp_path)
+    pipeline.run(_rows(2), table_name="t")
+    with expect("where a pipeline's package folders are (load and normalize storages)"):
+        roots = compat.package_roots(pipeline)
+        assert set(roots) == {"extracted", "new", "normalized", "loaded"}
+        assert all(Path(root).is_dir() for root in roots.values())
+        for root in roots.values():
+            shutil.rmtree(root)
+        compat.create_package_folders(pipeline)
+        assert all(Path(root).is_dir() for root in roots.values())
+        assert not pipeline.has_pending_data
+        assert compat.PACKAGE_SCHEMA_FILE == "schema.json"

@@ -58,6 +58,9 @@ DAMAGE = {
     "no normalize/extracted": _rm("normalize", "extracted"),
     "stray file in load/normalized": _stray("load", "normalized"),
     "stray file in normalize/extracted": _stray("normalize", "extracted"),
+    # dlt writes its state and schemas atomically: a kill leaves the temporary file
+    "stray file in the working dir": _stray(),
+    "stray file in schemas/": _stray("schemas"),
     "package cut short in normalize/extracted": _cut_package("normalize", "extracted"),
     "package cut short in load/normalized": _cut_package("load", "normalized"),
     "package cut short in load/new": _cut_package("load", "new"),

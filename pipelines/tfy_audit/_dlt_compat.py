@@ -67,6 +67,7 @@ def duckdb_destination(
     memory_limit: str,
     threads: int,
     retry_keys: Mapping[str, Sequence[str]],
+    read_only: bool = False,
 ) -> Destination[Any, Any]:
     """A DuckDB destination on the file `database`, with DuckDB's own settings. The path is
     set as a field, not passed as a string: dlt parses a string as a URL, through SQLAlchemy
@@ -77,11 +78,15 @@ def duckdb_destination(
     could not allocate block" under memory pressure), so the retry would add them again. A
     retried job of a table in `retry_keys` first deletes, in the transaction of its insert,
     the rows whose key (those columns) is in its file: whatever the failed attempt left. The
-    first attempt runs as dlt's own, so this costs nothing on the normal path."""
+    first attempt runs as dlt's own, so this costs nothing on the normal path.
+
+    `read_only`: DuckDB opens the file read-only (for a file the file system will not let us
+    write; nothing can be loaded then)."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
     credentials.database = database
+    credentials.read_only = read_only
     destination: Destination[Any, Any] = _retry_safe_duckdb()(credentials=credentials)
     destination.retry_keys = {table: tuple(keys) for table, keys in retry_keys.items()}  # type: ignore[attr-defined]
     return destination

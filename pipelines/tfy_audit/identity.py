@@ -48,7 +48,7 @@ def continue_dataset(pipeline: dlt.Pipeline) -> str | None:
         if found is not None:
             continued, state = found
             update_source_state(pipeline, SOURCE_NAME, state)
-            logger.info("continuing the dataset's marks from pipeline %r", continued)
+            logger.info("continuing the dataset's mark from pipeline %r", continued)
     held = events_held_until(pipeline)
     seen = loaded_until(_source_state(pipeline))
     if held is not None and (seen is None or held > seen):

@@ -76,9 +76,12 @@ def run_sync(
         recovered = finish_pending(pipeline, target)
         with step("reading the sync state from the destination"):
             pipeline.sync_destination()
+        resolve_table_format(pipeline, target.table_format)  # a usage error before any read
+        with step("reading the sync state from the destination"):
             # another pipeline name, or a lost working dir: what the dataset holds (identity.py)
             continued_from = continue_dataset(pipeline)
-        resolve_table_format(pipeline, target.table_format)  # a usage error before any read
+        if continued_from is not None:  # the dataset's schema is known now: checked again
+            resolve_table_format(pipeline, target.table_format)
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
         source_state = _source_state(pipeline)

@@ -17,29 +17,37 @@ from functools import cache
 from typing import Any
 
 import dlt
-from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.common.destination.exceptions import DestinationUndefinedEntity, SqlClientNotAvailable
 from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 __all__ = [
     "ARROW_HINT_WARNING",
+    "PACKAGE_SCHEMA_FILE",
     "Destination",
     "PackageFolders",
     "SqlClientNotAvailable",
     "TColumnSchema",
     "TWriteDispositionConfig",
+    "create_package_folders",
     "default_pipelines_dir",
     "delete_extracted_package",
     "destination_from_reference",
     "duckdb_copy_job_class",
     "duckdb_destination",
     "package_folders",
+    "package_roots",
+    "restore_stored_schema",
     "source_config_fields",
+    "stored_pipeline_state",
     "table_seen_data",
+    "update_source_state",
     "uses_table_scanners",
 ]
 
@@ -59,6 +67,7 @@ def duckdb_destination(
     memory_limit: str,
     threads: int,
     retry_keys: Mapping[str, Sequence[str]],
+    read_only: bool = False,
 ) -> Destination[Any, Any]:
     """A DuckDB destination on the file `database`, with DuckDB's own settings. The path is
     set as a field, not passed as a string: dlt parses a string as a URL, through SQLAlchemy
@@ -69,11 +78,15 @@ def duckdb_destination(
     could not allocate block" under memory pressure), so the retry would add them again. A
     retried job of a table in `retry_keys` first deletes, in the transaction of its insert,
     the rows whose key (those columns) is in its file: whatever the failed attempt left. The
-    first attempt runs as dlt's own, so this costs nothing on the normal path."""
+    first attempt runs as dlt's own, so this costs nothing on the normal path.
+
+    `read_only`: DuckDB opens the file read-only (for a file the file system will not let us
+    write; nothing can be loaded then)."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
     credentials.database = database
+    credentials.read_only = read_only
     destination: Destination[Any, Any] = _retry_safe_duckdb()(credentials=credentials)
     destination.retry_keys = {table: tuple(keys) for table, keys in retry_keys.items()}  # type: ignore[attr-defined]
     return destination
@@ -190,6 +203,33 @@ def package_folders(pipeline: dlt.Pipeline) -> PackageFolders:
     )
 
 
+def package_roots(pipeline: dlt.Pipeline) -> dict[str, str]:
+    """The folders holding a pipeline's packages, by step: `extracted` (normalize's input),
+    `new`, `normalized` and `loaded` (the load storage's)."""
+    load_storage = pipeline._get_load_storage()
+    normalize_storage = pipeline._get_normalize_storage()
+    return {
+        "extracted": normalize_storage.extracted_packages.storage.storage_path,
+        "new": load_storage.new_packages.storage.storage_path,
+        "normalized": load_storage.normalized_packages.storage.storage_path,
+        "loaded": load_storage.loaded_packages.storage.storage_path,
+    }
+
+
+# a package dlt can process has its schema; a folder without one was cut short
+PACKAGE_SCHEMA_FILE = PackageStorage.SCHEMA_FILE_NAME
+
+
+def create_package_folders(pipeline: dlt.Pipeline) -> None:
+    """Create whichever of the package folders is missing, as dlt does for a new pipeline:
+    dlt's pipeline opens its storages without creating them, and lists packages (as
+    `has_pending_data` does) in folders it assumes exist."""
+    from dlt.common.storages import LoadStorage, NormalizeStorage
+
+    NormalizeStorage(True, pipeline._normalize_storage_config())
+    LoadStorage(True, [], pipeline._load_storage_config())
+
+
 def delete_extracted_package(pipeline: dlt.Pipeline, load_id: str) -> None:
     pipeline._get_normalize_storage().extracted_packages.delete_package(load_id)
 
@@ -201,3 +241,40 @@ def _packages(storage: PackageStorage) -> set[str]:
         return set(storage.list_packages())
     except FileNotFoundError:
         return set()
+
+
+def restore_stored_schema(pipeline: dlt.Pipeline, schema_name: str) -> bool:
+    """Install the destination's newest stored schema `schema_name` into a pipeline that has
+    no schema yet; False when the destination holds none. dlt restores schemas only along with
+    the pipeline's own state (found by the pipeline's name), so a pipeline of another name, or
+    one whose working dir and name are new, would otherwise not know the dataset's tables."""
+    import json
+
+    with pipeline.destination_client() as client:
+        info = client.get_stored_schema(schema_name)  # type: ignore[attr-defined]
+    if info is None:
+        return False
+    schema = Schema.from_dict(json.loads(info.schema))
+    pipeline._schema_storage.save_schema(schema)
+    pipeline._set_default_schema_name(schema)
+    return True
+
+
+def stored_pipeline_state(pipeline: dlt.Pipeline, pipeline_name: str) -> dict[str, Any] | None:
+    """The newest state the pipeline `pipeline_name` committed to this pipeline's dataset."""
+    with pipeline.destination_client() as client:
+        try:
+            state = load_pipeline_state_from_destination(pipeline_name, client)  # type: ignore[arg-type]
+        except DestinationUndefinedEntity:
+            return None
+    return dict(state) if state else None
+
+
+def update_source_state(
+    pipeline: dlt.Pipeline, source_name: str, values: Mapping[str, Any]
+) -> None:
+    """Set keys of a source's state outside an extract; the pipeline keeps them in its working
+    dir, and its next extract commits them to the destination with its rows."""
+    with pipeline.managed_state() as state:
+        sources: Any = state.setdefault("sources", {})
+        sources.setdefault(source_name, {}).update(values)

@@ -545,6 +545,9 @@ def format_summary(summary: Any) -> str:
     ]
     if summary.anomalies:
         lines.append(f"  {anomalies_text(summary.anomalies)}")
+
+    if summary.continued_from:
+        lines.append(f"  continuing the dataset's mark from pipeline {summary.continued_from!r}")
     if summary.previous_mark is None and summary.advances_state:
         lines.append(f"  first sync: read {_first_start_text(summary)}")
     if not summary.advances_state:
@@ -794,12 +797,14 @@ def target_from_args(args: argparse.Namespace) -> Any:
     return options_from_values(_flag_values(args)).target
 
 
-def _existing_pipeline(args: argparse.Namespace) -> Any:
-    """The pipeline of an earlier sync, its schema restored from the destination."""
-    from .destination import make_pipeline
+def _existing_pipeline(args: argparse.Namespace, *, reads_only: bool = False) -> Any:
+    """The pipeline of an earlier sync, its schema restored from the destination. `reads_only`:
+    for a command that only reads, which works on a DuckDB file that refuses writes."""
+    from .destination import make_pipeline, reading_pipeline
 
     _require_database(args)
-    pipeline = make_pipeline(target_from_args(args))
+    target = target_from_args(args)
+    pipeline = reading_pipeline(target) if reads_only else make_pipeline(target)
     pipeline.sync_destination()
     return pipeline
 
@@ -816,7 +821,8 @@ def cmd_views(args: argparse.Namespace) -> _Outcome:
 def cmd_report(args: argparse.Namespace) -> _Outcome:
     from .report import report_options, write_report
 
-    summary = write_report(_existing_pipeline(args), Path(args.out), **report_options(args))
+    pipeline = _existing_pipeline(args, reads_only=True)
+    summary = write_report(pipeline, Path(args.out), **report_options(args))
     if not args.json:
         print(
             f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "

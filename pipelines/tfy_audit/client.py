@@ -104,11 +104,18 @@ class AuditLogFilters:
 
     @property
     def key(self) -> str:
-        """A stable name for this filter set, used to keep its sync state apart."""
+        """A stable name for this filter set, used to keep its sync state apart: `&`-joined
+        `name=value`, each value's `%`, `&` and `=` percent-escaped, so no two sets share a
+        key. A value without those characters keeps the key it had before they were escaped
+        (state.py re-keys the marks stored under such older keys)."""
         d = self.as_dict()
         if not d:
             return "all"
-        return "&".join(f"{k}={d[k]}" for k in sorted(d))
+        return "&".join(f"{k}={_escape_key_value(d[k])}" for k in sorted(d))
+
+
+def _escape_key_value(value: str) -> str:
+    return value.replace("%", "%25").replace("&", "%26").replace("=", "%3D")
 
 
 def _camel(name: str) -> str:

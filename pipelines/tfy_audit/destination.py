@@ -4,6 +4,10 @@ across a sync's steps in database.py."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,9 +51,14 @@ RETRY_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
+def make_destination(
+    target: DestinationOptions, *, read_only: bool = False
+) -> Destination[Any, Any]:
+    """The destination of `target`. A DuckDB file is refused in one line when the file system
+    will not let it be written (`write_refusal`), unless `read_only`: then it is opened
+    read-only."""
     name = target.destination
-    if name == "duckdb":
+    if name == "duckdb" and not read_only:
         folder = Path(target.db).expanduser().resolve().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +67,12 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
                 f"cannot create {folder} for --db ({exc.strerror}); pass a --db in a writable "
                 "directory"
             ) from exc
+        refusal = write_refusal(target)
+        if refusal:
+            raise UsageError(
+                f"cannot write to the DuckDB file {target.db}: {refusal}; make it writable "
+                "(chmod u+w, or chattr -i where it is immutable) or pass another --db"
+            )
     try:
         if name == "duckdb":
             return duckdb_destination(
@@ -65,6 +80,7 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
                 memory_limit=DUCKDB_MEMORY_LIMIT,
                 threads=DUCKDB_THREADS,
                 retry_keys=RETRY_KEYS,
+                read_only=read_only,
             )
         destination = destination_from_reference(name)
     except Exception as exc:
@@ -75,6 +91,45 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
     if destination is None:
         raise UsageError(f"unknown destination {name!r}")
     return destination
+
+
+def write_refusal(target: DestinationOptions) -> str | None:
+    """Why the file system will not let a DuckDB `--db` be written: the file (read-only,
+    immutable) or its folder (where DuckDB writes its `.wal`); None when it will, or for
+    another destination. Tried, not judged from mode bits, which do not stop root."""
+    if target.destination != "duckdb":
+        return None
+    db = Path(target.db).expanduser()
+    if db.exists():
+        try:
+            os.close(os.open(db, os.O_RDWR | os.O_CLOEXEC))
+        except OSError as exc:
+            return f"the file refuses writes ({exc.strerror})"
+    folder = db.resolve().parent
+    if folder.is_dir():
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            return f"its folder {folder} refuses writes ({exc.strerror})"
+    return None
+
+
+def reading_pipeline(target: DestinationOptions) -> dlt.Pipeline:
+    """A pipeline for a command that only reads: `make_pipeline`'s, unless the file system
+    will not let a DuckDB `--db` be written; then the file is opened read-only and dlt's
+    working dir is a temporary one (its usual place may refuse writes as well), removed with
+    the pipeline or at exit."""
+    if write_refusal(target) is None:
+        return make_pipeline(target)
+    workdir = tempfile.mkdtemp(prefix="tfy-audit-read-")
+    pipeline = dlt.pipeline(
+        pipeline_name=target.pipeline_name,
+        pipelines_dir=workdir,
+        destination=make_destination(target, read_only=True),
+        dataset_name=target.dataset,
+    )
+    weakref.finalize(pipeline, shutil.rmtree, workdir, True)
+    return pipeline
 
 
 def pipelines_dir(target: DestinationOptions) -> str:

@@ -4,6 +4,7 @@
 - The destination's lock, on what every writer of the dataset shares, wherever one can be held
   (`destination_lock`): syncs from other machines, or with another `--pipelines-dir`, write
   the same tables, and two loads of the same events side by side double rows.
+  Both are keyed on the dataset's name as the destination stores it (`stored_dataset_name`).
   * PostgreSQL: a session-level advisory lock keyed on the dataset, on a connection of its own
     held for the run; the server drops it when the session ends, a killed holder included.
     The holder is named by its connection's `application_name`.
@@ -168,13 +169,21 @@ def destination_lock(
     destination = pipeline.destination
     name = destination.destination_name if destination is not None else ""
     if name == "duckdb":
-        with _duckdb_lock(target.db, pipeline.dataset_name, wait=wait):
+        with _duckdb_lock(target.db, stored_dataset_name(pipeline), wait=wait):
             yield "lock file"
     elif name == "postgres":
         with _postgres_lock(pipeline, wait=wait):
             yield "postgres advisory lock"
     else:
         yield "none"
+
+
+def stored_dataset_name(pipeline: dlt.Pipeline) -> str:
+    """The dataset's name as the destination stores it: dlt normalises `--dataset` with the
+    schema's naming convention (`LOCKX` and `lockx` are one schema), so a lock keyed on the
+    raw name would let two spellings of one dataset load side by side."""
+    client: Any = pipeline.sql_client()  # makes no connection
+    return str(client.dataset_name)
 
 
 def _refusal(dataset: str, holder: str) -> SyncAlreadyRunningError:
@@ -242,7 +251,8 @@ def _read_holder(fd: int) -> str:
 
 
 def postgres_lock_key(dataset: str) -> int:
-    """The advisory lock's key: a signed 64-bit hash of the dataset's name. Every pipeline
+    """The advisory lock's key: a signed 64-bit hash of the dataset's name as PostgreSQL
+    stores it. Every pipeline
     into one dataset writes the same tables (and a day's re-merge is unfiltered), so the
     pipeline and its filters are not part of it."""
     digest = hashlib.sha256(f"tfy-audit:{dataset}".encode()).digest()
@@ -253,9 +263,9 @@ def postgres_lock_key(dataset: str) -> int:
 def _postgres_lock(pipeline: dlt.Pipeline, *, wait: float) -> Iterator[None]:
     from .destination import step
 
-    dataset = pipeline.dataset_name
-    key = postgres_lock_key(dataset)
     client: Any = pipeline.sql_client()
+    dataset = str(client.dataset_name)  # as stored: see stored_dataset_name
+    key = postgres_lock_key(dataset)
     with step("taking the destination's lock"):
         client.open_connection()
     try:

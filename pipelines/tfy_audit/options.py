@@ -122,6 +122,9 @@ class SyncSummary:
     # records written to `event_anomalies` by this run, per kind (anomalies.py)
     anomalies: dict[str, int] = field(default_factory=dict)
 
+    # the pipeline whose marks this run continued, having none of its own in the dataset
+    continued_from: str | None = None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(),
@@ -145,6 +148,7 @@ class SyncSummary:
             "covered_until": _iso(self.covered_until),
             "load_ids": self.load_ids,
             "views": self.views,
+            "continued_from": self.continued_from,
         }
 
 

@@ -13,11 +13,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dlt
 
-from ._dlt_compat import delete_extracted_package, package_folders
+from ._dlt_compat import (
+    PACKAGE_SCHEMA_FILE,
+    create_package_folders,
+    delete_extracted_package,
+    package_folders,
+    package_roots,
+)
 from .client import AuditLogClient, AuditLogFilters
 from .database import HeldDatabase
 from .destination import is_duckdb, step, supports_merge
@@ -32,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 def finish_pending(pipeline: dlt.Pipeline, target: DestinationOptions) -> int:
-    """Load what a crashed run left behind; returns the number of packages finished."""
+    """Load what a crashed run left behind; returns the number of packages finished. The
+    working dir was healed first (`heal_working_dir`)."""
     if not pipeline.has_pending_data:
         return 0
     _drop_extracted_copies(pipeline)
@@ -46,6 +54,49 @@ def finish_pending(pipeline: dlt.Pipeline, target: DestinationOptions) -> int:
         if is_delta(pipeline):
             drop_stale_leaves(pipeline, info.loads_ids)
     return pending
+
+
+def heal_working_dir(pipeline: dlt.Pipeline) -> Path | None:
+    """Make dlt's working dir one dlt can run in again, whatever a kill left. Package folders
+    that are missing are created (dlt's own wipe of the dir, cut short, leaves some out). A
+    package folder without its schema (cut short while written or deleted) can be neither
+    loaded nor dropped by dlt, and the local state may count its rows: then the whole working
+    dir is moved aside, beside it (`.<pipeline>.set_aside/<time>`), with a warning, never
+    deleted; dlt restores state and schemas from the destination, and what that state does
+    not cover is read again. Returns where the dir went; when it did, the pipeline must be
+    made again."""
+    create_package_folders(pipeline)
+    cut_short = [
+        f"{Path(package).name} ({step_name})"
+        for step_name, root in package_roots(pipeline).items()
+        if step_name != "loaded"
+        for package in sorted(Path(root).iterdir())
+        if package.is_dir() and not (package / PACKAGE_SCHEMA_FILE).exists()
+    ]
+    if not cut_short:
+        return None
+    working = Path(pipeline.working_dir)
+    when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = _free_path(working.with_name(f".{working.name}.set_aside") / when)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    working.rename(target)
+    logger.warning(
+        "load package(s) %s were cut short by an interrupted run and cannot be loaded; dlt's "
+        "working dir was set aside in %s, the state is restored from the destination and what "
+        "it does not cover is read again",
+        ", ".join(cut_short),
+        target,
+    )
+    return target
+
+
+def _free_path(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`, ... whichever does not exist yet."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def _drop_extracted_copies(pipeline: dlt.Pipeline) -> None:

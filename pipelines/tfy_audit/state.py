@@ -9,6 +9,7 @@ never makes the gap before it look loaded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,8 @@ from .planning import Chunk, RunRange
 from .settings import HISTORY_START
 from .windows import floor_ms
 
+logger = logging.getLogger(__name__)
+
 STREAMS_KEY = "streams"
 
 
@@ -26,8 +29,34 @@ def stream_state(
     source_state: MutableMapping[str, Any], filters: AuditLogFilters
 ) -> dict[str, Any]:
     streams = source_state.setdefault(STREAMS_KEY, {})
+    _rekey(streams)
     entry: dict[str, Any] = streams.setdefault(filters.key, {"filters": filters.as_dict()})
     return entry
+
+
+def _rekey(streams: MutableMapping[str, Any]) -> None:
+    """Move each entry to the key of the filters it records. Keys written before values were
+    escaped (`AuditLogFilters.key`) could be shared by two filter sets (`action=a&b` alone, or
+    `action=a` with `b`): an entry stays with the filters it was made for, so an upgrade keeps
+    every mark and never hands one set's mark to another."""
+    for key in list(streams):
+        entry = streams[key]
+        recorded = entry.get("filters") if isinstance(entry, dict) else None
+        if not isinstance(recorded, dict):
+            continue
+        try:
+            own = AuditLogFilters.from_mapping(recorded).key
+        except UsageError:  # a filter this version does not know: left where it is
+            continue
+        if own == key:
+            continue
+        moved = streams.pop(key)
+        kept = streams.setdefault(own, moved)
+        if kept is not moved:  # that set synced under both keys: its later mark holds for it
+            marks = [m for m in (covered_until(kept), covered_until(moved)) if m is not None]
+            if marks:
+                kept["covered_until"] = max(marks).isoformat()
+        logger.info("filter set %r: its mark moved from key %r to %r", recorded, key, own)
 
 
 def covered_until(entry: MutableMapping[str, Any]) -> datetime | None:

@@ -24,7 +24,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .anomalies import count_text
 from .client import AuditLogClient, AuditLogFilters
-from .destination import make_destination, step
+from .destination import make_destination, step, write_refusal
 from .errors import UsageError
 from .options import DestinationOptions
 from .pages import parse_list_body
@@ -63,7 +63,8 @@ def _reader(target: DestinationOptions) -> Iterator[_Reader]:
         pipeline = dlt.pipeline(
             pipeline_name=target.pipeline_name,
             pipelines_dir=workdir,
-            destination=make_destination(target),
+            # a file the file system will not let us write is read read-only
+            destination=make_destination(target, read_only=write_refusal(target) is not None),
             dataset_name=target.dataset,
         )
         with step("reading the sync state from the destination"):

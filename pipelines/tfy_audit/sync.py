@@ -3,8 +3,10 @@
 Order of a run:
 1. take the pipeline's lock, then the destination's (lock.py): a second sync of the same
    pipeline, or of the same dataset from elsewhere, refuses or waits;
-2. finish load packages a crashed run left behind (their state comes with them);
-3. restore state from the destination, the single source of truth;
+2. heal dlt's working dir of what a kill can leave (missing folders, packages cut short), then
+   finish load packages a crashed run left behind (their state comes with them);
+3. restore state from the destination, the single source of truth: the pipeline's own, or
+   the dataset's when the pipeline has none there (identity.py);
 4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
@@ -28,6 +30,7 @@ from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
 from .hosts import normalize_host
+from .identity import continue_dataset
 from .lakehouse import resolve_table_format
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
@@ -35,7 +38,7 @@ from .lock import destination_lock, pipeline_lock
 from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
 from .postgres import ensure_indexes
-from .recovery import DayRepair, duplicate_days, finish_pending
+from .recovery import DayRepair, duplicate_days, finish_pending, heal_working_dir
 from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
@@ -65,6 +68,8 @@ def run_sync(
         )
         recorder = held.enter_context(RunRecorder(target, options.filters, now=now))
         pipeline = make_pipeline(target)
+        if heal_working_dir(pipeline):  # what a kill left: its state set aside too
+            pipeline = make_pipeline(target)
         with step("opening the destination"):
             held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
             database = held.enter_context(held_database(pipeline))
@@ -72,6 +77,11 @@ def run_sync(
         with step("reading the sync state from the destination"):
             pipeline.sync_destination()
         resolve_table_format(pipeline, target.table_format)  # a usage error before any read
+        with step("reading the sync state from the destination"):
+            # another pipeline name, or a lost working dir: what the dataset holds (identity.py)
+            continued_from = continue_dataset(pipeline)
+        if continued_from is not None:  # the dataset's schema is known now: checked again
+            resolve_table_format(pipeline, target.table_format)
         # A kill between an appended job's commit and its bookkeeping re-runs the job, doubling
         # rows; only the last chunk loaded can hold such rows, so that range is checked always.
         source_state = _source_state(pipeline)
@@ -89,6 +99,7 @@ def run_sync(
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
+        summary.continued_from = continued_from
         describe_run(summary, mark=mark, run=run, first_start=first_start)
         rows_before = rows_from(pipeline, run.start)
         recorder.started(pipeline, summary, mark_before=mark)

@@ -402,14 +402,16 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
     (verify_ids.py); with `repair`, re-sync the days that fail (each run of consecutive days
     as one sync) and verify again."""
     from .config import resolve_api_key, resolve_host
-    from .destination import make_pipeline
+    from .destination import make_pipeline, reading_pipeline, write_refusal
     from .run_log import first_run_start
     from .settings import SOURCE_NAME
     from .state import covered_until, first_start, stream_state
     from .sync import run_sync
     from .verify_log import record_verify_run
 
-    pipeline = make_pipeline(options.target)
+    # without --repair it only reads (its record aside): a file that refuses writes will do
+    read_only = not repair and write_refusal(options.target) is not None
+    pipeline = reading_pipeline(options.target) if not repair else make_pipeline(options.target)
     if pipeline.has_pending_data:
         logger.warning("an interrupted sync left data to load; the next sync will load it first")
     pipeline.sync_destination()
@@ -453,7 +455,13 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
         first = check(pipeline)
         outcome = VerifyOutcome(first, [], first_day=begin)
         if not repair or not first.failing:
-            record_verify_run(pipeline, outcome.final)
+            if read_only:
+                logger.warning(
+                    "the verify result is not recorded in verify_runs: %s refuses writes",
+                    options.target.db,
+                )
+            else:
+                record_verify_run(pipeline, outcome.final)
             return outcome
         days = sorted(d.day for d in first.failing)
         for run_start, run_end in _day_runs(days, start, end):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tfy_audit.simulator import Simulator, SimulatorServer
@@ -244,3 +245,47 @@ def test_duckdb_lock_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
     ):
         pass
     assert target.read_text() == "keep"
+
+
+def _dataset_pipeline(tmp_path: Path, destination: str, dataset: str, name: str) -> Any:
+    from tfy_audit.destination import make_pipeline
+    from tfy_audit.options import DestinationOptions
+
+    target = DestinationOptions(
+        destination=destination,
+        db=str(tmp_path / "audit.duckdb"),
+        dataset=dataset,
+        pipeline_name=name,
+        pipelines_dir=str(tmp_path / name),
+    )
+    return make_pipeline(target), target
+
+
+@pytest.mark.parametrize(
+    "destination", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_the_lock_is_keyed_on_the_dataset_as_the_destination_stores_it(
+    destination: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`--dataset LOCKX` and `--dataset lockx` load the same schema (dlt folds the name), so
+    they take one lock: the second refuses while the first holds it, and takes it after."""
+    from tfy_audit.errors import SyncAlreadyRunningError
+    from tfy_audit.lock import destination_lock
+
+    if destination == "postgres":
+        base = request.getfixturevalue("postgres_dataset")
+    else:
+        base = "tfy_lock_case"
+    shouted = base.replace("tfy_", "TFY_").replace("_test_", "_TEST_").replace("_lock_", "_LOCK_")
+    assert shouted != base
+    upper, upper_target = _dataset_pipeline(tmp_path, destination, shouted, "upper")
+    lower, lower_target = _dataset_pipeline(tmp_path, destination, base, "lower")
+    with destination_lock(upper, upper_target, wait=0) as how:
+        assert how != "none"
+        with (
+            pytest.raises(SyncAlreadyRunningError, match=f"dataset '{base}'"),
+            destination_lock(lower, lower_target, wait=0),
+        ):
+            pass
+    with destination_lock(lower, lower_target, wait=0):
+        pass

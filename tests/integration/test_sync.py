@@ -120,6 +120,25 @@ def test_filters_load_exactly_the_matching_events_and_keep_their_own_mark(
     assert marks[0][0] >= 2
 
 
+def test_a_filter_value_holding_key_characters_keeps_its_own_mark(
+    simulator: Simulator, server: SimulatorServer, workspace: Workspace
+) -> None:
+    """`--action 'A&resource_type=R'` (matches nothing) and `--action A --resource-type R` are
+    two filter sets: the second's first run reads the whole history of what it matches."""
+    events = simulator.events()
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for e in events:
+        counts[(e["action"], e["resourceType"])] += 1
+    action, resource_type = max(counts, key=lambda k: counts[k])
+    joined = f"{action}&resource_type={resource_type}"
+    assert run_cli(*workspace.sync_args(server.url, "--action", joined)) == 0
+    args = ("--action", action, "--resource-type", resource_type)
+    assert run_cli(*workspace.sync_args(server.url, *args)) == 0
+    expected = [e for e in events if (e["action"], e["resourceType"]) == (action, resource_type)]
+    assert len(expected) == counts[(action, resource_type)] > 0
+    assert_warehouse_matches(workspace, expected)
+
+
 def test_awkward_events_load_unchanged(workspace: Workspace) -> None:
     sim = make_simulator(500)
     odd = odd_events(NOW - timedelta(hours=3))

@@ -214,3 +214,61 @@ def test_a_sources_config_fields_are_its_defaulted_arguments(compat: ModuleType)
 
     with expect("where a source's config SPEC is kept (.ref.SPEC)"):
         assert compat.source_config_fields(source) == ["setting", "other"]
+
+
+def test_another_pipeline_finds_the_datasets_schema_and_state(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    """A pipeline of another name into the same dataset: the stored schema and the first
+    pipeline's committed state are read back; its own state takes keys outside an extract."""
+
+    @dlt.source(name="compat_src")
+    def source() -> Any:
+        @dlt.resource(name="t")
+        def rows() -> Iterator[dict[str, Any]]:
+            dlt.current.source_state()["mark"] = "m1"
+            yield from _rows(3)
+
+        return rows
+
+    first = _pipeline(compat, tmp_path)
+    first.run(source())
+    second = dlt.pipeline(
+        pipeline_name="second",
+        pipelines_dir=str(tmp_path / "pipelines2"),
+        destination=first.destination,
+        dataset_name="compat_data",
+    )
+    with expect("restoring a stored schema by name (get_stored_schema, _schema_storage)"):
+        second.sync_destination()
+        assert not second.default_schema_name
+        assert compat.restore_stored_schema(second, "compat_src") is True
+        assert compat.restore_stored_schema(second, "no_such_schema") is False
+        assert second.default_schema_name == "compat_src"
+        assert "t" in second.default_schema.tables
+    with expect("reading another pipeline's state (load_pipeline_state_from_destination)"):
+        state = compat.stored_pipeline_state(second, "compat")
+        assert state is not None and state["sources"]["compat_src"] == {"mark": "m1"}
+        assert compat.stored_pipeline_state(second, "never_ran") is None
+    with expect("setting source state outside an extract (Pipeline.managed_state)"):
+        compat.update_source_state(second, "compat_src", {"mark": "m2"})
+        assert second.state["sources"]["compat_src"] == {"mark": "m2"}
+
+
+def test_missing_package_folders_are_created_where_dlt_lists_them(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    import shutil
+
+    pipeline = _pipeline(compat, tmp_path)
+    pipeline.run(_rows(2), table_name="t")
+    with expect("where a pipeline's package folders are (load and normalize storages)"):
+        roots = compat.package_roots(pipeline)
+        assert set(roots) == {"extracted", "new", "normalized", "loaded"}
+        assert all(Path(root).is_dir() for root in roots.values())
+        for root in roots.values():
+            shutil.rmtree(root)
+        compat.create_package_folders(pipeline)
+        assert all(Path(root).is_dir() for root in roots.values())
+        assert not pipeline.has_pending_data
+        assert compat.PACKAGE_SCHEMA_FILE == "schema.json"

@@ -83,3 +83,72 @@ def test_the_first_chunk_that_moves_the_mark_records_where_the_first_sync_starte
     assert first_start(stream_state(state, filters)) == since
     # another filter set keeps its own
     assert first_start(stream_state(state, AuditLogFilters(action="x"))) is None
+
+
+# -- filter-set keys ---------------------------------------------------------------------------
+
+AMBIGUOUS = AuditLogFilters(action="CREATE_APP&resource_type=application")
+SPLIT = AuditLogFilters(action="CREATE_APP", resource_type="application")
+
+
+def _legacy_key(filters: AuditLogFilters) -> str:
+    """The key as tfy-audit wrote it before keys were escaped: `&`-joined `k=v`, raw."""
+    d = filters.as_dict()
+    return "&".join(f"{k}={d[k]}" for k in sorted(d)) if d else "all"
+
+
+def _entry(filters: AuditLogFilters, mark: datetime) -> dict[str, object]:
+    return {"filters": filters.as_dict(), "covered_until": mark.isoformat()}
+
+
+def test_filter_set_keys_are_unambiguous_for_every_value() -> None:
+    tricky = ["a", "a&b", "a=b", "a%26b", "a%b", "%", "&", "=", "a&action=b", "x y", "ü", "a%3Db"]
+    sets = [AMBIGUOUS, SPLIT, AuditLogFilters()]
+    sets += [AuditLogFilters(action=v) for v in tricky]
+    sets += [AuditLogFilters(action="a", search=v) for v in tricky]
+    sets += [AuditLogFilters(search=v) for v in tricky]
+    keys = [f.key for f in sets]
+    assert len(set(keys)) == len(sets), keys
+    assert AMBIGUOUS.key != SPLIT.key
+
+
+def test_a_key_without_special_characters_is_unchanged_by_the_upgrade() -> None:
+    for filters in (
+        AuditLogFilters(),
+        AuditLogFilters(action="CREATE_APP"),
+        SPLIT,
+        AuditLogFilters(search="deploy ml-model", cluster_id="c-1"),
+    ):
+        assert filters.key == _legacy_key(filters)
+
+
+def test_a_mark_stored_under_a_legacy_key_is_kept() -> None:
+    """State written before keys were escaped: each filter set finds its own mark, and one
+    whose legacy key collided with another set's never takes that set's mark."""
+    percent = AuditLogFilters(search="100%")
+    state: dict[str, object] = {
+        "streams": {
+            _legacy_key(AMBIGUOUS): _entry(AMBIGUOUS, NOW),
+            _legacy_key(percent): _entry(percent, datetime(2026, 1, 2, tzinfo=UTC)),
+        }
+    }
+    assert _legacy_key(AMBIGUOUS) == _legacy_key(SPLIT)  # what the old keys could not tell apart
+    assert covered_until(stream_state(state, SPLIT)) is None
+    assert covered_until(stream_state(state, AMBIGUOUS)) == NOW
+    assert covered_until(stream_state(state, percent)) == datetime(2026, 1, 2, tzinfo=UTC)
+    streams = state["streams"]
+    assert isinstance(streams, dict)
+    assert set(streams) == {AMBIGUOUS.key, SPLIT.key, percent.key}
+    assert streams[SPLIT.key]["filters"] == SPLIT.as_dict()
+
+
+def test_a_set_synced_under_both_keys_keeps_its_later_mark_and_hands_none_on() -> None:
+    later = NOW + timedelta(days=1)
+    state: dict[str, object] = {
+        "streams": {
+            _legacy_key(AMBIGUOUS): _entry(AMBIGUOUS, later),
+            AMBIGUOUS.key: _entry(AMBIGUOUS, NOW),
+        }
+    }
+    assert covered_until(stream_state(state, SPLIT)) is None
+    assert covered_until(stream_state(state, AMBIGUOUS)) == later

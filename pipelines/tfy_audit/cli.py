@@ -548,6 +548,15 @@ def format_summary(summary: Any) -> str:
         )
     if summary.recovered_packages:
         lines.append(f"  finished {summary.recovered_packages} package(s) of an interrupted run")
+    from .settings import CLOCK_SKEW_WARN_SECONDS
+
+    offset = getattr(summary, "clock_offset_seconds", None)
+    if offset is not None and abs(offset) > CLOCK_SKEW_WARN_SECONDS:
+        side = "behind" if offset < 0 else "ahead of"
+        lines.append(
+            f"  service clock: {abs(offset):.0f} s {side} this machine's; the run read up to "
+            "the earlier of the two"
+        )
     if summary.covered_until:
         lines.append(f"  high-water mark: {summary.covered_until.isoformat()}")
     return "\n".join(lines)

@@ -316,6 +316,8 @@ class AuditLogClient:
         self.max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._rng = random.Random()
+        # the `Date` of the first response that carried one, and our clock when it arrived
+        self._service_clock: tuple[datetime, datetime] | None = None
         self._http = httpx.Client(
             base_url=self.host,
             headers={
@@ -395,6 +397,27 @@ class AuditLogClient:
             )
         return left
 
+    def service_clock(self) -> tuple[datetime, datetime] | None:
+        """(the service's `Date`, this machine's clock when that response arrived) of the first
+        response with a valid `Date` header; None before one. `Date` has whole seconds: the
+        service's clock was at most a second later than it."""
+        return self._service_clock
+
+    def _note_date(self, response: httpx.Response) -> None:
+        if self._service_clock is not None:
+            return
+        received = datetime.now(UTC)
+        value = response.headers.get("date")
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self._service_clock = (when.astimezone(UTC), received)
+
     @staticmethod
     def _window_params(filters: AuditLogFilters, start: datetime, end: datetime) -> dict[str, str]:
         return {
@@ -422,6 +445,7 @@ class AuditLogClient:
             try:
                 with deadline.bounded(until):
                     response = self._http.send(request, stream=True)
+                    self._note_date(response)
                     try:
                         if response.status_code == 200:
                             body = _read_body(response, until, cap)

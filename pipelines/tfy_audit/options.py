@@ -121,6 +121,8 @@ class SyncSummary:
     events_new: int = 0
     # records written to `event_anomalies` by this run, per kind (anomalies.py)
     anomalies: dict[str, int] = field(default_factory=dict)
+    # seconds the service's clock (its `Date`) is ahead of this machine's; None: not sent
+    clock_offset_seconds: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,7 @@ class SyncSummary:
             "events_new": self.events_new,
             "events_reread": self.events_reread,
             "anomalies": self.anomalies,
+            "clock_offset_seconds": self.clock_offset_seconds,
             "rows": self.rows,
             "requests": self.requests,
             "retries": self.retries,

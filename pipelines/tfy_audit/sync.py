@@ -5,7 +5,8 @@ Order of a run:
    pipeline, or of the same dataset from elsewhere, refuses or waits;
 2. finish load packages a crashed run left behind (their state comes with them);
 3. restore state from the destination, the single source of truth;
-4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
+4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py), ending
+   no later than the service's own clock (clock.py);
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
 7. refresh the analysis views.
@@ -23,6 +24,7 @@ from typing import Any
 import dlt
 
 from .client import AuditLogClient
+from .clock import clock_offset, end_by_service, warn_if_skewed
 from .config import resolve_api_key, resolve_host
 from .database import held_database
 from .decoders import DecodersOnDemand
@@ -114,6 +116,12 @@ def run_sync(
                     concurrency=options.concurrency,
                     on_total=workers.start_if_large,
                 )
+                # the planning's first answer says the service's time: the run ends by it too
+                service_clock = client.service_clock()
+                warn_if_skewed(service_clock)
+                summary.clock_offset_seconds = clock_offset(service_clock)
+                run, windows = end_by_service(run, windows, service_clock)
+                summary.end = run.end
                 repair = DayRepair(pipeline, client, options, database)
                 repair.remerge(heal, summary, progress)
                 loader = ChunkLoader(

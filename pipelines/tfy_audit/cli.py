@@ -500,7 +500,7 @@ def cmd_sync(args: argparse.Namespace) -> _Outcome:
     no_bar = args.no_progress or args.json or _Parser.json_logs
     progress = ProgressReporter(bar=False if no_bar else None)
     summary = run_sync(options, progress)
-    code = EXIT_INCOMPLETE if summary.incomplete_windows else EXIT_OK
+    code = EXIT_INCOMPLETE if summary.incomplete_windows or summary.repeated_ids else EXIT_OK
     if _Parser.json_logs:  # the summary is a record, with the figures of --json's document
         from .logjson import fields
 
@@ -513,6 +513,19 @@ def cmd_sync(args: argparse.Namespace) -> _Outcome:
             f"tfy-audit: {len(summary.incomplete_windows)} window(s) could not be read "
             "completely (see the log above); run `tfy-audit verify` to see the affected days",
             event="incomplete",
+        )
+    if summary.repeated_ids:
+        from .redact import clean
+
+        shown = ", ".join(clean(i) for i in summary.repeated_ids[:5]) + (
+            f" and {len(summary.repeated_ids) - 5} more" if len(summary.repeated_ids) > 5 else ""
+        )
+        _say(
+            f"tfy-audit: the service served {len(summary.repeated_ids)} id(s) twice in one "
+            f"window and counts both copies ({shown}); confirmed by a re-read, loaded once and "
+            "recorded in event_anomalies (later runs pass it quietly); `tfy-audit verify` "
+            "lists them",
+            event="repeated_ids",
         )
     return _Outcome(code, summary.as_dict())
 
@@ -613,6 +626,12 @@ def _verify_text(result: Any, label: str) -> str:
         + f": {len(result.days)} day(s) with events, {len(result.days) - len(differing)} match, "
         f"{len(differing)} differ ({result.requests} requests); {_bounds_text(result.bounds)}"
     )
+    repeated = getattr(result, "repeated_ids", [])
+    if repeated:
+        from .redact import clean
+
+        head += "\n  ids the service serves twice (recorded in event_anomalies, loaded once): "
+        head += ", ".join(clean(i) for i in repeated)
     if not differing:
         return head
     lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}"]
@@ -652,6 +671,8 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
                 {"day": d.day.isoformat(), "service": d.service, "warehouse": d.warehouse}
                 for d in r.differing
             ],
+            # ids a sync recorded as served twice by the service (event_anomalies)
+            "repeated_ids": getattr(r, "repeated_ids", []),
         }
 
     return {

@@ -42,7 +42,7 @@ from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
-from .warehouse import table_loaded
+from .warehouse import recorded_repeated_ids, table_loaded
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ def run_sync(
         summary.recovered_packages = recovered
         describe_run(summary, mark=mark, run=run, first_start=first_start)
         rows_before = rows_from(pipeline, run.start)
+        # a repeated id recorded by an earlier run is no news when the lookback meets it again
+        known_repeats = recorded_repeated_ids(pipeline)
         recorder.started(pipeline, summary, mark_before=mark)
         client = AuditLogClient(
             host,
@@ -137,6 +139,7 @@ def run_sync(
                 # the worker processes exit during the last load instead of after it
                 loader.load(run, windows, after_last_extract=workers.close_soon)
                 settle_counts(summary, rows_before, rows_from(pipeline, run.start))
+                summary.repeated_ids = [i for i in summary.repeated_ids if i not in known_repeats]
             summary.views = _refresh_views(pipeline)
             ensure_indexes(pipeline)  # PostgreSQL: on id and created_at (postgres.py)
         finally:

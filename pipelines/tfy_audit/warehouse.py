@@ -14,7 +14,7 @@ from .errors import DestinationError
 from .lakehouse import DeltaSqlClient, is_delta, read_created_between
 from .planning import Chunk
 from .rows import SubjectObservation
-from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
+from .settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,31 @@ def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
         f"and created_at <= TIMESTAMPTZ '{hi}'"
     )
     return {row[0] for row in relation.fetchall()}
+
+
+def recorded_repeated_ids(
+    pipeline: Any, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, datetime]:
+    """Ids recorded in `event_anomalies` as served twice (`repeated_id`), each with its event's
+    createdAt as loaded; only events created in `[start, end)` when given. Empty where the
+    tables are not loaded or cannot be read (a figure, never a reason to fail)."""
+    if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return {}
+    where = "a.kind = 'repeated_id'"
+    if start is not None:
+        where += f" and l.created_at >= TIMESTAMPTZ '{start.isoformat()}'"
+    if end is not None:
+        where += f" and l.created_at < TIMESTAMPTZ '{end.isoformat()}'"
+    try:
+        relation = pipeline.dataset().query(
+            f"select distinct a.event_id, l.created_at from {ANOMALIES_TABLE} a "
+            f"join {AUDIT_LOGS_TABLE} l on l.id = a.event_id where {where}"
+        )
+        rows = relation.fetchall()
+    except Exception as exc:
+        logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
+        return {}
+    return {str(event_id): _utc(at) or at for event_id, at in rows}
 
 
 # what verify needs of each event: its time and the columns the endpoint's filters look at

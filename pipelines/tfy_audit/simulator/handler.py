@@ -149,6 +149,11 @@ class Simulator:
         """Add (or replace, by id) events; safe at any time, also while a sync runs."""
         return self.store.add(events)
 
+    def serve_twice(self, event_id: str) -> None:
+        """From now on serve the stored event `event_id` twice in every answer that holds it,
+        and count it twice: a service that repeats one id in a window."""
+        self.store.add_twin(event_id)
+
     def events(self) -> list[dict[str, Any]]:
         return self.store.events()
 

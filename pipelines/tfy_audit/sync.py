@@ -42,7 +42,7 @@ from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
-from .warehouse import recorded_repeated_ids, table_loaded
+from .warehouse import known_repeated_ids, table_loaded
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_sync(
         describe_run(summary, mark=mark, run=run, first_start=first_start)
         rows_before = rows_from(pipeline, run.start)
         # a repeated id recorded by an earlier run is no news when the lookback meets it again
-        known_repeats = recorded_repeated_ids(pipeline)
+        known_repeats = known_repeated_ids(pipeline)
         recorder.started(pipeline, summary, mark_before=mark)
         client = AuditLogClient(
             host,

@@ -95,6 +95,24 @@ def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
     return {row[0] for row in relation.fetchall()}
 
 
+def known_repeated_ids(pipeline: Any) -> set[str]:
+    """Every id recorded in `event_anomalies` as served twice (`repeated_id`): a sync meeting
+    one again has no news. Read by SQL on the anomalies table alone (small), not through
+    `dataset()`; empty where it cannot be read (the run then reports the id once more)."""
+    if not table_loaded(pipeline, ANOMALIES_TABLE):
+        return set()
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(ANOMALIES_TABLE)
+            rows = client.execute_sql(
+                f"select distinct event_id from {table} where kind = %s", "repeated_id"
+            )
+    except Exception as exc:
+        logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
+        return set()
+    return {str(r[0]) for r in rows or [] if r[0] is not None}
+
+
 def recorded_repeated_ids(
     pipeline: Any, start: datetime | None = None, end: datetime | None = None
 ) -> dict[str, datetime]:

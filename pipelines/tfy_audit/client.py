@@ -505,9 +505,9 @@ class AuditLogClient:
             )
             if delay >= self.check_run_deadline():  # which raises once the run's time is up
                 raise RunDeadlineError(
-                    f"the run would reach its --max-duration while waiting {delay:.0f} s "
-                    f"({wanted}) to retry ({error}); what it loaded before is kept: run again "
-                    "to continue"
+                    f"the run would reach its --max-duration while waiting to retry ({error}; "
+                    f"a wait of {delay:.0f} s, {wanted}); what it loaded before is kept: run "
+                    "again to continue"
                 ) from error
             if waited + delay > self.retry.wait_budget:
                 raise RetriesExhaustedError(

@@ -277,6 +277,12 @@ def _simulate_args(sim: argparse.ArgumentParser) -> None:
     arg("--max-offset", "deepest offset served; 0: no limit", type=int, default=DEFAULT_MAX_OFFSET)
     arg("--order", "order of a page's events", choices=("desc", "asc", "shuffled"), default="desc")
     arg("--insert-every", "add an event every N requests; 0: never", type=int, default=0)
+    arg(
+        "--clock-offset",
+        "seconds its clock is ahead of this machine's (negative: behind)",
+        type=float,
+        default=0.0,
+    )
 
 
 def _configure_logging(debug: bool, quiet: bool, json_logs: bool = False) -> None:
@@ -742,9 +748,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         max_offset=args.max_offset or None,
         order=args.order,
         insert_every=args.insert_every,
+        clock_offset_seconds=args.clock_offset,
     )
     logger.info("generating %d events over %g days", args.events, args.days)
-    sim = Simulator(config, generate_history(args.events, days=args.days, seed=args.seed))
+    sim = Simulator(config)
+    # the history ends at the service's own now
+    sim.add_events(generate_history(args.events, days=args.days, seed=args.seed, end=sim.now()))
     try:
         server = SimulatorServer(sim, host=args.bind, port=args.port)
     except OSError as exc:

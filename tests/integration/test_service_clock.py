@@ -108,3 +108,44 @@ def test_a_service_clock_15_minutes_ahead_loses_no_event_stamped_in_our_future(
     # the mark stops a second before the service's clock: it never passes an unstamped instant
     assert summary.covered_until <= sim.now()
     workspace.assert_unique()
+
+
+def test_the_simulate_command_runs_a_service_with_its_clock_moved() -> None:
+    """`tfy-audit simulate --clock-offset -900`: its `Date` and its history's end follow it."""
+    import email.utils
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import REPO, free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfy_audit.cli", "simulate", "--port", str(port), "--events",
+         "2000", "--days", "0.05", "--clock-offset", "-900", "--api-key", API_KEY],
+        cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "simulator serving 2,000 events" in proc.stdout.readline()
+        url = f"http://127.0.0.1:{port}/api/svc/v1/audit-logs"
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        ours = datetime.now(UTC)
+        response = httpx.get(url, params={"metric": "list", "limit": "1"}, headers=headers)
+        assert response.status_code == 200
+        date = email.utils.parsedate_to_datetime(response.headers["date"])
+        assert -FIFTEEN_MINUTES - 3 <= (date - ours).total_seconds() <= -FIFTEEN_MINUTES + 2
+        # newest first: an event of its last minutes, before its own now, not ours
+        (newest,) = response.json()["data"]
+        assert datetime.fromisoformat(newest["createdAt"]) <= date + timedelta(seconds=1)
+    finally:
+        proc.terminate()
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()

@@ -517,7 +517,9 @@ def cmd_sync(args: argparse.Namespace) -> _Outcome:
     if summary.incomplete_windows:
         _say(
             f"tfy-audit: {len(summary.incomplete_windows)} window(s) could not be read "
-            "completely (see the log above); run `tfy-audit verify` to see the affected days",
+            "completely (see the log above); the high-water mark stays before them, so the "
+            "next run reads them again; `tfy-audit verify --end "
+            f"{summary.end.strftime('%Y-%m-%dT%H:%M:%SZ')}` compares their days",
             event="incomplete",
         )
     if summary.repeated_ids:

@@ -320,11 +320,14 @@ class WindowFetcher:
                 )
             return report
         logger.info(
-            "%s: %d of %d events after read %d (results moved while paging); reading again",
+            "%s: %d of %d events after read %d (%s); reading again",
             state.window,
             seen,
             state.total,
             state.report.reads,
+            f"{len(state.read_repeated)} id(s) served twice"
+            if state.read_repeated
+            else "results moved while paging",
         )
         return None
 

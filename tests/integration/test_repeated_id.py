@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
-from tfy_audit.simulator import SimulatorServer
+import pytest
+from tfy_audit.simulator import SimulatorServer, dense_burst
 from tfy_audit.simulator.history import make_event
 
-from tests.conftest import DATASET, Workspace, make_simulator, run_cli_process
+from tests.conftest import DATASET, NOW, Workspace, make_simulator, run_cli, run_cli_process
 
 
 def test_an_id_served_twice_is_confirmed_recorded_and_passed(workspace: Workspace) -> None:
@@ -78,3 +80,26 @@ def test_an_id_served_twice_is_confirmed_recorded_and_passed(workspace: Workspac
         f"  ids the service serves twice (recorded in event_anomalies, loaded once): {twin}"
         in verify_text.stdout.splitlines()
     ), verify_text.stdout
+
+
+def test_an_incomplete_window_names_a_verify_that_covers_it(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The advice of a run that could not read a window names a `verify` whose range holds
+    the window: a plain `verify` stops at the mark, which stays before the window."""
+    sim = make_simulator(3_000, days=10, max_offset=1_000)
+    burst_at = NOW - timedelta(days=9)
+    sim.add_events(dense_burst(burst_at, 1_500, seed=9))
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--max-offset", "1000")) == 3
+        err = capsys.readouterr().err
+        (line,) = [x for x in err.splitlines() if x.startswith("tfy-audit:")]
+        assert "will show the gap" not in err
+        advice = re.search(r"`tfy-audit verify --end (\S+)` compares their days$", line)
+        assert advice is not None, line
+        verify = ["verify", "--host", srv.url, "--db", str(workspace.db)]
+        verify += ["--pipelines-dir", str(workspace.pipelines_dir), "--json"]
+        assert run_cli(*verify, "--end", advice[1]) == 3
+        doc = json.loads(capsys.readouterr().out)
+    differing = [d["day"] for d in doc["result"]["differing"]]
+    assert differing == [burst_at.date().isoformat()]

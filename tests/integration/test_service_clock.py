@@ -49,7 +49,10 @@ def test_a_service_clock_15_minutes_behind_loses_no_new_event(workspace: Workspa
         assert len(warnings) == 1, first.stderr
         assert "s behind this machine's" in warnings[0] and "(Date: " in warnings[0]
 
-        new = stamped_now(sim, 3, seed=1)
+        # stamped by the service's clock three seconds before the next run starts: a run reads
+        # to a second before its first response's `Date` (whole seconds), so these are in it
+        # whatever the timing; events stamped later are the run after's
+        new = stamped_now(sim, 3, seed=1, ago=3)
         second = run_cli_process(*workspace.sync_args(srv.url, "--json"))
         assert second.returncode == 0, second.stderr
         assert json.loads(second.stdout)["events_new"] == 3

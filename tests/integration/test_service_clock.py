@@ -141,7 +141,8 @@ def test_the_simulate_command_runs_a_service_with_its_clock_moved() -> None:
         response = httpx.get(url, params={"metric": "list", "limit": "1"}, headers=headers)
         assert response.status_code == 200
         date = email.utils.parsedate_to_datetime(response.headers["date"])
-        assert -FIFTEEN_MINUTES - 3 <= (date - ours).total_seconds() <= -FIFTEEN_MINUTES + 2
+        # `Date` drops the fraction; the answer may take a while under load
+        assert -FIFTEEN_MINUTES - 2 <= (date - ours).total_seconds() <= -FIFTEEN_MINUTES + 10
         # newest first: an event of its last minutes, before its own now, not ours
         (newest,) = response.json()["data"]
         assert datetime.fromisoformat(newest["createdAt"]) <= date + timedelta(seconds=1)

@@ -286,6 +286,12 @@ def _simulate_args(sim: argparse.ArgumentParser) -> None:
     arg("--max-offset", "deepest offset served; 0: no limit", type=int, default=DEFAULT_MAX_OFFSET)
     arg("--order", "order of a page's events", choices=("desc", "asc", "shuffled"), default="desc")
     arg("--insert-every", "add an event every N requests; 0: never", type=int, default=0)
+    arg(
+        "--clock-offset",
+        "seconds its clock is ahead of this machine's (negative: behind)",
+        type=float,
+        default=0.0,
+    )
 
 
 def _configure_logging(debug: bool, quiet: bool, json_logs: bool = False) -> None:
@@ -509,7 +515,7 @@ def cmd_sync(args: argparse.Namespace) -> _Outcome:
     no_bar = args.no_progress or args.json or _Parser.json_logs
     progress = ProgressReporter(bar=False if no_bar else None)
     summary = run_sync(options, progress)
-    code = EXIT_INCOMPLETE if summary.incomplete_windows else EXIT_OK
+    code = EXIT_INCOMPLETE if summary.incomplete_windows or summary.repeated_ids else EXIT_OK
     if _Parser.json_logs:  # the summary is a record, with the figures of --json's document
         from .logjson import fields
 
@@ -520,8 +526,23 @@ def cmd_sync(args: argparse.Namespace) -> _Outcome:
     if summary.incomplete_windows:
         _say(
             f"tfy-audit: {len(summary.incomplete_windows)} window(s) could not be read "
-            "completely (see the log above); run `tfy-audit verify` to see the affected days",
+            "completely (see the log above); the high-water mark stays before them, so the "
+            "next run reads them again; `tfy-audit verify --end "
+            f"{summary.end.strftime('%Y-%m-%dT%H:%M:%SZ')}` compares their days",
             event="incomplete",
+        )
+    if summary.repeated_ids:
+        from .redact import clean
+
+        shown = ", ".join(clean(i) for i in summary.repeated_ids[:5]) + (
+            f" and {len(summary.repeated_ids) - 5} more" if len(summary.repeated_ids) > 5 else ""
+        )
+        _say(
+            f"tfy-audit: the service served {len(summary.repeated_ids)} id(s) twice in one "
+            f"window and counts both copies ({shown}); confirmed by a re-read, loaded once and "
+            "recorded in event_anomalies (later runs pass it quietly); `tfy-audit verify` "
+            "lists them",
+            event="repeated_ids",
         )
     return _Outcome(code, summary.as_dict())
 
@@ -562,6 +583,15 @@ def format_summary(summary: Any) -> str:
         )
     if summary.recovered_packages:
         lines.append(f"  finished {summary.recovered_packages} package(s) of an interrupted run")
+    from .settings import CLOCK_SKEW_WARN_SECONDS
+
+    offset = getattr(summary, "clock_offset_seconds", None)
+    if offset is not None and abs(offset) > CLOCK_SKEW_WARN_SECONDS:
+        side = "behind" if offset < 0 else "ahead of"
+        lines.append(
+            f"  service clock: {abs(offset):.0f} s {side} this machine's; the run read up to "
+            "the earlier of the two"
+        )
     if summary.covered_until:
         lines.append(f"  high-water mark: {summary.covered_until.isoformat()}")
     return "\n".join(lines)
@@ -693,6 +723,12 @@ def _verify_text(result: Any, label: str) -> str:
         + f": {len(result.days)} day(s) with events, {len(result.days) - len(differing)} match, "
         f"{len(differing)} differ ({result.requests} requests); {_bounds_text(result.bounds)}"
     )
+    repeated = getattr(result, "repeated_ids", [])
+    if repeated:
+        from .redact import clean
+
+        head += "\n  ids the service serves twice (recorded in event_anomalies, loaded once): "
+        head += ", ".join(clean(i) for i in repeated)
     if not differing:
         return head
     lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}"]
@@ -732,6 +768,8 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
                 {"day": d.day.isoformat(), "service": d.service, "warehouse": d.warehouse}
                 for d in r.differing
             ],
+            # ids a sync recorded as served twice by the service (event_anomalies)
+            "repeated_ids": getattr(r, "repeated_ids", []),
         }
 
     begin = outcome.first_day
@@ -854,9 +892,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         max_offset=args.max_offset or None,
         order=args.order,
         insert_every=args.insert_every,
+        clock_offset_seconds=args.clock_offset,
     )
     logger.info("generating %d events over %g days", args.events, args.days)
-    sim = Simulator(config, generate_history(args.events, days=args.days, seed=args.seed))
+    sim = Simulator(config)
+    # the history ends at the service's own now
+    sim.add_events(generate_history(args.events, days=args.days, seed=args.seed, end=sim.now()))
     try:
         server = SimulatorServer(sim, host=args.bind, port=args.port)
     except OSError as exc:

@@ -133,6 +133,13 @@ class RetryPolicy:
     retry_after_max: float = 300.0
     # An unreachable host should fail fast rather than after minutes of backoff.
     connect_attempts: int = 3
+    # The most one request waits between its attempts in all: a service asking for long waits
+    # (`Retry-After: 999999`) fails the request after this, not after every attempt's wait.
+    wait_budget: float = 600.0
+
+
+# A wait longer than this is logged at WARNING (with its reason); shorter ones at DEBUG.
+LONG_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -316,6 +323,8 @@ class AuditLogClient:
         self.max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._rng = random.Random()
+        # the `Date` of the first response that carried one, and our clock when it arrived
+        self._service_clock: tuple[datetime, datetime] | None = None
         self._http = httpx.Client(
             base_url=self.host,
             headers={
@@ -395,6 +404,27 @@ class AuditLogClient:
             )
         return left
 
+    def service_clock(self) -> tuple[datetime, datetime] | None:
+        """(the service's `Date`, this machine's clock when that response arrived) of the first
+        response with a valid `Date` header; None before one. `Date` has whole seconds: the
+        service's clock was at most a second later than it."""
+        return self._service_clock
+
+    def _note_date(self, response: httpx.Response) -> None:
+        if self._service_clock is not None:
+            return
+        received = datetime.now(UTC)
+        value = response.headers.get("date")
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self._service_clock = (when.astimezone(UTC), received)
+
     @staticmethod
     def _window_params(filters: AuditLogFilters, start: datetime, end: datetime) -> dict[str, str]:
         return {
@@ -411,15 +441,18 @@ class AuditLogClient:
         attempt = 0
         connect_failures = 0
         suspect_failures = 0
+        waited = 0.0
         while True:
             attempt += 1
             budget = min(self.timeout, self.check_run_deadline())
             until = time.monotonic() + budget
             request = self._http.build_request("GET", AUDIT_LOGS_PATH, params=params)
             not_sent: ApiError | None = None
+            asked: str | None = None  # the response's Retry-After, when it set the wait
             try:
                 with deadline.bounded(until):
                     response = self._http.send(request, stream=True)
+                    self._note_date(response)
                     try:
                         if response.status_code == 200:
                             body = _read_body(response, until, cap)
@@ -456,10 +489,14 @@ class AuditLogClient:
                     error = exc
                     suspect_failures += exc.suspect_host
                     delay = self._backoff(attempt)
-                    if response.status_code == 429:
-                        after = _retry_after_seconds(response.headers.get("retry-after"))
-                        if after is not None:
-                            delay = min(after, self.retry.retry_after_max)
+                    asked = response.headers.get("retry-after")
+                    after = (
+                        _retry_after_seconds(asked) if response.status_code in (429, 503) else None
+                    )
+                    if after is not None:
+                        delay = min(after, self.retry.retry_after_max)
+                    else:
+                        asked = None
             if not_sent is not None:
                 self.stats.record(metric, None, attempt > 1)
                 raise not_sent
@@ -470,13 +507,54 @@ class AuditLogClient:
                     status=error.status,
                     request_id=error.request_id,
                 ) from error
+            wanted = (
+                f"Retry-After: {service_text(asked.strip())}" if asked is not None else "backoff"
+            )
             if delay >= self.check_run_deadline():  # which raises once the run's time is up
                 raise RunDeadlineError(
-                    f"the run would reach its --max-duration while waiting to retry ({error}); "
-                    "what it loaded before is kept: run again to continue"
+                    f"the run would reach its --max-duration while waiting to retry ({error}; "
+                    f"a wait of {delay:.0f} s, {wanted}); what it loaded before is kept: run "
+                    "again to continue"
                 ) from error
-            logger.debug("retrying in %.2fs (attempt %d): %s", delay, attempt + 1, error)
+            if waited + delay > self.retry.wait_budget:
+                raise RetriesExhaustedError(
+                    f"{error} (gave up after {attempt} attempts: waited {waited:.0f} s for "
+                    f"retries of this request, its most ({self.retry.wait_budget:.0f} s), and "
+                    f"the next wait is {delay:.0f} s ({wanted})); retry later",
+                    url=error.url,
+                    status=error.status,
+                    request_id=error.request_id,
+                ) from error
+            self._log_wait(delay, after_asked=asked, error=error, attempt=attempt)
+            waited += delay
             self._sleep(delay)
+
+    def _log_wait(
+        self, delay: float, *, after_asked: str | None, error: ApiError, attempt: int
+    ) -> None:
+        """A long wait at WARNING with its reason (a run seemingly stuck says why); others at
+        DEBUG."""
+        if delay <= LONG_WAIT_SECONDS:
+            logger.debug("retrying in %.2fs (attempt %d): %s", delay, attempt + 1, error)
+            return
+        if after_asked is None:
+            why = "backoff"
+        else:
+            why = f"Retry-After: {service_text(after_asked.strip())}"
+        capped = (
+            " (the most one wait may take)"
+            if after_asked is not None and delay >= self.retry.retry_after_max
+            else ""
+        )
+        logger.warning(
+            "%s; %s; waiting %.0f s%s before attempt %d of %d",
+            error,
+            why,
+            delay,
+            capped,
+            attempt + 1,
+            self.retry.max_attempts,
+        )
 
     def _too_large(
         self, request: httpx.Request, response: httpx.Response, cap: int, page_size: int

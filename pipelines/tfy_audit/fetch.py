@@ -12,6 +12,11 @@ window and forgotten once it is read, so memory holds the ids of the windows bei
 every event read. An id the service serves in two windows (its createdAt changed between their
 reads, or two events share it) is yielded by both; the extract notices it (extract.py) and the
 sync re-merges those days reading with `exact=True`, which remembers every id of the read.
+
+A service that serves one id twice within a window and counts both copies would keep that
+window short of its total forever, and the mark before it. When a re-read serves the same ids
+twice again and those copies account exactly for the total, the window is complete: each such
+id is loaded once and recorded (`repeated_id`, `accepted`) in `event_anomalies`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from .anomalies import Anomaly
+from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError
 from .pages import DecodedPage, decode_page
@@ -74,6 +79,12 @@ class _WindowState:
     requested_until: int = 0  # offsets below this have been requested in the current read
     outstanding: int = 0  # requested or queued, not yet answered
     refused: bool = False
+    # the current read: ids served, how many entries, and the ids served more than once; the
+    # repeated ids of the read before, which a read must match to confirm them
+    read_ids: set[str] = field(default_factory=set)
+    read_served: int = 0
+    read_repeated: set[str] = field(default_factory=set)
+    earlier_repeated: set[str] | None = None
 
     def __post_init__(self) -> None:
         self.report = WindowReport(self.window, self.planned_count)
@@ -86,9 +97,32 @@ class _WindowState:
             self.requested_until = offsets[-1] + self.page_size
         return offsets
 
+    def note_read(self, ids: list[str]) -> None:
+        """A page of the current read arrived with these ids (one per event served)."""
+        self.read_served += len(ids)
+        for event_id in ids:
+            if event_id in self.read_ids:
+                self.read_repeated.add(event_id)
+            else:
+                self.read_ids.add(event_id)
+
+    def confirmed_repeats(self) -> set[str]:
+        """Ids the service served twice in this read and in the read before, which account
+        for exactly the events its total counts beyond the distinct ids read: the service
+        counts one event twice, and the window is complete. Empty otherwise."""
+        repeated = self.read_repeated
+        if not repeated or repeated != self.earlier_repeated:
+            return set()
+        copies = self.read_served - len(self.read_ids)
+        if len(self.read_ids) != len(self.ids) or len(self.ids) + copies != self.total:
+            return set()
+        return set(repeated)
+
     def restart(self) -> list[int]:
         self.report.reads += 1
         self.requested_until = 0
+        self.earlier_repeated = self.read_repeated
+        self.read_ids, self.read_served, self.read_repeated = set(), 0, set()
         return self.offsets_for(max(self.total, 1))
 
 
@@ -187,6 +221,7 @@ class WindowFetcher:
                     # the latest (a closed window only grows).
                     state.total = max(state.total, page.total)
                     state.ids.update(page.ids)
+                    state.note_read(page.ids)
                     batch = (
                         None if page.batch is None else self._not_yielded(page.batch, state.family)
                     )
@@ -208,7 +243,14 @@ class WindowFetcher:
                 if report is None:
                     enqueue((state, o) for o in state.restart())
                 else:
+                    yield from self._repeat_records(state)
                     yield report
+
+    def _repeat_records(self, state: _WindowState) -> Iterator[Anomaly]:
+        """An accepted repeated id's record, once per window read."""
+        if state.report.complete and len(state.ids) < state.total:
+            for event_id in sorted(state.confirmed_repeats()):
+                yield _repeat_anomaly(state, event_id)
 
     def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
         decode, start, end = self._decode, window.start, window.end
@@ -257,28 +299,58 @@ class WindowFetcher:
     def _finish(self, state: _WindowState) -> WindowReport | None:
         """The report of a window whose read is over, or None if it must be read again."""
         seen = len(state.ids)
-        if seen >= state.total or state.refused or state.report.reads >= MAX_READS:
+        repeats = state.confirmed_repeats() if seen < state.total else set()
+        if repeats or seen >= state.total or state.refused or state.report.reads >= MAX_READS:
             report = state.report
             report.service_total = state.total
             report.rows = seen
-            report.complete = seen >= state.total
-            if not report.complete:
-                logger.error(
-                    "%s: read %d distinct events of the %d the service counts; "
-                    "`tfy-audit verify` will show the gap",
+            report.complete = seen >= state.total or bool(repeats)
+            if repeats:
+                logger.info(
+                    "%s: the service served %d id(s) twice in two reads and counts each copy "
+                    "(%d distinct events of %d counted): the window is complete",
                     state.window,
+                    len(repeats),
                     seen,
                     state.total,
                 )
+            elif not report.complete:
+                logger.error(
+                    "%s: read %d distinct events of the %d the service counts, in %d read(s); "
+                    "the high-water mark stays before this window, so the next run reads it "
+                    "again",
+                    state.window,
+                    seen,
+                    state.total,
+                    report.reads,
+                )
             return report
         logger.info(
-            "%s: %d of %d events after read %d (results moved while paging); reading again",
+            "%s: %d of %d events after read %d (%s); reading again",
             state.window,
             seen,
             state.total,
             state.report.reads,
+            f"{len(state.read_repeated)} id(s) served twice"
+            if state.read_repeated
+            else "results moved while paging",
         )
         return None
+
+
+def _repeat_anomaly(state: _WindowState, event_id: str) -> Anomaly:
+    return Anomaly(
+        AnomalyKind.REPEATED_ID,
+        AnomalyAction.ACCEPTED,
+        event_id,
+        "$.id",
+        detail=(
+            "served twice in one read of its window, again in a second read, and counted "
+            "twice by the service; loaded once"
+        ),
+        window_start=state.window.start,
+        window_end=state.window.end,
+    )
 
 
 def read_windows(

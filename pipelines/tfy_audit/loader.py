@@ -17,7 +17,7 @@ from typing import Any
 
 import dlt
 
-from .anomalies import Anomaly, unique
+from .anomalies import Anomaly, AnomalyKind, unique
 from .client import AuditLogClient
 from .database import HeldDatabase
 from .destination import holds_nul, loader_file_format, step, supports_merge
@@ -290,6 +290,9 @@ class _Counter(SyncProgress):
         for anomaly in unique(anomalies):
             kind = anomaly.kind.value
             self.summary.anomalies[kind] = self.summary.anomalies.get(kind, 0) + 1
+            repeated = self.summary.repeated_ids
+            if anomaly.kind is AnomalyKind.REPEATED_ID and anomaly.event_id not in repeated:
+                repeated.append(str(anomaly.event_id))
         self.progress.on_anomalies(anomalies)
 
     def take_repeated(self) -> int:

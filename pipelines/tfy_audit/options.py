@@ -121,6 +121,11 @@ class SyncSummary:
     events_new: int = 0
     # records written to `event_anomalies` by this run, per kind (anomalies.py)
     anomalies: dict[str, int] = field(default_factory=dict)
+    # ids the service served twice in a window, confirmed by a re-read and recorded in
+    # `event_anomalies` by this run for the first time (exit code 3)
+    repeated_ids: list[str] = field(default_factory=list)
+    # seconds the service's clock (its `Date`) is ahead of this machine's; None: not sent
+    clock_offset_seconds: float | None = None
 
     # the pipeline whose marks this run continued, having none of its own in the dataset
     continued_from: str | None = None
@@ -137,6 +142,8 @@ class SyncSummary:
             "events_new": self.events_new,
             "events_reread": self.events_reread,
             "anomalies": self.anomalies,
+            "clock_offset_seconds": self.clock_offset_seconds,
+            "repeated_ids": self.repeated_ids,
             "rows": self.rows,
             "requests": self.requests,
             "retries": self.retries,

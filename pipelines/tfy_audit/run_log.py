@@ -77,11 +77,15 @@ _COLUMN_TYPES: Final = (
     ("chunks", "bigint"),
     ("recovered_packages", "bigint"),
     ("seconds", "double"),
+    ("clock_offset_seconds", "double"),
     ("error", "text"),
     ("tfy_audit_version", "text"),
     ("dlt_version", "text"),
     ("hostname", "text"),
 )
+
+# Columns added after the table was first released (nullable: older rows have none).
+_ADDED_COLUMNS: Final = ("clock_offset_seconds",)
 
 
 def _columns() -> dict[str, TColumnSchema]:
@@ -120,6 +124,8 @@ class RunRecord:
     chunks: int = 0
     recovered_packages: int = 0
     seconds: float | None = None
+    # seconds the service's clock was ahead of this machine's (negative: behind)
+    clock_offset_seconds: float | None = None
     mark_before: datetime | None = None
     mark_after: datetime | None = None
     tfy_audit_version: str = ""
@@ -169,6 +175,7 @@ class RunRecord:
         self.chunks = summary.chunks
         self.recovered_packages = summary.recovered_packages
         self.seconds = round(summary.seconds, 3)
+        self.clock_offset_seconds = summary.clock_offset_seconds
 
 
 def pending_dir(target: DestinationOptions) -> Path:
@@ -245,6 +252,10 @@ def load_records(
             for n, c in columns.items()
         )
         client.execute_sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl})")
+        # a table an earlier version made lacks the columns added since
+        for name in _ADDED_COLUMNS:
+            sql_type = _SQL_TYPES[str(columns[name]["data_type"])]
+            client.execute_sql(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {sql_type}")
         marks = ", ".join(["%s"] * len(names))
         with client.begin_transaction():
             client.execute_sql(

@@ -74,3 +74,9 @@ ANOMALIES_TABLE: Final = "event_anomalies"
 LOG_FORMATS: Final = ("text", "json")
 DEFAULT_LOG_FORMAT: Final = "text"
 LOG_FORMAT_ENV: Final = "TFY_AUDIT_LOG_FORMAT"
+
+# A run reads no later than the service's own clock (its `Date`, whole seconds) less this, so
+# the mark never passes an instant the service may still stamp events at (clock.py).
+SERVICE_CLOCK_MARGIN: Final = timedelta(seconds=1)
+# The clocks differing by more than this is worth a warning.
+CLOCK_SKEW_WARN_SECONDS: Final = 60.0

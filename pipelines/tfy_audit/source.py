@@ -19,6 +19,7 @@ from dlt.sources import DltResource
 
 from ._dlt_compat import TColumnSchema, TWriteDispositionConfig
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
+from .clock import end_by_service, warn_if_skewed
 from .config import resolve_api_key, resolve_host
 from .extract import ExtractObserver, audit_log_tables
 from .fetch import Item, read_windows
@@ -213,6 +214,11 @@ def _whole_run(
         entry = stream_state(dlt.current.source_state(), filters)
         run = resolve_range(entry, start=start, end=end, lookback=lookback)
         chunk = plan_chunk(client, filters, run, max_offset=max_offset, concurrency=concurrency)
+        # the run ends no later than the service's clock (clock.py)
+        service_clock = client.service_clock()
+        warn_if_skewed(service_clock)
+        run, windows = end_by_service(run, chunk.windows, service_clock)
+        chunk = Chunk(run.start, run.end, windows, run.advances_state)
         known_subjects = read_subjects(dlt.current.pipeline())
         items = read_windows(
             client,

@@ -7,7 +7,8 @@ Order of a run:
    finish load packages a crashed run left behind (their state comes with them);
 3. restore state from the destination, the single source of truth: the pipeline's own, or
    the dataset's when the pipeline has none there (identity.py);
-4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
+4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py), ending
+   no later than the service's own clock (clock.py);
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
 7. refresh the analysis views.
@@ -25,6 +26,7 @@ from typing import Any
 import dlt
 
 from .client import AuditLogClient
+from .clock import clock_offset, end_by_service, warn_if_skewed
 from .config import resolve_api_key, resolve_host
 from .database import held_database
 from .decoders import DecodersOnDemand
@@ -43,7 +45,7 @@ from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
-from .warehouse import table_loaded
+from .warehouse import known_repeated_ids, table_loaded
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ def run_sync(
         summary.continued_from = continued_from
         describe_run(summary, mark=mark, run=run, first_start=first_start)
         rows_before = rows_from(pipeline, run.start)
+        # a repeated id recorded by an earlier run is no news when the lookback meets it again
+        known_repeats = known_repeated_ids(pipeline)
         recorder.started(pipeline, summary, mark_before=mark)
         client = AuditLogClient(
             host,
@@ -125,6 +129,12 @@ def run_sync(
                     concurrency=options.concurrency,
                     on_total=workers.start_if_large,
                 )
+                # the planning's first answer says the service's time: the run ends by it too
+                service_clock = client.service_clock()
+                warn_if_skewed(service_clock)
+                summary.clock_offset_seconds = clock_offset(service_clock)
+                run, windows = end_by_service(run, windows, service_clock)
+                summary.end = run.end
                 repair = DayRepair(pipeline, client, options, database)
                 repair.remerge(heal, summary, progress)
                 loader = ChunkLoader(
@@ -140,6 +150,7 @@ def run_sync(
                 # the worker processes exit during the last load instead of after it
                 loader.load(run, windows, after_last_extract=workers.close_soon)
                 settle_counts(summary, rows_before, rows_from(pipeline, run.start))
+                summary.repeated_ids = [i for i in summary.repeated_ids if i not in known_repeats]
             summary.views = _refresh_views(pipeline)
             ensure_indexes(pipeline)  # PostgreSQL: on id and created_at (postgres.py)
         finally:

@@ -14,7 +14,7 @@ from .errors import DestinationError
 from .lakehouse import DeltaSqlClient, is_delta, read_created_between
 from .planning import Chunk
 from .rows import SubjectObservation
-from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
+from .settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,49 @@ def undated_ids(pipeline: Any) -> set[str]:
         f"select id from {AUDIT_LOGS_TABLE} where created_at is null"
     )
     return {row[0] for row in relation.fetchall()}
+
+
+def known_repeated_ids(pipeline: Any) -> set[str]:
+    """Every id recorded in `event_anomalies` as served twice (`repeated_id`): a sync meeting
+    one again has no news. Read by SQL on the anomalies table alone (small), not through
+    `dataset()`; empty where it cannot be read (the run then reports the id once more)."""
+    if not table_loaded(pipeline, ANOMALIES_TABLE):
+        return set()
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(ANOMALIES_TABLE)
+            rows = client.execute_sql(
+                f"select distinct event_id from {table} where kind = %s", "repeated_id"
+            )
+    except Exception as exc:
+        logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
+        return set()
+    return {str(r[0]) for r in rows or [] if r[0] is not None}
+
+
+def recorded_repeated_ids(
+    pipeline: Any, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, datetime]:
+    """Ids recorded in `event_anomalies` as served twice (`repeated_id`), each with its event's
+    createdAt as loaded; only events created in `[start, end)` when given. Empty where the
+    tables are not loaded or cannot be read (a figure, never a reason to fail)."""
+    if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return {}
+    where = "a.kind = 'repeated_id'"
+    if start is not None:
+        where += f" and l.created_at >= TIMESTAMPTZ '{start.isoformat()}'"
+    if end is not None:
+        where += f" and l.created_at < TIMESTAMPTZ '{end.isoformat()}'"
+    try:
+        relation = pipeline.dataset().query(
+            f"select distinct a.event_id, l.created_at from {ANOMALIES_TABLE} a "
+            f"join {AUDIT_LOGS_TABLE} l on l.id = a.event_id where {where}"
+        )
+        rows = relation.fetchall()
+    except Exception as exc:
+        logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
+        return {}
+    return {str(event_id): _utc(at) or at for event_id, at in rows}
 
 
 # what verify needs of each event: its time and the columns the endpoint's filters look at

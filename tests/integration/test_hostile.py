@@ -287,3 +287,16 @@ def test_a_postgres_url_without_password_is_one_line(workspace: Workspace) -> No
         "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD",
         "destination.postgres.credentials.password in .dlt/secrets.toml",
     )
+
+
+def test_retry_after_999999_ends_at_max_duration_with_one_line(workspace: Workspace) -> None:
+    sim = make_simulator(200, days=1, rate_429=1.0, retry_after="999999")
+    with SimulatorServer(sim) as srv:
+        t0 = time.monotonic()
+        proc = run_cli_process(*workspace.sync_args(srv.url, "--max-duration", "5"))
+        seconds = time.monotonic() - t0
+    line = one_line_error(proc, 1, "--max-duration", "Retry-After: 999999", "rate limited")
+    assert "999999 s" not in line  # the wait it would have taken is the capped one, 300 s
+    assert seconds < 60  # not 300 s (one capped wait), let alone 40 minutes
+    assert sim.stats.by_status == {429: 1}  # it failed at once: waiting could not help
+    assert lock_is_free(workspace)

@@ -77,3 +77,31 @@ def test_the_plain_script_loads_every_event_exactly_and_keeps_its_own_state(
     assert (cli.pipelines_dir / "tfy_audit").is_dir()
     assert not (script.pipelines_dir / "tfy_audit").exists()
     assert_warehouse_matches(script, sim.events())
+
+
+def test_the_plain_script_loses_no_event_of_a_service_clock_15_minutes_behind(
+    tmp_path: Path,
+) -> None:
+    from tfy_audit.simulator import Simulator, SimulatorConfig, generate_history
+
+    behind = -900
+    service_now = datetime.now(UTC) + timedelta(seconds=behind)
+    sim = Simulator(
+        SimulatorConfig(api_key=API_KEY, clock_offset_seconds=behind),
+        generate_history(300, days=2, seed=8, end=service_now - timedelta(minutes=2)),
+    )
+    script = Workspace(
+        tmp_path / "truefoundry_audit_pipeline.duckdb", tmp_path / ".truefoundry_audit_pipeline"
+    )
+    with SimulatorServer(sim) as srv:
+        run_script(tmp_path, TFY_HOST=srv.url, TFY_API_KEY=API_KEY)
+        history = sim.ids()
+        assert script.ids() == history
+        rng = random.Random(9)
+        # stamped three seconds before the run by the service's clock (a run reads to a second
+        # before its `Date`: these are in it whatever the timing)
+        stamped = sim.now() - timedelta(seconds=3)
+        new = sim.add_events(make_event(rng, stamped) for _ in range(3))
+        run_script(tmp_path, TFY_HOST=srv.url, TFY_API_KEY=API_KEY)
+    assert script.ids() == history | set(new)
+    assert_warehouse_matches(script, sim.events())

@@ -320,3 +320,47 @@ def test_ctrl_c_keeps_the_record_for_the_next_run(tmp_path: Path) -> None:
     )
     assert saved["finished_at"] is not None
     assert not (tmp_path / "a.duckdb").exists()  # nothing was written to the destination
+
+
+def test_a_sync_runs_table_without_the_clock_offset_gets_it(workspace: Workspace) -> None:
+    """A warehouse whose `sync_runs` an earlier version made (no `clock_offset_seconds`): the
+    next run adds the column and records its offset; the earlier rows keep theirs, null."""
+    import duckdb
+
+    sim = make_simulator(200, days=1)
+    with SimulatorServer(sim) as srv:
+        assert cli_output(*workspace.sync_args(srv.url))[0] == 0
+        con = duckdb.connect(str(workspace.db))
+        try:
+            con.execute("alter table truefoundry_audit.sync_runs drop column clock_offset_seconds")
+        finally:
+            con.close()
+        assert cli_output(*workspace.sync_args(srv.url))[0] == 0
+    rows = workspace.query(
+        "select status, clock_offset_seconds from truefoundry_audit.sync_runs order by started_at"
+    )
+    assert rows == [("ok", None), ("ok", 0.0)]
+
+
+@pytest.mark.postgres
+def test_a_postgres_sync_runs_table_without_the_clock_offset_gets_it(
+    postgres_dataset: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    ds = postgres_dataset
+    args = (
+        "--destination", "postgres", "--dataset", ds, "--pipeline-name", f"pg_{ds}",
+        "--pipelines-dir", str(tmp_path / "p"), "--no-progress",
+    )  # fmt: skip
+    sim = make_simulator(200, days=1)
+    with SimulatorServer(sim) as srv:
+        assert cli_output("sync", "--host", srv.url, *args)[0] == 0
+        with postgres() as cur:
+            cur.execute(f'alter table "{ds}".sync_runs drop column clock_offset_seconds')
+        assert cli_output("sync", "--host", srv.url, *args)[0] == 0
+    with postgres() as cur:
+        cur.execute(
+            f'select status, clock_offset_seconds from "{ds}".sync_runs order by started_at'
+        )
+        rows = cur.fetchall()
+    assert rows == [("ok", None), ("ok", 0.0)]

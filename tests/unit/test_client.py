@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,7 @@ from tfy_audit.errors import (
     OffsetRefusedError,
     RequestRejectedError,
     RetriesExhaustedError,
+    RunDeadlineError,
     UsageError,
 )
 from tfy_audit.pages import parse_list_body
@@ -260,3 +263,98 @@ def test_a_plain_http_host_behind_a_proxy_keeps_verifying(monkeypatch: pytest.Mo
     context = client._http._transport._pool._ssl_context  # type: ignore[attr-defined]
     assert context.verify_mode == ssl.CERT_REQUIRED
     client.close()
+
+
+def always(response: httpx.Response) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return response
+
+    return handler
+
+
+def test_a_long_retry_wait_is_logged_at_warning_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, sleeps = make_client(
+        scripted(
+            httpx.Response(429, headers={"Retry-After": "120"}),
+            httpx.Response(429, headers={"Retry-After": "2"}),
+            httpx.Response(200, json=OK_BODY),
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="tfy_audit.client"):
+        assert page(client)[1] == 1
+    assert sleeps == [120.0, 2.0]
+    # the short wait is not worth a warning; the long one says why, how long and which attempt
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert "\n" not in message
+    assert "rate limited (HTTP 429)" in message
+    assert "Retry-After: 120" in message
+    assert "waiting 120 s before attempt 2 of 8" in message
+
+
+def test_a_wait_capped_below_what_the_service_asks_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, sleeps = make_client(
+        scripted(
+            httpx.Response(429, headers={"Retry-After": "999999"}),
+            httpx.Response(200, json=OK_BODY),
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="tfy_audit.client"):
+        assert page(client)[1] == 1
+    assert sleeps == [300.0]
+    (record,) = caplog.records
+    assert "Retry-After: 999999" in record.getMessage()
+    assert "waiting 300 s (the most one wait may take) before attempt 2 of 8" in (
+        record.getMessage()
+    )
+
+
+def test_retry_waits_of_one_request_stop_at_the_documented_budget() -> None:
+    client, sleeps = make_client(always(httpx.Response(429, headers={"Retry-After": "999999"})))
+    with pytest.raises(RetriesExhaustedError) as caught:
+        page(client)
+    # two waits of 300 s fill the 600 s budget; a third would pass it: no eight-retry 40 minutes
+    assert sleeps == [300.0, 300.0]
+    text = str(caught.value)
+    assert "\n" not in text
+    assert "rate limited (HTTP 429)" in text
+    assert "waited 600 s for retries of this request, its most (600 s)" in text
+    assert "retry later" in text
+    assert client.stats.requests == 3
+
+
+def test_a_retry_wait_past_the_run_deadline_fails_now_without_sleeping() -> None:
+    sleeps: list[float] = []
+    client = AuditLogClient(
+        "http://control-plane.test",
+        "secret-token",
+        transport=httpx.MockTransport(
+            always(httpx.Response(429, headers={"Retry-After": "999999"}))
+        ),
+        sleep=sleeps.append,
+        run_deadline=time.monotonic() + 5,
+        allow_insecure_http=True,
+    )
+    with pytest.raises(RunDeadlineError) as caught:
+        page(client)
+    assert sleeps == []
+    text = str(caught.value)
+    assert "\n" not in text
+    assert "--max-duration" in text
+    assert "Retry-After: 999999" in text
+
+
+def test_a_503_retry_after_is_honoured_too() -> None:
+    client, sleeps = make_client(
+        scripted(
+            httpx.Response(503, headers={"Retry-After": "9"}),
+            httpx.Response(200, json=OK_BODY),
+        )
+    )
+    assert page(client)[1] == 1
+    assert sleeps == [9.0]

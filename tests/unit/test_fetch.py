@@ -197,3 +197,49 @@ def test_the_ids_of_a_window_are_let_go_once_it_is_read(monkeypatch: pytest.Monk
     # when the second and third windows start yielding, the ones before are read and freed
     assert alive_then[windows[1]] == [False, True, True]
     assert alive_then[windows[2]] == [False, False, True]
+
+
+def test_an_id_served_twice_in_two_reads_is_accepted_and_recorded() -> None:
+    from tfy_audit.anomalies import Anomaly, AnomalyAction, AnomalyKind
+
+    events = [event(f"e{i}", T0 + timedelta(seconds=i)) for i in range(5)]
+    events.insert(3, event("e2", T0 + timedelta(seconds=2)))  # served twice, counted twice
+    window = Window(T0, T0 + timedelta(minutes=1))
+    items = list(read(FakeService(events), [window], page_size=2))
+    anomalies = [i for i in items if isinstance(i, Anomaly)]
+    (report,) = [i for i in items if isinstance(i, WindowReport)]
+    assert anomalies == [
+        Anomaly(
+            AnomalyKind.REPEATED_ID,
+            AnomalyAction.ACCEPTED,
+            "e2",
+            "$.id",
+            detail=anomalies[0].detail,
+            window_start=window.start,
+            window_end=window.end,
+        )
+    ]
+    assert (report.complete, report.reads, report.rows, report.service_total) == (True, 2, 5, 6)
+    # the rows hold each id once
+    assert sorted(yielded_ids(items)) == ["e0", "e1", "e2", "e3", "e4"]
+
+
+def test_a_repeat_that_moves_between_reads_is_not_accepted() -> None:
+    from tfy_audit.anomalies import Anomaly
+
+    base = [event(f"e{i}", T0 + timedelta(seconds=i)) for i in range(5)]
+    window = Window(T0, T0 + timedelta(minutes=1))
+    service = FakeService(list(base))
+    reads = [0]
+
+    def repeat_another_id_each_read(s: FakeService, offset: int) -> None:
+        if offset == 0:
+            reads[0] += 1
+            twin = base[reads[0] % 5]
+            s.events = [*base, twin]
+
+    service.on_page = repeat_another_id_each_read
+    items = list(read(service, [window], page_size=10))
+    assert [i for i in items if isinstance(i, Anomaly)] == []
+    (report,) = [i for i in items if isinstance(i, WindowReport)]
+    assert (report.complete, report.reads) == (False, fetch.MAX_READS)

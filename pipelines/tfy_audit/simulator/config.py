@@ -50,6 +50,10 @@ class SimulatorConfig:
     insert_mode: InsertMode = "now"
     late_seconds: float = 300
 
+    # Seconds the service's clock is ahead of this machine's (negative: behind). Its `Date`
+    # header and the createdAt of events it inserts follow its own clock.
+    clock_offset_seconds: float = 0
+
     # Salt of the stable pseudo-random `shuffled` order.
     shuffle_salt: str = "tfy-sim"
     # The HTTP server closes keep-alive connections idle this long, like Node's 5 s default.

@@ -6,6 +6,7 @@ serves it over loopback HTTP and `Simulator.transport()` as an `httpx.MockTransp
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 import logging
 import random
@@ -136,6 +137,14 @@ class Simulator:
 
     # -- test-facing API ----------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The service's clock: this machine's, moved by `clock_offset_seconds`."""
+        return datetime.now(UTC) + timedelta(seconds=self.config.clock_offset_seconds)
+
+    def http_date(self) -> str:
+        """The `Date` header the service sends (RFC 9110: whole seconds, GMT)."""
+        return email.utils.format_datetime(self.now().replace(microsecond=0), usegmt=True)
+
     def add_events(self, events: Iterable[Mapping[str, Any]]) -> list[str]:
         """Add (or replace, by id) events; safe at any time, also while a sync runs."""
         return self.store.add(events)
@@ -149,6 +158,11 @@ class Simulator:
         """Serve `blob` as one event's bytes, exactly (see `EventStore.add_raw`): what a
         service with a bug or a bad row sends, which no JSON encoder here would write."""
         self.store.add_raw(event_id, created_at, blob)
+
+    def serve_twice(self, event_id: str) -> None:
+        """From now on serve the stored event `event_id` twice in every answer that holds it,
+        and count it twice: a service that repeats one id in a window."""
+        self.store.add_twin(event_id)
 
     def events(self) -> list[dict[str, Any]]:
         return self.store.events()
@@ -263,7 +277,7 @@ class Simulator:
             self._seeded_with = cfg.fault_seed
 
     def _insert(self, cfg: SimulatorConfig) -> None:
-        now = datetime.now(UTC)
+        now = self.now()
         span = self.store.key_range()
         with self._lock:
             self._reseed_if_needed(cfg)
@@ -314,6 +328,7 @@ class Simulator:
         fault: str | None = None,
     ) -> SimResponse:
         resp.headers["x-request-id"] = f"sim-{next(self._request_ids)}"
+        resp.headers["Date"] = self.http_date()
         status = resp.status
         with self._lock:
             stats = self._stats

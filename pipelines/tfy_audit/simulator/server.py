@@ -81,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # the `Date` header `send_response` adds: the simulated service's clock
+        return self.server.sim.http_date()
+
     def _serve(self) -> None:
         length = self.headers.get("Content-Length")
         if length and length.isdigit():
@@ -105,7 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = resp.body
         self.send_response(resp.status)
         for name, value in resp.headers.items():
-            self.send_header(name, value)
+            if name != "Date":  # sent by `send_response` (date_time_string)
+                self.send_header(name, value)
         if resp.fault == "truncate":
             self.send_header("Content-Length", str(len(body) * 2 + 64))
             self.end_headers()

@@ -26,6 +26,8 @@ from tfy_audit.simulator.history import gc_paused
 from tfy_audit.simulator.timestamps import parse_ts, to_epoch_us
 
 _CACHE_SIZE: Final = 16
+# Marks the store's second row of an event served twice (`add_twin`); never served.
+TWIN_SUFFIX: Final = "\x00twin"
 # Below this many new events, inserting into copies of the sorted lists beats re-sorting.
 _INSORT_MAX: Final = 256
 
@@ -195,6 +197,14 @@ class EventStore:
         self._ids.update(r.id for r in new_rows)
         self._snapshot = Snapshot(old.version + 1, keys, rows, old.unplaced)
 
+    def add_twin(self, event_id: str) -> None:
+        """Serve the stored event `event_id` twice from now on: a second row with the same
+        bytes (so the same id), counted and paged like any row, as a service whose query joins
+        a row twice would. `ids()` names it once."""
+        with self._lock:
+            (row,) = [r for r in self._snapshot.rows if r.id == event_id]
+            self._merge([row._replace(id=event_id + TWIN_SUFFIX)], set())
+
     # -- reads ---------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
@@ -204,7 +214,7 @@ class EventStore:
         return len(self._snapshot.rows)
 
     def ids(self) -> set[str]:
-        return {r.id for r in self._snapshot.rows}
+        return {r.id.removesuffix(TWIN_SUFFIX) for r in self._snapshot.rows}
 
     def events(self) -> list[dict[str, Any]]:
         """Every event, oldest first, decoded afresh from the served bytes; events stored raw

@@ -680,7 +680,8 @@ def cmd_views(args: argparse.Namespace) -> _Outcome:
 def cmd_report(args: argparse.Namespace) -> _Outcome:
     from .report import report_options, write_report
 
-    summary = write_report(_existing_pipeline(args), Path(args.out), **report_options(args))
+    options = report_options(args)  # a bad range is refused before the destination is opened
+    summary = write_report(_existing_pipeline(args), Path(args.out), **options)
     if not args.json:
         print(
             f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "

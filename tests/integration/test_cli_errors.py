@@ -238,3 +238,66 @@ def test_the_command_tunes_its_own_process_only(
     )
     assert run_cli(*workspace.sync_args(server.url)) == 0
     assert calls == (["freeze", "arenas=3"] if own_process else [])
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "needles"),
+    [
+        ("sync", ["--since", "90"], ["--since '90' has no unit", "--since 90d"]),
+        ("sync", ["--start", "7"], ["--start '7' has no unit", "--start 7d"]),
+        ("sync", ["--start", "2026-01-01", "--end", "1200"], ["--end '1200' has no unit"]),
+        ("sync", ["--lookback", "600"], ["--lookback '600' has no unit", "--lookback 600d"]),
+        ("verify", ["--since", "1990"], ["--since 1990d", "--since 1990-01-01 if a year"]),
+        ("verify", ["--start", "30"], ["--start '30' has no unit", "--start 30d"]),
+        ("report", ["--since", "90"], ["--since '90' has no unit", "--since 90d"]),
+        ("report", ["--start", "7"], ["--start '7' has no unit"]),
+        ("report", ["--end", "1"], ["--end '1' has no unit", "--end 1d"]),
+        ("status", ["--max-lag", "7200"], ["--max-lag '7200' has no unit", "--max-lag 7200d"]),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else str(v),
+)
+def test_a_number_without_a_unit_is_refused_everywhere(
+    command: str,
+    extra: list[str],
+    needles: list[str],
+    simulator: Simulator,
+    server: SimulatorServer,
+    workspace: Workspace,
+    loaded: set[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--since 90` once read from 1990-12-07 and `report --since 90` wrote 0 events."""
+    requests = simulator.stats.requests
+    args = [command, "--db", str(workspace.db), "--pipelines-dir", str(workspace.pipelines_dir)]
+    if command in ("sync", "verify"):
+        args += ["--host", server.url]
+    if command == "report":
+        args += ["--out", str(tmp_path / "r.html")]
+    capsys.readouterr()
+    assert run_cli(*args, *extra) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1, err
+    assert errors[0].startswith("tfy-audit: error: "), err
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    assert not (tmp_path / "r.html").exists()
+    assert simulator.stats.requests == requests  # refused before asking the service
+    assert workspace.ids() == loaded
+
+
+def test_a_since_without_a_unit_in_config_is_refused(
+    server: SimulatorServer,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SOURCES__TRUEFOUNDRY_AUDIT__SINCE", "90")
+    assert run_cli(*workspace.sync_args(server.url)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "tfy-audit: error: --since (sources.truefoundry_audit.since) '90' has no unit; "
+        "write e.g. 90d for 90 days back"
+    ), err
+    assert not workspace.db.exists()

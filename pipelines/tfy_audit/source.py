@@ -19,7 +19,7 @@ from dlt.sources import DltResource
 
 from ._dlt_compat import TColumnSchema, TWriteDispositionConfig
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
-from .config import resolve_api_key, resolve_host
+from .config import resolve_api_key, resolve_checked_host
 from .extract import ExtractObserver, audit_log_tables
 from .fetch import Item, read_windows
 from .planning import Chunk, plan_chunk
@@ -185,7 +185,7 @@ def _whole_run(
     max_offset: int,
 ) -> Iterator[Any]:
     """The plain source's rows: the run's range from its state, planned and read as one chunk."""
-    resolved_host = resolve_host(host)
+    resolved_host = resolve_checked_host(host, allow_insecure_http=allow_insecure_http)
     client = AuditLogClient(
         resolved_host,
         resolve_api_key(api_key, resolved_host),

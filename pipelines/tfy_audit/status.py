@@ -359,13 +359,13 @@ def cmd_status(args: Any, target: DestinationOptions) -> tuple[int, dict[str, An
     document, which the CLI prints under `--json` (its `status` is `ok` or `stale`)."""
     import sys
 
-    from .config import resolve_api_key, resolve_host
+    from .config import resolve_api_key, resolve_checked_host
     from .timeparse import parse_duration
 
     max_lag = parse_duration(args.max_lag, "max-lag") if args.max_lag else None
     client: AuditLogClient | None = None
     if args.check_service:
-        host = resolve_host(args.host)
+        host = resolve_checked_host(args.host)
         client = AuditLogClient(host, resolve_api_key(None, host))
     try:
         document = read_status(

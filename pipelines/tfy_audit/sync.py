@@ -23,11 +23,10 @@ from typing import Any
 import dlt
 
 from .client import AuditLogClient
-from .config import resolve_api_key, resolve_host
+from .config import resolve_api_key, resolve_checked_host
 from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
-from .hosts import normalize_host
 from .lakehouse import resolve_table_format
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
@@ -54,9 +53,7 @@ def run_sync(
     validate(options)
     progress = progress or SyncProgress()
     started = time.monotonic()
-    host = normalize_host(
-        resolve_host(options.host), allow_insecure_http=options.allow_insecure_http
-    )
+    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     api_key = resolve_api_key(options.api_key, host)
     target = options.target
     with ExitStack() as held:

@@ -333,7 +333,7 @@ class VerifyOutcome:
 def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     """Verify the options' pipeline against the service; with `repair`, re-sync differing days
     (each run of consecutive days as one sync) and verify again."""
-    from .config import resolve_api_key, resolve_host
+    from .config import resolve_api_key, resolve_checked_host
     from .destination import make_pipeline
     from .settings import SOURCE_NAME
     from .state import covered_until, stream_state
@@ -352,9 +352,10 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     # from where a first sync started (`--since`; the whole history by default)
     start = floor_ms(options.start or options.first_run_start(datetime.now(UTC)))
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
+    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     client = AuditLogClient(
-        resolve_host(options.host),
-        resolve_api_key(options.api_key, resolve_host(options.host)),
+        host,
+        resolve_api_key(options.api_key, host),
         retry=options.retry,
         max_connections=options.concurrency,
         transport=options.transport,

@@ -301,3 +301,61 @@ def test_a_since_without_a_unit_in_config_is_refused(
         "write e.g. 90d for 90 days back"
     ), err
     assert not workspace.db.exists()
+
+
+@pytest.mark.parametrize("command", ["sync", "verify", "status"])
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "TFY_HOST",
+            "audit.example.com",
+            "TFY_HOST 'audit.example.com' has no scheme; set TFY_HOST=https://audit.example.com",
+        ),
+        (
+            "TFY_HOST",
+            "http://10.0.0.1",
+            "TFY_HOST http://10.0.0.1 would send the API key unencrypted; use https://10.0.0.1, "
+            "or pass --allow-insecure-http if this network is trusted",
+        ),
+        (
+            "SOURCES__TRUEFOUNDRY_AUDIT__HOST",
+            "ftp://x.example",
+            "sources.truefoundry_audit.host 'ftp://x.example' is not a control plane URL; "
+            'set sources.truefoundry_audit.host = "https://your-org.truefoundry.cloud"',
+        ),
+    ],
+    ids=["tfy-host-no-scheme", "tfy-host-http", "config-host-ftp"],
+)
+def test_a_bad_host_names_where_it_came_from(
+    command: str,
+    variable: str,
+    value: str,
+    expected: str,
+    workspace: Workspace,
+    loaded: set[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A host from TFY_HOST or dlt config is named as such, never as `--host`."""
+    monkeypatch.setenv(variable, value)
+    args = [command, "--db", str(workspace.db), "--pipelines-dir", str(workspace.pipelines_dir)]
+    if command == "status":
+        args.append("--check-service")
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"tfy-audit: error: {expected}"], err
+    assert "--host" not in err
+    assert workspace.ids() == loaded
+
+
+def test_a_bad_host_flag_is_still_named_as_the_flag(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TFY_HOST", "https://fine.example")
+    assert run_cli(*workspace.sync_args("audit.example.com")) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tfy-audit: error: --host 'audit.example.com' has no scheme; pass https://audit.example.com"
+    )

@@ -111,11 +111,11 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _source_args(p: argparse.ArgumentParser) -> None:
+def _source_args(p: argparse.ArgumentParser, windows: Sequence[Flag] | None = None) -> None:
     from .options import SOURCE_FLAGS, WINDOW_FLAGS, filter_names
 
     g = p.add_argument_group("source")
-    _add_flags(g, SOURCE_FLAGS + WINDOW_FLAGS)
+    _add_flags(g, (*SOURCE_FLAGS, *(WINDOW_FLAGS if windows is None else windows)))
     f = p.add_argument_group("filters (each filter set keeps its own high-water mark)")
     for name in filter_names():
         help_text = "comma-separated slugs" if name == "subject_slug" else f"only this {name}"
@@ -145,7 +145,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import CONCURRENCY_FLAG, SINCE_FLAG, SYNC_FLAGS
+    from .options import CONCURRENCY_FLAG, SINCE_FLAG, SYNC_FLAGS, VERIFY_WINDOW_FLAGS
 
     parser = _Parser(
         prog="tfy-audit",
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = command("verify", "compare the service's counts per UTC day with the warehouse")
     _destination_args(verify)
-    _source_args(verify)
+    _source_args(verify, VERIFY_WINDOW_FLAGS)
     _add_flags(verify.add_argument_group("verify"), [SINCE_FLAG, CONCURRENCY_FLAG])
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
     _json_arg(verify)

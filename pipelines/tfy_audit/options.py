@@ -318,6 +318,19 @@ WINDOW_FLAGS: tuple[Flag, ...] = (
     Flag("--end", "end", "end of the range (ISO 8601 or 7d)", "time", shown="now, fixed at start"),
 )
 
+# verify checks what a sync read: from where a first sync starts up to the high-water mark
+VERIFY_WINDOW_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "--start",
+        "start",
+        "start of the range to check (ISO 8601, or a duration back such as 7d)",
+        "time",
+        shown="where a first sync starts: --since, else the whole history from "
+        f"{HISTORY_START.date().isoformat()}",
+    ),
+    Flag("--end", "end", "end of the range (ISO 8601 or 7d)", "time", shown="the high-water mark"),
+)
+
 CONCURRENCY_FLAG = Flag("--concurrency", "concurrency", "requests in flight", "int")
 
 SINCE_FLAG = Flag(

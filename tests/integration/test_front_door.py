@@ -3,6 +3,7 @@ nothing, every mistake is one line naming the fix, and the README's Python API r
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -226,6 +227,31 @@ def test_every_option_has_help_and_shows_its_default(command: str, tmp_path: Pat
         assert "seconds one request may take, all told (default: 60.0)" in body
     if command == "sync":
         assert "seconds to wait for a running sync of this pipeline (default: 0.0)" in body
+
+
+def _help_of(command: str) -> str:
+    from tfy_audit.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sub.choices is not None
+    return " ".join(sub.choices[command].format_help().split())
+
+
+def test_the_help_of_start_and_end_says_what_each_command_reads() -> None:
+    """verify checks from where a first sync started up to the mark; sync continues from the
+    mark. Each command's help says its own default."""
+    verify = _help_of("verify")
+    assert (
+        "--start START start of the range to check (ISO 8601, or a duration back such as 7d) "
+        "(default: where a first sync starts: --since, else the whole history from "
+        "2015-01-01)" in verify
+    ), verify
+    assert "--end END end of the range (ISO 8601 or 7d) (default: the high-water mark)" in verify
+    assert "the high-water mark minus --lookback" not in verify
+    sync = _help_of("sync")
+    assert "(default: the high-water mark minus --lookback)" in sync
+    assert "(default: now, fixed at start)" in sync
 
 
 def json_doc(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from tfy_audit.simulator import SimulatorServer
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 from tests.conftest import (
     API_KEY,
@@ -189,6 +189,36 @@ def test_a_second_sync_counts_re_read_events_apart_from_new_ones(tmp_path: Path)
     assert second["events_new"] == 3
     assert second["events_reread"] == second["events_read"] - 3 > 0
     assert_warehouse_matches(ws, sim.events())
+
+
+NO_OP_SENTENCE = (
+    "A scheduled run that finds nothing new makes 2 requests (two counts), plus one page per "
+    "1,000 events of the last `--lookback` (10 minutes), which it reads again."
+)
+
+
+@pytest.mark.parametrize("quiet_minutes", [120, 0], ids=["lookback-empty", "lookback-holds-events"])
+def test_a_no_op_sync_makes_the_requests_the_readme_says(
+    quiet_minutes: int, tmp_path: Path
+) -> None:
+    """Counted on the simulator's request log: the count of the re-read range, the count after
+    the mark, and the re-read range's pages, one per 1,000 events in it."""
+    end = NOW - timedelta(minutes=quiet_minutes)
+    sim = Simulator(SimulatorConfig(api_key=API_KEY), generate_history(1_500, days=3, end=end))
+    in_lookback = [e for e in sim.events() if ts(e["createdAt"]) >= NOW - timedelta(minutes=15)]
+    assert bool(in_lookback) == (quiet_minutes == 0) and len(in_lookback) < 1_000
+    with SimulatorServer(sim) as srv:
+        env = user_env(tmp_path, srv.url)
+        assert tfy(tmp_path, env, "sync").returncode == 0
+        sim.reset_stats()
+        again = tfy(tmp_path, env, "sync", "--json")
+    assert json.loads(again.stdout)["events_new"] == 0
+    metrics = sorted(str(r.metric) for r in sim.request_log)
+    expected = ["count", "count"] + (["list"] if in_lookback else [])
+    assert metrics == expected
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert readme.count(NO_OP_SENTENCE) == 1, "the README states it once, as measured here"
+    assert "nothing new makes 3 requests" not in readme
 
 
 # -- help and output -----------------------------------------------------------------------

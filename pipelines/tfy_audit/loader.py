@@ -199,6 +199,7 @@ class ChunkLoader:
             sync_id=sync_id,
             observer=counter,
             skip_ids=already,
+            merges=self._merges,
         )
         apply_table_format(source, self._table_format)
         with step("loading into the destination"):

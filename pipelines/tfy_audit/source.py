@@ -96,10 +96,12 @@ def chunk_source(
     sync_id: str,
     observer: ExtractObserver,
     skip_ids: set[str],
+    merges: bool,
 ) -> DltResource:
     """One chunk of `tfy-audit sync`, its pages and window reports coming from `items` (read
-    ahead by the sync). Not part of the public API: no argument has a default, so dlt makes
-    none of them a config field."""
+    ahead by the sync). `merges`: the destination can merge (else every table is appended).
+    Not part of the public API: no argument has a default, so dlt makes none of them a config
+    field."""
     rows = audit_log_tables(
         filters,
         chunk,
@@ -109,7 +111,8 @@ def chunk_source(
         observer=observer,
         skip_ids=skip_ids,
     )
-    return apply_table_hints(dlt.resource(rows, name=AUDIT_LOGS_TABLE), append=chunk.append)
+    resource = dlt.resource(rows, name=AUDIT_LOGS_TABLE)
+    return apply_table_hints(resource, append=chunk.append, merges=merges)
 
 
 def _timestamp() -> TColumnSchema:
@@ -117,9 +120,12 @@ def _timestamp() -> TColumnSchema:
     return {"data_type": "timestamp", "timezone": True, "nullable": True}
 
 
-def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
+def apply_table_hints(resource: DltResource, *, append: bool, merges: bool = True) -> DltResource:
     """The hints of the four tables the `audit_logs` resource feeds: keys, column types, and
-    how each is written (`append`: the events were never loaded before)."""
+    how each is written (`append`: the events were never loaded before). A destination that
+    cannot merge (`merges` False: the filesystem without a table format) gets `append` for
+    every table, as dlt would fall back to, without dlt's warning on each load; the sync skips
+    the ids already written there (loader.py)."""
     # A chunk of events never loaded before is appended; anything else is merged on the key.
     # A chunk never yields an event twice (ids repeated on a page or across the pages of a
     # chunk are dropped), so the merge skips dlt's de-duplication of the staged rows: a
@@ -131,7 +137,10 @@ def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
         "strategy": "delete-insert",
         "deduplicated": True,
     }
-    disposition: TWriteDispositionConfig = "append" if append else merge
+    disposition: TWriteDispositionConfig = "append" if append or not merges else merge
+    subjects: TWriteDispositionConfig = (
+        {"disposition": "merge", "strategy": "delete-insert"} if merges else "append"
+    )
     resource.apply_hints(
         table_name=METADATA_TABLE,
         write_disposition=disposition,
@@ -145,7 +154,7 @@ def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
         table_name=SUBJECTS_TABLE,
         # de-duplicated by dlt: a handful of rows per chunk, and should a crash make dlt copy a
         # staged file twice, nothing else would find a doubled subject
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        write_disposition=subjects,
         primary_key="subject_id",
         columns={"first_seen_at": _timestamp(), "last_seen_at": _timestamp()},
         create_table_variant=True,

@@ -48,6 +48,7 @@ from tests.conftest import (
     expected_subjects,
     make_simulator,
     run_cli,
+    run_cli_process,
     ts,
 )
 
@@ -515,6 +516,36 @@ def test_filesystem_report_counts_each_event_once_after_rereads(
     monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(load.bucket))
     shown = report_events(*load.target, "--out", str(tmp_path / "report.html"))
     assert shown == len(load.sim.events())
+
+
+def test_filesystem_syncs_warn_of_no_append_fallback(tmp_path: Path) -> None:
+    """The filesystem cannot merge, so every table is written as `append` outright: dlt's
+    `Falling back to append` warning (three times a sync) is not the user's to read. A first
+    sync and one that re-reads its lookback print no warning and lose no subject."""
+    sim = make_simulator(1_200, days=3)
+    sim.add_events(
+        [make_event(random.Random(i), NOW - timedelta(minutes=2, seconds=i)) for i in range(3)]
+    )
+    env = {
+        "DESTINATION__FILESYSTEM__BUCKET_URL": str(tmp_path / "bucket"),
+        "RUNTIME__LOG_LEVEL": "WARNING",
+    }
+    target = (
+        "--destination", "filesystem", "--dataset", "tfy_quiet", "--pipelines-dir",
+        str(tmp_path / "pipelines"), "--no-progress", "--chunk-events", "500",
+    )  # fmt: skip
+    with SimulatorServer(sim) as srv:
+        runs = [run_cli_process("sync", "--host", srv.url, *target, env=env) for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+        assert "Falling back" not in proc.stderr, proc.stderr
+        assert [line for line in proc.stderr.splitlines() if "WARNING" in line] == []
+    assert "new events: 1,203" in runs[0].stdout and "chunk(s)" in runs[0].stdout
+    assert "new events: 0" in runs[1].stdout
+    load = FilesystemLoad(sim, srv.url, tmp_path / "bucket", "tfy_quiet", target)
+    assert Counter(r[0] for r in load.raw("audit_logs", "id")) == Counter(sim.ids())
+    subjects = {r[0] for r in load.latest("subjects", "subject_id", "subject_id")}
+    assert subjects == {e["subject"]["subjectId"] for e in sim.events()}
 
 
 def test_filesystem_loads_an_event_served_by_two_windows_once(tmp_path: Path) -> None:

@@ -576,7 +576,7 @@ def _require_database(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> _Outcome:
-    from .verify import run_verify
+    from .verify import run_verify, summarize_days
 
     _require_database(args)
     options = sync_options_from_args(args)
@@ -589,7 +589,7 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
             print(_verify_text(outcome.after_repair, "after repair"))
     code = EXIT_OK
     if final.differing:
-        days = ", ".join(d.day.isoformat() for d in final.differing)
+        days = summarize_days([d.day for d in final.differing])
         hint = "" if args.repair else "; run `tfy-audit verify --repair` to re-sync them"
         _say(f"tfy-audit: {len(final.differing)} day(s) differ: {days}{hint}", event="differ")
         code = EXIT_INCOMPLETE
@@ -607,11 +607,18 @@ def _verify_text(result: Any, label: str) -> str:
     if not differing:
         return head
     lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}"]
-    for d in differing:
+    for d in differing[:VERIFY_TABLE_ROWS]:
         lines.append(
             f"  {d.day.isoformat():<10}  {d.service:>9,}  {d.warehouse:>9,}  {d.missing:>8,}"
         )
+    if len(differing) > VERIFY_TABLE_ROWS:
+        more = len(differing) - VERIFY_TABLE_ROWS
+        lines.append(f"  ... and {more} more day(s) (--json lists them all)")
     return "\n".join(lines)
+
+
+# the differing days verify prints as a table; --json lists every one
+VERIFY_TABLE_ROWS = 20
 
 
 def _bounds_text(bounds: Any) -> str:

@@ -382,6 +382,32 @@ def run_verify(options: Any, *, repair: bool) -> VerifyOutcome:
     return outcome
 
 
+def summarize_days(days: Sequence[date], limit: int = 10) -> str:
+    """Days for one line of text: three or more in a row as `first..last`, and past `limit`
+    items the count of the rest (a verify of years may find thousands of days)."""
+    items: list[str] = []
+    ordered = sorted(days)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == timedelta(days=1):
+            j += 1
+        if j - i >= 2:
+            items.append(f"{ordered[i].isoformat()}..{ordered[j].isoformat()}")
+        else:
+            items.extend(d.isoformat() for d in ordered[i : j + 1])
+        i = j + 1
+    if len(items) <= limit:
+        return ", ".join(items)
+    rest = sum(_days_in(item) for item in items[limit:])
+    return ", ".join(items[:limit]) + f" and {rest} more day(s) (--json lists them all)"
+
+
+def _days_in(item: str) -> int:
+    first, _, last = item.partition("..")
+    return (date.fromisoformat(last or first) - date.fromisoformat(first)).days + 1
+
+
 def require_loaded(pipeline: Any) -> None:
     """Verify compares what a sync loaded: with nothing loaded, it refuses in one line rather
     than report every day of the history as missing."""

@@ -164,3 +164,34 @@ def test_verify_records_its_result_for_the_report(
     assert "never verified" not in page
     assert "every day matches</span></dd><dt>Verified range</dt>" in page
     assert f", {len(days)} days</dd>" in page
+
+
+def test_many_differing_days_are_summarised_not_listed(workspace: Workspace) -> None:
+    """A warehouse of one action's events, verified against all of them: nearly every day of
+    70 differs. The error stays one short line and the table a screenful; --json has all."""
+    sim = make_simulator(6_000, days=70)
+    action = sim.events()[0]["action"]
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--action", action)) == 0
+        args = verify_args(workspace, srv.url, "--start", "75d", "--end", NOW.isoformat())
+        proc = run_cli_process(*args)
+        as_json = run_cli_process(*args, "--json")
+    assert proc.returncode == 3, proc.stderr
+    every: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for e in sim.events():
+        day = ts(e["createdAt"]).date().isoformat()
+        every[day] = every.get(day, 0) + 1
+        kept[day] = kept.get(day, 0) + (e["action"] == action)
+    differing = sorted(day for day in every if every[day] != kept.get(day, 0))
+    assert len(differing) > 40
+    listed = json.loads(as_json.stdout)["result"]["differing"]
+    assert [d["day"] for d in listed] == differing  # --json lists every one
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("tfy-audit:")]
+    assert line.startswith(f"tfy-audit: {len(differing)} day(s) differ: {differing[0]}"), line
+    # consecutive days as one range, e.g. 2026-09-28..2026-12-07
+    assert line.endswith(f"{differing[-1]}; run `tfy-audit verify --repair` to re-sync them")
+    assert len(line) < 200, line
+    table = [x for x in proc.stdout.splitlines() if x.startswith("  20")]
+    assert [x.split()[0] for x in table] == differing[:20]
+    assert f"  ... and {len(differing) - 20} more day(s) (--json lists them all)" in proc.stdout

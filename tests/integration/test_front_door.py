@@ -221,6 +221,43 @@ def test_a_no_op_sync_makes_the_requests_the_readme_says(
     assert "nothing new makes 3 requests" not in readme
 
 
+def test_the_demo_and_the_plain_script_leave_nothing_for_git_to_track(tmp_path: Path) -> None:
+    """`make demo` in a clone, and the README's plain dlt script run in `pipelines/`: what
+    they leave (database, working dirs, lock files) is ignored by the repository's .gitignore."""
+    clone = tmp_path / "clone"
+    (clone / "pipelines").mkdir(parents=True)
+    (clone / ".gitignore").write_bytes((REPO / ".gitignore").read_bytes())
+    git = ["git", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(clone)], check=True, timeout=30)
+    env = user_env(tmp_path)
+    demo = tfy(clone, env, "demo", "--events", "400", "--days", "2")
+    assert demo.returncode == 0, demo.stderr
+    assert "Top actions" in demo.stdout
+    with SimulatorServer(make_simulator(300, days=1)) as srv:
+        script = subprocess.run(
+            [sys.executable, str(REPO / "pipelines" / "truefoundry_audit_pipeline.py")],
+            cwd=clone / "pipelines",
+            env={**user_env(tmp_path, srv.url), "RUNTIME__LOG_LEVEL": "WARNING"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert script.returncode == 0, script.stderr[-2000:]
+    left = sorted(p.name for p in clone.iterdir()) + sorted(
+        p.name for p in (clone / "pipelines").iterdir()
+    )
+    assert ".tfy_audit_demo.duckdb.truefoundry_audit.tfy-audit.lock" in left, left
+    assert ".truefoundry_audit_pipeline" in left, left
+    status = subprocess.run(
+        [*git, "-C", str(clone), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert status.stdout.splitlines() == ["?? .gitignore"], status.stdout
+
+
 # -- help and output -----------------------------------------------------------------------
 
 

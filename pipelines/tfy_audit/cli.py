@@ -66,6 +66,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=30)
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # never inside a path or flag such as ./.tfy-audit/pipelines
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
 
 def _add_flags(group: Any, flags: Sequence[Flag]) -> None:
     """Flags whose defaults are the options' own: argparse's default stays None (not set), and

@@ -267,8 +267,9 @@ DESTINATION_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--pipelines-dir",
         "target.pipelines_dir",
-        "dlt's working dir",
-        shown=".<db>.pipelines beside a DuckDB file, else ~/.dlt/pipelines",
+        "dlt's working dir (local state; the destination keeps the truth)",
+        shown=".<db>.pipelines beside a DuckDB file, else "
+        "./.tfy-audit/pipelines/<destination>-<dataset>",
     ),
 )
 

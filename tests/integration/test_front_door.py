@@ -321,6 +321,15 @@ def test_the_help_of_start_and_end_says_what_each_command_reads() -> None:
     assert "(default: now, fixed at start)" in sync
 
 
+@pytest.mark.parametrize("command", ["sync", "verify", "status", "views", "report"])
+def test_the_help_says_where_the_working_dir_is(command: str) -> None:
+    assert (
+        "--pipelines-dir PIPELINES_DIR dlt's working dir (local state; the destination keeps "
+        "the truth) (default: .<db>.pipelines beside a DuckDB file, else "
+        "./.tfy-audit/pipelines/<destination>-<dataset>)" in _help_of(command)
+    )
+
+
 def json_doc(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     parsed: dict[str, Any] = json.loads(proc.stdout)
     assert {"command", "status", "exit_code", "error"} <= parsed.keys()

@@ -552,6 +552,12 @@ def format_summary(summary: Any) -> str:
         lines.append(
             f"  one-off range: history before {summary.start.isoformat()} was not read; {after}"
         )
+    if summary.unread is not None:
+        gap_start, gap_end = (t.isoformat() for t in summary.unread)
+        lines.append(
+            f"  not read: {gap_start} .. {gap_end} (between this range and what the syncs "
+            f"read); `tfy-audit sync --start {gap_start} --end {gap_end}` reads it"
+        )
     if summary.recovered_packages:
         lines.append(f"  finished {summary.recovered_packages} package(s) of an interrupted run")
     if summary.covered_until:

@@ -119,6 +119,8 @@ class SyncSummary:
     # events read at or before the previous mark (the lookback re-reads them) and after it
     events_reread: int = 0
     events_new: int = 0
+    # a one-off range apart from what the syncs read: the range between them, not read by it
+    unread: tuple[datetime, datetime] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +142,9 @@ class SyncSummary:
             "first_run_start": _iso(self.first_run_start),
             "advances_state": self.advances_state,
             "covered_until": _iso(self.covered_until),
+            "unread": None
+            if self.unread is None
+            else {"start": self.unread[0].isoformat(), "end": self.unread[1].isoformat()},
             "load_ids": self.load_ids,
             "views": self.views,
         }

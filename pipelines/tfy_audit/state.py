@@ -37,6 +37,13 @@ def covered_until(entry: MutableMapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
+def covered_from(entry: MutableMapping[str, Any]) -> datetime | None:
+    """Where the range read without a gap up to the mark starts (from the first run, or a range
+    reaching back to it); None for a state written before it was recorded."""
+    value = entry.get("covered_from")
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
 LOADED_UNTIL_KEY = "loaded_until"
 
 
@@ -75,6 +82,13 @@ def advance(
     entry = stream_state(source_state, filters)
     current = covered_until(entry)
     mark = min(chunk.end, incomplete_from) if incomplete_from else chunk.end
+    # the range read without a gap up to the mark: it starts with the first chunk that moves
+    # the mark, and grows back only by a chunk that joins it (a state from before it was
+    # recorded gets none: status then reads the windows alone)
+    since = covered_from(entry)
+    first = current is None and mark > chunk.start
+    if first or (since is not None and chunk.start < since <= chunk.end):
+        entry["covered_from"] = chunk.start.isoformat()
     if current is None or mark > current:
         entry["covered_until"] = mark.isoformat()
 

@@ -38,7 +38,14 @@ from .recovery import DayRepair, duplicate_days, finish_pending
 from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
-from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
+from .state import (
+    covered_from,
+    covered_until,
+    last_chunk_start,
+    loaded_until,
+    resolve_range,
+    stream_state,
+)
 from .warehouse import table_loaded
 
 logger = logging.getLogger(__name__)
@@ -86,7 +93,9 @@ def run_sync(
         )
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
-        describe_run(summary, mark=mark, run=run, first_start=first_start)
+        describe_run(
+            summary, mark=mark, run=run, first_start=first_start, read_from=covered_from(entry)
+        )
         rows_before = rows_from(pipeline, run.start)
         recorder.started(pipeline, summary, mark_before=mark)
         client = AuditLogClient(

@@ -162,6 +162,7 @@ def test_unwritable_db_path(server: SimulatorServer) -> None:
 @pytest.mark.parametrize("command", ["views", "report", "verify"])
 def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspace) -> None:
     args = [command, "--destination", "postgres", "--dataset", "nowhere"]
+    args += ["--pipelines-dir", str(workspace.pipelines_dir)]  # not in the repository's folder
     if command == "verify":
         args += ["--host", f"http://127.0.0.1:{free_port()}"]
     proc = run_cli_process(

@@ -415,7 +415,7 @@ def parse_since(text: str, option: str = "since") -> datetime | timedelta:
     from .timeparse import is_duration, parse_duration, parse_user_time
 
     if is_duration(text):
-        return parse_duration(text, option)
+        return parse_duration(text, option, back=True)
     return parse_user_time(text, option)
 
 

@@ -21,23 +21,30 @@ def is_duration(text: str) -> bool:
     return _DURATION.match(text) is not None
 
 
-def refuse_bare_number(text: str, option: str) -> None:
+def refuse_bare_number(text: str, option: str, *, back: bool = True) -> None:
     """A number without a unit is refused with one line naming the unit it needs (and the
-    date, when it looks like a year)."""
+    date, when it looks like a year). `back`: the option is a time back from now (`--since`),
+    not a length of time (`--lookback`)."""
     if _BARE_NUMBER.match(text) is None:
         return
     number = text.strip()
     amount = number.lstrip("+-")
     flag = "" if " " in option else f"--{option} "  # a config key names itself in `option`
+    if not back:
+        raise UsageError(
+            f"--{option} {number!r} has no unit; write e.g. {flag}{amount}s (seconds), "
+            f"{amount}m, {amount}h or {amount}d"
+        )
     fix = f"write e.g. {flag}{amount}d for {amount} days back"
     if re.fullmatch(r"(19|20)\d\d", amount):
         fix += f", or {flag}{amount}-01-01 if a year was meant"
     raise UsageError(f"--{option} {number!r} has no unit; {fix}")
 
 
-def parse_duration(text: str, option: str) -> timedelta:
-    """`90s`, `10m`, `2h`, `7d`, `1w`: a number with a unit (a bare number is refused)."""
-    refuse_bare_number(text, option)
+def parse_duration(text: str, option: str, *, back: bool = False) -> timedelta:
+    """`90s`, `10m`, `2h`, `7d`, `1w`: a number with a unit (a bare number is refused).
+    `back`: the duration says how far back from now a range starts (`--since 90d`)."""
+    refuse_bare_number(text, option, back=back)
     match = _DURATION.match(text)
     if match:
         return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
@@ -49,7 +56,7 @@ def parse_user_time(text: str, option: str, *, now: datetime | None = None) -> d
     A bare number (`90`, `1990`) is refused: it is neither, whatever pendulum makes of it."""
     refuse_bare_number(text, option)
     if _DURATION.match(text):
-        return (now or datetime.now(UTC)) - parse_duration(text, option)
+        return (now or datetime.now(UTC)) - parse_duration(text, option, back=True)
     try:
         parsed = pendulum.parse(text, tz="UTC", strict=False)
     except (ValueError, pendulum.parsing.exceptions.ParserError):

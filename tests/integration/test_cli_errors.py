@@ -247,13 +247,21 @@ def test_the_command_tunes_its_own_process_only(
         ("sync", ["--since", "90"], ["--since '90' has no unit", "--since 90d"]),
         ("sync", ["--start", "7"], ["--start '7' has no unit", "--start 7d"]),
         ("sync", ["--start", "2026-01-01", "--end", "1200"], ["--end '1200' has no unit"]),
-        ("sync", ["--lookback", "600"], ["--lookback '600' has no unit", "--lookback 600d"]),
+        (
+            "sync",
+            ["--lookback", "600"],
+            ["--lookback '600' has no unit", "--lookback 600s (seconds), 600m"],
+        ),
         ("verify", ["--since", "1990"], ["--since 1990d", "--since 1990-01-01 if a year"]),
         ("verify", ["--start", "30"], ["--start '30' has no unit", "--start 30d"]),
         ("report", ["--since", "90"], ["--since '90' has no unit", "--since 90d"]),
         ("report", ["--start", "7"], ["--start '7' has no unit"]),
         ("report", ["--end", "1"], ["--end '1' has no unit", "--end 1d"]),
-        ("status", ["--max-lag", "7200"], ["--max-lag '7200' has no unit", "--max-lag 7200d"]),
+        (
+            "status",
+            ["--max-lag", "7200"],
+            ["--max-lag '7200' has no unit", "--max-lag 7200s (seconds)"],
+        ),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, list) else str(v),
 )

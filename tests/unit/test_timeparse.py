@@ -26,7 +26,13 @@ def test_a_bare_number_is_refused_with_the_unit_it_needs(parse: str, text: str) 
     option = {"time": "--start", "since": "--since", "duration": "--lookback"}[parse]
     number = text.strip()
     assert message.startswith(f"{option} {number!r} has no unit; "), message
-    assert f"{number.lstrip('-')}d" in message, message  # the suggestion: e.g. 90d
+    amount = number.lstrip("-")
+    if parse == "duration":  # a length of time: any unit
+        assert f"write e.g. --lookback {amount}s (seconds), {amount}m, {amount}h or {amount}d" in (
+            message
+        ), message
+    else:  # a time back from now: days, most likely
+        assert f"write e.g. {option} {amount}d for {amount} days back" in message, message
     assert "\n" not in message
 
 

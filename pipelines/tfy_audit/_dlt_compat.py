@@ -19,7 +19,6 @@ from typing import Any
 import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity, SqlClientNotAvailable
 from dlt.common.destination.reference import Destination
-from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
 from dlt.common.schema.utils import has_table_seen_data
@@ -36,7 +35,6 @@ __all__ = [
     "TColumnSchema",
     "TWriteDispositionConfig",
     "create_package_folders",
-    "default_pipelines_dir",
     "delete_extracted_package",
     "destination_from_reference",
     "duckdb_copy_job_class",
@@ -54,11 +52,6 @@ __all__ = [
 # Part of the warning dlt's extract logs when the Arrow tables' types differ from the column
 # hints (JSON sent as text, by design): extract.py filters it out by this text.
 ARROW_HINT_WARNING = "when merging arrow schema with dlt schema"
-
-
-def default_pipelines_dir() -> str:
-    """dlt's default working directory for pipelines."""
-    return get_dlt_pipelines_dir()
 
 
 def duckdb_destination(

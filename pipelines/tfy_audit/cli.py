@@ -66,6 +66,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=30)
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # never inside a path or flag such as ./.tfy-audit/pipelines
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
 
 def _add_flags(group: Any, flags: Sequence[Flag]) -> None:
     """Flags whose defaults are the options' own: argparse's default stays None (not set), and
@@ -111,11 +117,11 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _source_args(p: argparse.ArgumentParser) -> None:
+def _source_args(p: argparse.ArgumentParser, windows: Sequence[Flag] | None = None) -> None:
     from .options import SOURCE_FLAGS, WINDOW_FLAGS, filter_names
 
     g = p.add_argument_group("source")
-    _add_flags(g, SOURCE_FLAGS + WINDOW_FLAGS)
+    _add_flags(g, (*SOURCE_FLAGS, *(WINDOW_FLAGS if windows is None else windows)))
     f = p.add_argument_group("filters (each filter set keeps its own high-water mark)")
     for name in filter_names():
         help_text = "comma-separated slugs" if name == "subject_slug" else f"only this {name}"
@@ -145,7 +151,14 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import CONCURRENCY_FLAG, MAX_OFFSET_FLAG, PAGE_SIZE_FLAG, SINCE_FLAG, SYNC_FLAGS
+    from .options import (
+        CONCURRENCY_FLAG,
+        MAX_OFFSET_FLAG,
+        PAGE_SIZE_FLAG,
+        SINCE_FLAG,
+        SYNC_FLAGS,
+        VERIFY_WINDOW_FLAGS,
+    )
 
     parser = _Parser(
         prog="tfy-audit",
@@ -177,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = command("verify", "compare the service's counts per UTC day with the warehouse")
     _destination_args(verify)
-    _source_args(verify)
+    _source_args(verify, VERIFY_WINDOW_FLAGS)
     # --page-size and --max-offset: how --ids and --repair page the service, as sync does
     _add_flags(
         verify.add_argument_group("verify"),
@@ -581,6 +594,12 @@ def format_summary(summary: Any) -> str:
         lines.append(
             f"  one-off range: history before {summary.start.isoformat()} was not read; {after}"
         )
+    if summary.unread is not None:
+        gap_start, gap_end = (t.isoformat() for t in summary.unread)
+        lines.append(
+            f"  not read: {gap_start} .. {gap_end} (between this range and what the syncs "
+            f"read); `tfy-audit sync --start {gap_start} --end {gap_end}` reads it"
+        )
     if summary.recovered_packages:
         lines.append(f"  finished {summary.recovered_packages} package(s) of an interrupted run")
     from .settings import CLOCK_SKEW_WARN_SECONDS
@@ -627,7 +646,7 @@ def _require_database(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> _Outcome:
-    from .verify import run_verify
+    from .verify import run_verify, summarize_days
 
     _require_database(args)
     options = sync_options_from_args(args)
@@ -639,12 +658,12 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
             print(outcome.first_day.text)
         print(text(outcome.first, "before repair" if outcome.repaired_days else ""))
         if outcome.after_repair is not None:
-            days = _summarized([d.isoformat() for d in outcome.repaired_days])
+            days = summarize_days(outcome.repaired_days)
             print(f"re-synced {len(outcome.repaired_days)} day(s): {days}")
             print(text(outcome.after_repair, "after repair"))
     code = EXIT_OK
     if final.failing:
-        days = _summarized([d.day.isoformat() for d in final.failing])
+        days = summarize_days([d.day for d in final.failing])
         if args.ids:
             again = "--ids --repair"
             what = f"{final.missing_events:,} event(s) missing in the warehouse"
@@ -666,10 +685,6 @@ def _summarized(items: list[str]) -> str:
     return summarize(items)
 
 
-# Rows of the per-day table shown; --json lists every day.
-_DAY_ROWS = 20
-
-
 def _ids_text(result: Any, label: str) -> str:
     """`verify --ids`: a head line, a row per differing day, and one line per kind of id."""
     differing, failing = result.differing, result.failing
@@ -684,14 +699,15 @@ def _ids_text(result: Any, label: str) -> str:
     if not differing:
         return head
     lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}  {'gone':>6}"]
-    for d in differing[:_DAY_ROWS]:
+    for d in differing[:VERIFY_TABLE_ROWS]:
         lines.append(
             f"  {d.day.isoformat():<10}  {d.service:>9,}  {d.warehouse:>9,}  "
             f"{len(d.missing):>8,}  {len(d.gone_from_service):>6,}"
             + ("" if d.complete else "  not read completely")
         )
-    if len(differing) > _DAY_ROWS:
-        lines.append(f"  ... {len(differing) - _DAY_ROWS:,} more day(s); --json lists them all")
+    if len(differing) > VERIFY_TABLE_ROWS:
+        more = len(differing) - VERIFY_TABLE_ROWS
+        lines.append(f"  ... and {more} more day(s) (--json lists them all)")
     for kind, attr in (
         ("missing in the warehouse", "missing"),
         ("gone from the service and kept in the warehouse", "gone_from_service"),
@@ -732,11 +748,18 @@ def _verify_text(result: Any, label: str) -> str:
     if not differing:
         return head
     lines = [head, f"  {'day':<10}  {'service':>9}  {'warehouse':>9}  {'missing':>8}"]
-    for d in differing:
+    for d in differing[:VERIFY_TABLE_ROWS]:
         lines.append(
             f"  {d.day.isoformat():<10}  {d.service:>9,}  {d.warehouse:>9,}  {d.missing:>8,}"
         )
+    if len(differing) > VERIFY_TABLE_ROWS:
+        more = len(differing) - VERIFY_TABLE_ROWS
+        lines.append(f"  ... and {more} more day(s) (--json lists them all)")
     return "\n".join(lines)
+
+
+# the differing days verify prints as a table; --json lists every one
+VERIFY_TABLE_ROWS = 20
 
 
 def _bounds_text(bounds: Any) -> str:
@@ -859,8 +882,8 @@ def cmd_views(args: argparse.Namespace) -> _Outcome:
 def cmd_report(args: argparse.Namespace) -> _Outcome:
     from .report import report_options, write_report
 
-    pipeline = _existing_pipeline(args, reads_only=True)
-    summary = write_report(pipeline, Path(args.out), **report_options(args))
+    options = report_options(args)  # a bad range is refused before the destination is opened
+    summary = write_report(_existing_pipeline(args, reads_only=True), Path(args.out), **options)
     if not args.json:
         print(
             f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "

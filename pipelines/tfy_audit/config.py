@@ -11,6 +11,7 @@ import dlt
 
 from .credentials import login_host, login_token
 from .errors import ConfigurationError
+from .hosts import DLT_CONFIG, ENVIRONMENT, FLAG, LOGIN, HostSource, normalize_host
 from .redact import register_secret
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,20 @@ def _from_dlt(key: str, secret: bool = False) -> str | None:
 
 
 def resolve_host(host: str | None) -> str:
+    return host_and_source(host)[0]
+
+
+def resolve_checked_host(host: str | None, *, allow_insecure_http: bool = False) -> str:
+    """The host, normalized and checked (hosts.py); a bad one is refused naming where it was
+    set (`--host`, `TFY_HOST`, dlt config, `tfy login`)."""
+    value, source = host_and_source(host)
+    return normalize_host(value, allow_insecure_http=allow_insecure_http, source=source)
+
+
+def host_and_source(host: str | None) -> tuple[str, HostSource]:
     configured, environment = _from_dlt("host"), os.environ.get("TFY_HOST")
-    value = host or configured or environment or login_host()
+    login = None if host or configured or environment else login_host()
+    value = host or configured or environment or login
     if not host and configured and environment and configured.strip() != environment.strip():
         logger.warning(
             "using the host %s from dlt config (sources.truefoundry_audit.host); TFY_HOST (%s) "
@@ -41,7 +54,8 @@ def resolve_host(host: str | None) -> str:
             "no TrueFoundry host: set TFY_HOST (or pass --host, or sources.truefoundry_audit.host "
             "in .dlt/config.toml) to your control plane URL, e.g. https://your-org.truefoundry.cloud"
         )
-    return value
+    source = FLAG if host else DLT_CONFIG if configured else ENVIRONMENT if environment else LOGIN
+    return value, source
 
 
 def resolve_api_key(api_key: str | None, host: str | None = None) -> str:

@@ -5,6 +5,7 @@ across a sync's steps in database.py."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import weakref
@@ -17,7 +18,6 @@ import dlt
 
 from ._dlt_compat import (
     Destination,
-    default_pipelines_dir,
     destination_from_reference,
     duckdb_destination,
 )
@@ -133,14 +133,25 @@ def reading_pipeline(target: DestinationOptions) -> dlt.Pipeline:
 
 
 def pipelines_dir(target: DestinationOptions) -> str:
-    """dlt's working dir: given, or beside the DuckDB file (so two database files never share
-    local state), or dlt's default for other destinations."""
+    """dlt's working dir: given, or next to what the user named, so two destinations never
+    share local state (dlt's one global dir would make a sync to PostgreSQL and one to the
+    filesystem of the same pipeline name drop each other's state): beside a DuckDB file, else
+    `./.tfy-audit/pipelines/<destination>-<dataset>` in the current folder."""
     if target.pipelines_dir:
         return target.pipelines_dir
     if target.destination == "duckdb":
         db = Path(target.db).expanduser()
         return str(db.with_name(f".{db.name}.pipelines"))
-    return default_pipelines_dir()
+    return str(Path(WORK_DIR, "pipelines", _safe(f"{target.destination}-{target.dataset}")))
+
+
+# The working dirs of destinations other than DuckDB, in the folder a command runs from.
+WORK_DIR = ".tfy-audit"
+
+
+def _safe(name: str) -> str:
+    """A folder name of a destination reference and a dataset name (letters, digits, `._-`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "_"
 
 
 def make_pipeline(target: DestinationOptions) -> dlt.Pipeline:

@@ -211,6 +211,7 @@ class ChunkLoader:
             replace_nul=self._replace_nul,
             undated=self._undated,
             undated_merged=self._merges and not chunk.append,
+            merges=self._merges,
         )
         apply_table_format(source, self._table_format)
         with step("loading into the destination"):

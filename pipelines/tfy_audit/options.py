@@ -129,6 +129,8 @@ class SyncSummary:
 
     # the pipeline whose marks this run continued, having none of its own in the dataset
     continued_from: str | None = None
+    # a one-off range apart from what the syncs read: the range between them, not read by it
+    unread: tuple[datetime, datetime] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,9 @@ class SyncSummary:
             "first_run_start": _iso(self.first_run_start),
             "advances_state": self.advances_state,
             "covered_until": _iso(self.covered_until),
+            "unread": None
+            if self.unread is None
+            else {"start": self.unread[0].isoformat(), "end": self.unread[1].isoformat()},
             "load_ids": self.load_ids,
             "views": self.views,
             "continued_from": self.continued_from,
@@ -281,8 +286,9 @@ DESTINATION_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--pipelines-dir",
         "target.pipelines_dir",
-        "dlt's working dir",
-        shown=".<db>.pipelines beside a DuckDB file, else ~/.dlt/pipelines",
+        "dlt's working dir (local state; the destination keeps the truth)",
+        shown=".<db>.pipelines beside a DuckDB file, else "
+        "./.tfy-audit/pipelines/<destination>-<dataset>",
     ),
 )
 
@@ -330,6 +336,19 @@ WINDOW_FLAGS: tuple[Flag, ...] = (
         shown="the high-water mark minus --lookback",
     ),
     Flag("--end", "end", "end of the range (ISO 8601 or 7d)", "time", shown="now, fixed at start"),
+)
+
+# verify checks what a sync read: from where a first sync starts up to the high-water mark
+VERIFY_WINDOW_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "--start",
+        "start",
+        "start of the range to check (ISO 8601, or a duration back such as 7d)",
+        "time",
+        shown="where a first sync starts: --since, else the whole history from "
+        f"{HISTORY_START.date().isoformat()}",
+    ),
+    Flag("--end", "end", "end of the range (ISO 8601 or 7d)", "time", shown="the high-water mark"),
 )
 
 CONCURRENCY_FLAG = Flag("--concurrency", "concurrency", "requests in flight", "int")
@@ -413,7 +432,7 @@ def parse_since(text: str, option: str = "since") -> datetime | timedelta:
     from .timeparse import is_duration, parse_duration, parse_user_time
 
     if is_duration(text):
-        return parse_duration(text, option)
+        return parse_duration(text, option, back=True)
     return parse_user_time(text, option)
 
 

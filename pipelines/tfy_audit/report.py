@@ -211,7 +211,7 @@ def report_options(args: argparse.Namespace, *, now: datetime | None = None) -> 
     if args.start:
         start = parse_user_time(args.start, "start", now=now)
     elif args.since:
-        start = (end or now) - parse_duration(args.since, "since")
+        start = (end or now) - parse_duration(args.since, "since", back=True)
     hours = args.work_hours
     work_start, work_end = (
         parse_work_hours(hours) if hours else (DEFAULT_PARAMS.work_start, DEFAULT_PARAMS.work_end)

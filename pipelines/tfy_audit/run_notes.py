@@ -17,11 +17,23 @@ logger = logging.getLogger(__name__)
 
 
 def describe_run(
-    summary: SyncSummary, *, mark: datetime | None, run: RunRange, first_start: datetime
+    summary: SyncSummary,
+    *,
+    mark: datetime | None,
+    run: RunRange,
+    first_start: datetime,
+    read_from: datetime | None = None,
 ) -> None:
+    """`read_from`: where the range the syncs read without a gap up to `mark` starts."""
     summary.previous_mark = mark
     summary.first_run_start = first_start
     summary.advances_state = run.advances_state
+    if mark is None:
+        return
+    if read_from is not None and run.end < read_from:
+        summary.unread = (run.end, read_from)
+    elif run.start > mark:
+        summary.unread = (mark, run.start)
 
 
 def rows_from(pipeline: Any, start: datetime) -> int | None:

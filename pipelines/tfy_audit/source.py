@@ -20,7 +20,7 @@ from dlt.sources import DltResource
 from ._dlt_compat import TColumnSchema, TWriteDispositionConfig
 from .client import AuditLogClient, AuditLogFilters, RetryPolicy
 from .clock import end_by_service, warn_if_skewed
-from .config import resolve_api_key, resolve_host
+from .config import resolve_api_key, resolve_checked_host
 from .extract import ExtractObserver, audit_log_tables
 from .fetch import Item, read_windows
 from .planning import Chunk, plan_chunk
@@ -101,10 +101,12 @@ def chunk_source(
     replace_nul: bool,
     undated: set[str],
     undated_merged: bool,
+    merges: bool,
 ) -> DltResource:
     """One chunk of `tfy-audit sync`, its pages and window reports coming from `items` (read
-    ahead by the sync). Not part of the public API: no argument has a default, so dlt makes
-    none of them a config field."""
+    ahead by the sync). `merges`: the destination can merge (else every table is appended).
+    Not part of the public API: no argument has a default, so dlt makes none of them a config
+    field."""
     rows = audit_log_tables(
         filters,
         chunk,
@@ -117,7 +119,8 @@ def chunk_source(
         undated=undated,
         undated_merged=undated_merged,
     )
-    return apply_table_hints(dlt.resource(rows, name=AUDIT_LOGS_TABLE), append=chunk.append)
+    resource = dlt.resource(rows, name=AUDIT_LOGS_TABLE)
+    return apply_table_hints(resource, append=chunk.append, merges=merges)
 
 
 def _timestamp() -> TColumnSchema:
@@ -125,9 +128,12 @@ def _timestamp() -> TColumnSchema:
     return {"data_type": "timestamp", "timezone": True, "nullable": True}
 
 
-def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
+def apply_table_hints(resource: DltResource, *, append: bool, merges: bool = True) -> DltResource:
     """The hints of the five tables the `audit_logs` resource feeds: keys, column types, and
-    how each is written (`append`: the events were never loaded before)."""
+    how each is written (`append`: the events were never loaded before). A destination that
+    cannot merge (`merges` False: the filesystem without a table format) gets `append` for
+    every table, as dlt would fall back to, without dlt's warning on each load; the sync skips
+    the ids already written there (loader.py)."""
     # A chunk of events never loaded before is appended; anything else is merged on the key.
     # A chunk never yields an event twice (ids repeated on a page or across the pages of a
     # chunk are dropped), so the merge skips dlt's de-duplication of the staged rows: a
@@ -139,7 +145,10 @@ def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
         "strategy": "delete-insert",
         "deduplicated": True,
     }
-    disposition: TWriteDispositionConfig = "append" if append else merge
+    disposition: TWriteDispositionConfig = "append" if append or not merges else merge
+    subjects: TWriteDispositionConfig = (
+        {"disposition": "merge", "strategy": "delete-insert"} if merges else "append"
+    )
     resource.apply_hints(
         table_name=METADATA_TABLE,
         write_disposition=disposition,
@@ -153,7 +162,7 @@ def apply_table_hints(resource: DltResource, *, append: bool) -> DltResource:
         table_name=SUBJECTS_TABLE,
         # de-duplicated by dlt: a handful of rows per chunk, and should a crash make dlt copy a
         # staged file twice, nothing else would find a doubled subject
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        write_disposition=subjects,
         primary_key="subject_id",
         columns={"first_seen_at": _timestamp(), "last_seen_at": _timestamp()},
         create_table_variant=True,
@@ -201,7 +210,7 @@ def _whole_run(
     max_offset: int,
 ) -> Iterator[Any]:
     """The plain source's rows: the run's range from its state, planned and read as one chunk."""
-    resolved_host = resolve_host(host)
+    resolved_host = resolve_checked_host(host, allow_insecure_http=allow_insecure_http)
     client = AuditLogClient(
         resolved_host,
         resolve_api_key(api_key, resolved_host),

@@ -78,6 +78,13 @@ def first_start(entry: MutableMapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(value).astimezone(UTC) if value else None
 
 
+def covered_from(entry: MutableMapping[str, Any]) -> datetime | None:
+    """Where the range read without a gap up to the mark starts (from the first run, or a range
+    reaching back to it); None for a state written before it was recorded."""
+    value = entry.get("covered_from")
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
 LOADED_UNTIL_KEY = "loaded_until"
 
 
@@ -118,6 +125,13 @@ def advance(
     if current is None and FIRST_START_KEY not in entry:
         entry[FIRST_START_KEY] = chunk.start.isoformat()
     mark = min(chunk.end, incomplete_from) if incomplete_from else chunk.end
+    # the range read without a gap up to the mark: it starts with the first chunk that moves
+    # the mark, and grows back only by a chunk that joins it (a state from before it was
+    # recorded gets none: status then reads the windows alone)
+    since = covered_from(entry)
+    first = current is None and mark > chunk.start
+    if first or (since is not None and chunk.start < since <= chunk.end):
+        entry["covered_from"] = chunk.start.isoformat()
     if current is None or mark > current:
         entry["covered_until"] = mark.isoformat()
 

@@ -10,6 +10,7 @@ service is contacted only when asked (`check_service`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import tempfile
@@ -38,7 +39,7 @@ from .settings import (
     SOURCE_NAME,
     SYNC_WINDOWS_TABLE,
 )
-from .state import STREAMS_KEY, covered_until, first_start
+from .state import STREAMS_KEY, covered_from, covered_until, first_start
 from .verify_log import VERIFY_RUNS
 from .warehouse import table_loaded
 
@@ -158,12 +159,40 @@ def _runs(reader: _Reader, key: str) -> tuple[dict[str, Any] | None, dict[str, A
     return _run(last), _run(good[-1] if good else None)
 
 
+Range = tuple[datetime, datetime]
+
+
+def merge_ranges(ranges: list[Range]) -> list[Range]:
+    """Ranges that overlap or touch, as one; sorted by start."""
+    merged: list[Range] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def covered_ranges(
+    complete: list[Range], mark: datetime | None, read_from: datetime | None
+) -> list[Range]:
+    """The ranges a filter set's syncs read completely: its complete windows, and the range
+    read without a gap up to the mark (runs that found no event record no window). A state
+    from before `read_from` was recorded: the windows alone, the last range reaching the mark."""
+    if mark is not None and read_from is not None and read_from < mark:
+        return merge_ranges([*complete, (read_from, mark)])
+    merged = merge_ranges(complete)
+    if mark is not None and merged and merged[-1][0] < mark:
+        merged[-1] = (merged[-1][0], max(merged[-1][1], mark))
+    return merged
+
+
 def _windows(
     reader: _Reader, key: str, mark: datetime | None
-) -> tuple[list[dict[str, str | None]], datetime | None]:
-    """The incomplete windows the mark has not passed, and where the covered range starts."""
+) -> tuple[list[dict[str, str | None]], list[Range]]:
+    """The incomplete windows the mark has not passed, and the complete windows."""
     if not reader.has(SYNC_WINDOWS_TABLE):
-        return [], None
+        return [], []
     where = f"filter_key = {_literal(key)}"
     rows = reader.rows(
         f"select window_start, window_end, complete from {{{SYNC_WINDOWS_TABLE}}} where {where}",
@@ -177,9 +206,12 @@ def _windows(
         },
         key=lambda w: w[0] or datetime.min.replace(tzinfo=UTC),
     )
-    starts = [_utc(start) for start, _, complete in rows if complete]
-    first = min((s for s in starts if s is not None), default=None)
-    return [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows], first
+    complete_windows = []
+    for start, end, complete in rows:
+        window = (_utc(start), _utc(end))
+        if complete and window[0] is not None and window[1] is not None:
+            complete_windows.append((window[0], window[1]))
+    return [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows], complete_windows
 
 
 def _last_verify(reader: _Reader) -> dict[str, Any] | None:
@@ -259,7 +291,10 @@ def read_status(
             entry = streams[key]
             mark = covered_until(entry)
             last, last_ok = _runs(reader, key)
-            open_windows, covered_from = _windows(reader, key, mark)
+            open_windows, complete = _windows(reader, key, mark)
+            ranges = covered_ranges(complete, mark, covered_from(entry))
+            # the range that reaches the mark: read without a gap up to it
+            to_mark = next((r for r in reversed(ranges) if mark is not None and r[1] >= mark), None)
             item: dict[str, Any] = {
                 "filter_key": key,
                 "filters": dict(entry.get("filters", {})),
@@ -268,7 +303,8 @@ def read_status(
                 "last_run": last,
                 "last_successful_run": last_ok,
                 "open_incomplete_windows": open_windows,
-                "covered": {"start": _iso(covered_from), "end": _iso(mark)},
+                "covered": {"start": _iso(to_mark[0] if to_mark else None), "end": _iso(mark)},
+                "covered_ranges": [{"start": _iso(a), "end": _iso(b)} for a, b in ranges],
                 # where the first sync started: recorded in the state, else (state of an older
                 # version) by the run history; None where neither says
                 "first_sync_start": _iso(
@@ -381,8 +417,7 @@ def format_status(document: dict[str, Any]) -> str:
                     f"  {label}: {run['started_at']} {run['status']}, "
                     f"{run['audit_log_rows']:,} event row(s) loaded"
                 )
-        covered = item["covered"]
-        lines.append(f"  covered: {covered['start']} .. {covered['end']}")
+        lines.append(f"  covered: {_ranges_text(item['covered_ranges'])}")
         if item["first_sync_start"] is not None:
             first = item["first_sync_start"]
             why = (
@@ -428,6 +463,19 @@ def _anomaly_lines(anomalies: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _ranges_text(ranges: list[dict[str, Any]], limit: int = 5) -> str:
+    """`a .. b, c .. d (not read: b .. c)`: the ranges read, then the gaps between them."""
+    if not ranges:
+        return "nothing yet"
+    shown = [f"{r['start']} .. {r['end']}" for r in ranges]
+    gaps = [f"{a['end']} .. {b['start']}" for a, b in itertools.pairwise(ranges)]
+    text = ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if shown[limit:] else "")
+    if gaps:
+        text += f" (not read: {', '.join(gaps[:limit])}"
+        text += f" and {len(gaps) - limit} more)" if gaps[limit:] else ")"
+    return text
+
+
 def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2)
 
@@ -437,13 +485,13 @@ def cmd_status(args: Any, target: DestinationOptions) -> tuple[int, dict[str, An
     document, which the CLI prints under `--json` (its `status` is `ok` or `stale`)."""
     import sys
 
-    from .config import resolve_api_key, resolve_host
+    from .config import resolve_api_key, resolve_checked_host
     from .timeparse import parse_duration
 
     max_lag = parse_duration(args.max_lag, "max-lag") if args.max_lag else None
     client: AuditLogClient | None = None
     if args.check_service:
-        host = resolve_host(args.host)
+        host = resolve_checked_host(args.host)
         client = AuditLogClient(host, resolve_api_key(None, host))
     try:
         document = read_status(

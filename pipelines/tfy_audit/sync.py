@@ -27,11 +27,10 @@ import dlt
 
 from .client import AuditLogClient
 from .clock import clock_offset, end_by_service, warn_if_skewed
-from .config import resolve_api_key, resolve_host
+from .config import resolve_api_key, resolve_checked_host
 from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
-from .hosts import normalize_host
 from .identity import continue_dataset
 from .lakehouse import resolve_table_format
 from .loader import ChunkLoader
@@ -44,7 +43,14 @@ from .recovery import DayRepair, duplicate_days, finish_pending, heal_working_di
 from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
-from .state import covered_until, last_chunk_start, loaded_until, resolve_range, stream_state
+from .state import (
+    covered_from,
+    covered_until,
+    last_chunk_start,
+    loaded_until,
+    resolve_range,
+    stream_state,
+)
 from .warehouse import known_repeated_ids, table_loaded
 
 logger = logging.getLogger(__name__)
@@ -59,9 +65,7 @@ def run_sync(
     validate(options)
     progress = progress or SyncProgress()
     started = time.monotonic()
-    host = normalize_host(
-        resolve_host(options.host), allow_insecure_http=options.allow_insecure_http
-    )
+    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     api_key = resolve_api_key(options.api_key, host)
     target = options.target
     with ExitStack() as held:
@@ -102,7 +106,9 @@ def run_sync(
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
         summary.continued_from = continued_from
-        describe_run(summary, mark=mark, run=run, first_start=first_start)
+        describe_run(
+            summary, mark=mark, run=run, first_start=first_start, read_from=covered_from(entry)
+        )
         rows_before = rows_from(pipeline, run.start)
         # a repeated id recorded by an earlier run is no news when the lookback meets it again
         known_repeats = known_repeated_ids(pipeline)

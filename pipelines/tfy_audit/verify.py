@@ -426,7 +426,7 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
     """Verify the options' pipeline against the service, by counts or with `ids` by event ids
     (verify_ids.py); with `repair`, re-sync the days that fail (each run of consecutive days
     as one sync) and verify again."""
-    from .config import resolve_api_key, resolve_host
+    from .config import resolve_api_key, resolve_checked_host
     from .destination import make_pipeline, reading_pipeline, write_refusal
     from .run_log import first_run_start
     from .settings import SOURCE_NAME
@@ -451,9 +451,10 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
     logger.info("%s", begin.text)
     start = begin.start
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
+    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     client = AuditLogClient(
-        resolve_host(options.host),
-        resolve_api_key(options.api_key, resolve_host(options.host)),
+        host,
+        resolve_api_key(options.api_key, host),
         retry=options.retry,
         max_connections=options.concurrency,
         transport=options.transport,
@@ -497,6 +498,32 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
         outcome.after_repair = check(pipeline)
     record_verify_run(pipeline, outcome.final)
     return outcome
+
+
+def summarize_days(days: Sequence[date], limit: int = 10) -> str:
+    """Days for one line of text: three or more in a row as `first..last`, and past `limit`
+    items the count of the rest (a verify of years may find thousands of days)."""
+    items: list[str] = []
+    ordered = sorted(days)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == timedelta(days=1):
+            j += 1
+        if j - i >= 2:
+            items.append(f"{ordered[i].isoformat()}..{ordered[j].isoformat()}")
+        else:
+            items.extend(d.isoformat() for d in ordered[i : j + 1])
+        i = j + 1
+    if len(items) <= limit:
+        return ", ".join(items)
+    rest = sum(_days_in(item) for item in items[limit:])
+    return ", ".join(items[:limit]) + f" and {rest} more day(s) (--json lists them all)"
+
+
+def _days_in(item: str) -> int:
+    first, _, last = item.partition("..")
+    return (date.fromisoformat(last or first) - date.fromisoformat(first)).days + 1
 
 
 def require_loaded(pipeline: Any) -> None:

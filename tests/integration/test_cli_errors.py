@@ -162,6 +162,7 @@ def test_unwritable_db_path(server: SimulatorServer) -> None:
 @pytest.mark.parametrize("command", ["views", "report", "verify"])
 def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspace) -> None:
     args = [command, "--destination", "postgres", "--dataset", "nowhere"]
+    args += ["--pipelines-dir", str(workspace.pipelines_dir)]  # not in the repository's folder
     if command == "verify":
         args += ["--host", f"http://127.0.0.1:{free_port()}"]
     proc = run_cli_process(
@@ -238,3 +239,132 @@ def test_the_command_tunes_its_own_process_only(
     )
     assert run_cli(*workspace.sync_args(server.url)) == 0
     assert calls == (["freeze", "arenas=3"] if own_process else [])
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "needles"),
+    [
+        ("sync", ["--since", "90"], ["--since '90' has no unit", "--since 90d"]),
+        ("sync", ["--start", "7"], ["--start '7' has no unit", "--start 7d"]),
+        ("sync", ["--start", "2026-01-01", "--end", "1200"], ["--end '1200' has no unit"]),
+        (
+            "sync",
+            ["--lookback", "600"],
+            ["--lookback '600' has no unit", "--lookback 600s (seconds), 600m"],
+        ),
+        ("verify", ["--since", "1990"], ["--since 1990d", "--since 1990-01-01 if a year"]),
+        ("verify", ["--start", "30"], ["--start '30' has no unit", "--start 30d"]),
+        ("report", ["--since", "90"], ["--since '90' has no unit", "--since 90d"]),
+        ("report", ["--start", "7"], ["--start '7' has no unit"]),
+        ("report", ["--end", "1"], ["--end '1' has no unit", "--end 1d"]),
+        (
+            "status",
+            ["--max-lag", "7200"],
+            ["--max-lag '7200' has no unit", "--max-lag 7200s (seconds)"],
+        ),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else str(v),
+)
+def test_a_number_without_a_unit_is_refused_everywhere(
+    command: str,
+    extra: list[str],
+    needles: list[str],
+    simulator: Simulator,
+    server: SimulatorServer,
+    workspace: Workspace,
+    loaded: set[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--since 90` once read from 1990-12-07 and `report --since 90` wrote 0 events."""
+    requests = simulator.stats.requests
+    args = [command, "--db", str(workspace.db), "--pipelines-dir", str(workspace.pipelines_dir)]
+    if command in ("sync", "verify"):
+        args += ["--host", server.url]
+    if command == "report":
+        args += ["--out", str(tmp_path / "r.html")]
+    capsys.readouterr()
+    assert run_cli(*args, *extra) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1, err
+    assert errors[0].startswith("tfy-audit: error: "), err
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    assert not (tmp_path / "r.html").exists()
+    assert simulator.stats.requests == requests  # refused before asking the service
+    assert workspace.ids() == loaded
+
+
+def test_a_since_without_a_unit_in_config_is_refused(
+    server: SimulatorServer,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SOURCES__TRUEFOUNDRY_AUDIT__SINCE", "90")
+    assert run_cli(*workspace.sync_args(server.url)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "tfy-audit: error: --since (sources.truefoundry_audit.since) '90' has no unit; "
+        "write e.g. 90d for 90 days back"
+    ), err
+    assert not workspace.db.exists()
+
+
+@pytest.mark.parametrize("command", ["sync", "verify", "status"])
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "TFY_HOST",
+            "audit.example.com",
+            "TFY_HOST 'audit.example.com' has no scheme; set TFY_HOST=https://audit.example.com",
+        ),
+        (
+            "TFY_HOST",
+            "http://10.0.0.1",
+            "TFY_HOST http://10.0.0.1 would send the API key unencrypted; use https://10.0.0.1, "
+            "or pass --allow-insecure-http if this network is trusted",
+        ),
+        (
+            "SOURCES__TRUEFOUNDRY_AUDIT__HOST",
+            "ftp://x.example",
+            "sources.truefoundry_audit.host 'ftp://x.example' is not a control plane URL; "
+            'set sources.truefoundry_audit.host = "https://your-org.truefoundry.cloud"',
+        ),
+    ],
+    ids=["tfy-host-no-scheme", "tfy-host-http", "config-host-ftp"],
+)
+def test_a_bad_host_names_where_it_came_from(
+    command: str,
+    variable: str,
+    value: str,
+    expected: str,
+    workspace: Workspace,
+    loaded: set[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A host from TFY_HOST or dlt config is named as such, never as `--host`."""
+    monkeypatch.setenv(variable, value)
+    args = [command, "--db", str(workspace.db), "--pipelines-dir", str(workspace.pipelines_dir)]
+    if command == "status":
+        args.append("--check-service")
+    capsys.readouterr()
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"tfy-audit: error: {expected}"], err
+    assert "--host" not in err
+    assert workspace.ids() == loaded
+
+
+def test_a_bad_host_flag_is_still_named_as_the_flag(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TFY_HOST", "https://fine.example")
+    assert run_cli(*workspace.sync_args("audit.example.com")) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tfy-audit: error: --host 'audit.example.com' has no scheme; pass https://audit.example.com"
+    )

@@ -19,6 +19,8 @@ import os
 import random
 import re
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -48,6 +50,7 @@ from tests.conftest import (
     expected_subjects,
     make_simulator,
     run_cli,
+    run_cli_process,
     ts,
 )
 
@@ -279,6 +282,54 @@ def test_postgres_keeps_empty_strings(postgres_dataset: str, tmp_path: Path) -> 
     with postgres() as cur:
         cur.execute(f"SELECT id FROM \"{postgres_dataset}\".audit_logs WHERE cluster_id = ''")
         assert {r[0] for r in cur.fetchall()} == empty
+
+
+@pytest.mark.postgres
+def test_postgres_and_filesystem_syncs_in_one_folder_keep_their_own_working_dirs(
+    postgres_dataset: str, tmp_path: Path
+) -> None:
+    """The same pipeline name, dataset and folder, two destinations: each gets a working dir
+    of its own beside the user (`./.tfy-audit/pipelines/<destination>-<dataset>`), never
+    dlt's global one, so neither sees the other's state ("destination ... differs")."""
+    folder, global_dir = tmp_path / "audit", tmp_path / "dlt-global"
+    folder.mkdir()
+    ds = postgres_dataset
+    sim = make_simulator(700, days=3)
+    env = {
+        "DESTINATION__POSTGRES__CREDENTIALS": POSTGRES_URL,
+        "DESTINATION__FILESYSTEM__BUCKET_URL": str(tmp_path / "bucket"),
+        "DLT_DATA_DIR": str(global_dir),  # dlt's global dir, for the test: stays unused
+    }
+    with SimulatorServer(sim) as srv:
+        runs = []
+        for destination in ("postgres", "filesystem", "postgres", "filesystem"):
+            args = ("sync", "--host", srv.url, "--destination", destination, "--dataset", ds)
+            proc = subprocess.run(
+                [sys.executable, "-m", "tfy_audit.cli", *args, "--no-progress"],
+                cwd=folder,
+                env={**os.environ, "TFY_API_KEY": API_KEY, **env},
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            runs.append(proc)
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+        assert "differs" not in proc.stderr, proc.stderr
+        assert "WARNING" not in proc.stderr, proc.stderr
+    assert [r.stdout.count("first sync: read") for r in runs] == [1, 1, 0, 0]
+    work = folder / ".tfy-audit" / "pipelines"
+    assert sorted(p.name for p in work.iterdir()) == [f"filesystem-{ds}", f"postgres-{ds}"]
+    for name in work.iterdir():
+        assert (name / "tfy_audit").is_dir(), name
+    assert not global_dir.exists()
+    with postgres() as cur:
+        cur.execute(f'SELECT id FROM "{ds}".audit_logs')
+        assert sorted(r[0] for r in cur.fetchall()) == sorted(sim.ids())
+    parquet_ids = [
+        r[0] for r in query(f"SELECT id FROM {parquet(tmp_path / 'bucket', ds, 'audit_logs')}")
+    ]
+    assert sorted(parquet_ids) == sorted(sim.ids())
 
 
 # -- filesystem (Parquet) ----------------------------------------------------------------------
@@ -520,6 +571,36 @@ def test_filesystem_report_counts_each_event_once_after_rereads(
     monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(load.bucket))
     shown = report_events(*load.target, "--out", str(tmp_path / "report.html"))
     assert shown == len(load.sim.events())
+
+
+def test_filesystem_syncs_warn_of_no_append_fallback(tmp_path: Path) -> None:
+    """The filesystem cannot merge, so every table is written as `append` outright: dlt's
+    `Falling back to append` warning (three times a sync) is not the user's to read. A first
+    sync and one that re-reads its lookback print no warning and lose no subject."""
+    sim = make_simulator(1_200, days=3)
+    sim.add_events(
+        [make_event(random.Random(i), NOW - timedelta(minutes=2, seconds=i)) for i in range(3)]
+    )
+    env = {
+        "DESTINATION__FILESYSTEM__BUCKET_URL": str(tmp_path / "bucket"),
+        "RUNTIME__LOG_LEVEL": "WARNING",
+    }
+    target = (
+        "--destination", "filesystem", "--dataset", "tfy_quiet", "--pipelines-dir",
+        str(tmp_path / "pipelines"), "--no-progress", "--chunk-events", "500",
+    )  # fmt: skip
+    with SimulatorServer(sim) as srv:
+        runs = [run_cli_process("sync", "--host", srv.url, *target, env=env) for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+        assert "Falling back" not in proc.stderr, proc.stderr
+        assert [line for line in proc.stderr.splitlines() if "WARNING" in line] == []
+    assert "new events: 1,203" in runs[0].stdout and "chunk(s)" in runs[0].stdout
+    assert "new events: 0" in runs[1].stdout
+    load = FilesystemLoad(sim, srv.url, tmp_path / "bucket", "tfy_quiet", target)
+    assert Counter(r[0] for r in load.raw("audit_logs", "id")) == Counter(sim.ids())
+    subjects = {r[0] for r in load.latest("subjects", "subject_id", "subject_id")}
+    assert subjects == {e["subject"]["subjectId"] for e in sim.events()}
 
 
 def test_filesystem_loads_an_event_served_by_two_windows_once(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ nothing, every mistake is one line naming the fix, and the README's Python API r
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from tfy_audit.simulator import SimulatorServer
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 from tests.conftest import (
     API_KEY,
@@ -190,6 +191,73 @@ def test_a_second_sync_counts_re_read_events_apart_from_new_ones(tmp_path: Path)
     assert_warehouse_matches(ws, sim.events())
 
 
+NO_OP_SENTENCE = (
+    "A scheduled run that finds nothing new makes 2 requests (two counts), plus one page per "
+    "1,000 events of the last `--lookback` (10 minutes), which it reads again."
+)
+
+
+@pytest.mark.parametrize("quiet_minutes", [120, 0], ids=["lookback-empty", "lookback-holds-events"])
+def test_a_no_op_sync_makes_the_requests_the_readme_says(
+    quiet_minutes: int, tmp_path: Path
+) -> None:
+    """Counted on the simulator's request log: the count of the re-read range, the count after
+    the mark, and the re-read range's pages, one per 1,000 events in it."""
+    end = NOW - timedelta(minutes=quiet_minutes)
+    sim = Simulator(SimulatorConfig(api_key=API_KEY), generate_history(1_500, days=3, end=end))
+    in_lookback = [e for e in sim.events() if ts(e["createdAt"]) >= NOW - timedelta(minutes=15)]
+    assert bool(in_lookback) == (quiet_minutes == 0) and len(in_lookback) < 1_000
+    with SimulatorServer(sim) as srv:
+        env = user_env(tmp_path, srv.url)
+        assert tfy(tmp_path, env, "sync").returncode == 0
+        sim.reset_stats()
+        again = tfy(tmp_path, env, "sync", "--json")
+    assert json.loads(again.stdout)["events_new"] == 0
+    metrics = sorted(str(r.metric) for r in sim.request_log)
+    expected = ["count", "count"] + (["list"] if in_lookback else [])
+    assert metrics == expected
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert readme.count(NO_OP_SENTENCE) == 1, "the README states it once, as measured here"
+    assert "nothing new makes 3 requests" not in readme
+
+
+def test_the_demo_and_the_plain_script_leave_nothing_for_git_to_track(tmp_path: Path) -> None:
+    """`make demo` in a clone, and the README's plain dlt script run in `pipelines/`: what
+    they leave (database, working dirs, lock files) is ignored by the repository's .gitignore."""
+    clone = tmp_path / "clone"
+    (clone / "pipelines").mkdir(parents=True)
+    (clone / ".gitignore").write_bytes((REPO / ".gitignore").read_bytes())
+    git = ["git", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(clone)], check=True, timeout=30)
+    env = user_env(tmp_path)
+    demo = tfy(clone, env, "demo", "--events", "400", "--days", "2")
+    assert demo.returncode == 0, demo.stderr
+    assert "Top actions" in demo.stdout
+    with SimulatorServer(make_simulator(300, days=1)) as srv:
+        script = subprocess.run(
+            [sys.executable, str(REPO / "pipelines" / "truefoundry_audit_pipeline.py")],
+            cwd=clone / "pipelines",
+            env={**user_env(tmp_path, srv.url), "RUNTIME__LOG_LEVEL": "WARNING"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert script.returncode == 0, script.stderr[-2000:]
+    left = sorted(p.name for p in clone.iterdir()) + sorted(
+        p.name for p in (clone / "pipelines").iterdir()
+    )
+    assert ".tfy_audit_demo.duckdb.truefoundry_audit.tfy-audit.lock" in left, left
+    assert ".truefoundry_audit_pipeline" in left, left
+    status = subprocess.run(
+        [*git, "-C", str(clone), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert status.stdout.splitlines() == ["?? .gitignore"], status.stdout
+
+
 # -- help and output -----------------------------------------------------------------------
 
 
@@ -226,6 +294,40 @@ def test_every_option_has_help_and_shows_its_default(command: str, tmp_path: Pat
         assert "seconds one request may take, all told (default: 60.0)" in body
     if command == "sync":
         assert "seconds to wait for a running sync of this pipeline (default: 0.0)" in body
+
+
+def _help_of(command: str) -> str:
+    from tfy_audit.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sub.choices is not None
+    return " ".join(sub.choices[command].format_help().split())
+
+
+def test_the_help_of_start_and_end_says_what_each_command_reads() -> None:
+    """verify checks from where a first sync started up to the mark; sync continues from the
+    mark. Each command's help says its own default."""
+    verify = _help_of("verify")
+    assert (
+        "--start START start of the range to check (ISO 8601, or a duration back such as 7d) "
+        "(default: where a first sync starts: --since, else the whole history from "
+        "2015-01-01)" in verify
+    ), verify
+    assert "--end END end of the range (ISO 8601 or 7d) (default: the high-water mark)" in verify
+    assert "the high-water mark minus --lookback" not in verify
+    sync = _help_of("sync")
+    assert "(default: the high-water mark minus --lookback)" in sync
+    assert "(default: now, fixed at start)" in sync
+
+
+@pytest.mark.parametrize("command", ["sync", "verify", "status", "views", "report"])
+def test_the_help_says_where_the_working_dir_is(command: str) -> None:
+    assert (
+        "--pipelines-dir PIPELINES_DIR dlt's working dir (local state; the destination keeps "
+        "the truth) (default: .<db>.pipelines beside a DuckDB file, else "
+        "./.tfy-audit/pipelines/<destination>-<dataset>)" in _help_of(command)
+    )
 
 
 def json_doc(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

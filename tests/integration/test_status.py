@@ -35,6 +35,7 @@ DOCUMENT_FIELDS = {
     "anomalies",
 }
 FILTER_SET_FIELDS = {
+    "covered_ranges",
     "filter_key",
     "filters",
     "high_water_mark",
@@ -263,3 +264,43 @@ def test_status_of_state_without_the_record_reads_the_first_start_from_sync_runs
     first = ts(summary["first_run_start"])
     page = out.read_text(encoding="utf-8")
     assert f"<dt>History from (UTC)</dt><dd>{first:%Y-%m-%d %H:%M:%S} " in page
+
+
+def test_status_shows_the_ranges_read_and_a_one_off_names_what_it_left(
+    workspace: Workspace,
+) -> None:
+    """`--since 30d`, then a one-off week two months back: status once said `covered: <the
+    one-off's start> .. <mark>` although the month between was never read."""
+    sim = make_simulator(4_000, days=80)
+    start = (NOW - timedelta(days=67)).replace(hour=0, minute=0, second=0)
+    end = start + timedelta(days=7)
+    with SimulatorServer(sim) as srv:
+        first = synced(workspace, srv.url, "--since", "30d")
+        code, text = cli_output(
+            *workspace.sync_args(srv.url, "--start", start.isoformat(), "--end", end.isoformat())
+        )
+        assert code == 0
+        again = synced(workspace, srv.url)  # a plain sync: the mark moves on, nothing new
+    since = ts(first["first_run_start"])
+    assert ts(first["start"]) == since
+    mark = ts(again["covered_until"])
+    assert mark >= ts(first["covered_until"])
+    # the one-off's summary names the range it left unread, and how to read it
+    assert (
+        f"  not read: {end.isoformat()} .. {since.isoformat()} (between this range and what "
+        f"the syncs read); `tfy-audit sync --start {end.isoformat()} --end "
+        f"{since.isoformat()}` reads it"
+    ) in text.splitlines(), text
+    code, doc = status(workspace)
+    assert code == 0
+    (item,) = doc["filter_sets"]
+    assert item["covered_ranges"] == [
+        {"start": start.isoformat(), "end": end.isoformat()},
+        {"start": since.isoformat(), "end": mark.isoformat()},
+    ]
+    assert item["covered"] == {"start": since.isoformat(), "end": mark.isoformat()}
+    code, plain = cli_output("status", "--db", str(workspace.db))
+    assert (
+        f"  covered: {start.isoformat()} .. {end.isoformat()}, {since.isoformat()} .. "
+        f"{mark.isoformat()} (not read: {end.isoformat()} .. {since.isoformat()})"
+    ) in plain.splitlines(), plain

@@ -271,7 +271,7 @@ def test_verify_ids_summarizes_thousands_of_ids_on_one_line_and_json_lists_them_
         assert run_cli(*verify_args(workspace, srv.url, "--ids")) == 3
         out, err = capsys.readouterr()
         lines = out.splitlines()
-        assert lines[-2] == f"  ... {len(days) - 20:,} more day(s); --json lists them all"
+        assert lines[-2] == f"  ... and {len(days) - 20} more day(s) (--json lists them all)"
         first = sorted(
             (ts(e["createdAt"]).date().isoformat(), e["id"])
             for e in sim.events()
@@ -284,8 +284,8 @@ def test_verify_ids_summarizes_thousands_of_ids_on_one_line_and_json_lists_them_
         )
         assert err.splitlines()[-1] == (
             f"tfy-audit: {len(days)} day(s) differ by id ({len(lost):,} event(s) missing in the "
-            f"warehouse): {', '.join(d.isoformat() for d in days[:5])} "
-            f"(+{len(days) - 5:,} more; --json lists them all); "
+            # every day of the range, consecutive: one range
+            f"warehouse): {days[0].isoformat()}..{days[-1].isoformat()}; "
             "run `tfy-audit verify --ids --repair` to re-sync them"
         )
         assert run_cli(*verify_args(workspace, srv.url, "--ids", "--json")) == 3
@@ -316,3 +316,34 @@ def test_verify_of_state_without_the_record_starts_where_sync_runs_says_the_firs
             f"verify checks from {first.date().isoformat()} ({first.isoformat()}): "
             "where the first sync started (its --since), from the run history"
         )
+
+
+def test_many_differing_days_are_summarised_not_listed(workspace: Workspace) -> None:
+    """A warehouse of one action's events, verified against all of them: nearly every day of
+    70 differs. The error stays one short line and the table a screenful; --json has all."""
+    sim = make_simulator(6_000, days=70)
+    action = sim.events()[0]["action"]
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--action", action)) == 0
+        args = verify_args(workspace, srv.url, "--start", "75d", "--end", NOW.isoformat())
+        proc = run_cli_process(*args)
+        as_json = run_cli_process(*args, "--json")
+    assert proc.returncode == 3, proc.stderr
+    every: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for e in sim.events():
+        day = ts(e["createdAt"]).date().isoformat()
+        every[day] = every.get(day, 0) + 1
+        kept[day] = kept.get(day, 0) + (e["action"] == action)
+    differing = sorted(day for day in every if every[day] != kept.get(day, 0))
+    assert len(differing) > 40
+    listed = json.loads(as_json.stdout)["result"]["differing"]
+    assert [d["day"] for d in listed] == differing  # --json lists every one
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("tfy-audit:")]
+    assert line.startswith(f"tfy-audit: {len(differing)} day(s) differ: {differing[0]}"), line
+    # consecutive days as one range, e.g. 2026-09-28..2026-12-07
+    assert line.endswith(f"{differing[-1]}; run `tfy-audit verify --repair` to re-sync them")
+    assert len(line) < 200, line
+    table = [x for x in proc.stdout.splitlines() if x.startswith("  20")]
+    assert [x.split()[0] for x in table] == differing[:20]
+    assert f"  ... and {len(differing) - 20} more day(s) (--json lists them all)" in proc.stdout

@@ -124,3 +124,111 @@ def _project_version() -> str:
     import tomllib
 
     return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+
+
+# -- the install paths the README documents: a tool from the clone or the wheel, with extras --
+
+
+def _python() -> str:
+    found = subprocess.run(
+        [str(REPO / "scripts" / "find-python"), PYTHON], capture_output=True, text=True
+    )
+    if found.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"no Python {PYTHON}: {found.stderr.strip()}")
+        pytest.skip(found.stderr.strip())
+    return found.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def locked_with_delta(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The locked runtime versions with the `delta` extra: the constraints the README's
+    commands take, so the test installs what the lock tested."""
+    constraints = tmp_path_factory.mktemp("constraints") / "constraints.txt"
+    exported = _run(
+        *_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+        "--extra", "delta",
+    )  # fmt: skip
+    constraints.write_text(exported)
+    return constraints
+
+
+def _tool_env(root: Path) -> dict[str, str]:
+    """uv's tool dirs of a test of its own, never the user's ~/.local."""
+    return {"UV_TOOL_DIR": str(root / "tools"), "UV_TOOL_BIN_DIR": str(root / "bin")}
+
+
+def _syncs_into_delta(command: Path, tmp_path: Path) -> None:
+    """`tfy-audit sync --destination filesystem --table-format delta` on a local folder: the
+    `delta` extra is installed and works."""
+    sim = make_simulator(400, days=2)
+    lake = tmp_path / "lake"
+    with SimulatorServer(sim) as server:
+        _run(
+            str(command), "sync", "--host", server.url, "--destination", "filesystem",
+            "--table-format", "delta", "--no-progress",
+            cwd=tmp_path,
+            env={
+                "TFY_API_KEY": API_KEY, "RUNTIME__DLTHUB_TELEMETRY": "false",
+                "DESTINATION__FILESYSTEM__BUCKET_URL": str(lake),
+            },
+        )  # fmt: skip
+    table = lake / "truefoundry_audit" / "audit_logs"
+    assert (table / "_delta_log").is_dir(), sorted(p.name for p in table.parent.iterdir())
+    import deltalake
+
+    ids = deltalake.DeltaTable(str(table)).to_pyarrow_table(columns=["id"]).column("id")
+    assert sorted(ids.to_pylist()) == sorted(sim.ids())
+
+
+def test_uv_tool_install_from_the_clone_with_the_delta_extra(
+    tmp_path: Path, locked_with_delta: Path
+) -> None:
+    """README: `uv tool install ".[delta]"` in the clone."""
+    env = _tool_env(tmp_path)
+    _run(
+        *_uv(), "tool", "install", "--quiet", "--python", _python(),
+        "--constraints", str(locked_with_delta), ".[delta]",
+        env=env,
+    )  # fmt: skip
+    command = tmp_path / "bin" / "tfy-audit"
+    version = _run(str(command), "--version", cwd=tmp_path)
+    assert version.strip() == f"tfy-audit {_project_version()}"
+    _syncs_into_delta(command, tmp_path)
+
+
+def test_the_wheel_installs_with_its_extra_by_pip_and_as_a_uv_tool(
+    tmp_path: Path, built_wheel: Path, installed: Path, locked_with_delta: Path
+) -> None:
+    """README: `pip install "dist/tfy_audit-<version>-py3-none-any.whl[delta]"`, and
+    `uv tool install` of the same wheel."""
+    _run(
+        *_uv(), "pip", "install", "--quiet", "--python", str(installed / "bin" / "python"),
+        "--constraints", str(locked_with_delta), f"{built_wheel}[delta]",
+    )  # fmt: skip
+    _run(str(installed / "bin" / "python"), "-c", "import deltalake, s3fs")  # the extra's
+
+    env = _tool_env(tmp_path)
+    _run(
+        *_uv(), "tool", "install", "--quiet", "--python", _python(),
+        "--constraints", str(locked_with_delta), str(built_wheel),
+        env=env,
+    )  # fmt: skip
+    version = _run(str(tmp_path / "bin" / "tfy-audit"), "--version", cwd=tmp_path)
+    assert version.strip() == f"tfy-audit {_project_version()}"
+
+
+def test_the_readme_installs_from_a_clone_or_a_wheel_never_from_an_index() -> None:
+    """tfy-audit is not on a package index: `pip install "tfy-audit[delta]"` finds nothing."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for command in (
+        'uv tool install ".[delta]"',
+        'pipx install ".[delta]"',
+        "uv build --wheel",
+        'pip install "dist/tfy_audit-<version>-py3-none-any.whl[delta]"',
+        "uv tool install dist/tfy_audit-<version>-py3-none-any.whl",
+        "uv export --frozen --no-dev --no-hashes --no-emit-project --extra delta",
+    ):
+        assert command in readme, command
+    for document in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        assert 'install "tfy-audit[' not in document.read_text(encoding="utf-8"), document.name

@@ -232,3 +232,22 @@ def test_state_without_the_record_starts_where_the_run_history_says() -> None:
     # the state's record wins; a first run that read the whole history is the lower bound
     assert first_day(SyncOptions(), HISTORY_START, now, from_runs=runs).why == "history"
     assert first_day(SyncOptions(), None, now, from_runs=HISTORY_START).why == "unrecorded"
+
+
+def test_a_long_list_of_days_is_summarised_as_ranges() -> None:
+    from datetime import date
+
+    from tfy_audit.verify import summarize_days
+
+    def days(*spans: tuple[int, int]) -> list[date]:
+        return [date(2026, 1, d) for lo, hi in spans for d in range(lo, hi + 1)]
+
+    assert summarize_days(days((3, 3), (9, 9))) == "2026-01-03, 2026-01-09"
+    assert summarize_days(days((1, 2), (5, 5))) == "2026-01-01, 2026-01-02, 2026-01-05"
+    assert summarize_days(days((1, 20), (25, 25))) == "2026-01-01..2026-01-20, 2026-01-25"
+    odd = [date(2026, 1, d) for d in range(1, 30, 2)]  # 15 days, none next to another
+    assert summarize_days(odd) == (
+        "2026-01-01, 2026-01-03, 2026-01-05, 2026-01-07, 2026-01-09, 2026-01-11, 2026-01-13, "
+        "2026-01-15, 2026-01-17, 2026-01-19 and 5 more day(s) (--json lists them all)"
+    )
+    assert summarize_days([]) == ""

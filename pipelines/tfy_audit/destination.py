@@ -24,16 +24,19 @@ from .errors import (
     configuration_error,
     explain_destination_failure,
 )
+from .memory import duckdb_memory_limit
 from .options import DestinationOptions
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
-# thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
-# parallel jobs anyway); `make bench` and docs/performance.md have the figures. Larger joins (a
+# thread and a bounded cache keep that peak low at no cost in load time (dlt loads the tables
+# as parallel jobs anyway); `make bench` and docs/performance.md have the figures. The limit
+# follows the memory the process may use, never below what the largest event's row needs
+# (memory.duckdb_memory_limit; None here), or is this DuckDB size if set. Larger joins (a
 # full re-merge) spill to the database's temp directory instead of failing. A commit that runs
 # out of it fails its load job, which dlt retries; a retried copy job deletes what its failed
 # attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row.
-DUCKDB_MEMORY_LIMIT = "80MB"
+DUCKDB_MEMORY_LIMIT: str | None = None
 DUCKDB_THREADS = 1
 
 # What identifies a row of each table within one load job's file: a retried DuckDB copy job
@@ -62,7 +65,7 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
         if name == "duckdb":
             return duckdb_destination(
                 str(Path(target.db).expanduser()),
-                memory_limit=DUCKDB_MEMORY_LIMIT,
+                memory_limit=DUCKDB_MEMORY_LIMIT or duckdb_memory_limit(),
                 threads=DUCKDB_THREADS,
                 retry_keys=RETRY_KEYS,
             )

@@ -24,9 +24,9 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from .anomalies import Anomaly
+from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 from .client import AuditLogClient, AuditLogFilters
-from .errors import OffsetRefusedError
+from .errors import OffsetRefusedError, ResponseTooLargeError
 from .pages import DecodedPage, decode_page
 from .rows import EventBatch
 from .windows import PlannedWindow, Window
@@ -70,6 +70,8 @@ class _WindowState:
     family: _Family
     report: WindowReport = field(init=False)
     ids: set[str] = field(default_factory=set)
+    # events too large for any response, set aside and recorded: by id, else by offset
+    set_aside: set[str] = field(default_factory=set)
     total: int = 0
     requested_until: int = 0  # offsets below this have been requested in the current read
     outstanding: int = 0  # requested or queued, not yet answered
@@ -133,27 +135,30 @@ class WindowFetcher:
         self.undated = set() if self._one_family is None else self._one_family.yielded
 
     def fetch(self, windows: Sequence[PlannedWindow]) -> Iterator[Item]:
-        queue: deque[tuple[_WindowState, int]] = deque()
+        # (window, offset, limit): a limit of None asks for a whole page
+        queue: deque[tuple[_WindowState, int, int | None]] = deque()
 
-        def enqueue(items: Iterable[tuple[_WindowState, int]]) -> None:
+        def enqueue(items: Iterable[tuple[_WindowState, int]], limit: int | None = None) -> None:
             for state, offset in items:
                 state.outstanding += 1
-                queue.append((state, offset))
+                queue.append((state, offset, limit))
 
         for planned in windows:
             family = self._one_family if self._one_family is not None else _Family()
             state = self._state(planned.window, planned.count, family)
             enqueue((state, o) for o in state.offsets_for(max(planned.count, 1)))
-        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int]] = {}
+        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int, int]] = {}
 
         while queue or in_flight:
             while queue and len(in_flight) < self.max_in_flight:
-                state, offset = queue.popleft()
+                state, offset, asked = queue.popleft()
+                # never ask past the depth the service allows
+                limit = min(asked or self.page_size, self.max_offset - offset)
                 if offset >= self.max_offset:
                     # queued before the service's lower limit was learnt: refused without asking
                     skipped: Future[DecodedPage] = Future()
                     skipped.set_exception(OffsetRefusedError(f"offset {offset} is past the limit"))
-                    in_flight[skipped] = (state, offset)
+                    in_flight[skipped] = (state, offset, limit)
                     continue
                 start, end = state.window.query_bounds()
                 future = self.executor.submit(
@@ -162,17 +167,26 @@ class WindowFetcher:
                     start,
                     end,
                     offset=offset,
-                    # never ask past the depth the service allows
-                    limit=min(self.page_size, self.max_offset - offset),
+                    limit=limit,
                     decode=self._decode_for(state.window),
                 )
-                in_flight[future] = (state, offset)
+                in_flight[future] = (state, offset, limit)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                state, offset = in_flight.pop(future)
+                state, offset, limit = in_flight.pop(future)
                 state.outstanding -= 1
                 try:
                     page = future.result()
+                except ResponseTooLargeError as exc:
+                    if not exc.holds_event:
+                        raise  # no page of events: a wrong host or a hostile one
+                    if limit > 1:
+                        # the same offsets again, in two smaller pages
+                        half = limit // 2
+                        enqueue([(state, offset)], half)
+                        enqueue([(state, offset + half)], limit - half)
+                    else:
+                        yield self._set_aside(state, offset, exc)
                 except OffsetRefusedError as exc:
                     logger.info("%s: %s; splitting the window", state.window, exc)
                     state.refused = True
@@ -204,6 +218,30 @@ class WindowFetcher:
                     enqueue((state, o) for o in state.restart())
                 else:
                     yield report
+
+    def _set_aside(self, state: _WindowState, offset: int, exc: ResponseTooLargeError) -> Anomaly:
+        """The record of an event no response may hold, at `offset` of `state`'s window. It
+        counts as read: the window completes and the high-water mark moves past it, and
+        `event_anomalies` holds it (by id when its first bytes give one)."""
+        logger.warning(
+            "%s: the event at offset %d (%s) is larger than %d bytes by itself; set aside and "
+            "recorded in event_anomalies (raise --max-response-mb to load it)",
+            state.window,
+            offset,
+            exc.event_id or "id unknown",
+            exc.cap,
+        )
+        state.set_aside.add(exc.event_id if exc.event_id is not None else f"@{offset}")
+        return Anomaly(
+            AnomalyKind.EVENT_TOO_LARGE,
+            AnomalyAction.NOT_LOADED,
+            exc.event_id,
+            "$",
+            f"one event's response is larger than {exc.cap} bytes decompressed",
+            window_start=state.window.start,
+            window_end=state.window.end,
+            page_offset=offset,
+        )
 
     def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
         if self.decoder is None:
@@ -250,11 +288,12 @@ class WindowFetcher:
 
     def _finish(self, state: _WindowState) -> WindowReport | None:
         """The report of a window whose read is over, or None if it must be read again."""
-        seen = len(state.ids)
+        # an event set aside (too large to read) is accounted for: recorded, not missing
+        seen = len(state.ids | state.set_aside)
         if seen >= state.total or state.refused or state.report.reads >= MAX_READS:
             report = state.report
             report.service_total = state.total
-            report.rows = seen
+            report.rows = len(state.ids)
             report.complete = seen >= state.total
             if not report.complete:
                 logger.error(

@@ -79,3 +79,68 @@ def test_a_16mb_event_loads_whatever_the_page_size(workspace: Workspace, page_si
         assert run_cli(*workspace.sync_args(srv.url, "--page-size", page_size)) == 0
     assert_warehouse_matches(workspace, sim.events())
     assert leaf(workspace, "huge00000", "$.manifest") == big[0]["metaData"]["manifest"]
+
+
+def list_requests(sim: Simulator) -> list[tuple[int, int]]:
+    """(offset, limit) of every page asked for, in order."""
+    return [
+        (int(r.params["offset"]), int(r.params["limit"]))
+        for r in sim.request_log
+        if r.metric == "list"
+    ]
+
+
+def test_a_page_over_the_cap_is_read_again_in_smaller_pages(workspace: Workspace) -> None:
+    """40 events of 1 MB (the newest, first in the service's order) make a page of 1,000
+    larger than its 32.25 MB cap: read again in halves until each half fits its cap (17 MB
+    for a page of up to 500), every event loads, nothing is set aside."""
+    heavy = manifests(40, 1 * MB, prefix="h")
+    sim = big_simulator(heavy)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--concurrency", "1")) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    assert list_requests(sim) == [
+        (0, 1000), (0, 500), (500, 500), (0, 250), (250, 250), (0, 125), (125, 125),
+        (0, 62), (62, 63), (0, 31), (31, 31), (0, 15), (15, 16),
+    ]  # fmt: skip
+    # nothing set aside: no record was ever written
+    tables = workspace.query("select table_name from information_schema.tables")
+    assert ("event_anomalies",) not in tables
+    assert workspace.query(f"select count(*) from {DATASET}.sync_windows where not complete") == [
+        (0,)
+    ]
+
+
+def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Workspace) -> None:
+    """With a 2 MB cap, a 3 MB event cannot be read: it is set aside with a record of where it
+    was (window, offset, id), the rest of its window loads, the run succeeds and the high-water
+    mark moves past it."""
+    events = manifests(10, 2 * 1024, prefix="s")
+    events[4]["metaData"]["manifest"] = _manifest_yaml(3 * MB)  # s00004
+    sim = big_simulator(events, order="asc")
+    with SimulatorServer(sim) as srv:
+        args = workspace.sync_args(srv.url, "--max-response-mb", "2", "--concurrency", "1")
+        assert run_cli(*args) == 0
+        requests = list_requests(sim)
+        # a second run finds nothing new: the mark moved past the window
+        sim.reset_stats()
+        assert run_cli(*args) == 0
+        assert sim.stats.by_metric.get("list", 0) == 0
+    loaded = [e for e in sim.events() if e["id"] != "s00004"]
+    assert_warehouse_matches(workspace, loaded)
+    # the 50 events in one window, oldest first: s00004 is the 45th (offset 44); the halves
+    # that do not hold it fit the cap, those that do are halved down to a page of one
+    assert requests == [
+        (0, 1000), (0, 500), (500, 500), (0, 250), (250, 250), (0, 125), (125, 125),
+        (0, 62), (62, 63), (0, 31), (31, 31), (31, 15), (46, 16), (31, 7), (38, 8),
+        (38, 4), (42, 4), (42, 2), (44, 2), (44, 1), (45, 1),
+    ]  # fmt: skip
+    rows = workspace.query(
+        "select kind, action, event_id, field_path, page_offset, window_start is not null,"
+        f" window_end is not null from {DATASET}.event_anomalies"
+    )
+    assert rows == [("event_too_large", "not_loaded", "s00004", "$", 44, True, True)]
+    # the window counts 50, read 49 and the one set aside: complete
+    assert workspace.query(
+        f"select service_total, rows_read, complete from {DATASET}.sync_windows"
+    ) == [(50, 49, True)]

@@ -23,10 +23,12 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 __all__ = [
     "ARROW_HINT_WARNING",
+    "DatabaseUndefinedRelation",
     "Destination",
     "PackageFolders",
     "SqlClientNotAvailable",
@@ -37,6 +39,7 @@ __all__ = [
     "destination_from_reference",
     "duckdb_copy_job_class",
     "duckdb_destination",
+    "insert_values_job_class",
     "package_folders",
     "source_config_fields",
     "table_seen_data",
@@ -84,6 +87,13 @@ def duckdb_copy_job_class() -> type[Any]:
     from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
 
     return DuckDbCopyJob
+
+
+def insert_values_job_class() -> type[Any]:
+    """dlt's INSERT job, which loads PostgreSQL here (tests wrap its `run` to make it fail)."""
+    from dlt.destinations.insert_job_client import InsertValuesLoadJob
+
+    return InsertValuesLoadJob
 
 
 @cache

@@ -144,3 +144,19 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
     assert workspace.query(
         f"select service_total, rows_read, complete from {DATASET}.sync_windows"
     ) == [(50, 49, True)]
+
+
+def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) -> None:
+    """The worst case the body cap admits, in one run of the command in its own process: a
+    16 MB event and a 15 MB page (1,000 events of 15 KB manifests). With `--workers 0` the
+    process is the whole tree (DuckDB runs in it), so its peak RSS is the tree's."""
+    from tests.integration.test_hostile import sync_measured
+
+    huge = manifests(1, 16 * MB, prefix="huge")
+    page = manifests(1000, 15 * 1024, prefix="p", seed=2)
+    sim = big_simulator(huge + page)
+    with SimulatorServer(sim) as srv:
+        proc, _, rss = sync_measured(workspace, srv.url, "--workers", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rss < 1024, f"peak RSS {rss} MiB"
+    assert_warehouse_matches(workspace, sim.events())

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from functools import partial
 
 from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 from .client import AuditLogClient, AuditLogFilters
@@ -35,6 +35,16 @@ logger = logging.getLogger(__name__)
 
 # A window still short of its total after this many full reads is reported, not retried forever.
 MAX_READS = 4
+
+# Decoding a page builds its rows from Python objects several times the body's size; bodies of
+# this size or more (pages of large events: a page of ordinary events is about 1 MB) are
+# decoded one at a time, so the peak does not grow with the number of connections.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
+
+# Pages requested or decoded but not yet handed on hold about this many bytes of rows at most:
+# each counts as the largest page decoded so far, so pages of large events are requested a few
+# at a time, while pages of ordinary events keep every connection busy.
+IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -130,6 +140,8 @@ class WindowFetcher:
         self.page_size = page_size
         self.max_offset = max_offset
         self.max_in_flight = max(1, max_in_flight)
+        self._large_bodies = threading.Lock()  # held while decoding a large body
+        self._largest_page = 0  # bytes of rows of the largest page decoded so far
         # Events whose createdAt did not parse are kept by every window whose query returns
         # them (they cannot be placed in one), so their ids are remembered for the whole read.
         self.undated = set() if self._one_family is None else self._one_family.yielded
@@ -150,7 +162,7 @@ class WindowFetcher:
         in_flight: dict[Future[DecodedPage], tuple[_WindowState, int, int]] = {}
 
         while queue or in_flight:
-            while queue and len(in_flight) < self.max_in_flight:
+            while queue and len(in_flight) < self._pages_in_flight():
                 state, offset, asked = queue.popleft()
                 # never ask past the depth the service allows
                 limit = min(asked or self.page_size, self.max_offset - offset)
@@ -193,6 +205,8 @@ class WindowFetcher:
                     # The service's depth limit is lower than configured: learn it.
                     self.max_offset = max(self.page_size, min(self.max_offset, offset))
                 else:
+                    if page.batch is not None:
+                        self._largest_page = max(self._largest_page, batch_size(page.batch))
                     state.report.pages += 1
                     # Responses of concurrent pages arrive in any order: the largest total is
                     # the latest (a closed window only grows).
@@ -219,6 +233,12 @@ class WindowFetcher:
                 else:
                     yield report
 
+    def _pages_in_flight(self) -> int:
+        """How many pages may be requested at once: `max_in_flight`, fewer once pages are
+        known to be large (IN_FLIGHT_BYTES), never fewer than one."""
+        by_bytes = IN_FLIGHT_BYTES // max(self._largest_page, 1)
+        return max(1, min(self.max_in_flight, by_bytes))
+
     def _set_aside(self, state: _WindowState, offset: int, exc: ResponseTooLargeError) -> Anomaly:
         """The record of an event no response may hold, at `offset` of `state`'s window. It
         counts as read: the window completes and the high-water mark moves past it, and
@@ -244,10 +264,20 @@ class WindowFetcher:
         )
 
     def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
-        if self.decoder is None:
-            return partial(decode_page, window_start=window.start, window_end=window.end)
         pool = self.decoder
-        return lambda body: pool.submit(decode_page, body, window.start, window.end).result()
+
+        def decode(body: bytes) -> DecodedPage:
+            if pool is None:
+                return decode_page(body, window.start, window.end)
+            return pool.submit(decode_page, body, window.start, window.end).result()
+
+        def decode_bounded(body: bytes) -> DecodedPage:
+            if len(body) < LARGE_BODY_BYTES:
+                return decode(body)
+            with self._large_bodies:
+                return decode(body)
+
+        return decode_bounded
 
     def _state(self, window: Window, count: int, family: _Family) -> _WindowState:
         return _WindowState(window, count, self.max_offset, self.page_size, family)
@@ -340,10 +370,14 @@ def read_windows(
         yield from fetcher.fetch(windows)
 
 
+def batch_size(batch: EventBatch) -> int:
+    """Bytes of a batch's rows."""
+    size: int = batch.audit_logs.get_total_buffer_size()
+    return size + int(batch.metadata.get_total_buffer_size())
+
+
 def item_size(item: Item) -> int:
     """Bytes an item holds, as far as reading ahead is concerned: its rows."""
     if isinstance(item, PageOfWindow) and item.page.batch is not None:
-        batch = item.page.batch
-        size: int = batch.audit_logs.get_total_buffer_size()
-        return size + int(batch.metadata.get_total_buffer_size())
+        return batch_size(item.page.batch)
     return 0

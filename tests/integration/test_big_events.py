@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,12 @@ from tfy_audit.simulator.history import generate_history
 from tfy_audit.simulator.odd import _manifest_yaml
 
 from tests.conftest import API_KEY, DATASET, NOW, Workspace, assert_warehouse_matches, run_cli
+from tests.integration.test_destinations import (
+    TEXT_COLUMNS,
+    assert_rows_match,
+    postgres,
+    postgres_dataset,  # noqa: F401 (a fixture)
+)
 
 MB = 1024 * 1024
 
@@ -160,3 +167,30 @@ def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) ->
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rss < 1024, f"peak RSS {rss} MiB"
     assert_warehouse_matches(workspace, sim.events())
+
+
+@pytest.mark.postgres
+def test_a_16mb_value_round_trips_on_postgres(
+    postgres_dataset: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The largest value the body cap admits needs no truncation: PostgreSQL's text (and
+    jsonb) hold up to 1 GB, so a 16 MB manifest is stored whole, in `meta_data` and its leaf."""
+    ds = postgres_dataset
+    big = manifests(1, 16 * MB, prefix="huge")
+    sim = big_simulator(big)
+    with SimulatorServer(sim) as srv:
+        args = (
+            "sync", "--host", srv.url, "--destination", "postgres", "--dataset", ds,
+            "--pipeline-name", f"pg_{ds}", "--pipelines-dir", str(tmp_path / "p"), "--no-progress",
+        )  # fmt: skip
+        assert run_cli(*args) == 0
+    with postgres() as cur:
+        cur.execute(f'SELECT {TEXT_COLUMNS} FROM "{ds}".audit_logs')
+        assert_rows_match(list(cur.fetchall()), sim.events())
+        cur.execute(
+            f'SELECT value FROM "{ds}".audit_log_metadata WHERE audit_log_id = %s AND path = %s',
+            ("huge00000", "$.manifest"),
+        )
+        ((value,),) = cur.fetchall()
+    assert json.loads(value) == big[0]["metaData"]["manifest"]

@@ -19,6 +19,7 @@ from tests.conftest import API_KEY, DATASET, NOW, Workspace, assert_warehouse_ma
 from tests.integration.test_destinations import (
     TEXT_COLUMNS,
     assert_rows_match,
+    cli_output,
     postgres,
     postgres_dataset,  # noqa: F401 (a fixture)
 )
@@ -133,6 +134,16 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
         sim.reset_stats()
         assert run_cli(*args) == 0
         assert sim.stats.by_metric.get("list", 0) == 0
+        # verify sees the event the warehouse lacks: its day differs by one
+        code, out = cli_output(
+            "verify", "--host", srv.url, "--db", str(workspace.db),
+            "--pipelines-dir", str(workspace.pipelines_dir),
+        )  # fmt: skip
+        day = events[4]["createdAt"][:10]
+        served = sum(1 for e in sim.events() if e["createdAt"][:10] == day)
+        assert code == 3
+        row = f"  {day:<10}  {served:>9,}  {served - 1:>9,}  {1:>8,}"
+        assert row in out.splitlines(), out
     loaded = [e for e in sim.events() if e["id"] != "s00004"]
     assert_warehouse_matches(workspace, loaded)
     # the 50 events in one window, oldest first: s00004 is the 45th (offset 44); the halves

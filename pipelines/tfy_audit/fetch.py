@@ -244,12 +244,12 @@ class WindowFetcher:
         counts as read: the window completes and the high-water mark moves past it, and
         `event_anomalies` holds it (by id when its first bytes give one)."""
         logger.warning(
-            "%s: the event at offset %d (%s) is larger than %d bytes by itself; set aside and "
+            "%s: the event at offset %d (%s) is larger than %g MB by itself; set aside and "
             "recorded in event_anomalies (raise --max-response-mb to load it)",
             state.window,
             offset,
             exc.event_id or "id unknown",
-            exc.cap,
+            exc.cap / 2**20,
         )
         state.set_aside.add(exc.event_id if exc.event_id is not None else f"@{offset}")
         return Anomaly(
@@ -257,7 +257,8 @@ class WindowFetcher:
             AnomalyAction.NOT_LOADED,
             exc.event_id,
             "$",
-            f"one event's response is larger than {exc.cap} bytes decompressed",
+            f"one event's response is larger than {exc.cap / 2**20:g} MB decompressed "
+            "(--max-response-mb)",
             window_start=state.window.start,
             window_end=state.window.end,
             page_offset=offset,

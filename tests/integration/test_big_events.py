@@ -154,10 +154,11 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
         (38, 4), (42, 4), (42, 2), (44, 2), (44, 1), (45, 1),
     ]  # fmt: skip
     rows = workspace.query(
-        "select kind, action, event_id, field_path, page_offset, window_start is not null,"
+        "select kind, action, event_id, field_path, page_offset, detail, window_start is not null,"
         f" window_end is not null from {DATASET}.event_anomalies"
     )
-    assert rows == [("event_too_large", "not_loaded", "s00004", "$", 44, True, True)]
+    detail = "one event's response is larger than 2 MB decompressed (--max-response-mb)"
+    assert rows == [("event_too_large", "not_loaded", "s00004", "$", 44, detail, True, True)]
     # the window counts 50, read 49 and the one set aside: complete
     assert workspace.query(
         f"select service_total, rows_read, complete from {DATASET}.sync_windows"

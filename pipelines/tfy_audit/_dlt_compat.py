@@ -62,6 +62,7 @@ def duckdb_destination(
     memory_limit: str,
     threads: int,
     retry_keys: Mapping[str, Sequence[str]],
+    retry_memory_limit: str | None = None,
 ) -> Destination[Any, Any]:
     """A DuckDB destination on the file `database`, with DuckDB's own settings. The path is
     set as a field, not passed as a string: dlt parses a string as a URL, through SQLAlchemy
@@ -72,13 +73,19 @@ def duckdb_destination(
     could not allocate block" under memory pressure), so the retry would add them again. A
     retried job of a table in `retry_keys` first deletes, in the transaction of its insert,
     the rows whose key (those columns) is in its file: whatever the failed attempt left. The
-    first attempt runs as dlt's own, so this costs nothing on the normal path."""
+    first attempt runs as dlt's own, so this costs nothing on the normal path.
+
+    A retried copy job first raises DuckDB's memory limit to `retry_memory_limit` (a row too
+    large for `memory_limit`, such as one event of many MB, fails its first attempt with
+    DuckDB's "Out of Memory Error"), and sets it back after; the normal path keeps the small
+    limit that holds the peak low."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
     credentials.database = database
     destination: Destination[Any, Any] = _retry_safe_duckdb()(credentials=credentials)
     destination.retry_keys = {table: tuple(keys) for table, keys in retry_keys.items()}  # type: ignore[attr-defined]
+    destination.memory_limits = (memory_limit, retry_memory_limit)  # type: ignore[attr-defined]
     return destination
 
 
@@ -104,11 +111,30 @@ def _retry_safe_duckdb() -> type[Any]:
     from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 
     class RetrySafeCopyJob(DuckDbCopyJob):
-        def __init__(self, file_path: str, keys: Mapping[str, tuple[str, ...]]) -> None:
+        def __init__(
+            self,
+            file_path: str,
+            keys: Mapping[str, tuple[str, ...]],
+            memory_limits: tuple[str, str | None],
+        ) -> None:
             super().__init__(file_path)
             self._keys = keys
+            self._memory_limits = memory_limits
 
         def run(self) -> None:
+            retried = ParsedLoadJobFileName.parse(self._file_path).retry_count > 0
+            usual, larger = self._memory_limits
+            if not retried or larger is None:
+                self._run()
+                return
+            sql_client = self._job_client.sql_client
+            sql_client.execute_sql(f"SET memory_limit = '{larger}'")
+            try:
+                self._run()
+            finally:
+                sql_client.execute_sql(f"SET memory_limit = '{usual}'")
+
+        def _run(self) -> None:
             keys = self._keys.get(self.load_table_name)
             if not keys or ParsedLoadJobFileName.parse(self._file_path).retry_count == 0:
                 super().run()
@@ -127,17 +153,19 @@ def _retry_safe_duckdb() -> type[Any]:
 
     class RetrySafeClient(DuckDbClient):
         retry_keys: Mapping[str, tuple[str, ...]] = {}
+        memory_limits: tuple[str, str | None] = ("", None)
 
         def create_load_job(
             self, table: Any, file_path: str, load_id: str, restore: bool = False
         ) -> Any:
             job = super().create_load_job(table, file_path, load_id, restore)
             if type(job) is DuckDbCopyJob:
-                job = RetrySafeCopyJob(file_path, self.retry_keys)
+                job = RetrySafeCopyJob(file_path, self.retry_keys, self.memory_limits)
             return job
 
     class RetrySafeDuckDb(duckdb_factory):
         retry_keys: Mapping[str, tuple[str, ...]] = {}
+        memory_limits: tuple[str, str | None] = ("", None)
 
         @property
         def destination_type(self) -> str:
@@ -151,6 +179,7 @@ def _retry_safe_duckdb() -> type[Any]:
         def client(self, schema: Any, initial_config: Any = None) -> Any:
             client: Any = super().client(schema, initial_config)
             client.retry_keys = self.retry_keys
+            client.memory_limits = self.memory_limits
             return client
 
     return RetrySafeDuckDb

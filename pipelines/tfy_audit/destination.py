@@ -29,14 +29,14 @@ from .options import DestinationOptions
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
 
 # DuckDB caches up to 80% of RAM by default, and its load is what peaks a sync's memory: one
-# thread and a bounded cache keep that peak low at no cost in load time (dlt loads the tables
-# as parallel jobs anyway); `make bench` and docs/performance.md have the figures. The limit
-# follows the memory the process may use, never below what the largest event's row needs
-# (memory.duckdb_memory_limit; None here), or is this DuckDB size if set. Larger joins (a
+# thread and a small cache keep that peak low at no cost in load time (dlt loads the tables as
+# parallel jobs anyway); `make bench` and docs/performance.md have the figures. Larger joins (a
 # full re-merge) spill to the database's temp directory instead of failing. A commit that runs
 # out of it fails its load job, which dlt retries; a retried copy job deletes what its failed
-# attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row.
-DUCKDB_MEMORY_LIMIT: str | None = None
+# attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row. A row
+# larger than the limit allows (one event of many MB) fails the first attempt of its job: the
+# retry runs with the limit the process's memory allows (memory.duckdb_memory_limit).
+DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
 
 # What identifies a row of each table within one load job's file: a retried DuckDB copy job
@@ -65,7 +65,8 @@ def make_destination(target: DestinationOptions) -> Destination[Any, Any]:
         if name == "duckdb":
             return duckdb_destination(
                 str(Path(target.db).expanduser()),
-                memory_limit=DUCKDB_MEMORY_LIMIT or duckdb_memory_limit(),
+                memory_limit=DUCKDB_MEMORY_LIMIT,
+                retry_memory_limit=duckdb_memory_limit(),
                 threads=DUCKDB_THREADS,
                 retry_keys=RETRY_KEYS,
             )

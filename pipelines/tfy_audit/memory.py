@@ -118,7 +118,8 @@ def duckdb_memory_limit(
     environ: Mapping[str, str] = os.environ,
     available: Callable[[], int | None] = process_memory_bytes,
 ) -> str:
-    """DuckDB's memory limit, as DuckDB spells it: `$TFY_AUDIT_DUCKDB_MEMORY_LIMIT` if set, else
+    """DuckDB's memory limit for a retried load job, as DuckDB spells it:
+    `$TFY_AUDIT_DUCKDB_MEMORY_LIMIT` if set, else
     a share of what `available()` says the process may use, between a floor and a ceiling
     (settings.py says why each). UsageError for a value DuckDB would not read."""
     chosen = environ.get(DUCKDB_MEMORY_LIMIT_ENV, "").strip()

@@ -79,12 +79,12 @@ LOG_FORMATS: Final = ("text", "json")
 DEFAULT_LOG_FORMAT: Final = "text"
 LOG_FORMAT_ENV: Final = "TFY_AUDIT_LOG_FORMAT"
 
-# DuckDB's memory limit (its buffer cache; larger work spills to the database's temp
-# directory): this share of the memory the process may use (its cgroup's limit, else the
+# DuckDB's memory limit for a retried load job, one that ran out of the usual small limit
+# (destination.py): this share of the memory the process may use (its cgroup's limit, else the
 # machine's), never below a floor that holds the largest row a response may carry (an event up
 # to MAX_EVENT_BYTES, with its metadata leaves and their Parquet pages) nor above a ceiling
 # (a larger cache loads no faster and would only raise the run's peak). The environment
-# variable sets the limit as DuckDB spells it (`512MB`, `2GB`).
+# variable sets it as DuckDB spells it (`512MB`, `2GB`).
 DUCKDB_MEMORY_SHARE: Final = 0.25
 DUCKDB_MEMORY_FLOOR: Final = 256 * 1024 * 1024
 DUCKDB_MEMORY_CEILING: Final = 512 * 1024 * 1024

@@ -4,6 +4,7 @@ and an environment variable sets it outright."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tfy_audit.errors import UsageError
@@ -53,19 +54,18 @@ def test_the_cgroup_limit_wins_over_the_machine(tmp_path: Path) -> None:
     assert process_memory_bytes((tmp_path / "absent",)) == machine
 
 
-def test_a_sync_gives_duckdb_the_derived_limit(
+def test_a_sync_gives_duckdb_the_derived_limit_for_retried_jobs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The destination a sync makes carries the limit to DuckDB's connection."""
+    """A sync's DuckDB connection keeps the small limit that holds the peak low; a retried
+    load job (one that ran out of it) runs with the derived limit."""
     from tfy_audit.destination import make_destination
     from tfy_audit.options import DestinationOptions
 
     monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, "300MB")
-    destination = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
-    config = destination.config_params["credentials"].global_config
-    assert config["memory_limit"] == "300MB"
+    destination: Any = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
+    assert destination.config_params["credentials"].global_config["memory_limit"] == "80MB"
+    assert destination.memory_limits == ("80MB", "300MB")
     monkeypatch.delenv(DUCKDB_MEMORY_LIMIT_ENV)
     destination = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
-    assert destination.config_params["credentials"].global_config["memory_limit"] == (
-        duckdb_memory_limit()
-    )
+    assert destination.memory_limits == ("80MB", duckdb_memory_limit())

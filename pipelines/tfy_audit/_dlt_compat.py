@@ -11,6 +11,7 @@ never from dlt's private modules.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +26,8 @@ from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+_logger = logging.getLogger(__name__)
 
 __all__ = [
     "ARROW_HINT_WARNING",
@@ -75,10 +78,10 @@ def duckdb_destination(
     the rows whose key (those columns) is in its file: whatever the failed attempt left. The
     first attempt runs as dlt's own, so this costs nothing on the normal path.
 
-    A retried copy job first raises DuckDB's memory limit to `retry_memory_limit` (a row too
-    large for `memory_limit`, such as one event of many MB, fails its first attempt with
-    DuckDB's "Out of Memory Error"), and sets it back after; the normal path keeps the small
-    limit that holds the peak low."""
+    A copy job that runs out of `memory_limit` (a row of one event of many MB: DuckDB's "Out of
+    Memory Error") runs again at once, and any retry by dlt runs, with DuckDB's memory limit
+    raised to `retry_memory_limit`, set back after; the normal path keeps the small limit that
+    holds the peak low."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
@@ -124,19 +127,33 @@ def _retry_safe_duckdb() -> type[Any]:
         def run(self) -> None:
             retried = ParsedLoadJobFileName.parse(self._file_path).retry_count > 0
             usual, larger = self._memory_limits
-            if not retried or larger is None:
-                self._run()
+            if larger is None:
+                self._run(delete_first=retried)
                 return
+            if not retried:
+                try:
+                    self._run(delete_first=False)
+                    return
+                except Exception as exc:
+                    if "Out of Memory" not in str(exc):
+                        raise
+                    # a row too large for the usual limit: again at once with the larger one,
+                    # rather than through dlt's retry (which logs a traceback for each)
+                    _logger.info(
+                        "loading %s again with DuckDB's memory limit raised to %s",
+                        self.load_table_name,
+                        larger,
+                    )
             sql_client = self._job_client.sql_client
             sql_client.execute_sql(f"SET memory_limit = '{larger}'")
             try:
-                self._run()
+                self._run(delete_first=True)
             finally:
                 sql_client.execute_sql(f"SET memory_limit = '{usual}'")
 
-        def _run(self) -> None:
+        def _run(self, *, delete_first: bool) -> None:
             keys = self._keys.get(self.load_table_name)
-            if not keys or ParsedLoadJobFileName.parse(self._file_path).retry_count == 0:
+            if not keys or not delete_first:
                 super().run()
                 return
             sql_client = self._job_client.sql_client

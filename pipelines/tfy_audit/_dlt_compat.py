@@ -11,6 +11,7 @@ never from dlt's private modules.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -23,12 +24,16 @@ from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TTableSchema, TWriteDispositionConfig
 from dlt.common.schema.utils import has_table_seen_data
 from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
+
+_logger = logging.getLogger(__name__)
 
 __all__ = [
     "ARROW_HINT_WARNING",
     "PACKAGE_SCHEMA_FILE",
+    "DatabaseUndefinedRelation",
     "Destination",
     "PackageFolders",
     "SqlClientNotAvailable",
@@ -39,6 +44,7 @@ __all__ = [
     "destination_from_reference",
     "duckdb_copy_job_class",
     "duckdb_destination",
+    "insert_values_job_class",
     "package_folders",
     "package_roots",
     "restore_stored_schema",
@@ -61,6 +67,7 @@ def duckdb_destination(
     threads: int,
     retry_keys: Mapping[str, Sequence[str]],
     read_only: bool = False,
+    retry_memory_limit: str | None = None,
 ) -> Destination[Any, Any]:
     """A DuckDB destination on the file `database`, with DuckDB's own settings. The path is
     set as a field, not passed as a string: dlt parses a string as a URL, through SQLAlchemy
@@ -74,7 +81,12 @@ def duckdb_destination(
     first attempt runs as dlt's own, so this costs nothing on the normal path.
 
     `read_only`: DuckDB opens the file read-only (for a file the file system will not let us
-    write; nothing can be loaded then)."""
+    write; nothing can be loaded then).
+
+    A copy job that runs out of `memory_limit` (a row of one event of many MB: DuckDB's "Out of
+    Memory Error") runs again at once, and any retry by dlt runs, with DuckDB's memory limit
+    raised to `retry_memory_limit`, set back after; the normal path keeps the small limit that
+    holds the peak low."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
@@ -82,6 +94,7 @@ def duckdb_destination(
     credentials.read_only = read_only
     destination: Destination[Any, Any] = _retry_safe_duckdb()(credentials=credentials)
     destination.retry_keys = {table: tuple(keys) for table, keys in retry_keys.items()}  # type: ignore[attr-defined]
+    destination.memory_limits = (memory_limit, retry_memory_limit)  # type: ignore[attr-defined]
     return destination
 
 
@@ -92,6 +105,13 @@ def duckdb_copy_job_class() -> type[Any]:
     return DuckDbCopyJob
 
 
+def insert_values_job_class() -> type[Any]:
+    """dlt's INSERT job, which loads PostgreSQL here (tests wrap its `run` to make it fail)."""
+    from dlt.destinations.insert_job_client import InsertValuesLoadJob
+
+    return InsertValuesLoadJob
+
+
 @cache
 def _retry_safe_duckdb() -> type[Any]:
     """dlt's DuckDB destination factory, its client making retry-safe copy jobs. Built on
@@ -100,13 +120,46 @@ def _retry_safe_duckdb() -> type[Any]:
     from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 
     class RetrySafeCopyJob(DuckDbCopyJob):
-        def __init__(self, file_path: str, keys: Mapping[str, tuple[str, ...]]) -> None:
+        def __init__(
+            self,
+            file_path: str,
+            keys: Mapping[str, tuple[str, ...]],
+            memory_limits: tuple[str, str | None],
+        ) -> None:
             super().__init__(file_path)
             self._keys = keys
+            self._memory_limits = memory_limits
 
         def run(self) -> None:
+            retried = ParsedLoadJobFileName.parse(self._file_path).retry_count > 0
+            usual, larger = self._memory_limits
+            if larger is None:
+                self._run(delete_first=retried)
+                return
+            if not retried:
+                try:
+                    self._run(delete_first=False)
+                    return
+                except Exception as exc:
+                    if "Out of Memory" not in str(exc):
+                        raise
+                    # a row too large for the usual limit: again at once with the larger one,
+                    # rather than through dlt's retry (which logs a traceback for each)
+                    _logger.info(
+                        "loading %s again with DuckDB's memory limit raised to %s",
+                        self.load_table_name,
+                        larger,
+                    )
+            sql_client = self._job_client.sql_client
+            sql_client.execute_sql(f"SET memory_limit = '{larger}'")
+            try:
+                self._run(delete_first=True)
+            finally:
+                sql_client.execute_sql(f"SET memory_limit = '{usual}'")
+
+        def _run(self, *, delete_first: bool) -> None:
             keys = self._keys.get(self.load_table_name)
-            if not keys or ParsedLoadJobFileName.parse(self._file_path).retry_count == 0:
+            if not keys or not delete_first:
                 super().run()
                 return
             sql_client = self._job_client.sql_client
@@ -123,17 +176,19 @@ def _retry_safe_duckdb() -> type[Any]:
 
     class RetrySafeClient(DuckDbClient):
         retry_keys: Mapping[str, tuple[str, ...]] = {}
+        memory_limits: tuple[str, str | None] = ("", None)
 
         def create_load_job(
             self, table: Any, file_path: str, load_id: str, restore: bool = False
         ) -> Any:
             job = super().create_load_job(table, file_path, load_id, restore)
             if type(job) is DuckDbCopyJob:
-                job = RetrySafeCopyJob(file_path, self.retry_keys)
+                job = RetrySafeCopyJob(file_path, self.retry_keys, self.memory_limits)
             return job
 
     class RetrySafeDuckDb(duckdb_factory):
         retry_keys: Mapping[str, tuple[str, ...]] = {}
+        memory_limits: tuple[str, str | None] = ("", None)
 
         @property
         def destination_type(self) -> str:
@@ -147,6 +202,7 @@ def _retry_safe_duckdb() -> type[Any]:
         def client(self, schema: Any, initial_config: Any = None) -> Any:
             client: Any = super().client(schema, initial_config)
             client.retry_keys = self.retry_keys
+            client.memory_limits = self.memory_limits
             return client
 
     return RetrySafeDuckDb

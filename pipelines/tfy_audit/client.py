@@ -47,13 +47,14 @@ from .errors import (
     service_text,
 )
 from .hosts import normalize_host
-from .pages import ImplausibleTotal, NotAuditLogsResponse, parse_list_body
+from .pages import ImplausibleTotal, NotAuditLogsResponse, first_event_in_head, parse_list_body
 from .redact import register_secret
 from .settings import (
     AUDIT_LOGS_PATH,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     ERROR_BODY_BYTES,
+    MAX_EVENT_BYTES,
     MAX_PAGE_SIZE,
     MAX_PLAUSIBLE_TOTAL,
     RESPONSE_BYTES_BASE,
@@ -232,8 +233,27 @@ def _valid_api_key(api_key: str) -> str:
 _PIECE = 1024 * 1024
 
 
+# How much of a body past its cap is kept: enough to see whether it is a page of events and
+# to read its first event's id (anomalies.py records an event set aside by it).
+_HEAD_BYTES = 64 * 1024
+
+
 class _TooLarge(Exception):
-    """A body went past its cap (internal: the client turns it into ResponseTooLargeError)."""
+    """A body went past its cap (internal: the client turns it into ResponseTooLargeError);
+    `head` holds its first bytes (decompressed), as far as they were read."""
+
+    def __init__(self, head: bytes = b"") -> None:
+        super().__init__()
+        self.head = head
+
+
+def _head(pieces: list[bytes]) -> bytes:
+    out = bytearray()
+    for piece in pieces:
+        out += piece[: _HEAD_BYTES - len(out)]
+        if len(out) >= _HEAD_BYTES:
+            break
+    return bytes(out)
 
 
 def _decompressor(encoding: str) -> Any:
@@ -253,17 +273,23 @@ def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = 
     _TooLarge past it, or with `cut`, its first `cap` bytes."""
     if response.is_stream_consumed:  # a body in memory already (an httpx MockTransport's)
         if len(response.content) > cap and not cut:
-            raise _TooLarge
+            raise _TooLarge(response.content[:_HEAD_BYTES])
         return response.content[:cap]
     decompressor = _decompressor(response.headers.get("content-encoding", ""))
     declared = response.headers.get("content-length", "")
-    if decompressor is None and declared.isdigit() and int(declared) > cap and not cut:
-        raise _TooLarge
+    # a body declared too large is read no further than its head
+    too_long = decompressor is None and declared.isdigit() and int(declared) > cap and not cut
     pieces: list[bytes] = []  # joined once at the end: one copy of the body, as httpx makes
     size = 0
     for raw in response.iter_raw():
         if time.monotonic() > until:
             raise httpx.ReadTimeout("the response did not arrive in time", request=response.request)
+        if too_long:
+            pieces.append(raw)
+            size += len(raw)
+            if size >= _HEAD_BYTES:
+                break
+            continue
         data = raw
         while data:
             if decompressor is None:
@@ -277,14 +303,16 @@ def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = 
             if size > cap:
                 if cut:
                     return b"".join(pieces)[:cap]
-                raise _TooLarge
+                raise _TooLarge(_head(pieces))
+    if too_long:
+        raise _TooLarge(_head(pieces))
     if decompressor is not None:
         pieces.append(decompressor.flush())
         size += len(pieces[-1])
         if size > cap:
             if cut:
                 return b"".join(pieces)[:cap]
-            raise _TooLarge
+            raise _TooLarge(_head(pieces))
     return b"".join(pieces)
 
 
@@ -387,10 +415,11 @@ class AuditLogClient:
         return self._get(params, decode, limit)
 
     def response_cap(self, page_size: int) -> int:
-        """The most bytes (decompressed) a body may hold for a page of `page_size` events."""
+        """The most bytes (decompressed) a body may hold for a page of `page_size` events:
+        never less than one event of MAX_EVENT_BYTES needs."""
         if self.max_response_bytes is not None:
             return self.max_response_bytes
-        return RESPONSE_BYTES_BASE + page_size * RESPONSE_BYTES_PER_EVENT
+        return RESPONSE_BYTES_BASE + max(page_size * RESPONSE_BYTES_PER_EVENT, MAX_EVENT_BYTES)
 
     def check_run_deadline(self) -> float:
         """Seconds left of the run (infinity without a deadline); RunDeadlineError if none."""
@@ -458,9 +487,9 @@ class AuditLogClient:
                             body = _read_body(response, until, cap)
                         else:  # what an error says is in its first bytes, if anywhere
                             body = _read_body(response, until, ERROR_BODY_BYTES, cut=True)
-                    except _TooLarge:
+                    except _TooLarge as exc:
                         self.stats.record(metric, response.status_code, attempt > 1)
-                        raise self._too_large(request, response, cap, page_size) from None
+                        raise self._too_large(request, response, cap, exc.head) from None
                     finally:
                         response.close()
             except httpx.LocalProtocolError as exc:
@@ -557,22 +586,27 @@ class AuditLogClient:
         )
 
     def _too_large(
-        self, request: httpx.Request, response: httpx.Response, cap: int, page_size: int
+        self, request: httpx.Request, response: httpx.Response, cap: int, head: bytes
     ) -> ResponseTooLargeError:
         url = str(request.url)
         rid = response.headers.get("x-request-id")
         where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
+        page_size = request.url.params.get("limit")
         source = (
             "--max-response-mb"
             if self.max_response_bytes is not None
-            else f"the cap for a page of {page_size} events"
+            else f"the cap for a page of {page_size or MAX_PAGE_SIZE} events"
         )
+        holds_event, event_id = first_event_in_head(head)
         return ResponseTooLargeError(
             f"{where}: the response is larger than {cap / 2**20:g} MB decompressed ({source}); "
             "nothing of it was loaded: pass a larger --max-response-mb, or a smaller --page-size",
             url=url,
             status=response.status_code,
             request_id=rid,
+            holds_event=holds_event,
+            event_id=event_id,
+            cap=cap,
         )
 
     def _backoff(self, attempt: int) -> float:

@@ -28,6 +28,7 @@ from .errors import (
     configuration_error,
     explain_destination_failure,
 )
+from .memory import duckdb_memory_limit
 from .options import DestinationOptions
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE
 
@@ -36,7 +37,9 @@ from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WIN
 # parallel jobs anyway); `make bench` and docs/performance.md have the figures. Larger joins (a
 # full re-merge) spill to the database's temp directory instead of failing. A commit that runs
 # out of it fails its load job, which dlt retries; a retried copy job deletes what its failed
-# attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row.
+# attempt wrote first (RETRY_KEYS), so the limit costs a retry, never a doubled row. A row
+# larger than the limit allows (one event of many MB) fails the first attempt of its job: the
+# retry runs with the limit the process's memory allows (memory.duckdb_memory_limit).
 DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
 
@@ -78,6 +81,7 @@ def make_destination(
             return duckdb_destination(
                 str(Path(target.db).expanduser()),
                 memory_limit=DUCKDB_MEMORY_LIMIT,
+                retry_memory_limit=duckdb_memory_limit(),
                 threads=DUCKDB_THREADS,
                 retry_keys=RETRY_KEYS,
                 read_only=read_only,

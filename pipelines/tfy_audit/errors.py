@@ -97,7 +97,25 @@ class RequestNotSentError(ApiError):
 
 
 class ResponseTooLargeError(ApiError):
-    """A response body went past the size cap; none of it is used."""
+    """A response body went past the size cap; none of it is used.
+
+    `holds_event`: its first bytes show a page of events (the fetcher then asks for fewer, and
+    sets aside one event that is too large by itself); `event_id`: the first event's id, if its
+    first bytes hold it; `cap`: the cap, in bytes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        holds_event: bool = False,
+        event_id: str | None = None,
+        cap: int = 0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.holds_event = holds_event
+        self.event_id = event_id
+        self.cap = cap
 
 
 class ImplausibleCountError(ApiError):

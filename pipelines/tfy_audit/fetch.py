@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -31,7 +32,7 @@ from datetime import datetime
 
 from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 from .client import AuditLogClient, AuditLogFilters
-from .errors import OffsetRefusedError
+from .errors import OffsetRefusedError, ResponseTooLargeError
 from .pages import DecodedPage, decode_page
 from .rows import EventBatch
 from .windows import PlannedWindow, Window
@@ -40,6 +41,16 @@ logger = logging.getLogger(__name__)
 
 # A window still short of its total after this many full reads is reported, not retried forever.
 MAX_READS = 4
+
+# Decoding a page builds its rows from Python objects several times the body's size; bodies of
+# this size or more (pages of large events: a page of ordinary events is about 1 MB) are
+# decoded one at a time, so the peak does not grow with the number of connections.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
+
+# Pages requested or decoded but not yet handed on hold about this many bytes of rows at most:
+# each counts as the largest page decoded so far, so pages of large events are requested a few
+# at a time, while pages of ordinary events keep every connection busy.
+IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -75,6 +86,8 @@ class _WindowState:
     family: _Family
     report: WindowReport = field(init=False)
     ids: set[str] = field(default_factory=set)
+    # events too large for any response, set aside and recorded: by id, else by offset
+    set_aside: set[str] = field(default_factory=set)
     total: int = 0
     requested_until: int = 0  # offsets below this have been requested in the current read
     outstanding: int = 0  # requested or queued, not yet answered
@@ -151,11 +164,11 @@ class WindowFetcher:
         max_in_flight: int,
         decoder: Executor | None = None,
         exact: bool = False,
-        decode: Callable[[bytes, datetime, datetime], DecodedPage] = decode_page,
+        decode: Callable[[bytes, datetime, datetime], DecodedPage] | None = None,
     ) -> None:
         """`decoder`: where pages are parsed and normalized (a process pool), else in the
         fetching thread. `exact`: no id is yielded twice in the whole read (for small reads).
-        `decode`: `decode_page`, or `decode_ids` for pages of ids only (verify --ids)."""
+        `decode`: `decode_page` (None), or `decode_ids` for pages of ids only (verify --ids)."""
         self.decoder = decoder
         self._decode = decode
         self._one_family = _Family() if exact else None
@@ -165,32 +178,37 @@ class WindowFetcher:
         self.page_size = page_size
         self.max_offset = max_offset
         self.max_in_flight = max(1, max_in_flight)
+        self._large_bodies = threading.Lock()  # held while decoding a large body
+        self._largest_page = 0  # bytes of rows of the largest page decoded so far
         # Events whose createdAt did not parse are kept by every window whose query returns
         # them (they cannot be placed in one), so their ids are remembered for the whole read.
         self.undated = set() if self._one_family is None else self._one_family.yielded
 
     def fetch(self, windows: Sequence[PlannedWindow]) -> Iterator[Item]:
-        queue: deque[tuple[_WindowState, int]] = deque()
+        # (window, offset, limit): a limit of None asks for a whole page
+        queue: deque[tuple[_WindowState, int, int | None]] = deque()
 
-        def enqueue(items: Iterable[tuple[_WindowState, int]]) -> None:
+        def enqueue(items: Iterable[tuple[_WindowState, int]], limit: int | None = None) -> None:
             for state, offset in items:
                 state.outstanding += 1
-                queue.append((state, offset))
+                queue.append((state, offset, limit))
 
         for planned in windows:
             family = self._one_family if self._one_family is not None else _Family()
             state = self._state(planned.window, planned.count, family)
             enqueue((state, o) for o in state.offsets_for(max(planned.count, 1)))
-        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int]] = {}
+        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int, int]] = {}
 
         while queue or in_flight:
-            while queue and len(in_flight) < self.max_in_flight:
-                state, offset = queue.popleft()
+            while queue and len(in_flight) < self._pages_in_flight():
+                state, offset, asked = queue.popleft()
+                # never ask past the depth the service allows
+                limit = min(asked or self.page_size, self.max_offset - offset)
                 if offset >= self.max_offset:
                     # queued before the service's lower limit was learnt: refused without asking
                     skipped: Future[DecodedPage] = Future()
                     skipped.set_exception(OffsetRefusedError(f"offset {offset} is past the limit"))
-                    in_flight[skipped] = (state, offset)
+                    in_flight[skipped] = (state, offset, limit)
                     continue
                 start, end = state.window.query_bounds()
                 future = self.executor.submit(
@@ -199,23 +217,34 @@ class WindowFetcher:
                     start,
                     end,
                     offset=offset,
-                    # never ask past the depth the service allows
-                    limit=min(self.page_size, self.max_offset - offset),
+                    limit=limit,
                     decode=self._decode_for(state.window),
                 )
-                in_flight[future] = (state, offset)
+                in_flight[future] = (state, offset, limit)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                state, offset = in_flight.pop(future)
+                state, offset, limit = in_flight.pop(future)
                 state.outstanding -= 1
                 try:
                     page = future.result()
+                except ResponseTooLargeError as exc:
+                    if not exc.holds_event:
+                        raise  # no page of events: a wrong host or a hostile one
+                    if limit > 1:
+                        # the same offsets again, in two smaller pages
+                        half = limit // 2
+                        enqueue([(state, offset)], half)
+                        enqueue([(state, offset + half)], limit - half)
+                    else:
+                        yield self._set_aside(state, offset, exc)
                 except OffsetRefusedError as exc:
                     logger.info("%s: %s; splitting the window", state.window, exc)
                     state.refused = True
                     # The service's depth limit is lower than configured: learn it.
                     self.max_offset = max(self.page_size, min(self.max_offset, offset))
                 else:
+                    if page.batch is not None:
+                        self._largest_page = max(self._largest_page, batch_size(page.batch))
                     state.report.pages += 1
                     # Responses of concurrent pages arrive in any order: the largest total is
                     # the latest (a closed window only grows).
@@ -252,12 +281,52 @@ class WindowFetcher:
             for event_id in sorted(state.confirmed_repeats()):
                 yield _repeat_anomaly(state, event_id)
 
+    def _pages_in_flight(self) -> int:
+        """How many pages may be requested at once: `max_in_flight`, fewer once pages are
+        known to be large (IN_FLIGHT_BYTES), never fewer than one."""
+        by_bytes = IN_FLIGHT_BYTES // max(self._largest_page, 1)
+        return max(1, min(self.max_in_flight, by_bytes))
+
+    def _set_aside(self, state: _WindowState, offset: int, exc: ResponseTooLargeError) -> Anomaly:
+        """The record of an event no response may hold, at `offset` of `state`'s window. It
+        counts as read: the window completes and the high-water mark moves past it, and
+        `event_anomalies` holds it (by id when its first bytes give one)."""
+        logger.warning(
+            "%s: the event at offset %d (%s) is larger than %g MB by itself; set aside and "
+            "recorded in event_anomalies (raise --max-response-mb to load it)",
+            state.window,
+            offset,
+            exc.event_id or "id unknown",
+            exc.cap / 2**20,
+        )
+        state.set_aside.add(exc.event_id if exc.event_id is not None else f"@{offset}")
+        return Anomaly(
+            AnomalyKind.EVENT_TOO_LARGE,
+            AnomalyAction.NOT_LOADED,
+            exc.event_id,
+            "$",
+            f"one event's response is larger than {exc.cap / 2**20:g} MB decompressed "
+            "(--max-response-mb)",
+            window_start=state.window.start,
+            window_end=state.window.end,
+            page_offset=offset,
+        )
+
     def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
-        decode, start, end = self._decode, window.start, window.end
-        if self.decoder is None:
-            return lambda body: decode(body, start, end)
-        pool = self.decoder
-        return lambda body: pool.submit(decode, body, start, end).result()
+        pool, decode_with = self.decoder, self._decode or decode_page
+
+        def decode(body: bytes) -> DecodedPage:
+            if pool is None:
+                return decode_with(body, window.start, window.end)
+            return pool.submit(decode_with, body, window.start, window.end).result()
+
+        def decode_bounded(body: bytes) -> DecodedPage:
+            if len(body) < LARGE_BODY_BYTES:
+                return decode(body)
+            with self._large_bodies:
+                return decode(body)
+
+        return decode_bounded
 
     def _state(self, window: Window, count: int, family: _Family) -> _WindowState:
         return _WindowState(window, count, self.max_offset, self.page_size, family)
@@ -298,12 +367,13 @@ class WindowFetcher:
 
     def _finish(self, state: _WindowState) -> WindowReport | None:
         """The report of a window whose read is over, or None if it must be read again."""
-        seen = len(state.ids)
+        # an event set aside (too large to read) is accounted for: recorded, not missing
+        seen = len(state.ids | state.set_aside)
         repeats = state.confirmed_repeats() if seen < state.total else set()
         if repeats or seen >= state.total or state.refused or state.report.reads >= MAX_READS:
             report = state.report
             report.service_total = state.total
-            report.rows = seen
+            report.rows = len(state.ids)
             report.complete = seen >= state.total or bool(repeats)
             if repeats:
                 logger.info(
@@ -363,7 +433,7 @@ def read_windows(
     max_offset: int,
     decoder: Executor | None = None,
     exact: bool = False,
-    decode: Callable[[bytes, datetime, datetime], DecodedPage] = decode_page,
+    decode: Callable[[bytes, datetime, datetime], DecodedPage] | None = None,
 ) -> Iterator[Item]:
     """Pages and window reports of `windows`, read with `concurrency` connections."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-fetch") as pool:
@@ -381,10 +451,14 @@ def read_windows(
         yield from fetcher.fetch(windows)
 
 
+def batch_size(batch: EventBatch) -> int:
+    """Bytes of a batch's rows."""
+    size: int = batch.audit_logs.get_total_buffer_size()
+    return size + int(batch.metadata.get_total_buffer_size())
+
+
 def item_size(item: Item) -> int:
     """Bytes an item holds, as far as reading ahead is concerned: its rows."""
     if isinstance(item, PageOfWindow) and item.page.batch is not None:
-        batch = item.page.batch
-        size: int = batch.audit_logs.get_total_buffer_size()
-        return size + int(batch.metadata.get_total_buffer_size())
+        return batch_size(item.page.batch)
     return 0

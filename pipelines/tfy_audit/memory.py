@@ -9,12 +9,24 @@ reports it; docs/performance.md has the figures).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Mapping
 from functools import cache
+from pathlib import Path
 
 import pyarrow as pa
+
+from .errors import UsageError
+from .settings import (
+    DUCKDB_MEMORY_CEILING,
+    DUCKDB_MEMORY_FLOOR,
+    DUCKDB_MEMORY_LIMIT_ENV,
+    DUCKDB_MEMORY_SHARE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +86,51 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+# cgroup v2, then v1: the memory limit of the container the process runs in
+_CGROUP_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+# cgroup v1 writes "no limit" as a huge number
+_NO_LIMIT = 1 << 60
+_DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def process_memory_bytes(cgroup_files: tuple[Path, ...] = _CGROUP_LIMITS) -> int | None:
+    """The memory the process may use: its cgroup's limit if it has one, else the machine's
+    physical memory; None if neither can be read."""
+    limits: list[int] = []
+    for path in cgroup_files:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < _NO_LIMIT:
+            limits.append(int(text))
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # not every OS has them
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return min(limits) if limits else None
+
+
+def duckdb_memory_limit(
+    environ: Mapping[str, str] = os.environ,
+    available: Callable[[], int | None] = process_memory_bytes,
+) -> str:
+    """DuckDB's memory limit for a retried load job, as DuckDB spells it:
+    `$TFY_AUDIT_DUCKDB_MEMORY_LIMIT` if set, else
+    a share of what `available()` says the process may use, between a floor and a ceiling
+    (settings.py says why each). UsageError for a value DuckDB would not read."""
+    chosen = environ.get(DUCKDB_MEMORY_LIMIT_ENV, "").strip()
+    if chosen:
+        if not _DUCKDB_SIZE.fullmatch(chosen):
+            raise UsageError(
+                f"{DUCKDB_MEMORY_LIMIT_ENV}={chosen[:40]!r} is not a size DuckDB reads: set it "
+                "like 512MB or 2GB, or unset it to follow the memory this process may use"
+            )
+        return chosen
+    memory = available()
+    share = DUCKDB_MEMORY_FLOOR if memory is None else int(memory * DUCKDB_MEMORY_SHARE)
+    limit = min(max(share, DUCKDB_MEMORY_FLOOR), DUCKDB_MEMORY_CEILING)
+    return f"{limit // (1024 * 1024)}MiB"

@@ -312,7 +312,7 @@ SOURCE_FLAGS: tuple[Flag, ...] = (
         "max_response_mb",
         "largest response body, counted decompressed, in MB",
         "float",
-        shown="1 MB + 32 KB per event of a page",
+        shown="1 MB + 32 KB per event of a page, at least 17 MB",
     ),
     Flag(
         "--allow-insecure-http",

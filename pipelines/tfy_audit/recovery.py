@@ -20,6 +20,7 @@ import dlt
 
 from ._dlt_compat import (
     PACKAGE_SCHEMA_FILE,
+    DatabaseUndefinedRelation,
     create_package_folders,
     delete_extracted_package,
     package_folders,
@@ -113,6 +114,49 @@ def _drop_extracted_copies(pipeline: dlt.Pipeline) -> None:
         if load_id in done:
             logger.info("load package %s was normalized before the crash", load_id)
             delete_extracted_package(pipeline, load_id)
+
+
+def drop_orphan_leaves(pipeline: dlt.Pipeline) -> int:
+    """Delete the metadata leaves whose event is not in `audit_logs`; returns how many.
+
+    dlt loads each table of a package as a job of its own, so a load whose `audit_logs` job
+    failed after the `audit_log_metadata` job committed leaves leaves without their event. The
+    package's state was not committed with it (dlt restores the state of complete loads only),
+    so the high-water mark did not move and the next read loads those events again, leaves and
+    all: the orphans go first, or they would stay, doubled by the leaves appended anew. The
+    check reads both tables whole, so the sync runs it only where such a load can be: after
+    finishing a package left behind, or from a working dir without the pipeline's schema
+    (a scheduled Job without a volume, where the failed package was lost with its dir)."""
+    if not supports_merge(pipeline) or is_delta(pipeline):
+        return 0  # the filesystem, Delta tables: no SQL to delete with; not healed here
+    hashed = is_duckdb(pipeline)  # as in duplicate_days: hashes fit DuckDB's memory
+
+    def key(column: str) -> str:
+        return f"hash({column})" if hashed else column
+
+    with step("checking for metadata rows without their event"), pipeline.sql_client() as client:
+        leaves = client.make_qualified_table_name(METADATA_TABLE)
+        logs = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
+        orphan = (
+            f"not exists (select 1 from {logs} a where {key('a.id')} = {key('m.audit_log_id')})"
+        )
+        # the schema may not know the tables yet: no load of this pipeline has completed
+        try:
+            rows = client.execute_sql(f"select count(*) from {leaves} m where {orphan}")
+        except DatabaseUndefinedRelation:
+            return 0
+        count = int(rows[0][0]) if rows else 0
+        if count:
+            logger.warning(
+                "deleting %d metadata rows whose event is missing (left by a load that failed "
+                "part-way); their events are read again",
+                count,
+            )
+            client.execute_sql(
+                f"delete from {leaves} where audit_log_id in (select m.audit_log_id from "
+                f"{leaves} m where {orphan})"
+            )
+    return count
 
 
 def duplicate_days(pipeline: dlt.Pipeline, *, since: datetime | None) -> list[datetime]:

@@ -21,6 +21,10 @@ DEFAULT_LOOKBACK: Final = timedelta(minutes=10)
 # (counted after decompression); `--max-response-mb` sets another cap.
 RESPONSE_BYTES_PER_EVENT: Final = 32 * 1024
 RESPONSE_BYTES_BASE: Final = 1024 * 1024
+# The largest event a run loads: a response holding one event may be this large plus
+# RESPONSE_BYTES_BASE, whatever the page size; an event larger still is recorded and set aside
+# (anomalies.py). A page over its cap is asked for again in smaller pages before that.
+MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
 # An error response is read this far: enough for any message worth quoting.
 ERROR_BODY_BYTES: Final = 64 * 1024
 
@@ -80,3 +84,13 @@ LOG_FORMAT_ENV: Final = "TFY_AUDIT_LOG_FORMAT"
 SERVICE_CLOCK_MARGIN: Final = timedelta(seconds=1)
 # The clocks differing by more than this is worth a warning.
 CLOCK_SKEW_WARN_SECONDS: Final = 60.0
+# DuckDB's memory limit for a retried load job, one that ran out of the usual small limit
+# (destination.py): this share of the memory the process may use (its cgroup's limit, else the
+# machine's), never below a floor that holds the largest row a response may carry (an event up
+# to MAX_EVENT_BYTES, with its metadata leaves and their Parquet pages) nor above a ceiling
+# (a larger cache loads no faster and would only raise the run's peak). The environment
+# variable sets it as DuckDB spells it (`512MB`, `2GB`).
+DUCKDB_MEMORY_SHARE: Final = 0.25
+DUCKDB_MEMORY_FLOOR: Final = 256 * 1024 * 1024
+DUCKDB_MEMORY_CEILING: Final = 512 * 1024 * 1024
+DUCKDB_MEMORY_LIMIT_ENV: Final = "TFY_AUDIT_DUCKDB_MEMORY_LIMIT"

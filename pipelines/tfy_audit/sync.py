@@ -39,7 +39,13 @@ from .lock import destination_lock, pipeline_lock
 from .options import SyncOptions, SyncSummary, client_limits, validate
 from .planning import plan_around
 from .postgres import ensure_indexes
-from .recovery import DayRepair, duplicate_days, finish_pending, heal_working_dir
+from .recovery import (
+    DayRepair,
+    drop_orphan_leaves,
+    duplicate_days,
+    finish_pending,
+    heal_working_dir,
+)
 from .run_log import RunRecorder
 from .run_notes import describe_run, rows_from, settle_counts
 from .settings import AUDIT_LOGS_TABLE, SOURCE_NAME
@@ -79,9 +85,13 @@ def run_sync(
         with step("opening the destination"):
             held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
             database = held.enter_context(held_database(pipeline))
+        # a working dir without the pipeline's schema has lost any package a failed run left
+        fresh_dir = not pipeline.default_schema_name
         recovered = finish_pending(pipeline, target)
         with step("reading the sync state from the destination"):
             pipeline.sync_destination()
+        if recovered or fresh_dir:
+            drop_orphan_leaves(pipeline)
         resolve_table_format(pipeline, target.table_format)  # a usage error before any read
         with step("reading the sync state from the destination"):
             # another pipeline name, or a lost working dir: what the dataset holds (identity.py)

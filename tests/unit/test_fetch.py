@@ -243,3 +243,31 @@ def test_a_repeat_that_moves_between_reads_is_not_accepted() -> None:
     assert [i for i in items if isinstance(i, Anomaly)] == []
     (report,) = [i for i in items if isinstance(i, WindowReport)]
     assert (report.complete, report.reads) == (False, fetch.MAX_READS)
+
+
+def test_large_bodies_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page whose body is LARGE_BODY_BYTES or more is decoded holding the fetcher's lock for
+    large bodies (so one at a time, whatever the connections); a smaller one without it."""
+    events = [event(f"e{i:03d}", at(i)) for i in range(20)]
+    events[7]["metaData"] = {"manifest": "x" * 3000}  # on the second page of 5
+    service = FakeService(events)
+    fetcher = WindowFetcher(
+        service,  # type: ignore[arg-type]
+        AuditLogFilters(),
+        SerialExecutor(),
+        page_size=5,
+        max_offset=10_000,
+        max_in_flight=4,
+    )
+    monkeypatch.setattr(fetch, "LARGE_BODY_BYTES", 2048)
+    original = fetch.decode_page
+    held: list[tuple[bool, bool]] = []  # (large body, lock held) per page decoded
+
+    def decode_page(body: bytes, start: datetime, end: datetime) -> Any:
+        held.append((len(body) >= 2048, fetcher._large_bodies.locked()))
+        return original(body, start, end)
+
+    monkeypatch.setattr(fetch, "decode_page", decode_page)
+    items = list(fetcher.fetch([PlannedWindow(Window(at(0), at(100)), 20)]))
+    assert sorted(yielded_ids(items)) == [e["id"] for e in events]
+    assert held == [(False, False), (True, True), (False, False), (False, False)]

@@ -112,9 +112,17 @@ def test_a_body_past_the_cap_is_refused_after_decompression() -> None:
     with pytest.raises(ResponseTooLargeError, match=r"metric=list.*larger than 0\.95\d* MB"):
         page(client)
     assert client.response_cap(1000) == 1_000_000
-    default, _ = mock_client(handler)
+    # the default cap admits one event of 16 MB whatever the page size: a bigger bomb
+    bigger = b'{"data": [], "pagination": {"total": 1}, "x": "' + b"a" * 20_000_000 + b'"}'
+    bigger_bomb = gzip.compress(bigger)
+    assert len(bigger_bomb) < 40_000
+
+    def bigger_handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=bigger_bomb, headers={"content-encoding": "gzip"})
+
+    default, _ = mock_client(bigger_handler)
     assert default.response_cap(1000) == 1024 * 1024 + 1000 * 32 * 1024
-    assert default.response_cap(10) < len(big)
+    assert default.response_cap(10) == 1024 * 1024 + 16 * 1024 * 1024 < len(bigger)
     with pytest.raises(ResponseTooLargeError, match="the cap for a page of 10 events"):
         page(default)
 

@@ -6,7 +6,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from tfy_audit.pages import NotAuditLogsResponse, decode_page, parse_list_body
+from tfy_audit.pages import (
+    NotAuditLogsResponse,
+    decode_page,
+    first_event_in_head,
+    parse_list_body,
+)
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 END = datetime(2026, 8, 2, tzinfo=UTC)
@@ -189,3 +194,28 @@ def test_a_byte_that_is_not_utf8_costs_only_its_field() -> None:
             ]
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("head", "found"),
+    [
+        # a hostile body: no event in its data list
+        (b'{"data": [], "pagination": {"total": 1}, "x": "aaaa', (False, None)),
+        (b'{"data": [{"id": "abc", "metaData": {"x": "aaa', (True, "abc")),
+        # keys in any order; an "id" elsewhere (pagination, nested in the event) is not its id
+        (
+            b'{"pagination": {"total": 3, "id": "no"}, "data": [ {"metaData": {"id": "nested"},'
+            b' "id": "e\\"1", "x": "aaa',
+            (True, 'e"1'),
+        ),
+        (b'{"data": [{"metaData": {"x": "aaa', (True, None)),  # the id comes later
+        (b'{"data": [{"id": 123456, "m', (True, "123456")),
+        (b'{"data": "x", "y": [{"id": "q"', (False, None)),
+        (b"<html><body>", (False, None)),
+        (b"", (False, None)),
+    ],
+)
+def test_the_first_event_is_found_in_a_body_cut_short(
+    head: bytes, found: tuple[bool, str | None]
+) -> None:
+    assert first_event_in_head(head) == found

@@ -1,0 +1,208 @@
+"""Large events: an 8 MB string, a page of 16 KB manifests, and an event of 16 MB load with the
+defaults (DuckDB's memory limit follows the process's memory, with a floor that holds the
+largest row the body cap admits)."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, make_event
+from tfy_audit.simulator.history import generate_history
+from tfy_audit.simulator.odd import _manifest_yaml
+
+from tests.conftest import API_KEY, DATASET, NOW, Workspace, assert_warehouse_matches, run_cli
+from tests.integration.test_destinations import (
+    TEXT_COLUMNS,
+    assert_rows_match,
+    cli_output,
+    postgres,
+    postgres_dataset,  # noqa: F401 (a fixture)
+)
+
+MB = 1024 * 1024
+
+
+def big_simulator(extra: list[dict[str, Any]], **config: Any) -> Simulator:
+    events = generate_history(40, days=2, end=NOW - timedelta(days=1), seed=5)
+    return Simulator(SimulatorConfig(api_key=API_KEY, **config), events + extra)
+
+
+def manifests(count: int, size: int, *, prefix: str, seed: int = 1) -> list[dict[str, Any]]:
+    """`count` APPLY-style events, one millisecond apart, each with a `size`-byte manifest."""
+    rng = random.Random(seed)
+    at = NOW - timedelta(hours=5)
+    return [
+        make_event(
+            rng,
+            at + timedelta(milliseconds=i),
+            id=f"{prefix}{i:05d}",
+            action="APPLY_APPLICATION",
+            metaData={"manifest": _manifest_yaml(size - 7) + f"#{i:06d}", "n": i},
+        )
+        for i in range(count)
+    ]
+
+
+def leaf(ws: Workspace, event_id: str, path: str) -> Any:
+    """The metadata leaf's value (stored as JSON text), parsed."""
+    ((value,),) = ws.query(
+        f"select value from {DATASET}.audit_log_metadata where audit_log_id = ? and path = ?",
+        [event_id, path],
+    )
+    return json.loads(value)
+
+
+def test_an_8mb_string_loads_with_the_defaults(workspace: Workspace) -> None:
+    big = manifests(1, 8 * MB, prefix="big")
+    sim = big_simulator(big)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    assert leaf(workspace, "big00000", "$.manifest") == big[0]["metaData"]["manifest"]
+
+
+def test_a_page_of_1000_manifests_of_16kb_loads_at_any_page_size(workspace: Workspace) -> None:
+    many = manifests(1000, 16 * 1024, prefix="m")
+    sim = big_simulator(many)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url)) == 0
+        assert_warehouse_matches(workspace, sim.events())
+        # everything again, merged, in pages of 100
+        again = workspace.sync_args(srv.url, "--start", "2015-01-01", "--page-size", "100")
+        assert run_cli(*again) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    assert leaf(workspace, "m00999", "$.manifest") == many[999]["metaData"]["manifest"]
+
+
+@pytest.mark.parametrize("page_size", ["1000", "100"])
+def test_a_16mb_event_loads_whatever_the_page_size(workspace: Workspace, page_size: str) -> None:
+    big = manifests(1, 16 * MB, prefix="huge")
+    sim = big_simulator(big)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--page-size", page_size)) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    assert leaf(workspace, "huge00000", "$.manifest") == big[0]["metaData"]["manifest"]
+
+
+def list_requests(sim: Simulator) -> list[tuple[int, int]]:
+    """(offset, limit) of every page asked for, in order."""
+    return [
+        (int(r.params["offset"]), int(r.params["limit"]))
+        for r in sim.request_log
+        if r.metric == "list"
+    ]
+
+
+def test_a_page_over_the_cap_is_read_again_in_smaller_pages(workspace: Workspace) -> None:
+    """40 events of 1 MB (the newest, first in the service's order) make a page of 1,000
+    larger than its 32.25 MB cap: read again in halves until each half fits its cap (17 MB
+    for a page of up to 500), every event loads, nothing is set aside."""
+    heavy = manifests(40, 1 * MB, prefix="h")
+    sim = big_simulator(heavy)
+    with SimulatorServer(sim) as srv:
+        assert run_cli(*workspace.sync_args(srv.url, "--concurrency", "1")) == 0
+    assert_warehouse_matches(workspace, sim.events())
+    assert list_requests(sim) == [
+        (0, 1000), (0, 500), (500, 500), (0, 250), (250, 250), (0, 125), (125, 125),
+        (0, 62), (62, 63), (0, 31), (31, 31), (0, 15), (15, 16),
+    ]  # fmt: skip
+    # nothing set aside: no record was ever written
+    tables = workspace.query("select table_name from information_schema.tables")
+    assert ("event_anomalies",) not in tables
+    assert workspace.query(f"select count(*) from {DATASET}.sync_windows where not complete") == [
+        (0,)
+    ]
+
+
+def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Workspace) -> None:
+    """With a 2 MB cap, a 3 MB event cannot be read: it is set aside with a record of where it
+    was (window, offset, id), the rest of its window loads, the run succeeds and the high-water
+    mark moves past it."""
+    events = manifests(10, 2 * 1024, prefix="s")
+    events[4]["metaData"]["manifest"] = _manifest_yaml(3 * MB)  # s00004
+    sim = big_simulator(events, order="asc")
+    with SimulatorServer(sim) as srv:
+        args = workspace.sync_args(srv.url, "--max-response-mb", "2", "--concurrency", "1")
+        assert run_cli(*args) == 0
+        requests = list_requests(sim)
+        # a second run finds nothing new: the mark moved past the window
+        sim.reset_stats()
+        assert run_cli(*args) == 0
+        assert sim.stats.by_metric.get("list", 0) == 0
+        # verify sees the event the warehouse lacks: its day differs by one
+        code, out = cli_output(
+            "verify", "--host", srv.url, "--db", str(workspace.db),
+            "--pipelines-dir", str(workspace.pipelines_dir),
+        )  # fmt: skip
+        day = events[4]["createdAt"][:10]
+        served = sum(1 for e in sim.events() if e["createdAt"][:10] == day)
+        assert code == 3
+        row = f"  {day:<10}  {served:>9,}  {served - 1:>9,}  {1:>8,}"
+        assert row in out.splitlines(), out
+    loaded = [e for e in sim.events() if e["id"] != "s00004"]
+    assert_warehouse_matches(workspace, loaded)
+    # the 50 events in one window, oldest first: s00004 is the 45th (offset 44); the halves
+    # that do not hold it fit the cap, those that do are halved down to a page of one
+    assert requests == [
+        (0, 1000), (0, 500), (500, 500), (0, 250), (250, 250), (0, 125), (125, 125),
+        (0, 62), (62, 63), (0, 31), (31, 31), (31, 15), (46, 16), (31, 7), (38, 8),
+        (38, 4), (42, 4), (42, 2), (44, 2), (44, 1), (45, 1),
+    ]  # fmt: skip
+    rows = workspace.query(
+        "select kind, action, event_id, field_path, page_offset, detail, window_start is not null,"
+        f" window_end is not null from {DATASET}.event_anomalies"
+    )
+    detail = "one event's response is larger than 2 MB decompressed (--max-response-mb)"
+    assert rows == [("event_too_large", "not_loaded", "s00004", "$", 44, detail, True, True)]
+    # the window counts 50, read 49 and the one set aside: complete
+    assert workspace.query(
+        f"select service_total, rows_read, complete from {DATASET}.sync_windows"
+    ) == [(50, 49, True)]
+
+
+def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) -> None:
+    """The worst case the body cap admits, in one run of the command in its own process: a
+    16 MB event and a 15 MB page (1,000 events of 15 KB manifests). With `--workers 0` the
+    process is the whole tree (DuckDB runs in it), so its peak RSS is the tree's."""
+    from tests.integration.test_hostile import sync_measured
+
+    huge = manifests(1, 16 * MB, prefix="huge")
+    page = manifests(1000, 15 * 1024, prefix="p", seed=2)
+    sim = big_simulator(huge + page)
+    with SimulatorServer(sim) as srv:
+        proc, _, rss = sync_measured(workspace, srv.url, "--workers", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rss < 1024, f"peak RSS {rss} MiB"
+    assert_warehouse_matches(workspace, sim.events())
+
+
+@pytest.mark.postgres
+def test_a_16mb_value_round_trips_on_postgres(
+    postgres_dataset: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The largest value the body cap admits needs no truncation: PostgreSQL's text (and
+    jsonb) hold up to 1 GB, so a 16 MB manifest is stored whole, in `meta_data` and its leaf."""
+    ds = postgres_dataset
+    big = manifests(1, 16 * MB, prefix="huge")
+    sim = big_simulator(big)
+    with SimulatorServer(sim) as srv:
+        args = (
+            "sync", "--host", srv.url, "--destination", "postgres", "--dataset", ds,
+            "--pipeline-name", f"pg_{ds}", "--pipelines-dir", str(tmp_path / "p"), "--no-progress",
+        )  # fmt: skip
+        assert run_cli(*args) == 0
+    with postgres() as cur:
+        cur.execute(f'SELECT {TEXT_COLUMNS} FROM "{ds}".audit_logs')
+        assert_rows_match(list(cur.fetchall()), sim.events())
+        cur.execute(
+            f'SELECT value FROM "{ds}".audit_log_metadata WHERE audit_log_id = %s AND path = %s',
+            ("huge00000", "$.manifest"),
+        )
+        ((value,),) = cur.fetchall()
+    assert json.loads(value) == big[0]["metaData"]["manifest"]

@@ -1,0 +1,71 @@
+"""DuckDB's memory limit follows the memory the process may use, within a floor and a ceiling,
+and an environment variable sets it outright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tfy_audit.errors import UsageError
+from tfy_audit.memory import duckdb_memory_limit, process_memory_bytes
+from tfy_audit.settings import DUCKDB_MEMORY_LIMIT_ENV
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@pytest.mark.parametrize(
+    ("available", "limit"),
+    [
+        (1 * GiB, "256MiB"),  # the README's container: a quarter of it, the floor
+        (512 * MiB, "256MiB"),  # a small container still holds the largest row
+        (1536 * MiB, "384MiB"),
+        (64 * GiB, "512MiB"),  # a large machine: the ceiling
+        (None, "256MiB"),  # nothing known: the floor
+    ],
+)
+def test_the_limit_is_a_share_of_the_memory_available(available: int | None, limit: str) -> None:
+    assert duckdb_memory_limit({}, lambda: available) == limit
+
+
+def test_the_environment_sets_the_limit() -> None:
+    assert duckdb_memory_limit({DUCKDB_MEMORY_LIMIT_ENV: " 2GB "}, lambda: GiB) == "2GB"
+    assert duckdb_memory_limit({DUCKDB_MEMORY_LIMIT_ENV: "80MB"}, lambda: GiB) == "80MB"
+
+
+def test_a_bad_limit_in_the_environment_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        duckdb_memory_limit({DUCKDB_MEMORY_LIMIT_ENV: "lots"}, lambda: GiB)
+    assert str(caught.value) == (
+        f"{DUCKDB_MEMORY_LIMIT_ENV}='lots' is not a size DuckDB reads: set it like 512MB or 2GB, "
+        "or unset it to follow the memory this process may use"
+    )
+
+
+def test_the_cgroup_limit_wins_over_the_machine(tmp_path: Path) -> None:
+    v2, v1 = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    v2.write_text(f"{GiB}\n")
+    v1.write_text("9223372036854771712\n")  # cgroup v1's "no limit"
+    assert process_memory_bytes((v2, v1)) == GiB
+    v2.write_text("max\n")
+    machine = process_memory_bytes((v2, v1))
+    assert machine is not None and machine > GiB  # this machine's physical memory
+    assert process_memory_bytes((tmp_path / "absent",)) == machine
+
+
+def test_a_sync_gives_duckdb_the_derived_limit_for_retried_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync's DuckDB connection keeps the small limit that holds the peak low; a retried
+    load job (one that ran out of it) runs with the derived limit."""
+    from tfy_audit.destination import make_destination
+    from tfy_audit.options import DestinationOptions
+
+    monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, "300MB")
+    destination: Any = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
+    assert destination.config_params["credentials"].global_config["memory_limit"] == "80MB"
+    assert destination.memory_limits == ("80MB", "300MB")
+    monkeypatch.delenv(DUCKDB_MEMORY_LIMIT_ENV)
+    destination = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
+    assert destination.memory_limits == ("80MB", duckdb_memory_limit())

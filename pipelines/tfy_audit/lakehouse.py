@@ -1,9 +1,10 @@
 """Delta Lake tables on the `filesystem` destination (`--table-format delta`).
 
 Two jobs: the hints that make dlt write the four tables as Delta tables, three of them merged
-(upserted) on their keys and `sync_windows` appended; and reading those tables back, through
-`deltalake` and Arrow, in an in-memory DuckDB (`DeltaSqlClient`) for `verify`, `report` and the
-sync's own reads.
+(upserted) on their keys and `sync_windows` appended; and reading a filesystem dataset back
+(its Delta tables through `deltalake`, its plain Parquet tables such as `sync_runs` through
+the destination's own file system client, both as Arrow) in an in-memory DuckDB
+(`DeltaSqlClient`, `connect`) for `verify`, `report`, `status`, `sql` and the sync's own reads.
 
 Why the keyed tables are upserted, never appended: dlt's Delta merge is a `MERGE` on the
 primary key, so a load job run twice (a kill between the Delta commit and dlt's bookkeeping)
@@ -15,7 +16,9 @@ that wrote them, and the leaves an event lost when it was read again are deleted
 again.
 
 Reading never goes through dlt's own SQL client for the filesystem, which reads Delta tables
-with DuckDB's `delta` extension, an extension DuckDB downloads on first use.
+with DuckDB's `delta` extension and a bucket with its `httpfs` extension, extensions DuckDB
+downloads on first use: no command may download anything at run time (an offline machine
+fails there). The in-memory DuckDB is told never to install an extension.
 """
 
 from __future__ import annotations
@@ -55,6 +58,25 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
 LOADS_TABLE: Final = "_dlt_loads"
 LOAD_ID: Final = "_dlt_load_id"
 
+INSTALL_DELTA: Final = 'pip install "tfy-audit[delta]"'
+
+# An in-memory DuckDB that reads what it is given and fetches nothing.
+OFFLINE_DUCKDB: Final[dict[str, str | bool | int | float | list[str]]] = {
+    "autoinstall_known_extensions": False,
+}
+
+
+def require_deltalake(why: str = "--table-format delta") -> None:
+    """Raises `UsageError` naming the install command when `deltalake` cannot be imported:
+    checked before the first request, as dlt would fail only when loading the first chunk."""
+    try:
+        import deltalake  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"{why} needs the deltalake package, which is not installed; install it with "
+            f"{INSTALL_DELTA}"
+        ) from exc
+
 
 def stored_table_format(pipeline: Any) -> str | None:
     """The table format `audit_logs` was written in, as the pipeline's schema records it."""
@@ -77,6 +99,8 @@ def resolve_table_format(pipeline: Any, requested: str | None) -> str | None:
     destination = pipeline.destination.destination_name if pipeline.destination else None
     stored = stored_table_format(pipeline)
     if requested is None:
+        if stored == DELTA:
+            require_deltalake(f"dataset {pipeline.dataset_name} (Delta tables)")
         return stored
     if requested not in TABLE_FORMATS:
         raise UsageError(
@@ -94,6 +118,7 @@ def resolve_table_format(pipeline: Any, requested: str | None) -> str | None:
             f"dataset {pipeline.dataset_name} holds {stored or 'plain Parquet'} tables, not "
             f"{requested}; use a new --dataset for the {requested} tables"
         )
+    require_deltalake()
     return requested
 
 
@@ -146,6 +171,7 @@ def delta_tables(pipeline: Any, *names: str) -> dict[str, Any]:
     wanted = [n for n in names if _has_data(pipeline, n)]
     if not wanted:
         return {}
+    require_deltalake(f"dataset {pipeline.dataset_name} (Delta tables)")
     try:
         return dict(get_delta_tables(pipeline, *wanted))
     except Exception as exc:
@@ -165,11 +191,7 @@ def arrow_table(table: Any, columns: Sequence[str] | None = None, filters: Any =
     data: pa.Table = table.to_pyarrow_table(
         columns=list(columns) if columns else None, filters=filters
     )
-    fields = [
-        f.with_type(pa.string()) if f.type in (pa.string_view(), pa.large_string()) else f
-        for f in data.schema
-    ]
-    return data.cast(pa.schema(fields))
+    return _plain_strings(data)
 
 
 def read_created_between(
@@ -184,6 +206,17 @@ def read_created_between(
     created = ds.field("created_at")
     where = (created >= pa.scalar(start, stamp)) & (created <= pa.scalar(end, stamp))
     return arrow_table(table, columns, where)
+
+
+def count_created_from(pipeline: Any, start: datetime) -> int:
+    """Rows of the Delta `audit_logs` with `created_at >= start`; 0 before the first load."""
+    import pyarrow.dataset as ds
+
+    table = delta_tables(pipeline, AUDIT_LOGS_TABLE).get(AUDIT_LOGS_TABLE)
+    if table is None:
+        return 0
+    where = ds.field("created_at") >= pa.scalar(start, pa.timestamp("us", "UTC"))
+    return int(arrow_table(table, ["created_at"], where).num_rows)
 
 
 def drop_stale_leaves(pipeline: Any, load_ids: Sequence[str]) -> int:
@@ -224,10 +257,10 @@ def drop_stale_leaves(pipeline: Any, load_ids: Sequence[str]) -> int:
 
 
 class DeltaSqlClient:
-    """The part of dlt's SQL client that tfy-audit's readers use, over an in-memory DuckDB in
-    which each Delta table of the dataset is a view of its Arrow table (`arrow_table`),
-    `_dlt_loads` a table, and the analysis views exist as they would in a warehouse. Use as a
-    context manager."""
+    """The part of dlt's SQL client that tfy-audit's readers use, over the in-memory DuckDB of
+    `connect`, in which each table of the dataset is a view of its Arrow table, `_dlt_loads` a
+    table, and the analysis views exist as they would in a warehouse. Use as a context
+    manager."""
 
     def __init__(self, pipeline: Any, tables: Sequence[str] | None = None) -> None:
         self.pipeline = pipeline
@@ -273,23 +306,30 @@ class DeltaSqlClient:
 
 
 def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the dataset's Delta tables as views under the dataset's name
-    (`"<dataset>".audit_logs`, ...; also the default schema, so unqualified names work),
-    `_dlt_loads`, and the analysis views: the same SQL runs here as in a DuckDB or PostgreSQL
-    warehouse. `tables`: only these Delta tables, without `_dlt_loads` and the views. The
-    caller closes the connection."""
+    """An in-memory DuckDB with the tables of a filesystem dataset as views under the dataset's
+    name (`"<dataset>".audit_logs`, ...; also the default schema, so unqualified names work):
+    the Delta tables read with `deltalake`, the others (`sync_runs`, or every table of a plain
+    Parquet dataset) from their Parquet files; `_dlt_loads`; and the analysis views: the same
+    SQL runs here as in a DuckDB or PostgreSQL warehouse. `tables`: only these tables, without
+    `_dlt_loads` and the views. Nothing is downloaded (`OFFLINE_DUCKDB`). The caller closes the
+    connection."""
     from .views import VIEW_NAMES, view_sql
 
     dataset = _quote(pipeline.dataset_name)
-    con = duckdb.connect()
+    con = duckdb.connect(config=OFFLINE_DUCKDB)
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE SCHEMA {dataset}")
         con.execute(f"SET schema = {_sql_string(pipeline.dataset_name)}")
-        names = tables or (AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WINDOWS_TABLE)
-        for name, table in delta_tables(pipeline, *names).items():
-            arrow_name = f"_delta_{name}"
-            con.register(arrow_name, arrow_table(table))
+        names = [n for n in (tables or _data_tables(pipeline)) if _has_data(pipeline, n)]
+        delta = [n for n in names if _table_format(pipeline, n) == DELTA]
+        files = [n for n in names if n not in delta]
+        loaded = {**delta_tables(pipeline, *delta)} if delta else {}
+        arrow = {name: arrow_table(table) for name, table in loaded.items()}
+        arrow.update(_parquet_tables(pipeline, files))
+        for name, data in arrow.items():
+            arrow_name = f"_arrow_{name}"
+            con.register(arrow_name, data)
             con.execute(
                 f"CREATE VIEW {dataset}.{_quote(name)} AS SELECT * FROM {_quote(arrow_name)}"
             )
@@ -309,6 +349,55 @@ def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDB
         con.close()
         raise
     return con
+
+
+def _data_tables(pipeline: Any) -> list[str]:
+    if not pipeline.default_schema_name:
+        return []
+    return [str(t["name"]) for t in pipeline.default_schema.data_tables()]
+
+
+def _table_format(pipeline: Any, table: str) -> str | None:
+    fmt = pipeline.default_schema.tables.get(table, {}).get("table_format")
+    return str(fmt) if fmt else None
+
+
+def _parquet_tables(pipeline: Any, names: Sequence[str]) -> dict[str, pa.Table]:
+    """Tables written as plain Parquet files, read through the destination's file system
+    client (fsspec, with dlt's credentials): the files of each, as one Arrow table."""
+    import pyarrow.parquet as pq
+
+    if not names:
+        return {}
+    found: dict[str, pa.Table] = {}
+    try:
+        with pipeline.destination_client() as client:
+            for name in names:
+                parts = []
+                for path in client.list_table_files(name):
+                    if not str(path).endswith(".parquet"):
+                        continue
+                    with client.fs_client.open(path, "rb") as f:
+                        parts.append(pq.read_table(f))
+                if parts:
+                    data = pa.concat_tables(parts, promote_options="permissive")
+                    found[name] = _plain_strings(data)
+    except FileNotFoundError:
+        return found
+    except Exception as exc:
+        raise DestinationError(
+            f"cannot read the Parquet files of {pipeline.dataset_name} ({_one_line(exc)}); "
+            "check the bucket URL and its credentials (DESTINATION__FILESYSTEM__...)"
+        ) from exc
+    return found
+
+
+def _plain_strings(data: pa.Table) -> pa.Table:
+    fields = [
+        f.with_type(pa.string()) if f.type in (pa.string_view(), pa.large_string()) else f
+        for f in data.schema
+    ]
+    return data.cast(pa.schema(fields))
 
 
 def _read_loads(pipeline: Any) -> pa.Table | None:

@@ -8,6 +8,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from .lakehouse import count_created_from, is_delta
 from .options import SyncSummary
 from .planning import RunRange
 from .settings import AUDIT_LOGS_TABLE
@@ -44,6 +45,8 @@ def rows_from(pipeline: Any, start: datetime) -> int | None:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return 0
     try:
+        if is_delta(pipeline):  # dlt's SQL client would read Delta with a downloaded extension
+            return count_created_from(pipeline, start)
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
             rows = client.execute_sql(

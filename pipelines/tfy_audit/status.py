@@ -27,6 +27,7 @@ from .anomalies import count_text
 from .client import AuditLogClient, AuditLogFilters
 from .destination import make_destination, step, write_refusal
 from .errors import UsageError
+from .lakehouse import DeltaSqlClient
 from .options import DestinationOptions
 from .pages import parse_list_body
 from .redact import clean
@@ -81,9 +82,15 @@ def _reader(target: DestinationOptions) -> Iterator[_Reader]:
             yield reader
 
 
+# the tables status reads; on the filesystem only these are read into memory
+_TABLES = (SYNC_RUNS, SYNC_WINDOWS_TABLE, VERIFY_RUNS)
+
+
 class _Reader:
-    """Queries on the dataset: through the SQL client, or the filesystem's `dataset()`.
-    Table names are written `{table}` in the queries and qualified here."""
+    """Queries on the dataset: through the SQL client, or on the filesystem through the
+    in-memory DuckDB `verify` and `report` read Delta and Parquet tables with (dlt's own
+    reader there downloads DuckDB extensions). Table names are written `{table}` in the
+    queries and qualified here."""
 
     def __init__(self, pipeline: dlt.Pipeline) -> None:
         self.pipeline = pipeline
@@ -91,13 +98,17 @@ class _Reader:
         self._client: Any = None
 
     def __enter__(self) -> _Reader:
-        if not self._files:
+        if self._files:
+            self._client = DeltaSqlClient(self.pipeline, _TABLES).__enter__()
+        else:
             self._client = self.pipeline.sql_client()
             self._client.open_connection()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._client is not None:
+        if isinstance(self._client, DeltaSqlClient):
+            self._client.__exit__(None, None, None)
+        elif self._client is not None:
             self._client.close_connection()
 
     def has(self, table: str) -> bool:
@@ -112,9 +123,6 @@ class _Reader:
         return True
 
     def rows(self, sql: str, *tables: str) -> list[tuple[Any, ...]]:
-        if self._files:
-            relation = self.pipeline.dataset().query(sql.format(**{t: t for t in tables}))
-            return [tuple(r) for r in relation.fetchall()]
         names = {t: self._client.make_qualified_table_name(t) for t in tables}
         return [tuple(r) for r in self._client.execute_sql(sql.format(**names)) or []]
 

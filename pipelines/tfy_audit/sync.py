@@ -32,7 +32,7 @@ from .database import held_database
 from .decoders import DecodersOnDemand
 from .destination import make_pipeline, pipelines_dir, step
 from .identity import continue_dataset
-from .lakehouse import resolve_table_format
+from .lakehouse import DELTA, require_deltalake, resolve_table_format
 from .loader import ChunkLoader
 from .loader import SyncProgress as SyncProgress  # run_sync's observer, for the CLI
 from .lock import destination_lock, pipeline_lock
@@ -69,6 +69,8 @@ def run_sync(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SyncSummary:
     validate(options)
+    if options.target.table_format == DELTA:
+        require_deltalake()  # before the lock, a run record or any request
     progress = progress or SyncProgress()
     started = time.monotonic()
     host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)

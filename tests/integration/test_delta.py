@@ -12,6 +12,8 @@ explicit range, `verify --repair`, and a `kill -9` during a load followed by one
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import socket
 import subprocess
@@ -40,6 +42,7 @@ from tests.conftest import (
     free_port,
     make_simulator,
     run_cli,
+    run_cli_process,
     run_crashing_cli,
     ts,
 )
@@ -47,6 +50,7 @@ from tests.integration.test_destinations import (
     FAULTY_ARGS,
     assert_rows_match,
     cli_json,
+    cli_output,
     deletions,
     faulty_simulator,
     report_events,
@@ -344,3 +348,106 @@ def test_a_range_killed_during_its_load_still_drops_the_leaves_an_event_lost(lak
         assert summary["recovered_packages"] == 1
         assert datetime.fromisoformat(summary["start"]) > end
     lake.assert_exact(sim.events())
+
+
+# -- no download at run time, the first run's figures, the missing extra ---------------------
+
+
+@pytest.fixture
+def local_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """A Delta dataset's target on a local folder, as the README's local recipe sets it."""
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "ERROR")
+    return (
+        "--destination", "filesystem", "--dataset", "tfy_delta", "--pipeline-name", "delta_local",
+        "--pipelines-dir", str(tmp_path / "pipelines"),
+    )  # fmt: skip
+
+
+def _no_duckdb_extensions() -> None:
+    """Nothing was downloaded into DuckDB's extension folder (under the test's own HOME)."""
+    folder = Path.home() / ".duckdb"
+    assert not folder.exists(), sorted(str(p) for p in folder.rglob("*"))
+
+
+def _status_of(*target: str) -> dict[str, Any]:
+    code, out = cli_output("status", *target, "--json")
+    document: dict[str, Any] = json.loads(out)
+    assert code == 0, document
+    return document
+
+
+def test_status_and_the_first_run_on_a_local_delta_folder(local_lake: tuple[str, ...]) -> None:
+    sim = make_simulator(700, seed=47)
+    with SimulatorServer(sim) as srv:
+        code, out = cli_output(
+            "sync", "--host", srv.url, *local_lake, "--table-format", "delta", "--no-progress"
+        )
+        assert code == 0, out
+        # the first run's events are all new: none was in the destination before
+        assert "  new events: 700\n" in out, out
+        # late events inside the lookback: the next run's new events are those, exactly
+        late = [make_event(random.Random(f"late{i}"), datetime.now(UTC)) for i in range(2)]
+        sim.add_events(late)
+        second = cli_json("sync", "--host", srv.url, *local_lake, "--no-progress")
+    assert second["events_new"] == 2
+    assert second["events_reread"] == second["events_read"] - 2
+    document = _status_of(*local_lake)
+    (item,) = document["filter_sets"]
+    assert item["last_run"]["status"] == "ok"
+    assert item["last_successful_run"]["audit_log_rows"] == second["rows"]["audit_logs"]
+    assert item["high_water_mark"] == second["covered_until"]
+    assert item["open_incomplete_windows"] == []
+    _no_duckdb_extensions()
+
+
+def test_status_on_s3_downloads_nothing(lake: Lake) -> None:
+    sim = make_simulator(400, seed=53)
+    with SimulatorServer(sim) as srv:
+        first = sync(lake, srv.url)
+    assert first["events_new"] == 400
+    document = _status_of(*lake.target)
+    (item,) = document["filter_sets"]
+    assert item["last_run"]["status"] == "ok"
+    assert item["last_run"]["audit_log_rows"] == 400
+    assert item["high_water_mark"] == first["covered_until"]
+    _no_duckdb_extensions()
+
+
+_BLOCK_DELTALAKE = """
+import sys
+
+
+class _NoDeltalake:
+    def find_spec(self, name, path=None, target=None):
+        if name == "deltalake" or name.startswith("deltalake."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoDeltalake())
+"""
+
+
+def test_table_format_delta_without_the_extra_stops_before_any_request(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(_BLOCK_DELTALAKE, encoding="utf-8")
+    sim = make_simulator(300, seed=59)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")]),
+        "DESTINATION__FILESYSTEM__BUCKET_URL": str(tmp_path / "lake"),
+        "HOME": str(tmp_path),
+    }
+    with SimulatorServer(sim) as srv:
+        done = run_cli_process(
+            "sync", "--host", srv.url, "--destination", "filesystem", "--table-format", "delta",
+            "--pipelines-dir", str(tmp_path / "pipelines"), "--no-progress", env=env,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert sim.stats.requests == 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("tfy-audit: error: --table-format delta needs the deltalake"), lines
+    assert 'pip install "tfy-audit[delta]"' in lines[0]
+    assert "Traceback" not in done.stderr and done.stdout == ""

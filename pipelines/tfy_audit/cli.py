@@ -34,7 +34,7 @@ logger = logging.getLogger("tfy_audit")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
-COMMANDS = ("sync", "verify", "status", "views", "report", "simulate", "demo")
+COMMANDS = ("sync", "verify", "status", "views", "report", "sql", "simulate", "demo")
 
 
 class Terminated(KeyboardInterrupt):
@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         report.add_argument(flag, help=help_text)
     _json_arg(report)
 
+    _sql_args(command("sql", "run one read-only SQL query on the dataset"))
+
     _simulate_args(command("simulate", "serve the built-in TrueFoundry simulator on loopback"))
 
     demo = command("demo", "simulate a control plane, sync it, show answers")
@@ -278,6 +280,27 @@ def _say(text: str, level: int = logging.ERROR, **fields: Any) -> None:
     message = text.removeprefix("tfy-audit: ").removeprefix("error: ")
     event = str(fields.pop("event", "exit"))
     logger.log(level, "%s", message, extra=record_fields(event, **fields))
+
+
+def _sql_args(sql: argparse.ArgumentParser) -> None:
+    from .settings import DEFAULT_SQL_LIMIT, SQL_FORMATS
+
+    _destination_args(sql)
+    sql.add_argument("query", nargs="?", help="one SELECT; tables and views by their plain names")
+    sql.add_argument("--file", help="read the query from this file, - for stdin (default: none)")
+    sql.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_SQL_LIMIT,
+        help="rows to show; 0 for all (default: %(default)s)",
+    )
+    sql.add_argument(
+        "--format",
+        choices=SQL_FORMATS,
+        default=SQL_FORMATS[0],
+        help="an aligned table, CSV with a header, or a JSON array (default: %(default)s)",
+    )
+    _json_arg(sql)
 
 
 def _simulate_args(sim: argparse.ArgumentParser) -> None:
@@ -456,6 +479,8 @@ def _run(args: argparse.Namespace) -> _Outcome:
 
         code, document = cmd_status(args, target_from_args(args))
         return _Outcome(code, document)
+    if args.command == "sql":
+        return cmd_sql(args)
     if args.command == "simulate":
         return _Outcome(cmd_simulate(args))
     from .demo import run_demo
@@ -897,6 +922,51 @@ def cmd_report(args: argparse.Namespace) -> _Outcome:
             "subjects": summary.subjects,
             "days": summary.days,
             "sensitive": summary.sensitive,
+        },
+    )
+
+
+def _sql_text(args: argparse.Namespace) -> str:
+    if (args.query is None) == (args.file is None):
+        raise UsageError('pass one query, as an argument (tfy-audit sql "select 1") or --file')
+    if args.file is None:
+        return str(args.query)
+    if args.file == "-":
+        return sys.stdin.read()
+    try:
+        return Path(args.file).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"cannot read --file {args.file} ({type(exc).__name__}); pass a UTF-8 text file"
+        ) from exc
+
+
+def cmd_sql(args: argparse.Namespace) -> _Outcome:
+    from . import sql_query
+
+    result = sql_query.run_query(target_from_args(args), _sql_text(args), limit=args.limit)
+    if not args.json:
+        formats = {
+            "table": sql_query.format_table,
+            "csv": sql_query.format_csv,
+            "json": sql_query.format_json,
+        }
+        print(formats[args.format](result))
+    if result.truncated:
+        _say(
+            f"tfy-audit: showing the first {len(result.rows):,} rows; --limit N shows more, "
+            "--limit 0 all",
+            logging.WARNING,
+            event="truncated",
+        )
+    return _Outcome(
+        EXIT_OK,
+        {
+            "source": result.source,
+            "columns": result.columns,
+            "rows": [[sql_query.plain(v) for v in row] for row in result.rows],
+            "row_count": len(result.rows),
+            "truncated": result.truncated,
         },
     )
 

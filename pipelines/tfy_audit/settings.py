@@ -94,3 +94,7 @@ DUCKDB_MEMORY_SHARE: Final = 0.25
 DUCKDB_MEMORY_FLOOR: Final = 256 * 1024 * 1024
 DUCKDB_MEMORY_CEILING: Final = 512 * 1024 * 1024
 DUCKDB_MEMORY_LIMIT_ENV: Final = "TFY_AUDIT_DUCKDB_MEMORY_LIMIT"
+
+# `tfy-audit sql`: rows shown unless `--limit` says otherwise (0: all), and the output formats
+DEFAULT_SQL_LIMIT: Final = 1000
+SQL_FORMATS: Final = ("table", "csv", "json")

@@ -270,7 +270,9 @@ def test_bare_command_prints_help_and_version_works(tmp_path: Path) -> None:
     assert re.fullmatch(r"tfy-audit \d+\.\d+\.\d+\S*\n", version.stdout)
 
 
-@pytest.mark.parametrize("command", ["sync", "verify", "views", "report", "simulate", "demo"])
+@pytest.mark.parametrize(
+    "command", ["sync", "verify", "views", "report", "sql", "simulate", "demo"]
+)
 def test_every_option_has_help_and_shows_its_default(command: str, tmp_path: Path) -> None:
     import argparse
 

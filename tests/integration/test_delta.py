@@ -401,7 +401,7 @@ def test_status_and_the_first_run_on_a_local_delta_folder(local_lake: tuple[str,
     _no_duckdb_extensions()
 
 
-def test_status_on_s3_downloads_nothing(lake: Lake) -> None:
+def test_status_and_sql_on_s3_download_nothing(lake: Lake) -> None:
     sim = make_simulator(400, seed=53)
     with SimulatorServer(sim) as srv:
         first = sync(lake, srv.url)
@@ -411,6 +411,9 @@ def test_status_on_s3_downloads_nothing(lake: Lake) -> None:
     assert item["last_run"]["status"] == "ok"
     assert item["last_run"]["audit_log_rows"] == 400
     assert item["high_water_mark"] == first["covered_until"]
+    deleted = sorted(e["id"] for e in sim.events() if e["action"].startswith("DELETE_"))
+    answer = cli_json("sql", *lake.target, "select id from deletions order by id", "--limit", "0")
+    assert answer["rows"] == [[i] for i in deleted] and deleted
     _no_duckdb_extensions()
 
 

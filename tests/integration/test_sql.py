@@ -229,6 +229,24 @@ def test_reads_the_published_snapshot_when_a_pointer_names_one(
     assert document["source"] == str(db)
 
 
+def test_without_a_snapshot_a_file_being_written_is_one_line(
+    synced: tuple[Workspace, list[Any]], tmp_path: Path
+) -> None:
+    ws, _ = synced
+    db = tmp_path / "tfy_audit.duckdb"
+    shutil.copy(ws.db, db)
+    holder = _hold_for_writing(db)
+    try:
+        code, out, err = sql("--db", str(db), "select count(*) from audit_logs")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert code == 1 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"tfy-audit: error: the DuckDB file {db} is open in another process")
+
+
 @pytest.mark.postgres
 def test_postgres_reads_in_a_read_only_transaction(
     postgres_dataset: str,  # noqa: F811

@@ -197,25 +197,34 @@ def arrow_table(table: Any, columns: Sequence[str] | None = None, filters: Any =
 def read_created_between(
     pipeline: Any, columns: Sequence[str], start: datetime, end: datetime
 ) -> pa.Table:
-    """`columns` of the `audit_logs` rows with `start <= created_at <= end`: the filter is
-    applied while the files are read (a timestamp compares fine), so memory follows the range."""
+    """`columns` of the `audit_logs` rows with `start <= created_at <= end` of a filesystem
+    dataset (Delta or plain Parquet): the filter is applied while the files are read (a
+    timestamp compares fine), so memory follows the range."""
     import pyarrow.dataset as ds
 
-    table = delta_tables(pipeline, AUDIT_LOGS_TABLE)[AUDIT_LOGS_TABLE]
     stamp = pa.timestamp("us", "UTC")
     created = ds.field("created_at")
     where = (created >= pa.scalar(start, stamp)) & (created <= pa.scalar(end, stamp))
+    if not is_delta(pipeline):
+        data = read_files(pipeline, AUDIT_LOGS_TABLE, columns, where, ["created_at"])
+        empty = pa.table({c: pa.array([], pa.string()) for c in columns})
+        return data if data is not None else empty
+    table = delta_tables(pipeline, AUDIT_LOGS_TABLE)[AUDIT_LOGS_TABLE]
     return arrow_table(table, columns, where)
 
 
 def count_created_from(pipeline: Any, start: datetime) -> int:
-    """Rows of the Delta `audit_logs` with `created_at >= start`; 0 before the first load."""
+    """Rows of a filesystem dataset's `audit_logs` with `created_at >= start`; 0 before the
+    first load."""
     import pyarrow.dataset as ds
 
+    where = ds.field("created_at") >= pa.scalar(start, pa.timestamp("us", "UTC"))
+    if not is_delta(pipeline):
+        data = read_files(pipeline, AUDIT_LOGS_TABLE, ["created_at"], where)
+        return data.num_rows if data is not None else 0
     table = delta_tables(pipeline, AUDIT_LOGS_TABLE).get(AUDIT_LOGS_TABLE)
     if table is None:
         return 0
-    where = ds.field("created_at") >= pa.scalar(start, pa.timestamp("us", "UTC"))
     return int(arrow_table(table, ["created_at"], where).num_rows)
 
 
@@ -363,33 +372,74 @@ def _table_format(pipeline: Any, table: str) -> str | None:
 
 
 def _parquet_tables(pipeline: Any, names: Sequence[str]) -> dict[str, pa.Table]:
-    """Tables written as plain Parquet files, read through the destination's file system
-    client (fsspec, with dlt's credentials): the files of each, as one Arrow table."""
-    import pyarrow.parquet as pq
+    """Tables written as plain Parquet files, each as one Arrow table (`read_files`)."""
+    found = {name: read_files(pipeline, name) for name in names}
+    return {name: data for name, data in found.items() if data is not None}
 
-    if not names:
-        return {}
-    found: dict[str, pa.Table] = {}
+
+def is_files(pipeline: Any) -> bool:
+    """Whether the dataset is files (Parquet or Delta) on the filesystem destination."""
+    return getattr(pipeline.destination, "destination_name", None) == "filesystem"
+
+
+def own_reader(pipeline: Any) -> bool:
+    """Whether tfy-audit reads the dataset with `connect`: a filesystem dataset of Delta or
+    Parquet tables, as `tfy-audit sync` writes them. A dataset dlt wrote in another file format
+    (JSON lines: `pipeline.run` with dlt's defaults) is left to dlt's own SQL client."""
+    if not is_files(pipeline):
+        return False
+    if is_delta(pipeline) or not _has_data(pipeline, AUDIT_LOGS_TABLE):
+        return True
     try:
         with pipeline.destination_client() as client:
-            for name in names:
-                parts = []
-                for path in client.list_table_files(name):
-                    if not str(path).endswith(".parquet"):
-                        continue
-                    with client.fs_client.open(path, "rb") as f:
-                        parts.append(pq.read_table(f))
-                if parts:
-                    data = pa.concat_tables(parts, promote_options="permissive")
-                    found[name] = _plain_strings(data)
+            files = client.list_table_files(AUDIT_LOGS_TABLE)
     except FileNotFoundError:
-        return found
+        return True
+    return all(str(path).endswith(".parquet") for path in files)
+
+
+def read_files(
+    pipeline: Any,
+    table: str,
+    columns: Sequence[str] | None = None,
+    where: Any = None,
+    where_columns: Sequence[str] = (),
+) -> pa.Table | None:
+    """A table written as plain Parquet files: `columns` of its rows matching the pyarrow
+    expression `where` (on `where_columns`), read file by file through the destination's file
+    system client (fsspec, with dlt's credentials), so memory follows the rows kept; None when
+    it has no file. A column an older file lacks is null there."""
+    import pyarrow.parquet as pq
+
+    parts = []
+    try:
+        with pipeline.destination_client() as client:
+            for path in client.list_table_files(table):
+                if not str(path).endswith(".parquet"):
+                    continue
+                with client.fs_client.open(path, "rb") as f:
+                    parquet = pq.ParquetFile(f)
+                    names = parquet.schema_arrow.names
+                    wanted = [*columns, *where_columns] if columns else None
+                    kept = list(dict.fromkeys(c for c in wanted if c in names)) if wanted else None
+                    data = parquet.read(columns=kept)
+                if where is not None:
+                    data = data.filter(where)
+                for column in columns or ():
+                    if column not in names:
+                        data = data.append_column(column, pa.nulls(data.num_rows, pa.string()))
+                parts.append(_plain_strings(data.select(list(columns)) if columns else data))
+    except FileNotFoundError:
+        pass
     except Exception as exc:
         raise DestinationError(
-            f"cannot read the Parquet files of {pipeline.dataset_name} ({_one_line(exc)}); "
-            "check the bucket URL and its credentials (DESTINATION__FILESYSTEM__...)"
+            f"cannot read the Parquet files of {pipeline.dataset_name}.{table} "
+            f"({_one_line(exc)}); check the bucket URL and its credentials "
+            "(DESTINATION__FILESYSTEM__...)"
         ) from exc
-    return found
+    if not parts:
+        return None
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def _plain_strings(data: pa.Table) -> pa.Table:

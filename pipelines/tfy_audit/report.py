@@ -34,7 +34,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .anomalies import count_text
 from .errors import UsageError
-from .lakehouse import DeltaSqlClient, is_delta
+from .lakehouse import DeltaSqlClient, own_reader
 from .settings import ANOMALIES_TABLE
 from .severity import TIERS, load_rules
 from .verify_log import VERIFY_RUNS
@@ -247,7 +247,7 @@ def write_report(
     start = start.astimezone(UTC) if start else end - DEFAULT_RANGE
     if start >= end:
         raise UsageError(f"the report's start {start:%Y-%m-%d %H:%M} is not before its end")
-    with DeltaSqlClient(pipeline) if is_delta(pipeline) else pipeline.sql_client() as client:
+    with DeltaSqlClient(pipeline) if own_reader(pipeline) else pipeline.sql_client() as client:
         data = _collect(client, pipeline, now, start, end, params)
     document = _render_html(data)
     _write_atomically(Path(out), document)

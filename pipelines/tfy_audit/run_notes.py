@@ -8,7 +8,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from .lakehouse import count_created_from, is_delta
+from .lakehouse import count_created_from, is_files
 from .options import SyncSummary
 from .planning import RunRange
 from .settings import AUDIT_LOGS_TABLE
@@ -45,7 +45,7 @@ def rows_from(pipeline: Any, start: datetime) -> int | None:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return 0
     try:
-        if is_delta(pipeline):  # dlt's SQL client would read Delta with a downloaded extension
+        if is_files(pipeline):  # dlt's SQL client there reads with downloaded extensions
             return count_created_from(pipeline, start)
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)

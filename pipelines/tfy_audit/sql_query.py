@@ -132,7 +132,7 @@ def _result(columns: list[str], rows: list[Any], limit: int, source: str) -> Que
 def _duckdb(target: DestinationOptions) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """A DuckDB connection on the dataset, its schema the default one, made unable to reach
     any file but its database; and what it reads."""
-    from .lakehouse import OFFLINE_DUCKDB, connect
+    from .lakehouse import OFFLINE_DUCKDB, connect, own_reader
 
     if target.destination == "duckdb":
         db = Path(target.db).expanduser()
@@ -152,6 +152,11 @@ def _duckdb(target: DestinationOptions) -> Iterator[tuple[duckdb.DuckDBPyConnect
             con.close()
         return
     with _restored_pipeline(target) as pipeline:
+        if not own_reader(pipeline):
+            raise UsageError(
+                f"dataset {target.dataset} holds files other than Parquet or Delta (written by "
+                "dlt with its defaults, not by tfy-audit sync); query it with dlt's dataset()"
+            )
         con = connect(pipeline)
         try:
             _lock_down(con)

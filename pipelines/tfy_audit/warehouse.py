@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from ._dlt_compat import table_seen_data
 from .errors import DestinationError
-from .lakehouse import DeltaSqlClient, is_delta, read_created_between
+from .lakehouse import DeltaSqlClient, is_files, read_created_between
 from .planning import Chunk
 from .rows import SubjectObservation
 from .settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
@@ -42,17 +42,14 @@ def table_loaded(pipeline: Any, table: str) -> bool:
 def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
     """Subjects already in the destination, so first/last seen survive incremental loads.
 
-    Read through the destination's SQL client; `dataset()` (which the filesystem destination
-    needs) costs more on every run, building its SQL model of the schema first."""
+    Read through the destination's SQL client; on the filesystem through `DeltaSqlClient`
+    (dlt's own reader there downloads DuckDB extensions)."""
     if not table_loaded(pipeline, SUBJECTS_TABLE):
         return {}
     try:
-        if is_delta(pipeline):
-            with DeltaSqlClient(pipeline, [SUBJECTS_TABLE]) as delta:
-                rows = delta.execute_sql(f"select {', '.join(_SUBJECT_COLUMNS)} from subjects")
-        elif getattr(pipeline.destination, "destination_name", None) == "filesystem":
-            relation = pipeline.dataset()[SUBJECTS_TABLE].select(*_SUBJECT_COLUMNS)
-            rows = [tuple(r.values()) for r in relation.arrow().to_pylist()]
+        if is_files(pipeline):
+            with DeltaSqlClient(pipeline, [SUBJECTS_TABLE]) as files:
+                rows = files.execute_sql(f"select {', '.join(_SUBJECT_COLUMNS)} from subjects")
         else:
             with pipeline.sql_client() as client:
                 table = client.make_qualified_table_name(SUBJECTS_TABLE)
@@ -86,6 +83,9 @@ def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
     skips them, so a re-read (the lookback, a repair) adds only what is missing."""
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return set()
+    if is_files(pipeline):
+        data = read_created_between(pipeline, ["id"], chunk.start - MIN_WINDOW, chunk.end)
+        return set(data.column("id").to_pylist())
     lo = (chunk.start - MIN_WINDOW).isoformat()
     hi = chunk.end.isoformat()
     relation = pipeline.dataset().query(
@@ -181,7 +181,7 @@ def read_warehouse_events(
         columns = (*columns, "id")
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in columns})
-    if is_delta(pipeline):
+    if is_files(pipeline):
         return read_created_between(pipeline, columns, start - MIN_WINDOW, end)
     # the range is filtered in the warehouse, so memory follows the range, not the history
     relation = pipeline.dataset().query(

@@ -454,3 +454,24 @@ def test_table_format_delta_without_the_extra_stops_before_any_request(tmp_path:
     assert lines[0].startswith("tfy-audit: error: --table-format delta needs the deltalake"), lines
     assert 'pip install "tfy-audit[delta]"' in lines[0]
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_plain_parquet_on_s3_downloads_nothing(lake: Lake, tmp_path: Path) -> None:
+    """The same bucket without a table format: a second sync (which reads the subjects and
+    the ids already loaded), status, verify, report and sql read the Parquet files through
+    the destination's own client, not DuckDB's `httpfs`."""
+    sim = make_simulator(400, seed=73)
+    with SimulatorServer(sim) as srv:
+        cli_json("sync", "--host", srv.url, *lake.target, "--no-progress")
+        late = [make_event(random.Random(f"pq{i}"), datetime.now(UTC)) for i in range(3)]
+        sim.add_events(late)
+        second = cli_json("sync", "--host", srv.url, *lake.target, "--no-progress")
+        assert second["events_new"] == 3
+        assert run_cli("verify", "--host", srv.url, *lake.target) == 0
+    (item,) = _status_of(*lake.target)["filter_sets"]
+    assert item["last_run"]["status"] == "ok"
+    assert item["high_water_mark"] == second["covered_until"]
+    answer = cli_json("sql", *lake.target, "select id from audit_logs order by id", "--limit", "0")
+    assert answer["rows"] == [[e["id"]] for e in sorted(sim.events(), key=lambda e: e["id"])]
+    assert report_events(*lake.target, "--out", str(tmp_path / "r.html")) == len(sim.events())
+    _no_duckdb_extensions()

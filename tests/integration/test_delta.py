@@ -398,6 +398,11 @@ def test_status_and_the_first_run_on_a_local_delta_folder(local_lake: tuple[str,
     assert item["last_successful_run"]["audit_log_rows"] == second["rows"]["audit_logs"]
     assert item["high_water_mark"] == second["covered_until"]
     assert item["open_incomplete_windows"] == []
+    # the README's local recipe ends with a query
+    ids = sorted(e["id"] for e in sim.events())
+    assert len(ids) == 702
+    answer = cli_json("sql", *local_lake, "select id from audit_logs order by id", "--limit", "0")
+    assert answer["rows"] == [[i] for i in ids]
     _no_duckdb_extensions()
 
 

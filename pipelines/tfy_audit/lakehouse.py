@@ -166,12 +166,12 @@ def _with_load_id(item: Any, meta: Any) -> Any:
 def delta_tables(pipeline: Any, *names: str) -> dict[str, Any]:
     """`deltalake.DeltaTable`s of the dataset by name, opened with the destination's
     credentials; only the tables that exist."""
-    from dlt.common.libs.deltalake import get_delta_tables
-
     wanted = [n for n in names if _has_data(pipeline, n)]
     if not wanted:
         return {}
     require_deltalake(f"dataset {pipeline.dataset_name} (Delta tables)")
+    from dlt.common.libs.deltalake import get_delta_tables
+
     try:
         return dict(get_delta_tables(pipeline, *wanted))
     except Exception as exc:

@@ -480,3 +480,29 @@ def test_plain_parquet_on_s3_downloads_nothing(lake: Lake, tmp_path: Path) -> No
     assert answer["rows"] == [[e["id"]] for e in sorted(sim.events(), key=lambda e: e["id"])]
     assert report_events(*lake.target, "--out", str(tmp_path / "r.html")) == len(sim.events())
     _no_duckdb_extensions()
+
+
+def test_reading_delta_without_the_extra_is_one_line(
+    local_lake: tuple[str, ...], tmp_path: Path
+) -> None:
+    sim = make_simulator(200, seed=79)
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(_BLOCK_DELTALAKE, encoding="utf-8")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    with SimulatorServer(sim) as srv:
+        sync_args = ("sync", "--host", srv.url, *local_lake, "--no-progress")
+        cli_json(*sync_args, "--table-format", "delta")
+        sim.reset_stats()
+        runs = [
+            run_cli_process(*sync_args, env=env),  # the dataset's format, without the flag
+            run_cli_process("status", *local_lake, env=env),
+            run_cli_process("sql", *local_lake, "select count(*) from audit_logs", env=env),
+        ]
+    assert sim.stats.requests == 0
+    for done in runs:
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == (
+            "tfy-audit: error: dataset tfy_delta (Delta tables) needs the deltalake package, "
+            'which is not installed; install it with pip install "tfy-audit[delta]"\n'
+        )

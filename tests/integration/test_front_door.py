@@ -348,6 +348,10 @@ def test_every_command_prints_one_json_document_also_on_failure(tmp_path: Path) 
             doc = json_doc(tfy(tmp_path, env, command, "--json"))
             assert (doc["command"], doc["status"]) == (command, "usage_error")
             assert "does not exist" in doc["error"]
+        query = "select count(*) as n from audit_logs"
+        doc = json_doc(tfy(tmp_path, env, "sql", query, "--json"))
+        assert (doc["command"], doc["status"]) == ("sql", "usage_error")
+        assert "does not exist" in doc["error"]
         down = json_doc(tfy(tmp_path, user_env(tmp_path, "http://127.0.0.1:9"), "sync", "--json"))
         assert down["status"] == "failed" and "cannot connect" in down["error"]
         ok = json_doc(tfy(tmp_path, env, "sync", "--json"))
@@ -356,6 +360,10 @@ def test_every_command_prints_one_json_document_also_on_failure(tmp_path: Path) 
         assert verified["status"] == "ok" and verified["result"]["differing"] == []
         assert json_doc(tfy(tmp_path, env, "views", "--json"))["views"]
         assert json_doc(tfy(tmp_path, env, "report", "--json"))["events"] == 300
+        answer = json_doc(tfy(tmp_path, env, "sql", query, "--json"))
+        assert (answer["columns"], answer["rows"]) == (["n"], [[300]])
+        table = tfy(tmp_path, env, "sql", query)
+        assert (table.returncode, table.stdout, table.stderr) == (0, "  n\n---\n300\n", "")
 
 
 def test_dlt_log_records_come_out_in_our_format(tmp_path: Path) -> None:

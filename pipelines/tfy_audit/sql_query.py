@@ -7,7 +7,8 @@
 - PostgreSQL: a `READ ONLY` transaction, rolled back, with the dataset's schema on the
   `search_path`.
 - filesystem (Parquet or Delta): the tables read into an in-memory DuckDB by the reader
-  `verify` and `report` use (`lakehouse.connect`), with `_dlt_loads` and the analysis views.
+  `verify` and `report` use (`lakehouse.connect`), with `_dlt_loads` and the analysis views;
+  a query that names only tables reads only those.
 
 On every engine the dataset's tables and views answer to their plain names, and a statement
 that is not one read query (a `SELECT`, `WITH ... SELECT`, `SHOW`, `DESCRIBE`, `EXPLAIN`) is
@@ -112,7 +113,7 @@ def run_query(target: DestinationOptions, sql: str, *, limit: int) -> QueryResul
         )
     if target.destination == "postgres":
         return _postgres(target, statement, limit)
-    with _duckdb(target) as (con, source):
+    with _duckdb(target, statement) as (con, source):
         try:
             cursor = con.execute(statement)
             columns = [str(d[0]) for d in cursor.description or ()]
@@ -129,7 +130,9 @@ def _result(columns: list[str], rows: list[Any], limit: int, source: str) -> Que
 
 
 @contextmanager
-def _duckdb(target: DestinationOptions) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+def _duckdb(
+    target: DestinationOptions, statement: str
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """A DuckDB connection on the dataset, its schema the default one, made unable to reach
     any file but its database; and what it reads."""
     from .lakehouse import OFFLINE_DUCKDB, connect, own_reader
@@ -157,12 +160,24 @@ def _duckdb(target: DestinationOptions) -> Iterator[tuple[duckdb.DuckDBPyConnect
                 f"dataset {target.dataset} holds files other than Parquet or Delta (written by "
                 "dlt with its defaults, not by tfy-audit sync); query it with dlt's dataset()"
             )
-        con = connect(pipeline)
+        con = connect(pipeline, _only_tables(pipeline, statement))
         try:
             _lock_down(con)
             yield con, f"{target.destination} dataset {target.dataset}"
         finally:
             con.close()
+
+
+def _only_tables(pipeline: Any, statement: str) -> list[str] | None:
+    """The dataset's tables the statement names, when it names nothing else of the dataset (a
+    view, `_dlt_loads`): only those are read into memory. None: read them all."""
+    from .views import VIEW_NAMES
+
+    named = duckdb.connect(config={"enable_external_access": False}).get_table_names(statement)
+    tables = {str(t["name"]) for t in pipeline.default_schema.data_tables()}
+    if not named or named & {*VIEW_NAMES, "_dlt_loads"} or not named & tables:
+        return None
+    return sorted(named & tables)
 
 
 def _use_dataset(con: duckdb.DuckDBPyConnection, dataset: str, source: str) -> None:

@@ -305,6 +305,18 @@ def test_filesystem_datasets_answer_like_a_warehouse(lake_env: Path, table_forma
     runs = sql_json(*target, "select status, audit_log_rows from sync_runs")["rows"]
     assert runs == [["ok", 500]]
     assert not (Path.home() / ".duckdb").exists()  # no DuckDB extension was downloaded
+    if table_format == "parquet":
+        # a query that names only tables reads only those: a damaged table it does not name
+        # is not read
+        for path in (lake_env / "lake" / DATASET / "audit_log_metadata").glob("*.parquet"):
+            path.write_bytes(b"not parquet")
+        (n,) = sql_json(*target, "select count(*) from audit_logs")["rows"][0]
+        assert n == 500
+        code, out, err = sql(*target, "select count(*) from audit_log_metadata")
+        assert code == 1 and out == ""
+        assert err.startswith(
+            f"tfy-audit: error: cannot read the Parquet files of {DATASET}.audit_log_metadata"
+        ), err
 
 
 # -- every SQL example of the README and docs/ ----------------------------------------------

@@ -38,6 +38,7 @@ from ._dlt_compat import TColumnSchema
 from .client import AuditLogFilters
 from .destination import loader_file_format, pipelines_dir, supports_merge
 from .errors import DestinationError, TfyAuditError
+from .lakehouse import DeltaSqlClient, own_reader
 from .options import DestinationOptions, SyncSummary
 from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
 from .verify_log import log_sql_client
@@ -391,6 +392,12 @@ def first_run_start(pipeline: dlt.Pipeline, filters: AuditLogFilters) -> datetim
                 table = client.make_qualified_table_name(SYNC_RUNS)
                 rows = client.execute_sql(
                     f"select range_start from {table} where filter_key = %s and {where}",
+                    filters.key,
+                )
+        elif own_reader(pipeline):  # dlt's reader there downloads DuckDB extensions
+            with DeltaSqlClient(pipeline, [SYNC_RUNS]) as files:
+                rows = files.execute_sql(
+                    f"select range_start from {SYNC_RUNS} where filter_key = %s and {where}",
                     filters.key,
                 )
         else:

@@ -506,3 +506,23 @@ def test_reading_delta_without_the_extra_is_one_line(
             "tfy-audit: error: dataset tfy_delta (Delta tables) needs the deltalake package, "
             'which is not installed; install it with pip install "tfy-audit[delta]"\n'
         )
+
+
+def test_the_first_runs_start_is_read_from_sync_runs_offline(lake: Lake) -> None:
+    """For state written before it kept the first start, status and report read it from
+    `sync_runs`: on a bucket through the same reader, with no extension downloaded."""
+    from tfy_audit.client import AuditLogFilters
+    from tfy_audit.run_log import first_run_start
+
+    sim = make_simulator(300, seed=83)
+    with SimulatorServer(sim) as srv:
+        first = sync(lake, srv.url, "--since", "3d")
+    options = DestinationOptions(
+        "filesystem", dataset=lake.dataset, pipeline_name="delta_test",
+        pipelines_dir=str(Path(lake.target[-1])),
+    )  # fmt: skip
+    pipeline = make_pipeline(options)
+    pipeline.sync_destination()
+    started = first_run_start(pipeline, AuditLogFilters())
+    assert started == datetime.fromisoformat(first["start"])
+    _no_duckdb_extensions()

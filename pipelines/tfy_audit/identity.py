@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+import pyarrow.compute as pc
 
 from ._dlt_compat import restore_stored_schema, stored_pipeline_state, update_source_state
 from .destination import supports_merge
-from .lakehouse import DeltaSqlClient, is_delta
+from .lakehouse import DeltaSqlClient, is_delta, is_files, read_files
 from .settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SOURCE_NAME
 from .state import LOADED_UNTIL_KEY, STREAMS_KEY, loaded_until
 from .warehouse import table_loaded
@@ -72,6 +73,9 @@ def events_held_until(pipeline: dlt.Pipeline) -> datetime | None:
     if is_delta(pipeline):
         with DeltaSqlClient(pipeline, [AUDIT_LOGS_TABLE]) as delta:
             rows = delta.execute_sql(sql)
+    elif is_files(pipeline):  # dlt's reader there downloads DuckDB's httpfs for a bucket
+        data = read_files(pipeline, AUDIT_LOGS_TABLE, ["created_at"])
+        rows = [(pc.max(data.column("created_at")).as_py(),)] if data is not None else []
     elif supports_merge(pipeline):
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from ._dlt_compat import table_seen_data
 from .errors import DestinationError
-from .lakehouse import DeltaSqlClient, is_files, read_created_between
+from .lakehouse import DeltaSqlClient, is_delta, is_files, read_created_between, read_files
 from .planning import Chunk
 from .rows import SubjectObservation
 from .settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
@@ -101,6 +101,12 @@ def undated_ids(pipeline: Any) -> set[str]:
     Empty for Delta tables, which are upserted on the id, never appended."""
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE) or is_delta(pipeline):
         return set()
+    if is_files(pipeline):  # dlt's reader there downloads DuckDB's httpfs for a bucket
+        import pyarrow.dataset as ds
+
+        where = ds.field("created_at").is_null()
+        data = read_files(pipeline, AUDIT_LOGS_TABLE, ["id"], where, ["created_at"])
+        return set(data.column("id").to_pylist()) if data is not None else set()
     relation = pipeline.dataset().query(
         f"select id from {AUDIT_LOGS_TABLE} where created_at is null"
     )

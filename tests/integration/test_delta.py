@@ -387,7 +387,10 @@ def test_status_and_the_first_run_on_a_local_delta_folder(local_lake: tuple[str,
         # the first run's events are all new: none was in the destination before
         assert "  new events: 700\n" in out, out
         # late events inside the lookback: the next run's new events are those, exactly
-        late = [make_event(random.Random(f"late{i}"), datetime.now(UTC)) for i in range(2)]
+        late = [
+            make_event(random.Random(f"late{i}"), datetime.now(UTC) - timedelta(seconds=5))
+            for i in range(2)
+        ]
         sim.add_events(late)
         second = cli_json("sync", "--host", srv.url, *local_lake, "--no-progress")
     assert second["events_new"] == 2
@@ -468,7 +471,10 @@ def test_plain_parquet_on_s3_downloads_nothing(lake: Lake, tmp_path: Path) -> No
     sim = make_simulator(400, seed=73)
     with SimulatorServer(sim) as srv:
         cli_json("sync", "--host", srv.url, *lake.target, "--no-progress")
-        late = [make_event(random.Random(f"pq{i}"), datetime.now(UTC)) for i in range(3)]
+        late = [
+            make_event(random.Random(f"pq{i}"), datetime.now(UTC) - timedelta(seconds=5))
+            for i in range(3)
+        ]
         sim.add_events(late)
         second = cli_json("sync", "--host", srv.url, *lake.target, "--no-progress")
         assert second["events_new"] == 3

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -269,6 +270,20 @@ def expected_subjects(events: Sequence[dict[str, Any]]) -> dict[str, SubjectObse
 
 def events_between(sim: Simulator, start: datetime, end: datetime) -> list[dict[str, Any]]:
     return [e for e in sim.events() if start <= ts(e["createdAt"]) < end]
+
+
+def wait_until_readable(stamped: datetime, bound: float = 10.0) -> None:
+    """Wait until a sync started now reads an event the service stamped at `stamped`: a run
+    reads to a second before its first response's `Date`, which has whole seconds (clock.py),
+    so an event stamped in the last two seconds belongs to the run after. A wait on the clock,
+    bounded; never longer than those two seconds in practice."""
+    from tfy_audit.settings import SERVICE_CLOCK_MARGIN
+
+    readable = stamped + SERVICE_CLOCK_MARGIN + timedelta(seconds=1)
+    deadline = time.monotonic() + bound
+    while datetime.now(UTC) <= readable:
+        assert time.monotonic() < deadline, f"the clock did not pass {readable.isoformat()}"
+        time.sleep(0.05)
 
 
 def hours(n: float) -> timedelta:

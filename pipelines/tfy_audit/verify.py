@@ -434,6 +434,8 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
     from .sync import run_sync
     from .verify_log import record_verify_run
 
+    # the host first: a bad one is a usage error before anything is read or said
+    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     # without --repair it only reads (its record aside): a file that refuses writes will do
     read_only = not repair and write_refusal(options.target) is not None
     pipeline = reading_pipeline(options.target) if not repair else make_pipeline(options.target)
@@ -451,7 +453,6 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
     logger.info("%s", begin.text)
     start = begin.start
     end = floor_ms(options.end or covered_until(entry) or datetime.now(UTC))
-    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     client = AuditLogClient(
         host,
         resolve_api_key(options.api_key, host),

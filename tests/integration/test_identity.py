@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from tfy_audit.simulator import Simulator, SimulatorServer, make_event
 
-from tests.conftest import DATASET, Workspace, assert_warehouse_matches, make_simulator
+from tests.conftest import (
+    DATASET,
+    Workspace,
+    assert_warehouse_matches,
+    make_simulator,
+    wait_until_readable,
+)
 from tests.integration import test_destinations
 from tests.integration.test_destinations import UNIQUE_KEYS, cli_json, parquet, postgres, query
 
@@ -102,9 +108,11 @@ def target(
 
 
 def _arrive(sim: Simulator, n: int, seed: str) -> set[str]:
-    """`n` events created just now, after every earlier run's end."""
+    """`n` events created just now, after every earlier run's end, and readable by the next."""
     at = datetime.now(UTC) - timedelta(milliseconds=500)
-    return set(sim.add_events(make_event(random.Random(f"{seed}{i}"), at) for i in range(n)))
+    added = set(sim.add_events(make_event(random.Random(f"{seed}{i}"), at) for i in range(n)))
+    wait_until_readable(at)
+    return added
 
 
 def _assert_each_key_once(target: Target, sim: Simulator) -> None:

@@ -20,6 +20,7 @@ from tests.conftest import (
     expected_row,
     make_simulator,
     run_cli,
+    wait_until_readable,
 )
 from tests.integration.test_destinations import (  # noqa: F401
     cli_output,
@@ -273,6 +274,7 @@ def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
         )
         sim.add_events(new)
         dated += new
+        wait_until_readable(now)
         assert sync(sim, workspace, *args, "--lookback", lookback) == 0
         previous_end = datetime.now(UTC)
         assert_loaded_exactly(workspace, dated, "undated")

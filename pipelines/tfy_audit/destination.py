@@ -136,6 +136,29 @@ def reading_pipeline(target: DestinationOptions) -> dlt.Pipeline:
     return pipeline
 
 
+@contextmanager
+def restored_pipeline(target: DestinationOptions, *, read_only: bool = False) -> Iterator[Any]:
+    """A pipeline on the target whose schema and state come from the destination alone, working
+    in a temporary directory removed after it: what `status` and `sql` read from, touching
+    nothing of the syncs' own working dir. A dataset no sync has loaded is a usage error."""
+    with tempfile.TemporaryDirectory(prefix="tfy-audit-read-") as workdir:
+        pipeline = dlt.pipeline(
+            pipeline_name=target.pipeline_name,
+            pipelines_dir=workdir,
+            destination=make_destination(target, read_only=read_only),
+            dataset_name=target.dataset,
+        )
+        with step("reading the sync state from the destination"):
+            pipeline.sync_destination()
+        if not pipeline.default_schema_name:
+            raise UsageError(
+                f"no sync has loaded dataset {target.dataset!r} of pipeline "
+                f"{target.pipeline_name!r} yet; run `tfy-audit sync` first, or pass the "
+                "--destination, --dataset and --pipeline-name of your syncs"
+            )
+        yield pipeline
+
+
 def pipelines_dir(target: DestinationOptions) -> str:
     """dlt's working dir: given, or next to what the user named, so two destinations never
     share local state (dlt's one global dir would make a sync to PostgreSQL and one to the

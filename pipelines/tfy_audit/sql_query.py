@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,6 +134,7 @@ def _duckdb(
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """A DuckDB connection on the dataset, its schema the default one, made unable to reach
     any file but its database; and what it reads."""
+    from .destination import restored_pipeline
     from .lakehouse import OFFLINE_DUCKDB, connect, own_reader
 
     if target.destination == "duckdb":
@@ -154,7 +154,7 @@ def _duckdb(
         finally:
             con.close()
         return
-    with _restored_pipeline(target) as pipeline:
+    with restored_pipeline(target) as pipeline:
         if not own_reader(pipeline):
             raise UsageError(
                 f"dataset {target.dataset} holds files other than Parquet or Delta (written by "
@@ -195,36 +195,12 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-@contextmanager
-def _restored_pipeline(target: DestinationOptions) -> Iterator[Any]:
-    """A pipeline on the target whose schema and state come from the destination, working in
-    a temporary directory (nothing of the syncs' own working dir is touched)."""
-    import dlt
-
-    from .destination import make_destination, step
-
-    with tempfile.TemporaryDirectory(prefix="tfy-audit-sql-") as workdir:
-        pipeline = dlt.pipeline(
-            pipeline_name=target.pipeline_name,
-            pipelines_dir=workdir,
-            destination=make_destination(target),
-            dataset_name=target.dataset,
-        )
-        with step("reading the dataset's schema from the destination"):
-            pipeline.sync_destination()
-        if not pipeline.default_schema_name:
-            raise UsageError(
-                f"no sync has loaded dataset {target.dataset!r} of pipeline "
-                f"{target.pipeline_name!r} yet; run `tfy-audit sync` first, or pass the "
-                "--destination, --dataset and --pipeline-name of your syncs"
-            )
-        yield pipeline
-
-
 def _postgres(target: DestinationOptions, statement: str, limit: int) -> QueryResult:
     """In a READ ONLY transaction, rolled back; dlt's client puts the dataset's schema first
     on the `search_path`."""
-    with _restored_pipeline(target) as pipeline, pipeline.sql_client() as client:
+    from .destination import restored_pipeline
+
+    with restored_pipeline(target) as pipeline, pipeline.sql_client() as client:
         connection = client.native_connection
         connection.autocommit = False
         try:

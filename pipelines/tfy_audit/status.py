@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .anomalies import count_text
 from .client import AuditLogClient, AuditLogFilters
-from .destination import make_destination, step, write_refusal
+from .destination import restored_pipeline, step, write_refusal
 from .errors import UsageError
 from .lakehouse import DeltaSqlClient
 from .options import DestinationOptions
@@ -61,22 +60,8 @@ _RUN_COLUMNS = (
 def _reader(target: DestinationOptions) -> Iterator[_Reader]:
     if target.destination == "duckdb" and not Path(target.db).expanduser().exists():
         raise UsageError(f"{target.db} does not exist; run `tfy-audit sync` first or pass --db")
-    with tempfile.TemporaryDirectory(prefix="tfy-audit-status-") as workdir:
-        pipeline = dlt.pipeline(
-            pipeline_name=target.pipeline_name,
-            pipelines_dir=workdir,
-            # a file the file system will not let us write is read read-only
-            destination=make_destination(target, read_only=write_refusal(target) is not None),
-            dataset_name=target.dataset,
-        )
-        with step("reading the sync state from the destination"):
-            pipeline.sync_destination()
-        if not pipeline.default_schema_name:
-            raise UsageError(
-                f"no sync has loaded dataset {target.dataset!r} of pipeline "
-                f"{target.pipeline_name!r} yet; run `tfy-audit sync` first, or pass the "
-                "--destination, --dataset and --pipeline-name of your syncs"
-            )
+    # a file the file system will not let us write is read read-only
+    with restored_pipeline(target, read_only=write_refusal(target) is not None) as pipeline:
         reader = _Reader(pipeline)
         with step("reading the run history from the destination"), reader:
             yield reader

@@ -829,12 +829,7 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
             "ids_after_repair": _ids_json(outcome.after_repair) if outcome.after_repair else None,
         }
     return {
-        "first_day": begin
-        and {
-            "day": begin.start.date().isoformat(),
-            "start": begin.start.isoformat(),
-            "why": begin.why,
-        },
+        "first_day": begin and _first_day_json(begin),
         "result": result(outcome.first),
         "repaired_days": [d.isoformat() for d in outcome.repaired_days],
         "after_repair": result(outcome.after_repair) if outcome.after_repair else None,

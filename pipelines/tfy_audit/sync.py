@@ -8,7 +8,8 @@ Order of a run:
 4. plan windows for `[mark - lookback, now)` by the service's counts (planning.py);
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
-7. refresh the analysis views.
+7. refresh the analysis views;
+8. with `--publish`, swap in a read-only snapshot of a DuckDB dataset (publish.py).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def run_sync(
         pipeline = make_pipeline(target)
         with step("opening the destination"):
             held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
-            database = held.enter_context(held_database(pipeline))
+            database = held.enter_context(held_database(pipeline, wait=options.wait_for_lock))
         recovered = finish_pending(pipeline, target)
         with step("reading the sync state from the destination"):
             pipeline.sync_destination()
@@ -141,7 +142,26 @@ def run_sync(
             stream_state(_source_state(pipeline), options.filters)
         )
         recorder.finish(summary)
+        if options.publish is not None:
+            # still under the dataset's lock: no other sync writes while it is copied
+            database.release()
+            _publish(target.db, options.publish, summary)
     return summary
+
+
+def _publish(database: str, path: str, summary: SyncSummary) -> None:
+    """The `--publish` snapshot of a complete run; an incomplete one leaves the previous."""
+    from .publish import publish
+
+    if summary.incomplete_windows:
+        logger.warning(
+            "not publishing %s: %d window(s) could not be read completely; the previous "
+            "snapshot stays until a complete run",
+            path,
+            len(summary.incomplete_windows),
+        )
+        return
+    summary.published = publish(database, path).as_dict()
 
 
 def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:

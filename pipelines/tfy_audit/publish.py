@@ -9,11 +9,13 @@ file: a reader that has the old snapshot open keeps reading its file, unchanged,
 it; a connection opened after the rename sees the new data; nobody ever sees a half-written one.
 A copy killed half-way leaves its temporary file beside PATH, which the next publish removes.
 
-The copy is DuckDB's own `COPY FROM DATABASE` into a new file (rather than the file's bytes):
-the snapshot holds no free blocks and no write-ahead log, and it is made in the sync's
-process while the sync still holds the dataset's lock (lock.py), so no other sync writes
-meanwhile. A pointer file beside the database (`.<db name>.published.json`) names the latest
-snapshot and when it was written, for the commands that read through it.
+The copy is made in the sync's process while the sync still holds the dataset's lock (lock.py),
+with the database attached read-only, so nothing writes it meanwhile. A checkpointed database
+is copied byte for byte, far cheaper than DuckDB's `COPY FROM DATABASE` table by table, at the
+cost of the free blocks the file holds (docs/performance.md has both); a database with a
+write-ahead log is copied by DuckDB. A pointer file beside the database
+(`.<db name>.published.json`) names the latest snapshot and when it was written, for the
+commands that read through it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import stat
 import time
 from dataclasses import dataclass
@@ -93,14 +96,22 @@ def publish(database: str, path: str) -> Published:
 
 
 def _copy_database(database: Path, temp: Path) -> None:
-    """The whole database at `database` into a new DuckDB file at `temp`, closed and flushed."""
-    # the sync's own memory limit (destination.py) holds the copy's peak as well
+    """The whole database at `database` into a new DuckDB file at `temp`, closed and flushed.
+
+    The source is attached read-only for the whole copy: DuckDB's shared lock keeps any writer
+    out meanwhile, and fails at once if one has the file open. A checkpointed file (no
+    write-ahead log beside it: dlt's connections are closed, and DuckDB checkpoints when the
+    last one closes) is complete in itself, so its bytes are copied, which costs a sequential
+    read and write; a file with a log is copied table by table by DuckDB, log included."""
     con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": 1})
     try:
         con.execute(f"ATTACH {_literal(str(database))} AS {_SOURCE} (READ_ONLY)")
-        con.execute(f"ATTACH {_literal(str(temp))} AS {_SNAPSHOT}")
-        con.execute(f"COPY FROM DATABASE {_SOURCE} TO {_SNAPSHOT}")
-        con.execute(f"DETACH {_SNAPSHOT}")  # checkpoints: no write-ahead log is left
+        if database.with_name(database.name + ".wal").exists():
+            con.execute(f"ATTACH {_literal(str(temp))} AS {_SNAPSHOT}")
+            con.execute(f"COPY FROM DATABASE {_SOURCE} TO {_SNAPSHOT}")
+            con.execute(f"DETACH {_SNAPSHOT}")  # checkpoints: no write-ahead log is left
+        else:
+            shutil.copyfile(database, temp)
     finally:
         con.close()
     with open(temp, "rb") as written:

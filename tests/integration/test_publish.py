@@ -274,3 +274,25 @@ def test_wait_queues_behind_a_reader_of_the_database(workspace: Workspace) -> No
                     sync.wait(timeout=60)
             follower.join(timeout=60)
     assert_warehouse_matches(workspace, sim.events())
+
+
+def test_a_database_with_a_write_ahead_log_is_published_whole(tmp_path: Path) -> None:
+    """A database that was not checkpointed is copied by DuckDB, its log included: its bytes
+    alone would lack the last writes."""
+    from tfy_audit.publish import pointer_path, publish
+
+    db = tmp_path / "wal.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    con.execute("SET checkpoint_threshold = '1GB'")
+    con.execute(f"CREATE SCHEMA {DATASET}")
+    con.execute(f"CREATE TABLE {DATASET}.audit_logs (id TEXT)")
+    con.execute(f"INSERT INTO {DATASET}.audit_logs VALUES (?), (?), (?)", ["a", "b\u00fc", "d"])
+    con.close()
+    assert db.with_name("wal.duckdb.wal").exists()
+    snap = tmp_path / "out" / "snap.duckdb"
+    published = publish(str(db), str(snap))
+    assert snapshot_ids(snap) == {"a", "b\u00fc", "d"}
+    assert published.bytes == snap.stat().st_size
+    assert leftovers(snap) == []
+    assert json.loads(pointer_path(str(db)).read_text())["path"] == str(snap.resolve())

@@ -24,6 +24,7 @@ from tests.conftest import (
     assert_warehouse_matches,
     make_simulator,
     run_cli,
+    run_cli_captured,
     run_cli_process,
 )
 from tests.hostile import hostile_server
@@ -238,9 +239,9 @@ def test_service_text_is_cleaned_and_cut(workspace: Workspace) -> None:
     ],
 )
 def test_a_bad_host_fails_before_anything_is_touched(
-    host: str, needles: list[str], workspace: Workspace
+    host: str, needles: list[str], workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proc = run_cli_process(*workspace.sync_args(host))
+    proc = run_cli_captured(capsys, *workspace.sync_args(host))
     one_line_error(proc, 2, *needles)
     assert "hunter2" not in proc.stderr
     assert not workspace.pipelines_dir.exists() and not workspace.db.exists()

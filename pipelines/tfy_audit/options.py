@@ -377,13 +377,8 @@ SYNC_FLAGS: tuple[Flag, ...] = (
         "int",
         shown="the number of cores, at most 4",
     ),
-    Flag(
-        "--wait",
-        "wait_for_lock",
-        "seconds to wait for a running sync of this pipeline, or for another process to close "
-        "the DuckDB file",
-        "float",
-    ),
+    # also how long a sync waits for another process to close the DuckDB file (database.py)
+    Flag("--wait", "wait_for_lock", "seconds to wait for a running sync of this pipeline", "float"),
     Flag(
         "--publish",
         "publish",

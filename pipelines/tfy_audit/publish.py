@@ -145,8 +145,9 @@ def _alive(pid: int) -> bool:
 
 
 def _remove(temp: Path) -> None:
+    """`temp` and its log, where they exist (their folder may not even be one)."""
     for path in (temp, temp.with_name(temp.name + ".wal")):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             path.unlink()
 
 

@@ -296,3 +296,22 @@ def test_a_database_with_a_write_ahead_log_is_published_whole(tmp_path: Path) ->
     assert published.bytes == snap.stat().st_size
     assert leftovers(snap) == []
     assert json.loads(pointer_path(str(db)).read_text())["path"] == str(snap.resolve())
+
+
+def test_a_publish_that_fails_keeps_the_load_and_says_so_in_one_line(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    sim = make_simulator(500, seed=46)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the snapshot's folder should be")
+    with SimulatorServer(sim) as srv:
+        proc = run_cli_process(*workspace.sync_args(srv.url, "--publish", f"{blocker}/s.duckdb"))
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tfy-audit: error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the sync loaded its data, but publishing the snapshot" in lines[0], lines[0]
+    assert "the previous snapshot is unchanged" in lines[0], lines[0]
+    assert_warehouse_matches(workspace, sim.events())  # the load stands
+    ((status, error),) = workspace.query(f"select status, error from {DATASET}.sync_runs")
+    assert status == "failed" and "publishing the snapshot" in error
+    assert blocker.read_text().startswith("a file")

@@ -129,16 +129,18 @@ def test_wrong_api_key(server: SimulatorServer, workspace: Workspace, loaded: se
     assert workspace.ids() == loaded
 
 
-def test_missing_api_key(server: SimulatorServer, workspace: Workspace) -> None:
-    proc = run_cli_process(*workspace.sync_args(server.url), env={"TFY_API_KEY": ""})
+def test_missing_api_key(
+    server: SimulatorServer, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(capsys, *workspace.sync_args(server.url), env={"TFY_API_KEY": ""})
     one_line_error(proc, 2, "no TrueFoundry API key", "TFY_API_KEY")
     assert not workspace.db.exists()
 
 
-def test_missing_host(workspace: Workspace) -> None:
+def test_missing_host(workspace: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     args = workspace.sync_args("x")
     del args[1:3]
-    proc = run_cli_process(*args, env={"TFY_HOST": ""})
+    proc = run_cli_captured(capsys, *args, env={"TFY_HOST": ""})
     one_line_error(proc, 2, "no TrueFoundry host", "TFY_HOST")
 
 
@@ -182,8 +184,10 @@ def test_a_duckdb_file_open_in_another_process(
     assert workspace.ids() == loaded
 
 
-def test_unwritable_db_path(server: SimulatorServer) -> None:
-    proc = run_cli_process("sync", "--host", server.url, "--db", "/proc/no/such/dir/a.duckdb")
+def test_unwritable_db_path(server: SimulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_cli_captured(
+        capsys, "sync", "--host", server.url, "--db", "/proc/no/such/dir/a.duckdb"
+    )
     one_line_error(proc, 2, "cannot create", "writable")
 
 

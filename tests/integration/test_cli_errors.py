@@ -205,9 +205,12 @@ def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspa
     assert len([x for x in proc.stderr.splitlines() if x.startswith("tfy-audit: error:")]) == 1
 
 
-def test_retries_must_be_at_least_one(server: SimulatorServer, workspace: Workspace) -> None:
-    proc = run_cli_process(*workspace.sync_args(server.url, "--retries", "0"))
+def test_retries_must_be_at_least_one(
+    server: SimulatorServer, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(capsys, *workspace.sync_args(server.url, "--retries", "0"))
     one_line_error(proc, 2, "--retries")
+    assert not workspace.db.exists()
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "false"), ("true", "true")])

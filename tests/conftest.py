@@ -72,6 +72,12 @@ class Workspace:
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    isolate_env(monkeypatch, tmp_path_factory)
+
+
+def isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test's environment; also for a module-scoped fixture, which is set up before the
+    test's own `_env`."""
     # A home of the test's own: a developer's `tfy login` file (~/.truefoundry) or dlt's global
     # dir (~/.dlt) must not leak into any test. Tools found through the real home keep it.
     monkeypatch.setenv("UV_CACHE_DIR", os.environ.get("UV_CACHE_DIR") or _REAL_UV_CACHE)
@@ -134,6 +140,24 @@ def run_cli(*args: str) -> int:
     from tfy_audit.cli import main
 
     return main(list(args))
+
+
+def run_cli_captured(
+    capsys: pytest.CaptureFixture[str], *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real `tfy-audit` entry point in-process, its exit code and output as a process's:
+    for tests of what the command says before it touches anything, where a process of its own
+    proves nothing more and costs a second of CPU importing dlt."""
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        try:
+            code = run_cli(*args)
+        except SystemExit as exc:  # argparse's own errors exit
+            code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def run_cli_process(

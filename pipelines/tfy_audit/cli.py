@@ -638,6 +638,12 @@ def format_summary(summary: Any) -> str:
         )
     if summary.covered_until:
         lines.append(f"  high-water mark: {summary.covered_until.isoformat()}")
+    if summary.published:
+        published = summary.published
+        lines.append(
+            f"  published: {published['path']} ({published['bytes'] / 2**20:,.1f} MiB, "
+            f"{published['seconds']:.1f}s)"
+        )
     return "\n".join(lines)
 
 

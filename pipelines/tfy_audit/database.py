@@ -19,7 +19,7 @@ from typing import Any
 
 import dlt
 
-from .errors import explain_destination_failure
+from .errors import explain_database_in_use
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ class HeldDatabase:
     def held(self) -> bool:
         return self._client is not None
 
-    def hold(self) -> None:
-        if self._wanted and self._client is None:
+    def hold(self, wait: float = 0.0) -> None:
+        """Open the database; another process that has it open (a reader as well: a DuckDB
+        shell, a notebook, a BI tool) is waited for up to `wait` seconds."""
+        if wait > 0:
+            self._take(wait)
+        elif self._wanted and self._client is None:
             client = self._pipeline.sql_client()
             client.open_connection()
             self._client = client
@@ -63,7 +67,12 @@ class HeldDatabase:
             self._retake()
 
     def _retake(self) -> None:
-        deadline = time.monotonic() + RETAKE_WAIT_SECONDS
+        self._take(RETAKE_WAIT_SECONDS)
+
+    def _take(self, wait: float) -> None:
+        """Hold the database, polling with a growing delay while another process has the file
+        open, for up to `wait` seconds; any other failure is raised at once."""
+        deadline = time.monotonic() + wait
         delay = 0.05
         warned = False
         while True:
@@ -71,20 +80,20 @@ class HeldDatabase:
                 self.hold()
                 return
             except Exception as exc:
-                why = explain_destination_failure(exc)
+                why = explain_database_in_use(exc)
                 if why is None or time.monotonic() + delay > deadline:
                     raise
                 if not warned:
-                    logger.warning("waiting up to %.0fs to load: %s", RETAKE_WAIT_SECONDS, why)
+                    logger.warning("waiting up to %.0fs for the database: %s", wait, why)
                     warned = True
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
 
 @contextmanager
-def held_database(pipeline: dlt.Pipeline) -> Iterator[HeldDatabase]:
+def held_database(pipeline: dlt.Pipeline, *, wait: float = 0.0) -> Iterator[HeldDatabase]:
     database = HeldDatabase(pipeline)
-    database.hold()
+    database.hold(wait)
     try:
         yield database
     except BaseException:

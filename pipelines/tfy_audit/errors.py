@@ -132,6 +132,11 @@ class DestinationError(TfyAuditError):
     """Loading into the destination failed."""
 
 
+class PublishError(TfyAuditError):
+    """The sync loaded its data, but its `--publish` snapshot could not be written; the
+    previous snapshot stays."""
+
+
 _DUCKDB_LOCKED = re.compile(
     r'Could not set lock on file "(?P<file>[^"]+)": Conflicting lock is held in '
     r"(?P<holder>.+?\(PID \d+\))"
@@ -144,6 +149,12 @@ def explain_destination_failure(exc: BaseException) -> str | None:
     configuration = explain_configuration_failure(exc)
     if configuration is not None:
         return configuration
+    return explain_database_in_use(exc)
+
+
+def explain_database_in_use(exc: BaseException) -> str | None:
+    """One line when `exc` says another process has the DuckDB file open (DuckDB's lock);
+    None otherwise."""
     for current in _chain(exc):
         locked = _DUCKDB_LOCKED.search(str(current))
         if locked:
@@ -151,7 +162,8 @@ def explain_destination_failure(exc: BaseException) -> str | None:
                 f"the DuckDB file {locked['file']} is open in another process "
                 f"({locked['holder']}), and DuckDB lets one process at a time write to it; close "
                 "it there (a DuckDB shell, a notebook, a BI tool) or run again when that "
-                "process is done"
+                "process is done; dashboards can read the snapshot `tfy-audit sync --publish "
+                "PATH` writes instead"
             )
     return None
 

@@ -29,6 +29,7 @@ from .settings import (
     DEFAULT_MAX_OFFSET,
     DEFAULT_PAGE_SIZE,
     DEFAULT_PIPELINE_NAME,
+    DEFAULT_PUBLISH,
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_FOR_LOCK,
     HISTORY_START,
@@ -72,6 +73,8 @@ class SyncOptions:
     timeout: float = DEFAULT_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     wait_for_lock: float = DEFAULT_WAIT_FOR_LOCK
+    # after each complete sync, a read-only copy of the DuckDB dataset here (publish.py)
+    publish: str | None = DEFAULT_PUBLISH
     max_duration: float | None = None  # seconds a whole run may take; None: no bound
     max_response_mb: float | None = None  # cap of a response body; None: from the page size
     allow_insecure_http: bool = False  # plain HTTP to a host other than this machine
@@ -131,6 +134,8 @@ class SyncSummary:
     continued_from: str | None = None
     # a one-off range apart from what the syncs read: the range between them, not read by it
     unread: tuple[datetime, datetime] | None = None
+    # the snapshot `--publish` wrote: path, bytes, seconds (None: none written)
+    published: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +166,7 @@ class SyncSummary:
             "load_ids": self.load_ids,
             "views": self.views,
             "continued_from": self.continued_from,
+            "published": self.published,
         }
 
 
@@ -194,6 +200,8 @@ def validate(options: SyncOptions) -> None:
         raise UsageError("--chunk-events must be at least 1")
     if options.wait_for_lock < 0:
         raise UsageError("--wait must not be negative")
+    if options.publish is not None:
+        validate_publish(options.target, options.publish)
     if isinstance(options.since, datetime) and options.since >= datetime.now(UTC):
         raise UsageError(
             f"--since ({options.since.isoformat()}) is in the future; pass a time before now "
@@ -247,6 +255,32 @@ def validate_target(target: DestinationOptions) -> None:
         raise UsageError(
             f"--db {db} names its DuckDB catalog {duckdb_catalog(db)!r}, the same as the dataset "
             f"{target.dataset!r}, which makes dlt's SQL ambiguous; {fix}"
+        )
+
+
+def validate_publish(target: DestinationOptions, publish: str) -> None:
+    """A `--publish` path a snapshot of this DuckDB dataset can be swapped onto."""
+    if target.destination != "duckdb":
+        raise UsageError(
+            f"--publish needs the duckdb destination (got {target.destination}): it copies the "
+            "DuckDB file; drop --publish and point dashboards at the warehouse itself"
+        )
+    path = Path(publish).expanduser()
+    if not publish.strip() or path.is_dir() or publish.endswith(("/", "\\")):
+        raise UsageError(
+            f"--publish {publish!r} is not a file path; pass a file such as "
+            "/srv/dashboards/tfy_audit_snapshot.duckdb"
+        )
+    if path.resolve() == Path(target.db).expanduser().resolve():
+        raise UsageError(
+            f"--publish {publish} is the --db itself; pass another file, such as "
+            f"{path.with_name(path.stem + '_snapshot' + path.suffix)}"
+        )
+    if duckdb_catalog(publish).lower() == target.dataset.lower():
+        raise UsageError(
+            f"--publish {publish} names its DuckDB catalog {duckdb_catalog(publish)!r}, the same "
+            f"as the dataset {target.dataset!r}, which makes SQL on it ambiguous; pass "
+            f"{path.with_name(Path(DEFAULT_DUCKDB_PATH).stem + '_snapshot.duckdb')}"
         )
 
 
@@ -379,7 +413,15 @@ SYNC_FLAGS: tuple[Flag, ...] = (
         "int",
         shown="the number of cores, at most 4",
     ),
+    # also how long a sync waits for another process to close the DuckDB file (database.py)
     Flag("--wait", "wait_for_lock", "seconds to wait for a running sync of this pipeline", "float"),
+    Flag(
+        "--publish",
+        "publish",
+        "after each complete sync, write a read-only copy of the DuckDB dataset to this file "
+        "(swapped in atomically) for dashboards to read",
+        shown="off",
+    ),
 )
 
 

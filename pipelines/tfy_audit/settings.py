@@ -44,6 +44,9 @@ DEFAULT_RETRIES: Final = 8
 # Seconds a sync waits for another sync of the same pipeline to finish; 0 refuses at once.
 DEFAULT_WAIT_FOR_LOCK: Final = 0.0
 
+# Where `--publish` writes a read-only snapshot of a DuckDB dataset; None writes none.
+DEFAULT_PUBLISH: Final[str | None] = None
+
 # A chunk is a run of consecutive windows committed to the destination together with the
 # sync state; a crash loses at most the chunk in flight. Each chunk costs a dlt
 # extract-normalize-load cycle, so chunks are large (docs/performance.md has the trade-off).

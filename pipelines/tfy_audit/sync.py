@@ -11,7 +11,8 @@ Order of a run:
    no later than the service's own clock (clock.py);
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
-7. refresh the analysis views.
+7. refresh the analysis views;
+8. with `--publish`, swap in a read-only snapshot of a DuckDB dataset (publish.py).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run_sync(
             pipeline = make_pipeline(target)
         with step("opening the destination"):
             held.enter_context(destination_lock(pipeline, target, wait=options.wait_for_lock))
-            database = held.enter_context(held_database(pipeline))
+            database = held.enter_context(held_database(pipeline, wait=options.wait_for_lock))
         # a working dir without the pipeline's schema has lost any package a failed run left
         fresh_dir = not pipeline.default_schema_name
         recovered = finish_pending(pipeline, target)
@@ -181,7 +182,26 @@ def run_sync(
             stream_state(_source_state(pipeline), options.filters)
         )
         recorder.finish(summary)
+        if options.publish is not None:
+            # still under the dataset's lock: no other sync writes while it is copied
+            database.release()
+            _publish(target.db, options.publish, summary)
     return summary
+
+
+def _publish(database: str, path: str, summary: SyncSummary) -> None:
+    """The `--publish` snapshot of a complete run; an incomplete one leaves the previous."""
+    from .publish import publish
+
+    if summary.incomplete_windows:
+        logger.warning(
+            "not publishing %s: %d window(s) could not be read completely; the previous "
+            "snapshot stays until a complete run",
+            path,
+            len(summary.incomplete_windows),
+        )
+        return
+    summary.published = publish(database, path).as_dict()
 
 
 def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:

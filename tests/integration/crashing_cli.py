@@ -6,7 +6,8 @@ Phases: `fetch` (the n-th list request), `extract` (right after chunk n's state 
 its package is committed), `extracted` (chunk n's package committed, not normalized),
 `normalize` (after chunk n's files were spooled), `normalized` (chunk n's normalized package
 committed, its extracted copy not yet deleted), `load` (after the first load jobs of chunk n
-ran), `complete` (all jobs of chunk n done, package not marked).
+ran), `complete` (all jobs of chunk n done, package not marked), `publish` (the n-th
+`--publish` snapshot copied into its temporary file, not yet renamed onto its path).
 Used by the crash tests; the product code has no such hook.
 """
 
@@ -77,6 +78,10 @@ def install(spec: str) -> None:
         from dlt.load.load import Load
 
         _kill_on_nth(Load, "complete_package", n, after=False)
+    elif phase == "publish":
+        import tfy_audit.publish as publish
+
+        _kill_on_nth(publish, "_copy_database", n, after=True)
     else:
         raise SystemExit(f"unknown crash phase {phase!r}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +18,39 @@ from tests.conftest import (
     Workspace,
     assert_warehouse_matches,
     free_port,
+    isolate_env,
+    make_simulator,
     run_cli,
+    run_cli_captured,
     run_cli_process,
 )
 
 
+@pytest.fixture(scope="module")
+def synced_once(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The `simulator` fixture's history synced once for the module, checked event by event.
+    The tests that need a loaded warehouse (to prove an error leaves it untouched) start from a
+    copy of it: a sync of their own was most of each one's time."""
+    root = tmp_path_factory.mktemp("synced_once")
+    template = Workspace(root / "audit.duckdb", root / "pipelines")
+    sim = make_simulator()
+    with pytest.MonkeyPatch.context() as mp, SimulatorServer(sim) as srv:
+        isolate_env(mp, tmp_path_factory)
+        assert run_cli(*template.sync_args(srv.url)) == 0
+    assert_warehouse_matches(template, sim.events())
+    return template
+
+
 @pytest.fixture
-def loaded(simulator: Simulator, server: SimulatorServer, workspace: Workspace) -> set[str]:
-    assert run_cli(*workspace.sync_args(server.url)) == 0
-    return workspace.ids()
+def loaded(synced_once: Workspace, simulator: Simulator, workspace: Workspace) -> set[str]:
+    """The test's workspace holding every event its `server` serves, as a sync left it (the
+    database and dlt's working dir)."""
+    ids = synced_once.ids()
+    assert simulator.ids() == ids  # the same history as the test's own server
+    shutil.copyfile(synced_once.db, workspace.db)
+    shutil.copytree(synced_once.pipelines_dir, workspace.pipelines_dir, symlinks=True)
+    assert workspace.ids() == ids
+    return ids
 
 
 @pytest.fixture
@@ -89,10 +114,13 @@ def test_usage_errors(
     server: SimulatorServer,
     workspace: Workspace,
     loaded: set[str],
+    simulator: Simulator,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    proc = run_cli_process(*workspace.sync_args(server.url, *extra))
+    proc = run_cli_captured(capsys, *workspace.sync_args(server.url, *extra))
     one_line_error(proc, code, *needles)
     assert workspace.ids() == loaded
+    assert simulator.stats.total == 0  # refused before any request
 
 
 def test_wrong_api_key(server: SimulatorServer, workspace: Workspace, loaded: set[str]) -> None:
@@ -101,16 +129,18 @@ def test_wrong_api_key(server: SimulatorServer, workspace: Workspace, loaded: se
     assert workspace.ids() == loaded
 
 
-def test_missing_api_key(server: SimulatorServer, workspace: Workspace) -> None:
-    proc = run_cli_process(*workspace.sync_args(server.url), env={"TFY_API_KEY": ""})
+def test_missing_api_key(
+    server: SimulatorServer, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(capsys, *workspace.sync_args(server.url), env={"TFY_API_KEY": ""})
     one_line_error(proc, 2, "no TrueFoundry API key", "TFY_API_KEY")
     assert not workspace.db.exists()
 
 
-def test_missing_host(workspace: Workspace) -> None:
+def test_missing_host(workspace: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     args = workspace.sync_args("x")
     del args[1:3]
-    proc = run_cli_process(*args, env={"TFY_HOST": ""})
+    proc = run_cli_captured(capsys, *args, env={"TFY_HOST": ""})
     one_line_error(proc, 2, "no TrueFoundry host", "TFY_HOST")
 
 
@@ -154,8 +184,10 @@ def test_a_duckdb_file_open_in_another_process(
     assert workspace.ids() == loaded
 
 
-def test_unwritable_db_path(server: SimulatorServer) -> None:
-    proc = run_cli_process("sync", "--host", server.url, "--db", "/proc/no/such/dir/a.duckdb")
+def test_unwritable_db_path(server: SimulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_cli_captured(
+        capsys, "sync", "--host", server.url, "--db", "/proc/no/such/dir/a.duckdb"
+    )
     one_line_error(proc, 2, "cannot create", "writable")
 
 
@@ -174,9 +206,12 @@ def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspa
     assert len([x for x in proc.stderr.splitlines() if x.startswith("tfy-audit: error:")]) == 1
 
 
-def test_retries_must_be_at_least_one(server: SimulatorServer, workspace: Workspace) -> None:
-    proc = run_cli_process(*workspace.sync_args(server.url, "--retries", "0"))
+def test_retries_must_be_at_least_one(
+    server: SimulatorServer, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(capsys, *workspace.sync_args(server.url, "--retries", "0"))
     one_line_error(proc, 2, "--retries")
+    assert not workspace.db.exists()
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "false"), ("true", "true")])

@@ -24,6 +24,7 @@ from tests.conftest import (
     assert_warehouse_matches,
     make_simulator,
     run_cli,
+    run_cli_captured,
     run_cli_process,
 )
 from tests.hostile import hostile_server
@@ -206,11 +207,11 @@ def test_a_key_with_a_trailing_carriage_return_is_stripped(workspace: Workspace)
 
 
 def test_a_key_a_header_cannot_carry_is_refused_before_any_request(
-    workspace: Workspace,
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = "tfy-Secret\n-Key-0123456789"
     with hostile_server("echo-auth") as (url, seen):
-        proc = run_cli_process(*workspace.sync_args(url), env={"TFY_API_KEY": key})
+        proc = run_cli_captured(capsys, *workspace.sync_args(url), env={"TFY_API_KEY": key})
     line = one_line_error(proc, 2, "at position 11 of 26")
     assert not seen.requests
     assert "tfy-Secret" not in proc.stdout + proc.stderr and "Key-0123" not in line
@@ -238,9 +239,9 @@ def test_service_text_is_cleaned_and_cut(workspace: Workspace) -> None:
     ],
 )
 def test_a_bad_host_fails_before_anything_is_touched(
-    host: str, needles: list[str], workspace: Workspace
+    host: str, needles: list[str], workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proc = run_cli_process(*workspace.sync_args(host))
+    proc = run_cli_captured(capsys, *workspace.sync_args(host))
     one_line_error(proc, 2, *needles)
     assert "hunter2" not in proc.stderr
     assert not workspace.pipelines_dir.exists() and not workspace.db.exists()
@@ -249,9 +250,12 @@ def test_a_bad_host_fails_before_anything_is_touched(
 # -- item 6: files -------------------------------------------------------------------------
 
 
-def test_a_pipeline_name_with_a_path_creates_nothing(tmp_path: Path, workspace: Workspace) -> None:
+def test_a_pipeline_name_with_a_path_creates_nothing(
+    tmp_path: Path, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
     pipelines = tmp_path / "a" / "b"
-    proc = run_cli_process(
+    proc = run_cli_captured(
+        capsys,
         *workspace.sync_args("http://127.0.0.1:9"),
         "--pipelines-dir",
         str(pipelines),
@@ -262,12 +266,14 @@ def test_a_pipeline_name_with_a_path_creates_nothing(tmp_path: Path, workspace: 
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_the_lock_never_follows_a_symlink(tmp_path: Path, workspace: Workspace) -> None:
+def test_the_lock_never_follows_a_symlink(
+    tmp_path: Path, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "victim"
     target.write_text("precious")
     workspace.pipelines_dir.mkdir(mode=0o700)
     (workspace.pipelines_dir / ".tfy_audit.tfy-audit.lock").symlink_to(target)
-    proc = run_cli_process(*workspace.sync_args("http://127.0.0.1:9"))
+    proc = run_cli_captured(capsys, *workspace.sync_args("http://127.0.0.1:9"))
     one_line_error(proc, 2, "is a symbolic link")
     assert target.read_text() == "precious"
 
@@ -275,8 +281,11 @@ def test_the_lock_never_follows_a_symlink(tmp_path: Path, workspace: Workspace) 
 # -- item 10: dlt configuration ------------------------------------------------------------
 
 
-def test_a_postgres_url_without_password_is_one_line(workspace: Workspace) -> None:
-    proc = run_cli_process(
+def test_a_postgres_url_without_password_is_one_line(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(
+        capsys,
         *workspace.sync_args("http://127.0.0.1:9", "--destination", "postgres"),
         env={"DESTINATION__POSTGRES__CREDENTIALS": "postgresql://postgres@127.0.0.1:5432/test"},
     )

@@ -10,9 +10,16 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
+import pytest
 from tfy_audit.simulator import SimulatorServer
 
-from tests.conftest import Workspace, assert_warehouse_matches, make_simulator, run_cli_process
+from tests.conftest import (
+    Workspace,
+    assert_warehouse_matches,
+    make_simulator,
+    run_cli_captured,
+    run_cli_process,
+)
 from tests.hostile import hostile_server
 
 COMMON = {"time", "level", "logger", "message", "run_id"}
@@ -92,16 +99,24 @@ def test_a_failing_run_is_one_error_record_and_never_shows_the_key(
     assert proc.stdout == ""
 
 
-def test_a_line_that_does_not_parse_is_refused_as_a_json_record(workspace: Workspace) -> None:
-    proc = run_cli_process("sync", "--no-such-flag", env={"TFY_AUDIT_LOG_FORMAT": "json"})
+# The four tests below check what the command says before it does anything: in-process, with
+# its output captured as a process's (run_cli_captured); a process of its own adds only imports.
+
+
+def test_a_line_that_does_not_parse_is_refused_as_a_json_record(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proc = run_cli_captured(capsys, "sync", "--no-such-flag", env={"TFY_AUDIT_LOG_FORMAT": "json"})
     assert proc.returncode == 2
     (error,) = records(proc)
     assert (error["level"], error["status"], error["exit_code"]) == ("ERROR", "usage_error", 2)
     assert "--no-such-flag" in error["message"]
 
 
-def test_a_bad_format_in_the_environment_is_a_usage_error(workspace: Workspace) -> None:
-    proc = run_cli_process("sync", env={"TFY_AUDIT_LOG_FORMAT": "xml"})
+def test_a_bad_format_in_the_environment_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proc = run_cli_captured(capsys, "sync", env={"TFY_AUDIT_LOG_FORMAT": "xml"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "tfy-audit: error: TFY_AUDIT_LOG_FORMAT='xml' is not one of text, json "
@@ -109,17 +124,22 @@ def test_a_bad_format_in_the_environment_is_a_usage_error(workspace: Workspace) 
     ]
 
 
-def test_the_flag_wins_over_the_environment(workspace: Workspace) -> None:
-    proc = run_cli_process(
-        "--log-format", "text", "sync", "--no-such-flag", env={"TFY_AUDIT_LOG_FORMAT": "json"}
+def test_the_flag_wins_over_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_cli_captured(
+        capsys,
+        *("--log-format", "text", "sync", "--no-such-flag"),
+        env={"TFY_AUDIT_LOG_FORMAT": "json"},
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("usage: ") or proc.stderr.startswith("tfy-audit: error:")
     assert "{" not in proc.stderr
 
 
-def test_help_shows_the_log_formats_default_and_its_variable(workspace: Workspace) -> None:
-    proc = run_cli_process("--help")
+def test_help_shows_the_log_formats_default_and_its_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proc = run_cli_captured(capsys, "--help")
+    assert proc.returncode == 0
     body = " ".join(proc.stdout.split())
     assert "--log-format {text,json}" in body
     assert "(default: text, or $TFY_AUDIT_LOG_FORMAT)" in body

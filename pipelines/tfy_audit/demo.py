@@ -8,6 +8,7 @@ sync loads it into a local DuckDB file, and the demo queries it.
 from __future__ import annotations
 
 import shutil
+import textwrap
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ from .options import DestinationOptions, SyncOptions
 from .progress import ProgressReporter
 from .settings import DEFAULT_DATASET
 from .simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
+from .sql_query import QueryResult, format_table
 from .sync import run_sync
 
 API_KEY = "tfy-demo-key"
@@ -88,27 +90,18 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
             print(f"\n{title}:")
             result = con.execute(sql.format(ds=DEFAULT_DATASET))
             names = [d[0] for d in result.description]
-            print(_table(names, result.fetchall()))
+            table = format_table(QueryResult(names, result.fetchall(), False, str(db_path)))
+            print(textwrap.indent(table, "  "))
     finally:
         con.close()
     print(
         f"""
 Try next:
   .venv/bin/tfy-audit report --db {db_path} --out report.html    # an offline dashboard
-  .venv/bin/python -c "import duckdb; print(duckdb.connect('{db_path}', read_only=True)\\
-.sql('select * from {DEFAULT_DATASET}.deletions order by created_at desc limit 10'))"
+  .venv/bin/tfy-audit sql --db {db_path} \\
+      "select created_at, action, resource_name from deletions order by created_at desc limit 10"
   .venv/bin/tfy-audit simulate --port 8765     # a simulator to sync by hand; then, elsewhere:
   TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY=tfy-sim-key .venv/bin/tfy-audit sync
 """
     )
     return 0
-
-
-def _table(names: list[str], rows: list[tuple[object, ...]]) -> str:
-    cells = [[str(v) for v in names]] + [["" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(names))]
-    lines = [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells
-    ]
-    lines.insert(1, "  " + "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -233,6 +233,28 @@ def test_the_demo_and_the_plain_script_leave_nothing_for_git_to_track(tmp_path: 
     demo = tfy(clone, env, "demo", "--events", "400", "--days", "2")
     assert demo.returncode == 0, demo.stderr
     assert "Top actions" in demo.stdout
+    # the query it suggests next runs as printed, and answers from the demo's data
+    suggested = demo.stdout.split("Try next:")[1].replace("\\\n", " ")
+    (sql_line,) = [x for x in suggested.splitlines() if "tfy-audit sql" in x]
+    sql = tfy(clone, env, *shlex.split(sql_line)[1:])
+    assert sql.returncode == 0, sql.stderr
+    con = duckdb.connect(str(clone / "tfy_audit_demo.duckdb"), read_only=True)
+    try:
+        newest = con.execute(
+            "select created_at, action, resource_name from truefoundry_audit.deletions "
+            "order by created_at desc limit 10"
+        ).fetchall()
+    finally:
+        con.close()
+    assert newest
+    header, rule, *rows = sql.stdout.splitlines()
+    # columns by the rule under the header: `----  ----` (a value may hold spaces)
+    spans = [m.span() for m in re.finditer("-+", rule)]
+    cells = [
+        [r[a:b].strip() if i < 2 else r[a:].strip() for i, (a, b) in enumerate(spans)] for r in rows
+    ]
+    assert header.split() == ["created_at", "action", "resource_name"]
+    assert [c[1:] for c in cells] == [[a, n or "NULL"] for _, a, n in newest], sql.stdout
     with SimulatorServer(make_simulator(300, days=1)) as srv:
         script = subprocess.run(
             [sys.executable, str(REPO / "pipelines" / "truefoundry_audit_pipeline.py")],

@@ -4,8 +4,12 @@ largest row the body cap admits)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,15 @@ from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, mak
 from tfy_audit.simulator.history import generate_history
 from tfy_audit.simulator.odd import _manifest_yaml
 
-from tests.conftest import API_KEY, DATASET, NOW, Workspace, assert_warehouse_matches, run_cli
+from tests.conftest import (
+    API_KEY,
+    DATASET,
+    NOW,
+    REPO,
+    Workspace,
+    assert_warehouse_matches,
+    run_cli,
+)
 from tests.integration.test_destinations import (
     TEXT_COLUMNS,
     assert_rows_match,
@@ -178,6 +190,60 @@ def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) ->
         proc, _, rss = sync_measured(workspace, srv.url, "--workers", "0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rss < 1024, f"peak RSS {rss} MiB"
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def tree_rss_mib(pid: int) -> int:
+    """RSS of `pid` and all its descendants, from /proc, in MiB (0 once it is gone)."""
+    pids, total = [pid], 0
+    for each in pids:
+        try:
+            for task in os.listdir(f"/proc/{each}/task"):
+                with open(f"/proc/{each}/task/{task}/children") as f:
+                    pids.extend(int(child) for child in f.read().split())
+            with open(f"/proc/{each}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            continue  # exited while being read
+    return total // 1024
+
+
+def sync_tree_peak(ws: Workspace, url: str, *extra: str) -> tuple[int, str, int]:
+    """`tfy-audit sync` in its own process: (exit code, stderr, peak RSS of its process tree
+    in MiB, its decoding workers included), the tree sampled from /proc until it exits."""
+    err = ws.db.with_suffix(".err")
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tfy_audit.cli", *ws.sync_args(url, *extra)],
+            cwd=REPO,
+            env={**os.environ, "TFY_API_KEY": API_KEY},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        peak = 0
+        try:
+            while proc.poll() is None:
+                peak = max(peak, tree_rss_mib(proc.pid))
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.02)  # the sampling interval, not a wait for an outcome
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, err.read_text(), peak
+
+
+def test_twelve_15mb_pages_sync_in_under_1_gib(workspace: Workspace) -> None:
+    """Twelve pages of 1,000 events with 15 KB manifests (15 MB bodies) in a row, at the
+    defaults, keep the whole process tree (decoding workers included) under 1 GiB:
+    the bodies read and the pages decoded but not yet handed on share a byte budget
+    (budget.py), and the memory a large page's decoding freed is given back at once."""
+    pages = manifests(12_000, 15 * 1024, prefix="p", seed=2)
+    sim = big_simulator(pages)
+    with SimulatorServer(sim) as srv:
+        code, err, peak = sync_tree_peak(workspace, srv.url)
+    assert code == 0, err[-2000:]
+    assert peak < 1024, f"peak RSS of the process tree {peak} MiB"
     assert_warehouse_matches(workspace, sim.events())
 
 

@@ -755,6 +755,14 @@ def _verify_text(result: Any, label: str) -> str:
     if len(differing) > VERIFY_TABLE_ROWS:
         more = len(differing) - VERIFY_TABLE_ROWS
         lines.append(f"  ... and {more} more day(s) (--json lists them all)")
+    set_aside = getattr(result, "set_aside", {})
+    for d in differing[:VERIFY_TABLE_ROWS]:
+        if set_aside.get(d.day):
+            n = set_aside[d.day]
+            lines.append(
+                f"  {d.day.isoformat()}: {n:,} event{'s' if n != 1 else ''} set aside as too "
+                "large (event_anomalies)"
+            )
     return "\n".join(lines)
 
 
@@ -789,6 +797,12 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
             },
             "differing": [
                 {"day": d.day.isoformat(), "service": d.service, "warehouse": d.warehouse}
+                # events set aside as too large (event_anomalies) on the day, when any
+                | (
+                    {"set_aside_too_large": n}
+                    if (n := getattr(r, "set_aside", {}).get(d.day))
+                    else {}
+                )
                 for d in r.differing
             ],
             # ids a sync recorded as served twice by the service (event_anomalies)

@@ -177,6 +177,47 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
     ) == [(50, 49, True)]
 
 
+def test_verify_names_the_event_set_aside_and_repair_loads_it(workspace: Workspace) -> None:
+    """An event larger than the cap is set aside (event_anomalies); verify shows its day
+    differing by one and says why, in text and --json, exiting 3; `verify --repair` with a
+    larger --max-response-mb loads it, and verify then finds every day matching."""
+    events = manifests(10, 2 * 1024, prefix="s")
+    events[4]["metaData"]["manifest"] = _manifest_yaml(3 * MB)  # s00004
+    sim = big_simulator(events, order="asc")
+    day = events[4]["createdAt"][:10]
+    served = sum(1 for e in sim.events() if e["createdAt"][:10] == day)
+    where = (
+        "--host",
+        "",
+        "--db",
+        str(workspace.db),
+        "--pipelines-dir",
+        str(workspace.pipelines_dir),
+    )
+    with SimulatorServer(sim) as srv:
+        on = (*where[:1], srv.url, *where[2:])
+        args = workspace.sync_args(srv.url, "--max-response-mb", "2", "--concurrency", "1")
+        assert run_cli(*args) == 0
+        code, out = cli_output("verify", *on)
+        assert code == 3
+        lines = out.splitlines()
+        assert f"  {day:<10}  {served:>9,}  {served - 1:>9,}  {1:>8,}" in lines, out
+        assert f"  {day}: 1 event set aside as too large (event_anomalies)" in lines, out
+        code, out = cli_output("verify", *on, "--json")
+        assert code == 3
+        assert json.loads(out)["result"]["differing"] == [
+            {"day": day, "service": served, "warehouse": served - 1, "set_aside_too_large": 1}
+        ]
+        # a larger cap loads it: the day is re-synced and matches
+        code, out = cli_output("verify", *on, "--repair", "--max-response-mb", "8", "--json")
+        assert code == 0, out
+        repaired = json.loads(out)
+        assert repaired["repaired_days"] == [day]
+        assert repaired["after_repair"]["differing"] == []
+    assert_warehouse_matches(workspace, sim.events())
+    assert leaf(workspace, "s00004", "$.manifest") == events[4]["metaData"]["manifest"]
+
+
 def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) -> None:
     """The worst case the body cap admits, in one run of the command in its own process: a
     16 MB event and a 15 MB page (1,000 events of 15 KB manifests). With `--workers 0` the

@@ -33,8 +33,7 @@ from .anomalies import Anomaly, AnomalyAction, AnomalyKind
 from .budget import ByteBudget, Hold
 from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError, ResponseTooLargeError
-from .memory import release_free_memory
-from .pages import DecodedPage, decode_page
+from .pages import DecodedPage, decode_page, decode_released
 from .rows import EventBatch
 from .windows import PlannedWindow, Window
 
@@ -346,13 +345,13 @@ class WindowFetcher:
 
     def _decode_for(self, window: Window, hold: Hold) -> Callable[[bytes], DecodedPage]:
         pool, decode_with = self.decoder, self._decode or decode_page
+        start, end = window.start, window.end
 
         def decode(body: bytes) -> DecodedPage:
             if pool is None:
-                return decode_released(decode_with, body, window.start, window.end)
-            return pool.submit(
-                decode_released, decode_with, body, window.start, window.end
-            ).result()
+                return decode_released(decode_with, body, start, end, LARGE_BODY_BYTES)
+            task = pool.submit(decode_released, decode_with, body, start, end, LARGE_BODY_BYTES)
+            return task.result()
 
         def decode_bounded(body: bytes) -> DecodedPage:
             decoding = self._decoding.hold()
@@ -460,26 +459,6 @@ def _repeat_anomaly(state: _WindowState, event_id: str) -> Anomaly:
         window_start=state.window.start,
         window_end=state.window.end,
     )
-
-
-def decode_released(
-    decode_with: Callable[[bytes, datetime, datetime], DecodedPage],
-    body: bytes,
-    window_start: datetime,
-    window_end: datetime,
-) -> DecodedPage:
-    """`decode_with(body, ...)`, then, for a large body, the memory its decoding freed given
-    back to the OS (memory.py), in the process that decoded it (a worker's counts too).
-
-    Decoding a large page allocates Python objects many times its size, which glibc keeps
-    after they are freed, in the arena of the thread that freed them: without this the
-    process grows by that much for each arena a large page was decoded in. Pages of ordinary
-    events are smaller than LARGE_BODY_BYTES and skip it (it walks the heap)."""
-    try:
-        return decode_with(body, window_start, window_end)
-    finally:
-        if len(body) >= LARGE_BODY_BYTES:
-            release_free_memory()
 
 
 def read_windows(

@@ -348,7 +348,9 @@ class WindowFetcher:
         start, end = window.start, window.end
 
         def decode(body: bytes) -> DecodedPage:
-            if pool is None:
+            # a large body is decoded here, one at a time: sent to a worker it would be copied
+            # there and its rows copied back, and the worker would keep its decoding's peak
+            if pool is None or len(body) >= LARGE_BODY_BYTES:
                 return decode_released(decode_with, body, start, end, LARGE_BODY_BYTES)
             task = pool.submit(decode_released, decode_with, body, start, end, LARGE_BODY_BYTES)
             return task.result()

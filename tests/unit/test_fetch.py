@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -281,3 +282,34 @@ def test_large_bodies_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPatch)
     # everything handed on: nothing is counted any more
     assert fetcher._decoding.held == 0
     assert fetcher._in_flight.held == 0
+
+
+def test_large_bodies_are_decoded_in_this_process_ordinary_ones_in_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With decoder workers, a body of LARGE_BODY_BYTES or more is decoded in the fetching
+    thread: sent to a worker it would be copied there, its rows copied back, and the worker's
+    decoding peak would stay in a second process; smaller bodies go to the workers."""
+    events = [event(f"e{i:03d}", at(i)) for i in range(20)]
+    events[7]["metaData"] = {"manifest": "x" * 3000}  # on the second page of 5
+    service = FakeService(events)
+    monkeypatch.setattr(fetch, "LARGE_BODY_BYTES", 2048)
+    sizes: list[int] = []  # the bodies the workers were given
+
+    class Workers(SerialExecutor):
+        def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+            sizes.append(len(args[1]))  # decode_released(decode_with, body, ...)
+            return super().submit(fn, *args, **kwargs)
+
+    fetcher = WindowFetcher(
+        service,  # type: ignore[arg-type]
+        AuditLogFilters(),
+        SerialExecutor(),
+        page_size=5,
+        max_offset=10_000,
+        max_in_flight=4,
+        decoder=Workers(),
+    )
+    items = list(fetcher.fetch([PlannedWindow(Window(at(0), at(100)), 20)]))
+    assert sorted(yielded_ids(items)) == [e["id"] for e in events]
+    assert len(sizes) == 3 and all(size < 2048 for size in sizes), sizes

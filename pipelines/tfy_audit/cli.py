@@ -674,6 +674,10 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
         else:
             again, lead = "--repair", f"{len(final.failing)} day(s) differ"
         hint = "" if args.repair else f"; run `tfy-audit verify {again}` to re-sync them"
+        set_aside = getattr(final, "set_aside", {})
+        if hint and any(set_aside.get(d.day) for d in final.failing):
+            # re-read at the same cap, an event set aside is set aside again
+            hint += " (with a --max-response-mb above the one the events set aside exceeded)"
         _say(f"tfy-audit: {lead}: {days}{hint}", event="differ")
         code = EXIT_INCOMPLETE
     return _Outcome(code, _verify_json(outcome))

@@ -177,7 +177,9 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
     ) == [(50, 49, True)]
 
 
-def test_verify_names_the_event_set_aside_and_repair_loads_it(workspace: Workspace) -> None:
+def test_verify_names_the_event_set_aside_and_repair_loads_it(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An event larger than the cap is set aside (event_anomalies); verify shows its day
     differing by one and says why, in text and --json, exiting 3; `verify --repair` with a
     larger --max-response-mb loads it, and verify then finds every day matching."""
@@ -203,6 +205,10 @@ def test_verify_names_the_event_set_aside_and_repair_loads_it(workspace: Workspa
         lines = out.splitlines()
         assert f"  {day:<10}  {served:>9,}  {served - 1:>9,}  {1:>8,}" in lines, out
         assert f"  {day}: 1 event set aside as too large (event_anomalies)" in lines, out
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"tfy-audit: 1 day(s) differ: {day}; run `tfy-audit verify --repair` to re-sync them"
+            " (with a --max-response-mb above the one the events set aside exceeded)"
+        )
         code, out = cli_output("verify", *on, "--json")
         assert code == 3
         assert json.loads(out)["result"]["differing"] == [

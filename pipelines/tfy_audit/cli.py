@@ -705,6 +705,10 @@ def cmd_verify(args: argparse.Namespace) -> _Outcome:
         else:
             again, lead = "--repair", f"{len(final.failing)} day(s) differ"
         hint = "" if args.repair else f"; run `tfy-audit verify {again}` to re-sync them"
+        set_aside = getattr(final, "set_aside", {})
+        if hint and any(set_aside.get(d.day) for d in final.failing):
+            # re-read at the same cap, an event set aside is set aside again
+            hint += " (with a --max-response-mb above the one the events set aside exceeded)"
         _say(f"tfy-audit: {lead}: {days}{hint}", event="differ")
         code = EXIT_INCOMPLETE
     return _Outcome(code, _verify_json(outcome))
@@ -786,6 +790,14 @@ def _verify_text(result: Any, label: str) -> str:
     if len(differing) > VERIFY_TABLE_ROWS:
         more = len(differing) - VERIFY_TABLE_ROWS
         lines.append(f"  ... and {more} more day(s) (--json lists them all)")
+    set_aside = getattr(result, "set_aside", {})
+    for d in differing[:VERIFY_TABLE_ROWS]:
+        if set_aside.get(d.day):
+            n = set_aside[d.day]
+            lines.append(
+                f"  {d.day.isoformat()}: {n:,} event{'s' if n != 1 else ''} set aside as too "
+                "large (event_anomalies)"
+            )
     return "\n".join(lines)
 
 
@@ -820,6 +832,12 @@ def _verify_json(outcome: Any) -> dict[str, Any]:
             },
             "differing": [
                 {"day": d.day.isoformat(), "service": d.service, "warehouse": d.warehouse}
+                # events set aside as too large (event_anomalies) on the day, when any
+                | (
+                    {"set_aside_too_large": n}
+                    if (n := getattr(r, "set_aside", {}).get(d.day))
+                    else {}
+                )
                 for d in r.differing
             ],
             # ids a sync recorded as served twice by the service (event_anomalies)

@@ -30,6 +30,7 @@ import httpx
 import orjson
 
 from . import deadline
+from .budget import Hold
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -267,10 +268,18 @@ def _decompressor(encoding: str) -> Any:
     raise ValueError(f"the response is encoded as {service_text(encoding)!r}, not gzip")
 
 
-def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = False) -> bytes:
+def _read_body(
+    response: httpx.Response,
+    until: float,
+    cap: int,
+    *,
+    cut: bool = False,
+    grow: Callable[[int], None] | None = None,
+) -> bytes:
     """The body, decompressed, read before the monotonic time `until` and at most `cap` bytes
     long (counted after decompression, so a small compressed body cannot expand past it):
-    _TooLarge past it, or with `cut`, its first `cap` bytes."""
+    _TooLarge past it, or with `cut`, its first `cap` bytes. `grow(n)` is told of each `n`
+    bytes kept before they are read further (it may wait: a byte budget, budget.py)."""
     if response.is_stream_consumed:  # a body in memory already (an httpx MockTransport's)
         if len(response.content) > cap and not cut:
             raise _TooLarge(response.content[:_HEAD_BYTES])
@@ -300,6 +309,8 @@ def _read_body(response: httpx.Response, until: float, cap: int, *, cut: bool = 
                 data = decompressor.unconsumed_tail
             pieces.append(piece)
             size += len(piece)
+            if grow is not None:
+                grow(len(piece))
             if size > cap:
                 if cut:
                     return b"".join(pieces)[:cap]
@@ -401,9 +412,11 @@ class AuditLogClient:
         offset: int,
         limit: int,
         decode: Callable[[bytes], T],
+        hold: Hold | None = None,
     ) -> T:
         """One page, its body handed to `decode` (which raises ValueError on a bad body, and
-        is then retried like any garbled response)."""
+        is then retried like any garbled response). `hold`: the body's bytes are counted in it
+        as they arrive, waiting while its budget is spent (budget.py)."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise UsageError(f"page size {limit} is outside 1..{MAX_PAGE_SIZE}")
         params = {
@@ -412,7 +425,7 @@ class AuditLogClient:
             "limit": str(limit),
             "offset": str(offset),
         }
-        return self._get(params, decode, limit)
+        return self._get(params, decode, limit, hold)
 
     def response_cap(self, page_size: int) -> int:
         """The most bytes (decompressed) a body may hold for a page of `page_size` events:
@@ -464,7 +477,13 @@ class AuditLogClient:
 
     # -- transport, retries, triage ---------------------------------------------------------
 
-    def _get(self, params: dict[str, str], decode: Callable[[bytes], T], page_size: int) -> T:
+    def _get(
+        self,
+        params: dict[str, str],
+        decode: Callable[[bytes], T],
+        page_size: int,
+        hold: Hold | None = None,
+    ) -> T:
         metric = params.get("metric", "")
         cap = self.response_cap(page_size)
         attempt = 0
@@ -476,6 +495,8 @@ class AuditLogClient:
             budget = min(self.timeout, self.check_run_deadline())
             until = time.monotonic() + budget
             request = self._http.build_request("GET", AUDIT_LOGS_PATH, params=params)
+            if hold is not None:
+                hold.reset()  # the body of an attempt before is dropped
             not_sent: ApiError | None = None
             asked: str | None = None  # the response's Retry-After, when it set the wait
             try:
@@ -484,7 +505,8 @@ class AuditLogClient:
                     self._note_date(response)
                     try:
                         if response.status_code == 200:
-                            body = _read_body(response, until, cap)
+                            grow = None if hold is None else hold.grow
+                            body = _read_body(response, until, cap, grow=grow)
                         else:  # what an error says is in its first bytes, if anywhere
                             body = _read_body(response, until, ERROR_BODY_BYTES, cut=True)
                     except _TooLarge as exc:

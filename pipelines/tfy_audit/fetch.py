@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -31,9 +30,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .anomalies import Anomaly, AnomalyAction, AnomalyKind
+from .budget import ByteBudget, Hold
 from .client import AuditLogClient, AuditLogFilters
 from .errors import OffsetRefusedError, ResponseTooLargeError
-from .pages import DecodedPage, decode_page
+from .pages import DecodedPage, decode_page, decode_released
 from .rows import EventBatch
 from .windows import PlannedWindow, Window
 
@@ -42,14 +42,17 @@ logger = logging.getLogger(__name__)
 # A window still short of its total after this many full reads is reported, not retried forever.
 MAX_READS = 4
 
-# Decoding a page builds its rows from Python objects several times the body's size; bodies of
-# this size or more (pages of large events: a page of ordinary events is about 1 MB) are
-# decoded one at a time, so the peak does not grow with the number of connections.
+# Decoding a page builds its rows from Python objects several times the body's size: bodies
+# being decoded at once hold this many bytes together at most (budget.py), so pages of large
+# events (a page of ordinary events is about 1 MB) are decoded one at a time, and the peak
+# does not grow with the number of connections.
 LARGE_BODY_BYTES = 4 * 1024 * 1024
 
-# Pages requested or decoded but not yet handed on hold about this many bytes of rows at most:
-# each counts as the largest page decoded so far, so pages of large events are requested a few
-# at a time, while pages of ordinary events keep every connection busy.
+# Pages being read, or decoded and not yet handed on, hold this many bytes at most, and the one
+# page asked for first beyond it (budget.py): a body's bytes count as they arrive, a decoded
+# page's rows until the reader takes it. Fewer pages are also asked for at once once pages are
+# known to be large (each counts as the largest page decoded so far), so that connections do not
+# sit waiting on the budget, while pages of ordinary events keep every connection busy.
 IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 
@@ -178,13 +181,26 @@ class WindowFetcher:
         self.page_size = page_size
         self.max_offset = max_offset
         self.max_in_flight = max(1, max_in_flight)
-        self._large_bodies = threading.Lock()  # held while decoding a large body
+        self._decoding = ByteBudget(LARGE_BODY_BYTES)  # bodies being decoded
+        self._in_flight = ByteBudget(IN_FLIGHT_BYTES)  # pages read, not yet handed on
         self._largest_page = 0  # bytes of rows of the largest page decoded so far
         # Events whose createdAt did not parse are kept by every window whose query returns
         # them (they cannot be placed in one), so their ids are remembered for the whole read.
         self.undated = set() if self._one_family is None else self._one_family.yielded
 
+    @property
+    def peak_bytes(self) -> int:
+        """The most bytes pages held at once, by the budget's count (IN_FLIGHT_BYTES)."""
+        return self._in_flight.peak
+
     def fetch(self, windows: Sequence[PlannedWindow]) -> Iterator[Item]:
+        try:
+            yield from self._fetch(windows)
+        finally:
+            # threads still reading pages no one will take stop at their next piece
+            self._in_flight.close()
+
+    def _fetch(self, windows: Sequence[PlannedWindow]) -> Iterator[Item]:
         # (window, offset, limit): a limit of None asks for a whole page
         queue: deque[tuple[_WindowState, int, int | None]] = deque()
 
@@ -197,7 +213,7 @@ class WindowFetcher:
             family = self._one_family if self._one_family is not None else _Family()
             state = self._state(planned.window, planned.count, family)
             enqueue((state, o) for o in state.offsets_for(max(planned.count, 1)))
-        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int, int]] = {}
+        in_flight: dict[Future[DecodedPage], tuple[_WindowState, int, int, Hold | None]] = {}
 
         while queue or in_flight:
             while queue and len(in_flight) < self._pages_in_flight():
@@ -208,9 +224,10 @@ class WindowFetcher:
                     # queued before the service's lower limit was learnt: refused without asking
                     skipped: Future[DecodedPage] = Future()
                     skipped.set_exception(OffsetRefusedError(f"offset {offset} is past the limit"))
-                    in_flight[skipped] = (state, offset, limit)
+                    in_flight[skipped] = (state, offset, limit, None)
                     continue
                 start, end = state.window.query_bounds()
+                hold = self._in_flight.hold()
                 future = self.executor.submit(
                     self.client.list_page,
                     self.filters,
@@ -218,62 +235,76 @@ class WindowFetcher:
                     end,
                     offset=offset,
                     limit=limit,
-                    decode=self._decode_for(state.window),
+                    decode=self._decode_for(state.window, hold),
+                    hold=hold,
                 )
-                in_flight[future] = (state, offset, limit)
+                in_flight[future] = (state, offset, limit, hold)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                state, offset, limit = in_flight.pop(future)
-                state.outstanding -= 1
+                state, offset, limit, held = in_flight.pop(future)
                 try:
-                    page = future.result()
-                except ResponseTooLargeError as exc:
-                    if not exc.holds_event:
-                        raise  # no page of events: a wrong host or a hostile one
-                    if limit > 1:
-                        # the same offsets again, in two smaller pages
-                        half = limit // 2
-                        enqueue([(state, offset)], half)
-                        enqueue([(state, offset + half)], limit - half)
-                    else:
-                        yield self._set_aside(state, offset, exc)
-                except OffsetRefusedError as exc:
-                    logger.info("%s: %s; splitting the window", state.window, exc)
-                    state.refused = True
-                    # The service's depth limit is lower than configured: learn it.
-                    self.max_offset = max(self.page_size, min(self.max_offset, offset))
-                else:
-                    if page.batch is not None:
-                        self._largest_page = max(self._largest_page, batch_size(page.batch))
-                    state.report.pages += 1
-                    # Responses of concurrent pages arrive in any order: the largest total is
-                    # the latest (a closed window only grows).
-                    state.total = max(state.total, page.total)
-                    state.ids.update(page.ids)
-                    state.note_read(page.ids)
-                    batch = (
-                        None if page.batch is None else self._not_yielded(page.batch, state.family)
-                    )
-                    if batch is not None:
-                        yield PageOfWindow(state.window, replace(page, batch=batch))
-                    elif page.dated_ids is not None:
-                        yield PageOfWindow(state.window, page)  # ids only: no rows to dedupe
-                    if page.total > self.max_offset and state.window.can_split():
-                        # The window grew past what the service lets us page through.
-                        state.refused = True
-                    elif not state.refused:
-                        enqueue((state, o) for o in state.offsets_for(page.total))
-                if state.outstanding:
-                    continue
-                if state.refused and state.window.can_split():
-                    enqueue(self._split(state))
-                    continue
-                report = self._finish(state)
-                if report is None:
-                    enqueue((state, o) for o in state.restart())
-                else:
-                    yield from self._repeat_records(state)
-                    yield report
+                    yield from self._answered(future, state, offset, limit, enqueue)
+                finally:
+                    if held is not None:
+                        held.release()  # handed on, or dropped
+
+    def _answered(
+        self,
+        future: Future[DecodedPage],
+        state: _WindowState,
+        offset: int,
+        limit: int,
+        enqueue: Callable[..., None],
+    ) -> Iterator[Item]:
+        """What the answer to one request yields, and what it asks for next."""
+        state.outstanding -= 1
+        try:
+            page = future.result()
+        except ResponseTooLargeError as exc:
+            if not exc.holds_event:
+                raise  # no page of events: a wrong host or a hostile one
+            if limit > 1:
+                # the same offsets again, in two smaller pages
+                half = limit // 2
+                enqueue([(state, offset)], half)
+                enqueue([(state, offset + half)], limit - half)
+            else:
+                yield self._set_aside(state, offset, exc)
+        except OffsetRefusedError as exc:
+            logger.info("%s: %s; splitting the window", state.window, exc)
+            state.refused = True
+            # The service's depth limit is lower than configured: learn it.
+            self.max_offset = max(self.page_size, min(self.max_offset, offset))
+        else:
+            if page.batch is not None:
+                self._largest_page = max(self._largest_page, batch_size(page.batch))
+            state.report.pages += 1
+            # Responses of concurrent pages arrive in any order: the largest total is
+            # the latest (a closed window only grows).
+            state.total = max(state.total, page.total)
+            state.ids.update(page.ids)
+            state.note_read(page.ids)
+            batch = None if page.batch is None else self._not_yielded(page.batch, state.family)
+            if batch is not None:
+                yield PageOfWindow(state.window, replace(page, batch=batch))
+            elif page.dated_ids is not None:
+                yield PageOfWindow(state.window, page)  # ids only: no rows to dedupe
+            if page.total > self.max_offset and state.window.can_split():
+                # The window grew past what the service lets us page through.
+                state.refused = True
+            elif not state.refused:
+                enqueue((state, o) for o in state.offsets_for(page.total))
+        if state.outstanding:
+            return
+        if state.refused and state.window.can_split():
+            enqueue(self._split(state))
+            return
+        report = self._finish(state)
+        if report is None:
+            enqueue((state, o) for o in state.restart())
+        else:
+            yield from self._repeat_records(state)
+            yield report
 
     def _repeat_records(self, state: _WindowState) -> Iterator[Anomaly]:
         """An accepted repeated id's record, once per window read."""
@@ -312,19 +343,28 @@ class WindowFetcher:
             page_offset=offset,
         )
 
-    def _decode_for(self, window: Window) -> Callable[[bytes], DecodedPage]:
+    def _decode_for(self, window: Window, hold: Hold) -> Callable[[bytes], DecodedPage]:
         pool, decode_with = self.decoder, self._decode or decode_page
+        start, end = window.start, window.end
 
         def decode(body: bytes) -> DecodedPage:
-            if pool is None:
-                return decode_with(body, window.start, window.end)
-            return pool.submit(decode_with, body, window.start, window.end).result()
+            # a large body is decoded here, one at a time: sent to a worker it would be copied
+            # there and its rows copied back, and the worker would keep its decoding's peak
+            if pool is None or len(body) >= LARGE_BODY_BYTES:
+                return decode_released(decode_with, body, start, end, LARGE_BODY_BYTES)
+            task = pool.submit(decode_released, decode_with, body, start, end, LARGE_BODY_BYTES)
+            return task.result()
 
         def decode_bounded(body: bytes) -> DecodedPage:
-            if len(body) < LARGE_BODY_BYTES:
-                return decode(body)
-            with self._large_bodies:
-                return decode(body)
+            decoding = self._decoding.hold()
+            try:
+                decoding.grow(len(body))  # waits while other bodies are being decoded
+                page = decode(body)
+            finally:
+                decoding.release()
+            # the body is dropped once this returns: what the page holds now is its rows
+            hold.set(0 if page.batch is None else batch_size(page.batch))
+            return page
 
         return decode_bounded
 

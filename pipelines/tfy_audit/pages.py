@@ -8,6 +8,7 @@ and only ids and Arrow tables come back. The function is pure and picklable by n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -183,6 +184,30 @@ def decode_page(body: bytes, window_start: datetime, window_end: datetime) -> De
             batch, anomalies=(*(a for a in replaced if a.event_id in ids), *batch.anomalies)
         )
     return DecodedPage(total, [event_id(e) for e in events], batch, len(events) - len(kept))
+
+
+def decode_released(
+    decode_with: Callable[[bytes, datetime, datetime], DecodedPage],
+    body: bytes,
+    window_start: datetime,
+    window_end: datetime,
+    large: int,
+) -> DecodedPage:
+    """`decode_with(body, ...)`, then, for a body of `large` bytes or more, the memory its
+    decoding freed given back to the OS (memory.py), in the process that decoded it: a
+    worker's memory counts toward the run's too.
+
+    Decoding a large page allocates Python objects many times its size, which glibc keeps after
+    they are freed: without this the process keeps that much for each arena a large page was
+    decoded in. Pages of ordinary events are smaller than `large` and skip it (it walks the
+    heap). Here, not in fetch.py, so that a worker imports no HTTP client to run it."""
+    try:
+        return decode_with(body, window_start, window_end)
+    finally:
+        if len(body) >= large:
+            from .memory import release_free_memory
+
+            release_free_memory()
 
 
 def decode_ids(body: bytes, window_start: datetime, window_end: datetime) -> DecodedPage:

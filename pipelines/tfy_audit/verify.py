@@ -29,7 +29,7 @@ from .client import AuditLogClient, AuditLogFilters
 from .options import client_limits
 from .settings import HISTORY_START, MIN_WINDOW
 from .verify_ids import IdsResult, verify_ids_range
-from .warehouse import read_warehouse_events, recorded_repeated_ids
+from .warehouse import read_warehouse_events, recorded_repeated_ids, recorded_set_aside
 from .windows import floor_ms
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,9 @@ class VerifyResult:
     bounds: BoundReading = BoundReading()
     # ids the service serves twice, as a sync recorded them (event_anomalies), in the range
     repeated_ids: list[str] = dataclasses.field(default_factory=list)
+    # events a sync set aside as too large (event_anomalies) and never loaded, by each day
+    # their window overlaps: why such a day lacks them
+    set_aside: dict[date, int] = dataclasses.field(default_factory=dict)
 
     @property
     def differing(self) -> list[DayComparison]:
@@ -328,6 +331,10 @@ def verify_range(
     service = service_day_counts(client, filters, buckets, concurrency=concurrency, bounds=bounds)
     warehouse = warehouse_day_counts(micros, buckets)
     repeated = recorded_repeated_ids(pipeline, start, end)
+    # a filtered count may not include an event set aside: only said of an unfiltered one
+    set_aside = (
+        {} if filters.as_dict() else set_aside_days(recorded_set_aside(pipeline, start, end))
+    )
     return VerifyResult(
         start,
         end,
@@ -339,7 +346,22 @@ def verify_range(
         client.stats.requests - before,
         bounds,
         sorted(repeated),
+        set_aside,
     )
+
+
+def set_aside_days(windows: Sequence[tuple[datetime, datetime]]) -> dict[date, int]:
+    """How many events set aside lie on each day: an event's day is not recorded (its body
+    was never read), only its window, so each event counts on every UTC day its window
+    overlaps (a window of one day, the usual case for a page that large, names the day)."""
+    days: dict[date, int] = {}
+    for start, end in windows:
+        day = start.astimezone(UTC).date()
+        last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+        while day <= last:
+            days[day] = days.get(day, 0) + 1
+            day += timedelta(days=1)
+    return days
 
 
 def _less_repeats(days: list[DayComparison], repeated: dict[str, datetime]) -> list[DayComparison]:

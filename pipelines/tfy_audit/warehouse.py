@@ -156,6 +156,33 @@ def recorded_repeated_ids(
     return {str(event_id): _utc(at) or at for event_id, at in rows}
 
 
+def recorded_set_aside(
+    pipeline: Any, start: datetime | None = None, end: datetime | None = None
+) -> list[tuple[datetime, datetime]]:
+    """The windows (start, end) of the events a sync set aside as too large for any response
+    (`event_too_large`, `not_loaded` in `event_anomalies`) and that the warehouse still lacks,
+    one per event; only windows overlapping `[start, end)` when given. Empty where the table is
+    not loaded or cannot be read (a figure, never a reason to fail)."""
+    if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return []
+    where = "a.kind = 'event_too_large' and a.action = 'not_loaded' and l.id is null"
+    where += " and a.window_start is not null and a.window_end is not null"
+    if start is not None:
+        where += f" and a.window_end > TIMESTAMPTZ '{start.isoformat()}'"
+    if end is not None:
+        where += f" and a.window_start < TIMESTAMPTZ '{end.isoformat()}'"
+    try:
+        relation = pipeline.dataset().query(
+            f"select a.window_start, a.window_end from {ANOMALIES_TABLE} a "
+            f"left join {AUDIT_LOGS_TABLE} l on l.id = a.event_id where {where}"
+        )
+        rows = relation.fetchall()
+    except Exception as exc:
+        logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
+        return []
+    return [(_utc(s) or s, _utc(e) or e) for s, e in rows]
+
+
 # what verify needs of each event: its time and the columns the endpoint's filters look at
 _WAREHOUSE_COLUMNS = (
     "created_at",

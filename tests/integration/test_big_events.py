@@ -4,8 +4,12 @@ largest row the body cap admits)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,15 @@ from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, mak
 from tfy_audit.simulator.history import generate_history
 from tfy_audit.simulator.odd import _manifest_yaml
 
-from tests.conftest import API_KEY, DATASET, NOW, Workspace, assert_warehouse_matches, run_cli
+from tests.conftest import (
+    API_KEY,
+    DATASET,
+    NOW,
+    REPO,
+    Workspace,
+    assert_warehouse_matches,
+    run_cli,
+)
 from tests.integration.test_destinations import (
     TEXT_COLUMNS,
     assert_rows_match,
@@ -165,6 +177,53 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
     ) == [(50, 49, True)]
 
 
+def test_verify_names_the_event_set_aside_and_repair_loads_it(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event larger than the cap is set aside (event_anomalies); verify shows its day
+    differing by one and says why, in text and --json, exiting 3; `verify --repair` with a
+    larger --max-response-mb loads it, and verify then finds every day matching."""
+    events = manifests(10, 2 * 1024, prefix="s")
+    events[4]["metaData"]["manifest"] = _manifest_yaml(3 * MB)  # s00004
+    sim = big_simulator(events, order="asc")
+    day = events[4]["createdAt"][:10]
+    served = sum(1 for e in sim.events() if e["createdAt"][:10] == day)
+    where = (
+        "--host",
+        "",
+        "--db",
+        str(workspace.db),
+        "--pipelines-dir",
+        str(workspace.pipelines_dir),
+    )
+    with SimulatorServer(sim) as srv:
+        on = (*where[:1], srv.url, *where[2:])
+        args = workspace.sync_args(srv.url, "--max-response-mb", "2", "--concurrency", "1")
+        assert run_cli(*args) == 0
+        code, out = cli_output("verify", *on)
+        assert code == 3
+        lines = out.splitlines()
+        assert f"  {day:<10}  {served:>9,}  {served - 1:>9,}  {1:>8,}" in lines, out
+        assert f"  {day}: 1 event set aside as too large (event_anomalies)" in lines, out
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"tfy-audit: 1 day(s) differ: {day}; run `tfy-audit verify --repair` to re-sync them"
+            " (with a --max-response-mb above the one the events set aside exceeded)"
+        )
+        code, out = cli_output("verify", *on, "--json")
+        assert code == 3
+        assert json.loads(out)["result"]["differing"] == [
+            {"day": day, "service": served, "warehouse": served - 1, "set_aside_too_large": 1}
+        ]
+        # a larger cap loads it: the day is re-synced and matches
+        code, out = cli_output("verify", *on, "--repair", "--max-response-mb", "8", "--json")
+        assert code == 0, out
+        repaired = json.loads(out)
+        assert repaired["repaired_days"] == [day]
+        assert repaired["after_repair"]["differing"] == []
+    assert_warehouse_matches(workspace, sim.events())
+    assert leaf(workspace, "s00004", "$.manifest") == events[4]["metaData"]["manifest"]
+
+
 def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) -> None:
     """The worst case the body cap admits, in one run of the command in its own process: a
     16 MB event and a 15 MB page (1,000 events of 15 KB manifests). With `--workers 0` the
@@ -178,6 +237,60 @@ def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) ->
         proc, _, rss = sync_measured(workspace, srv.url, "--workers", "0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rss < 1024, f"peak RSS {rss} MiB"
+    assert_warehouse_matches(workspace, sim.events())
+
+
+def tree_rss_mib(pid: int) -> int:
+    """RSS of `pid` and all its descendants, from /proc, in MiB (0 once it is gone)."""
+    pids, total = [pid], 0
+    for each in pids:
+        try:
+            for task in os.listdir(f"/proc/{each}/task"):
+                with open(f"/proc/{each}/task/{task}/children") as f:
+                    pids.extend(int(child) for child in f.read().split())
+            with open(f"/proc/{each}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            continue  # exited while being read
+    return total // 1024
+
+
+def sync_tree_peak(ws: Workspace, url: str, *extra: str) -> tuple[int, str, int]:
+    """`tfy-audit sync` in its own process: (exit code, stderr, peak RSS of its process tree
+    in MiB, its decoding workers included), the tree sampled from /proc until it exits."""
+    err = ws.db.with_suffix(".err")
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tfy_audit.cli", *ws.sync_args(url, *extra)],
+            cwd=REPO,
+            env={**os.environ, "TFY_API_KEY": API_KEY},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        peak = 0
+        try:
+            while proc.poll() is None:
+                peak = max(peak, tree_rss_mib(proc.pid))
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.02)  # the sampling interval, not a wait for an outcome
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, err.read_text(), peak
+
+
+def test_twelve_15mb_pages_sync_in_under_1_gib(workspace: Workspace) -> None:
+    """Twelve pages of 1,000 events with 15 KB manifests (15 MB bodies) in a row, at the
+    defaults, keep the whole process tree (decoding workers included) under 1 GiB:
+    the bodies read and the pages decoded but not yet handed on share a byte budget
+    (budget.py), and the memory a large page's decoding freed is given back at once."""
+    pages = manifests(12_000, 15 * 1024, prefix="p", seed=2)
+    sim = big_simulator(pages)
+    with SimulatorServer(sim) as srv:
+        code, err, peak = sync_tree_peak(workspace, srv.url)
+    assert code == 0, err[-2000:]
+    assert peak < 1024, f"peak RSS of the process tree {peak} MiB"
     assert_warehouse_matches(workspace, sim.events())
 
 

@@ -6,14 +6,17 @@ from datetime import UTC, datetime
 
 import orjson
 from tfy_audit.decoders import decoder_pool
-from tfy_audit.pages import decode_page
+from tfy_audit.pages import decode_page, decode_released
 
-_IMPORTED = "sorted(m for m in __import__('sys').modules if m == 'dlt' or m.startswith('dlt.'))"
+_IMPORTED = (
+    "sorted(m for m in __import__('sys').modules "
+    "if m in ('dlt', 'httpx', 'pendulum') or m.startswith('dlt.'))"
+)
 
 
 def test_workers_decode_pages_without_importing_dlt() -> None:
     """A spawned worker imports the module of its initializer and of each task; none of them
-    may pull in dlt (0.5 s of CPU and ~100 MB per worker)."""
+    may pull in dlt (0.5 s of CPU and ~100 MB per worker), httpx or pendulum."""
     body = orjson.dumps(
         {
             "data": [{"id": "e1", "action": "CREATE", "createdAt": "2026-01-02T03:04:05.678Z"}],
@@ -24,6 +27,9 @@ def test_workers_decode_pages_without_importing_dlt() -> None:
     with decoder_pool(2) as decoders:
         assert decoders is not None
         page = decoders.pool.submit(decode_page, body, start, end).result(timeout=60)
+        # as the fetcher submits a page: through the wrapper that frees a large body's memory
+        again = decoders.pool.submit(decode_released, decode_page, body, start, end, 0)
+        assert again.result(timeout=60).ids == ["e1"]
         imported = decoders.pool.submit(eval, _IMPORTED).result(timeout=60)
         frozen = decoders.pool.submit(eval, "__import__('gc').get_freeze_count()").result(60)
     assert page.ids == ["e1"] and page.total == 1

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 from tfy_audit import fetch
+from tfy_audit.budget import Hold
 from tfy_audit.client import AuditLogFilters
 from tfy_audit.errors import OffsetRefusedError
 from tfy_audit.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
@@ -54,6 +56,7 @@ class FakeService:
         offset: int,
         limit: int,
         decode: Callable[[bytes], T],
+        hold: Hold | None = None,
     ) -> T:
         if self.refuse_from is not None and offset >= self.refuse_from:
             raise OffsetRefusedError(f"offset {offset} is too deep")
@@ -64,7 +67,11 @@ class FakeService:
             e for e in self.events if start <= datetime.fromisoformat(e["createdAt"]) <= end
         ] + self.undated
         body = {"data": matching[offset : offset + limit], "pagination": {"total": len(matching)}}
-        return decode(json.dumps(body).encode())
+        raw = json.dumps(body).encode()
+        if hold is not None:  # as the client counts a body it reads
+            hold.reset()
+            hold.grow(len(raw))
+        return decode(raw)
 
 
 def read(
@@ -246,11 +253,13 @@ def test_a_repeat_that_moves_between_reads_is_not_accepted() -> None:
 
 
 def test_large_bodies_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A page whose body is LARGE_BODY_BYTES or more is decoded holding the fetcher's lock for
-    large bodies (so one at a time, whatever the connections); a smaller one without it."""
+    """Every body is counted in the fetcher's decoding budget of LARGE_BODY_BYTES while it is
+    decoded, so a body that large or more is decoded alone (budget.py), whatever the
+    connections; and once decoded, its page counts its rows, not its body, until handed on."""
     events = [event(f"e{i:03d}", at(i)) for i in range(20)]
     events[7]["metaData"] = {"manifest": "x" * 3000}  # on the second page of 5
     service = FakeService(events)
+    monkeypatch.setattr(fetch, "LARGE_BODY_BYTES", 2048)
     fetcher = WindowFetcher(
         service,  # type: ignore[arg-type]
         AuditLogFilters(),
@@ -259,15 +268,48 @@ def test_large_bodies_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPatch)
         max_offset=10_000,
         max_in_flight=4,
     )
-    monkeypatch.setattr(fetch, "LARGE_BODY_BYTES", 2048)
     original = fetch.decode_page
-    held: list[tuple[bool, bool]] = []  # (large body, lock held) per page decoded
+    held: list[tuple[bool, int]] = []  # (large body, bytes counted beside it) per page decoded
 
     def decode_page(body: bytes, start: datetime, end: datetime) -> Any:
-        held.append((len(body) >= 2048, fetcher._large_bodies.locked()))
+        held.append((len(body) >= 2048, fetcher._decoding.held - len(body)))
         return original(body, start, end)
 
     monkeypatch.setattr(fetch, "decode_page", decode_page)
     items = list(fetcher.fetch([PlannedWindow(Window(at(0), at(100)), 20)]))
     assert sorted(yielded_ids(items)) == [e["id"] for e in events]
-    assert held == [(False, False), (True, True), (False, False), (False, False)]
+    assert held == [(False, 0), (True, 0), (False, 0), (False, 0)]
+    # everything handed on: nothing is counted any more
+    assert fetcher._decoding.held == 0
+    assert fetcher._in_flight.held == 0
+
+
+def test_large_bodies_are_decoded_in_this_process_ordinary_ones_in_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With decoder workers, a body of LARGE_BODY_BYTES or more is decoded in the fetching
+    thread: sent to a worker it would be copied there, its rows copied back, and the worker's
+    decoding peak would stay in a second process; smaller bodies go to the workers."""
+    events = [event(f"e{i:03d}", at(i)) for i in range(20)]
+    events[7]["metaData"] = {"manifest": "x" * 3000}  # on the second page of 5
+    service = FakeService(events)
+    monkeypatch.setattr(fetch, "LARGE_BODY_BYTES", 2048)
+    sizes: list[int] = []  # the bodies the workers were given
+
+    class Workers(SerialExecutor):
+        def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+            sizes.append(len(args[1]))  # decode_released(decode_with, body, ...)
+            return super().submit(fn, *args, **kwargs)
+
+    fetcher = WindowFetcher(
+        service,  # type: ignore[arg-type]
+        AuditLogFilters(),
+        SerialExecutor(),
+        page_size=5,
+        max_offset=10_000,
+        max_in_flight=4,
+        decoder=Workers(),
+    )
+    items = list(fetcher.fetch([PlannedWindow(Window(at(0), at(100)), 20)]))
+    assert sorted(yielded_ids(items)) == [e["id"] for e in events]
+    assert len(sizes) == 3 and all(size < 2048 for size in sizes), sizes

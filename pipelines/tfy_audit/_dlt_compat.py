@@ -85,8 +85,8 @@ def duckdb_destination(
 
     A copy job that runs out of `memory_limit` (a row of one event of many MB: DuckDB's "Out of
     Memory Error") runs again at once, and any retry by dlt runs, with DuckDB's memory limit
-    raised to `retry_memory_limit`, set back after; the normal path keeps the small limit that
-    holds the peak low."""
+    raised to `retry_memory_limit`, kept for the rest of the database's session; the normal path
+    keeps the small limit that holds the peak low."""
     credentials = DuckDbCredentials(
         global_config={"memory_limit": memory_limit, "threads": threads}
     )
@@ -132,7 +132,7 @@ def _retry_safe_duckdb() -> type[Any]:
 
         def run(self) -> None:
             retried = ParsedLoadJobFileName.parse(self._file_path).retry_count > 0
-            usual, larger = self._memory_limits
+            larger = self._memory_limits[1]
             if larger is None:
                 self._run(delete_first=retried)
                 return
@@ -150,12 +150,12 @@ def _retry_safe_duckdb() -> type[Any]:
                         self.load_table_name,
                         larger,
                     )
-            sql_client = self._job_client.sql_client
-            sql_client.execute_sql(f"SET memory_limit = '{larger}'")
-            try:
-                self._run(delete_first=True)
-            finally:
-                sql_client.execute_sql(f"SET memory_limit = '{usual}'")
+            # Raised for the rest of the database's session, never set back here: the limit
+            # is the database's, not the job's, other jobs may be copying beside this one (a
+            # chunk's files are cut by size), and lowering it under them failed their copy or
+            # DuckDB's checkpoint after a commit. The file opens at the usual limit again next time.
+            self._job_client.sql_client.execute_sql(f"SET memory_limit = '{larger}'")
+            self._run(delete_first=True)
 
         def _run(self, *, delete_first: bool) -> None:
             keys = self._keys.get(self.load_table_name)

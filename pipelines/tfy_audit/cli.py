@@ -430,6 +430,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of the audit trail (never cleaned up). Loaded packages keep their metadata only;
     # LOAD__DELETE_COMPLETED_JOBS=false keeps the files.
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+    # A load job is one file, and DuckDB copies a file in one go under its memory limit: pages
+    # of large manifests (a thousand 31 KB events) made one file too large to load at all, and
+    # the sync failed on every run. Files are cut at these sizes instead (rows are written in
+    # buffers of this many), so a job's size is bounded whatever the events; ordinary pages
+    # come as Arrow tables of YIELD_EVENTS rows, written whole, so their path is unchanged.
+    from .settings import DATA_WRITER_BUFFER_MAX_ITEMS, DATA_WRITER_FILE_MAX_BYTES
+
+    os.environ.setdefault("DATA_WRITER__FILE_MAX_BYTES", str(DATA_WRITER_FILE_MAX_BYTES))
+    os.environ.setdefault("DATA_WRITER__BUFFER_MAX_ITEMS", str(DATA_WRITER_BUFFER_MAX_ITEMS))
     as_json = bool(getattr(args, "json", False))
     error: str | None = None
     outcome = _Outcome(EXIT_FAILURE)

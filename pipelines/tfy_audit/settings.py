@@ -101,3 +101,9 @@ DUCKDB_MEMORY_LIMIT_ENV: Final = "TFY_AUDIT_DUCKDB_MEMORY_LIMIT"
 # `tfy-audit sql`: rows shown unless `--limit` says otherwise (0: all), and the output formats
 DEFAULT_SQL_LIMIT: Final = 1000
 SQL_FORMATS: Final = ("table", "csv", "json")
+
+# dlt's data writer for the command's syncs (cli.py): a load file is cut once it passes this
+# many bytes, and rows are flushed to it in buffers of at most this many, so one load job never
+# holds more than about this much however large the events are.
+DATA_WRITER_FILE_MAX_BYTES: Final = 32 * 1024 * 1024
+DATA_WRITER_BUFFER_MAX_ITEMS: Final = 1000

@@ -58,7 +58,10 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
 LOADS_TABLE: Final = "_dlt_loads"
 LOAD_ID: Final = "_dlt_load_id"
 
-INSTALL_DELTA: Final = 'pip install "tfy-audit[delta]"'
+# tfy-audit is installed from a clone or a built wheel, never from an index (README)
+INSTALL_DELTA: Final = (
+    'pip install ".[delta]" in the tfy-audit clone (or uv tool install --reinstall ".[delta]")'
+)
 
 # An in-memory DuckDB that reads what it is given and fetches nothing.
 OFFLINE_DUCKDB: Final[dict[str, str | bool | int | float | list[str]]] = {

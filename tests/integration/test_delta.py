@@ -460,7 +460,7 @@ def test_table_format_delta_without_the_extra_stops_before_any_request(tmp_path:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("tfy-audit: error: --table-format delta needs the deltalake"), lines
-    assert 'pip install "tfy-audit[delta]"' in lines[0]
+    assert 'pip install ".[delta]" in the tfy-audit clone' in lines[0]
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
@@ -510,7 +510,8 @@ def test_reading_delta_without_the_extra_is_one_line(
         assert done.returncode == 2, done.stderr
         assert done.stderr == (
             "tfy-audit: error: dataset tfy_delta (Delta tables) needs the deltalake package, "
-            'which is not installed; install it with pip install "tfy-audit[delta]"\n'
+            'which is not installed; install it with pip install ".[delta]" in the tfy-audit '
+            'clone (or uv tool install --reinstall ".[delta]")\n'
         )
 
 

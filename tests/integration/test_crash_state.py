@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from tfy_audit.simulator import SimulatorServer, make_event
 
-from tests.conftest import Workspace, assert_warehouse_matches, make_simulator, run_cli
+from tests.conftest import (
+    Workspace,
+    assert_warehouse_matches,
+    make_simulator,
+    run_cli,
+    wait_until_readable,
+)
 
 
 def _rm(*parts: str) -> Callable[[Path], None]:
@@ -77,6 +83,7 @@ def test_the_next_run_heals_the_working_dir(
         DAMAGE[damage](workspace.pipelines_dir / "tfy_audit")
         at = datetime.now(UTC) - timedelta(milliseconds=500)
         sim.add_events(make_event(random.Random(f"late{i}"), at) for i in range(3))
+        wait_until_readable(at)
         capfd.readouterr()
         assert run_cli(*workspace.sync_args(srv.url)) == 0
         logged = capfd.readouterr().err

@@ -39,8 +39,11 @@ install: $(BIN)/tfy-audit
 demo: install
 	$(BIN)/tfy-audit demo
 
+# two pytest-xdist workers; a group's tests (WALL_CLOCK in tests/conftest.py, and modules with
+# costly module-scoped fixtures) stay on one worker. JOBS=0 runs the suite in one process.
+JOBS ?= 2
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 
 # the unit suite and two end-to-end syncs (clean, with faults) on every other supported Python,
 # each in its own venv

@@ -29,6 +29,13 @@ _REAL_HOME = Path.home()
 _REAL_UV_CACHE = str(_REAL_HOME / ".cache" / "uv")
 
 
+# `make test` runs the suite in two pytest-xdist workers (`--dist loadgroup`). A test that
+# asserts a wall-clock bound (a run ends within N seconds, a service clock within 2 s) is in
+# this group: the group's tests run one after another on one worker, so two of them never
+# share the machine with each other. Their bounds already allow for a busy machine.
+WALL_CLOCK = pytest.mark.xdist_group("wall_clock")
+
+
 @dataclass
 class Workspace:
     db: Path

@@ -25,6 +25,9 @@ from tests.conftest import (
     run_cli_process,
 )
 
+# one worker syncs the module's warehouse once
+pytestmark = pytest.mark.xdist_group("cli_errors")
+
 
 @pytest.fixture(scope="module")
 def synced_once(tmp_path_factory: pytest.TempPathFactory) -> Workspace:

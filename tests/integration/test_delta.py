@@ -57,6 +57,9 @@ from tests.integration.test_destinations import (
 )
 from tests.integration.test_sync import rebuild
 
+# one worker starts the module's S3 server once
+pytestmark = pytest.mark.xdist_group("delta")
+
 deltalake = pytest.importorskip("deltalake")
 boto3 = pytest.importorskip("boto3")
 

@@ -54,6 +54,9 @@ from tests.conftest import (
     ts,
 )
 
+# one worker makes the module's filesystem loads once
+pytestmark = pytest.mark.xdist_group("destinations")
+
 POSTGRES_URL = os.environ.get(
     # trust auth ignores the password, but dlt refuses a URL without one
     "TFY_AUDIT_TEST_POSTGRES",

@@ -20,6 +20,7 @@ from tests.conftest import (
     API_KEY,
     DATASET,
     REPO,
+    WALL_CLOCK,
     Workspace,
     assert_warehouse_matches,
     make_simulator,
@@ -96,6 +97,7 @@ def audit_rows(ws: Workspace) -> int:
 # -- item 1: deadlines -------------------------------------------------------------------
 
 
+@WALL_CLOCK
 @pytest.mark.parametrize("mode", ["trickle", "slow-headers"])
 def test_a_trickling_server_cannot_hold_a_request_past_its_timeout(
     mode: str, workspace: Workspace
@@ -107,6 +109,7 @@ def test_a_trickling_server_cannot_hold_a_request_past_its_timeout(
     assert lock_is_free(workspace)
 
 
+@WALL_CLOCK
 def test_max_duration_stops_a_run_keeping_its_committed_chunks(workspace: Workspace) -> None:
     sim = make_simulator(3_000, days=10)
     chunks_loaded = threading.Event()
@@ -164,6 +167,7 @@ def test_max_response_mb_sets_the_cap(workspace: Workspace) -> None:
 # -- item 3: counts ------------------------------------------------------------------------
 
 
+@WALL_CLOCK
 def test_an_impossible_count_ends_the_run_at_once(workspace: Workspace) -> None:
     with hostile_server("huge-count") as (url, seen):
         t0 = time.monotonic()
@@ -298,6 +302,7 @@ def test_a_postgres_url_without_password_is_one_line(
     )
 
 
+@WALL_CLOCK
 def test_retry_after_999999_ends_at_max_duration_with_one_line(workspace: Workspace) -> None:
     sim = make_simulator(200, days=1, rate_429=1.0, retry_after="999999")
     with SimulatorServer(sim) as srv:

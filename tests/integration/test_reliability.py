@@ -22,6 +22,7 @@ from tests.conftest import (
     DATASET,
     NOW,
     REPO,
+    WALL_CLOCK,
     Workspace,
     assert_warehouse_matches,
     events_between,
@@ -281,6 +282,7 @@ def test_kill_9_at_random_moments_then_one_sync(workspace: Workspace) -> None:
     assert_warehouse_matches(workspace, sim.events())
 
 
+@WALL_CLOCK
 def test_a_second_sync_of_the_same_pipeline_refuses_at_once(workspace: Workspace) -> None:
     sim = make_simulator(3_000)
     started, release = threading.Event(), threading.Event()

@@ -14,7 +14,10 @@ from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, gen
 from tfy_audit.simulator.history import make_event
 from tfy_audit.sync import run_sync
 
-from tests.conftest import API_KEY, DATASET, Workspace, run_cli_process
+from tests.conftest import API_KEY, DATASET, WALL_CLOCK, Workspace, run_cli_process
+
+# the service clock is read from whole-second Date headers and checked within 2 s
+pytestmark = WALL_CLOCK
 
 FIFTEEN_MINUTES = 900
 

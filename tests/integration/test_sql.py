@@ -23,6 +23,9 @@ from tfy_audit.simulator import SimulatorServer
 from tests.conftest import API_KEY, DATASET, REPO, Workspace, make_simulator, run_cli
 from tests.integration.test_destinations import postgres, postgres_dataset  # noqa: F401
 
+# one worker syncs the module's dataset once
+pytestmark = pytest.mark.xdist_group("sql")
+
 
 def sql(*args: str) -> tuple[int, str, str]:
     """`tfy-audit sql ...` in-process: exit code, stdout, stderr."""

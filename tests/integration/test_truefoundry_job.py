@@ -25,6 +25,9 @@ import pytest
 from tests.conftest import REPO
 from tests.integration.test_scheduling import assert_cron_expression, parses
 
+# one worker installs the TrueFoundry SDK into its virtualenv once
+pytestmark = pytest.mark.xdist_group("truefoundry_job")
+
 EXAMPLE = REPO / "examples" / "truefoundry"
 CHECKER = Path(__file__).with_name("truefoundry_check.py")
 SECRET_REF = re.compile(r"^tfy-secret://[^:/]+:[^:/]+:[^:/]+$")

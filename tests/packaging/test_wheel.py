@@ -22,7 +22,8 @@ from tests.conftest import (
     make_simulator,
 )
 
-pytestmark = pytest.mark.slow
+# one worker builds the wheel and its virtualenvs once for the module
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
 PYTHON = "3.13"
 

@@ -33,7 +33,7 @@ from tfy_audit.pages import ImplausibleTotal, parse_list_body
 from tfy_audit.redact import clean, install_log_filter, redact, register_secret
 from tfy_audit.windows import MAX_FANOUT, Window, plan_windows
 
-from tests.conftest import SerialExecutor
+from tests.conftest import WALL_CLOCK, SerialExecutor
 from tests.hostile import hostile_server
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -69,6 +69,7 @@ def page(client: AuditLogClient, limit: int = 10) -> Any:
 # -- item 1 --------------------------------------------------------------------------------
 
 
+@WALL_CLOCK
 def test_slow_headers_cannot_outlast_the_timeout() -> None:
     """httpx's per-read timeout alone would wait forever: a byte arrives every 0.5 s."""
     with hostile_server("slow-headers") as (url, _):

@@ -28,7 +28,7 @@ from tfy_audit.simulator.spec_enums import (
     conforms_to_spec_enums,
 )
 
-from tests.conftest import spec_path
+from tests.conftest import WALL_CLOCK, spec_path
 
 END = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
 REQUIRED = (
@@ -211,6 +211,7 @@ def test_history_metadata_has_many_shapes(history: list[dict[str, Any]]) -> None
     assert {"str", "int", "float", "bool", "NoneType", "list", "dict"} <= types
 
 
+@WALL_CLOCK
 def test_history_of_a_million_is_fast() -> None:
     # The benchmark serves a million events; a tenth keeps the suite quick and proves the rate.
     started = time.perf_counter()

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
+from tests.conftest import WALL_CLOCK
+
 PATH = "/api/svc/v1/audit-logs"
 AUTH = {"Authorization": "Bearer tfy-sim-key"}
 END = datetime(2026, 8, 1, tzinfo=UTC)
@@ -49,6 +51,7 @@ def test_serves_pages_over_keep_alive(server: SimulatorServer, sim: Simulator) -
     assert server.connections_accepted == 1
 
 
+@WALL_CLOCK
 def test_latency_does_not_serialize_concurrent_clients(
     server: SimulatorServer, sim: Simulator
 ) -> None:

@@ -31,6 +31,7 @@ from tests.conftest import (
     run_cli_process,
     run_crashing_cli,
     ts,
+    wait_until_readable,
 )
 
 
@@ -406,6 +407,7 @@ def test_a_scheduled_run_keeps_the_mark_before_an_incomplete_lookback_window(
         sim.add_events(dense_burst(burst_at, 1_500, seed=5))
         # something new, after the mark (the sync's end was fixed before it finished)
         sim.add_events([make_event(_rng(1), mark + timedelta(milliseconds=1))])
+        wait_until_readable(mark + timedelta(milliseconds=1))
         assert run_cli(*args) == 3
         second = json.loads(capsys.readouterr().out)
         assert second["chunks"] == 2

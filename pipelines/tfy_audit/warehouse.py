@@ -137,22 +137,12 @@ def recorded_repeated_ids(
     """Ids recorded in `event_anomalies` as served twice (`repeated_id`), each with its event's
     createdAt as loaded; only events created in `[start, end)` when given. Empty where the
     tables are not loaded or cannot be read (a figure, never a reason to fail)."""
-    if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
-        return {}
     where = "a.kind = 'repeated_id'"
     if start is not None:
         where += f" and l.created_at >= TIMESTAMPTZ '{start.isoformat()}'"
     if end is not None:
         where += f" and l.created_at < TIMESTAMPTZ '{end.isoformat()}'"
-    try:
-        relation = pipeline.dataset().query(
-            f"select distinct a.event_id, l.created_at from {ANOMALIES_TABLE} a "
-            f"join {AUDIT_LOGS_TABLE} l on l.id = a.event_id where {where}"
-        )
-        rows = relation.fetchall()
-    except Exception as exc:
-        logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
-        return {}
+    rows = _anomalies_with_events(pipeline, "distinct a.event_id, l.created_at", "join", where)
     return {str(event_id): _utc(at) or at for event_id, at in rows}
 
 
@@ -163,24 +153,30 @@ def recorded_set_aside(
     (`event_too_large`, `not_loaded` in `event_anomalies`) and that the warehouse still lacks,
     one per event; only windows overlapping `[start, end)` when given. Empty where the table is
     not loaded or cannot be read (a figure, never a reason to fail)."""
-    if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
-        return []
     where = "a.kind = 'event_too_large' and a.action = 'not_loaded' and l.id is null"
     where += " and a.window_start is not null and a.window_end is not null"
     if start is not None:
         where += f" and a.window_end > TIMESTAMPTZ '{start.isoformat()}'"
     if end is not None:
         where += f" and a.window_start < TIMESTAMPTZ '{end.isoformat()}'"
+    rows = _anomalies_with_events(pipeline, "a.window_start, a.window_end", "left join", where)
+    return [(_utc(s) or s, _utc(e) or e) for s, e in rows]
+
+
+def _anomalies_with_events(pipeline: Any, columns: str, join: str, where: str) -> list[Any]:
+    """Rows of `event_anomalies` (as `a`) joined with `audit_logs` (as `l`) by event id; none
+    where either table is not loaded or cannot be read (a figure, never a reason to fail)."""
+    if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return []
     try:
         relation = pipeline.dataset().query(
-            f"select a.window_start, a.window_end from {ANOMALIES_TABLE} a "
-            f"left join {AUDIT_LOGS_TABLE} l on l.id = a.event_id where {where}"
+            f"select {columns} from {ANOMALIES_TABLE} a "
+            f"{join} {AUDIT_LOGS_TABLE} l on l.id = a.event_id where {where}"
         )
-        rows = relation.fetchall()
+        return list(relation.fetchall())
     except Exception as exc:
         logger.debug("cannot read %s: %s", ANOMALIES_TABLE, exc)
         return []
-    return [(_utc(s) or s, _utc(e) or e) for s, e in rows]
 
 
 # what verify needs of each event: its time and the columns the endpoint's filters look at

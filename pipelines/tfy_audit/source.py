@@ -174,8 +174,9 @@ def apply_table_hints(resource: DltResource, *, append: bool, merges: bool = Tru
     )
     resource.apply_hints(
         table_name=ANOMALIES_TABLE,
-        # one row per finding (kind, event, field): a re-read of the same event updates it
-        write_disposition=disposition,
+        # one row per finding (kind, event, field): a re-read of the same event updates it,
+        # also from a chunk that appends its events (an undated event is read by every chunk)
+        write_disposition=subjects,
         primary_key="anomaly_id",
         columns={"anomaly_id": {"data_type": "text", "nullable": False}},
         create_table_variant=True,

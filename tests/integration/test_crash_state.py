@@ -8,18 +8,18 @@ from __future__ import annotations
 import random
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from tfy_audit.simulator import SimulatorServer, make_event
 
 from tests.conftest import (
+    SERVICE_CLOCK_AHEAD,
     Workspace,
     assert_warehouse_matches,
     make_simulator,
     run_cli,
-    wait_until_readable,
 )
 
 
@@ -77,13 +77,13 @@ DAMAGE = {
 def test_the_next_run_heals_the_working_dir(
     damage: str, workspace: Workspace, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    sim = make_simulator(300, days=2, seed=41)
+    # the service's clock ahead: the second sync reads the events stamped before it starts
+    sim = make_simulator(300, days=2, seed=41, clock_offset_seconds=SERVICE_CLOCK_AHEAD)
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url)) == 0
         DAMAGE[damage](workspace.pipelines_dir / "tfy_audit")
-        at = datetime.now(UTC) - timedelta(milliseconds=500)
+        at = datetime.now(UTC)  # after the first sync's end: our clock when it started
         sim.add_events(make_event(random.Random(f"late{i}"), at) for i in range(3))
-        wait_until_readable(at)
         capfd.readouterr()
         assert run_cli(*workspace.sync_args(srv.url)) == 0
         logged = capfd.readouterr().err

@@ -20,10 +20,10 @@ from tfy_audit.simulator import Simulator, SimulatorServer, make_event
 
 from tests.conftest import (
     DATASET,
+    SERVICE_CLOCK_AHEAD,
     Workspace,
     assert_warehouse_matches,
     make_simulator,
-    wait_until_readable,
 )
 from tests.integration import test_destinations
 from tests.integration.test_destinations import UNIQUE_KEYS, cli_json, parquet, postgres, query
@@ -108,11 +108,10 @@ def target(
 
 
 def _arrive(sim: Simulator, n: int, seed: str) -> set[str]:
-    """`n` events created just now, after every earlier run's end, and readable by the next."""
-    at = datetime.now(UTC) - timedelta(milliseconds=500)
-    added = set(sim.add_events(make_event(random.Random(f"{seed}{i}"), at) for i in range(n)))
-    wait_until_readable(at)
-    return added
+    """`n` events created just now, after every earlier run's end, and read by the next: the
+    simulator's clock is ahead of ours (SERVICE_CLOCK_AHEAD), so a run ends at our `now`."""
+    at = datetime.now(UTC)
+    return set(sim.add_events(make_event(random.Random(f"{seed}{i}"), at) for i in range(n)))
 
 
 def _assert_each_key_once(target: Target, sim: Simulator) -> None:
@@ -125,7 +124,7 @@ def _assert_each_key_once(target: Target, sim: Simulator) -> None:
 def test_another_pipeline_name_or_a_lost_working_dir_continues_the_dataset(
     target: Target,
 ) -> None:
-    sim = make_simulator(2_000, days=5, seed=31)
+    sim = make_simulator(2_000, days=5, seed=31, clock_offset_seconds=SERVICE_CLOCK_AHEAD)
     with SimulatorServer(sim) as srv:
 
         def sync(*extra: str) -> dict[str, Any]:

@@ -36,6 +36,25 @@ _REAL_UV_CACHE = str(_REAL_HOME / ".cache" / "uv")
 WALL_CLOCK = pytest.mark.xdist_group("wall_clock")
 
 
+# Grouped tests whose node id lost its group in this worker (see below): each fails.
+_UNGROUPED: set[str] = set()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker under `--dist loadgroup`, note every grouped test whose node id lacks
+    its group: pytest-xdist passes the group to the scheduler there, and a pytest that drops
+    it (9.2, pytest-dev/pytest-xdist#1386) spreads the groups over both workers in silence,
+    building each module's costly fixtures twice and running WALL_CLOCK tests side by side."""
+    if getattr(config.option, "loadgroup", False):
+        _UNGROUPED.update(
+            item.nodeid
+            for item in items
+            if any(True for _ in item.iter_markers("xdist_group"))
+            and not item.nodeid.rfind("@") > item.nodeid.rfind("]")  # xdist's test of a group
+        )
+
+
 @dataclass
 class Workspace:
     db: Path
@@ -78,7 +97,17 @@ class Workspace:
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _env(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    if request.node.nodeid in _UNGROUPED:
+        pytest.fail(
+            "--dist loadgroup lost this test's xdist_group: the installed pytest and "
+            "pytest-xdist do not group; run make install for the locked versions",
+            pytrace=False,
+        )
     isolate_env(monkeypatch, tmp_path_factory)
 
 

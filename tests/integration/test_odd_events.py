@@ -16,11 +16,11 @@ from tests.conftest import (
     AUDIT_COLUMNS,
     DATASET,
     NOW,
+    SERVICE_CLOCK_AHEAD,
     Workspace,
     expected_row,
     make_simulator,
     run_cli,
-    wait_until_readable,
 )
 from tests.integration.test_destinations import (  # noqa: F401
     cli_output,
@@ -242,7 +242,8 @@ def test_duckdb_keeps_nul_exactly_and_records_nothing(workspace: Workspace) -> N
 def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
     workspace: Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sim = make_simulator(3_000, days=10)
+    # the service's clock ahead: a run reads the events added just before it starts
+    sim = make_simulator(3_000, days=10, clock_offset_seconds=SERVICE_CLOCK_AHEAD)
     dated = sim.events()
     # a service that cannot place it returns it to every query, so to every window and chunk
     sim.add_raw_event("undated", None, raw_event("undated", b'"message":"m"', b'"not a time"'))
@@ -274,7 +275,6 @@ def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
         )
         sim.add_events(new)
         dated += new
-        wait_until_readable(now)
         assert sync(sim, workspace, *args, "--lookback", lookback) == 0
         previous_end = datetime.now(UTC)
         assert_loaded_exactly(workspace, dated, "undated")

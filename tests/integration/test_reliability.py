@@ -22,6 +22,7 @@ from tests.conftest import (
     DATASET,
     NOW,
     REPO,
+    SERVICE_CLOCK_AHEAD,
     WALL_CLOCK,
     Workspace,
     assert_warehouse_matches,
@@ -31,7 +32,6 @@ from tests.conftest import (
     run_cli_process,
     run_crashing_cli,
     ts,
-    wait_until_readable,
 )
 
 
@@ -398,7 +398,8 @@ def test_a_scheduled_run_keeps_the_mark_before_an_incomplete_lookback_window(
     lookback, merged, then what is new, appended. A window of the first that cannot be read
     completely (a late bulk write, 1,500 events in one millisecond) holds the mark back, so
     the next run reads it again."""
-    sim = make_simulator(1_000, max_offset=1_000)
+    # the service's clock ahead: a run reads the event added just before it starts
+    sim = make_simulator(1_000, max_offset=1_000, clock_offset_seconds=SERVICE_CLOCK_AHEAD)
     with SimulatorServer(sim) as srv:
         args = workspace.sync_args(srv.url, "--max-offset", "1000", "--lookback", "1m", "--json")
         assert run_cli(*args) == 0
@@ -407,7 +408,6 @@ def test_a_scheduled_run_keeps_the_mark_before_an_incomplete_lookback_window(
         sim.add_events(dense_burst(burst_at, 1_500, seed=5))
         # something new, after the mark (the sync's end was fixed before it finished)
         sim.add_events([make_event(_rng(1), mark + timedelta(milliseconds=1))])
-        wait_until_readable(mark + timedelta(milliseconds=1))
         assert run_cli(*args) == 3
         second = json.loads(capsys.readouterr().out)
         assert second["chunks"] == 2

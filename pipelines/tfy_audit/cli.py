@@ -433,8 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A load job is one file, and DuckDB copies a file in one go under its memory limit: pages
     # of large manifests (a thousand 31 KB events) made one file too large to load at all, and
     # the sync failed on every run. Files are cut at these sizes instead (rows are written in
-    # buffers of this many), so a job's size is bounded whatever the events; ordinary pages
-    # come as Arrow tables of YIELD_EVENTS rows, written whole, so their path is unchanged.
+    # buffers of this many); the size is the compressed file's, so rows that compress well
+    # still make large jobs, which are then loaded one at a time (destination.load_workers).
+    # Ordinary pages come as Arrow tables of YIELD_EVENTS rows, written whole, so their path
+    # is unchanged.
     from .settings import DATA_WRITER_BUFFER_MAX_ITEMS, DATA_WRITER_FILE_MAX_BYTES
 
     os.environ.setdefault("DATA_WRITER__FILE_MAX_BYTES", str(DATA_WRITER_FILE_MAX_BYTES))

@@ -42,6 +42,8 @@ from .settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SUBJECTS_TABLE, SYNC_WIN
 # retry runs with the limit the process's memory allows (memory.duckdb_memory_limit).
 DUCKDB_MEMORY_LIMIT = "80MB"
 DUCKDB_THREADS = 1
+# load jobs run at once into a DuckDB file (load_workers says why)
+DUCKDB_LOAD_WORKERS = 1
 
 # What identifies a row of each table within one load job's file: a retried DuckDB copy job
 # deletes the rows of its file's keys before copying it again (see _dlt_compat.py), so a
@@ -198,6 +200,21 @@ def loader_file_format(target: DestinationOptions) -> str | None:
         return "parquet"
     if target.destination == "postgres":
         return "insert_values"
+    return None
+
+
+def load_workers(target: DestinationOptions) -> int | None:
+    """How many load jobs dlt runs at once into `target`; None for dlt's default.
+
+    A DuckDB file is loaded one job at a time. dlt copies a package's tables side by side, and
+    with rows of many MB (pages of large manifests) each job holds its file's rows while DuckDB
+    cannot checkpoint what the others committed as long as any of them is in a transaction:
+    its memory then grows with every job until the package is loaded, and took the process
+    past the 1 GiB the README asks for. DuckDB writes with one thread here (DUCKDB_THREADS), so
+    jobs side by side mostly wait on each other anyway; `make bench` showed no cost
+    (docs/performance.md has the figures). `LOAD__WORKERS` still sets another number."""
+    if target.destination == "duckdb":
+        return DUCKDB_LOAD_WORKERS
     return None
 
 

@@ -20,7 +20,7 @@ import dlt
 from .anomalies import Anomaly, AnomalyKind, unique
 from .client import AuditLogClient
 from .database import HeldDatabase
-from .destination import holds_nul, loader_file_format, step, supports_merge
+from .destination import holds_nul, load_workers, loader_file_format, step, supports_merge
 from .extract import ExtractObserver
 from .fetch import Item, WindowReport, item_size, read_windows
 from .lakehouse import DELTA, apply_table_format, drop_stale_leaves, resolve_table_format
@@ -233,7 +233,11 @@ class ChunkLoader:
             normalize_info = self._pipeline.normalize()
             seconds["normalize"] = time.monotonic() - clock
             clock = time.monotonic()
-            info = self._pipeline.load()
+            workers = load_workers(self._options.target)
+            if workers is None:
+                info = self._pipeline.load()
+            else:
+                info = self._pipeline.load(workers=workers)
             seconds["load"] = time.monotonic() - clock
             if self._table_format == DELTA and not chunk.append:
                 # an upsert never removes rows: leaves an event no longer has go here

@@ -69,6 +69,10 @@ def test_a_failed_audit_logs_job_is_healed_by_the_next_run(
     with SimulatorServer(sim) as srv:
         with monkeypatch.context() as patch:
             attempts = _fail_audit_logs_jobs(patch, error)
+            # jobs side by side, as dlt runs them by default (a DuckDB file is loaded one job at
+            # a time unless LOAD__WORKERS says otherwise): the leaves load beside the failing
+            # job, where one at a time a terminal failure may stop the load before them
+            patch.setenv("LOAD__WORKERS", "20")
             assert run_cli(*workspace.sync_args(srv.url)) == 1
             assert attempts
         # the half-loaded package: leaves committed, their events not

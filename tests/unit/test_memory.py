@@ -69,3 +69,13 @@ def test_a_sync_gives_duckdb_the_derived_limit_for_retried_jobs(
     monkeypatch.delenv(DUCKDB_MEMORY_LIMIT_ENV)
     destination = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
     assert destination.memory_limits == ("80MB", duckdb_memory_limit())
+
+
+@pytest.mark.parametrize(("destination", "workers"), [("duckdb", 1), ("postgres", None)])
+def test_a_duckdb_file_is_loaded_one_job_at_a_time(destination: str, workers: int | None) -> None:
+    """Jobs side by side keep DuckDB from checkpointing what each committed, so a load of large
+    rows grew past the process's bound; other destinations keep dlt's default."""
+    from tfy_audit.destination import load_workers
+    from tfy_audit.options import DestinationOptions
+
+    assert load_workers(DestinationOptions(destination=destination)) == workers

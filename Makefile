@@ -61,6 +61,7 @@ lint: install
 	$(BIN)/ruff check pipelines tests bench scripts examples
 	$(BIN)/ruff format --check pipelines tests bench scripts examples
 	$(BIN)/mypy
+	cd pipelines && ../$(BIN)/lint-imports --config ../pyproject.toml
 
 format: install
 	$(BIN)/ruff check --fix pipelines tests bench scripts examples

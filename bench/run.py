@@ -934,7 +934,7 @@ def wait_for_idle_cpus(limit_seconds: float) -> None:
 
 def _tfy_audit_command() -> list[str]:
     script = Path(sys.executable).parent / "tfy-audit"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tfy_audit.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tfy_audit"]
 
 
 def _child_env(pycache: Path | None) -> dict[str, str]:

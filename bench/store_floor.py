@@ -30,7 +30,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from tfy_audit.pages import DecodedPage, decode_page
+from tfy_audit._service.pages import DecodedPage, decode_page
 
 from bench.raw_floor import PAGE_SIZE, count_events, http_client, list_page
 

@@ -29,7 +29,7 @@ def sync_cmd(url: str, db: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tfy_audit.cli",
+        "tfy_audit._cli.main",
         "-q",
         "sync",
         "--host",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pytest
-from tfy_audit.rows import SubjectObservation
+from tfy_audit._service.rows import SubjectObservation
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 API_KEY = "test-key"
@@ -173,7 +173,7 @@ def spec_path() -> Path:
 
 def run_cli(*args: str) -> int:
     """The real `tfy-audit` entry point, in-process."""
-    from tfy_audit.cli import main
+    from tfy_audit._cli.main import main
 
     return main(list(args))
 
@@ -202,7 +202,7 @@ def run_cli_process(
     """`tfy-audit` as a separate process, as a user or a scheduler runs it."""
     full_env = {**os.environ, "TFY_API_KEY": API_KEY, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tfy_audit.cli", *args],
+        [sys.executable, "-m", "tfy_audit", *args],
         cwd=REPO,
         env=full_env,
         capture_output=True,
@@ -337,7 +337,7 @@ def wait_until_readable(stamped: datetime, bound: float = 10.0) -> None:
     reads to a second before its first response's `Date`, which has whole seconds (clock.py),
     so an event stamped in the last two seconds belongs to the run after. A wait on the clock,
     bounded; never longer than those two seconds in practice."""
-    from tfy_audit.settings import SERVICE_CLOCK_MARGIN
+    from tfy_audit._core.settings import SERVICE_CLOCK_MARGIN
 
     readable = stamped + SERVICE_CLOCK_MARGIN + timedelta(seconds=1)
     deadline = time.monotonic() + bound

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 from tfy_audit import DestinationOptions, SyncOptions, SyncSummary, run_sync
-from tfy_audit.settings import (
+from tfy_audit._core.settings import (
     DEFAULT_DATASET,
     DEFAULT_DUCKDB_PATH,
     DEFAULT_PIPELINE_NAME,

@@ -22,12 +22,10 @@ Names are imported on first use: the worker processes that decode pages import t
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import AuditLogClient, AuditLogFilters
-    from .errors import (
+    from tfy_audit._core.errors import (
         ApiError,
         AuthenticationError,
         ConfigurationError,
@@ -39,26 +37,24 @@ if TYPE_CHECKING:
         TfyAuditError,
         UsageError,
     )
-    from .options import DestinationOptions, SyncOptions, SyncSummary
-    from .source import truefoundry_audit
-    from .sync import run_sync
+    from tfy_audit._core.options import DestinationOptions, SyncOptions, SyncSummary
+    from tfy_audit._engine.sync import run_sync
+    from tfy_audit._service.client import AuditLogClient, AuditLogFilters
+    from tfy_audit._source.dlt_source import truefoundry_audit
 
-try:
-    __version__ = version("tfy-audit")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+from tfy_audit._core.version import __version__
 
 # public name -> the module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
-    "truefoundry_audit": ".source",
-    "run_sync": ".sync",
-    "SyncOptions": ".options",
-    "SyncSummary": ".options",
-    "DestinationOptions": ".options",
-    "AuditLogClient": ".client",
-    "AuditLogFilters": ".client",
+    "truefoundry_audit": "._source.dlt_source",
+    "run_sync": "._engine.sync",
+    "SyncOptions": "._core.options",
+    "SyncSummary": "._core.options",
+    "DestinationOptions": "._core.options",
+    "AuditLogClient": "._service.client",
+    "AuditLogFilters": "._service.client",
     **{
-        name: ".errors"
+        name: "._core.errors"
         for name in (
             "TfyAuditError",
             "UsageError",

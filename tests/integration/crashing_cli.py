@@ -51,11 +51,11 @@ def install(spec: str) -> None:
     if phase == "none":
         return
     if phase == "fetch":
-        from tfy_audit.client import AuditLogClient
+        from tfy_audit._service.client import AuditLogClient
 
         _kill_on_nth(AuditLogClient, "list_page", n, after=False)
     elif phase == "extract":
-        import tfy_audit.extract as extract
+        import tfy_audit._source.extract as extract
 
         _kill_on_nth(extract, "advance", n, after=True)
     elif phase == "extracted":
@@ -79,7 +79,7 @@ def install(spec: str) -> None:
 
         _kill_on_nth(Load, "complete_package", n, after=False)
     elif phase == "publish":
-        import tfy_audit.publish as publish
+        import tfy_audit._engine.publish as publish
 
         _kill_on_nth(publish, "_copy_database", n, after=True)
     else:
@@ -88,7 +88,7 @@ def install(spec: str) -> None:
 
 if __name__ == "__main__":
     install(os.environ["TFY_CRASH_AT"])
-    from tfy_audit import cli
+    from tfy_audit._cli import main as cli
 
     if os.environ.get("TFY_SIGNAL"):
         sys.argv[0] = "tfy-audit"

@@ -261,7 +261,7 @@ def sync_tree_peak(ws: Workspace, url: str, *extra: str) -> tuple[int, str, int]
     err = ws.db.with_suffix(".err")
     with err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tfy_audit.cli", *ws.sync_args(url, *extra)],
+            [sys.executable, "-m", "tfy_audit", *ws.sync_args(url, *extra)],
             cwd=REPO,
             env={**os.environ, "TFY_API_KEY": API_KEY},
             stdout=subprocess.DEVNULL,

@@ -264,14 +264,14 @@ def test_the_command_tunes_its_own_process_only(
     its threads start; `main()` called by a library leaves both to its caller."""
     import gc
 
-    import tfy_audit.cli
-    import tfy_audit.memory
+    import tfy_audit._cli.main
+    import tfy_audit._core.memory
 
     calls: list[str] = []
-    monkeypatch.setattr(tfy_audit.cli, "_own_process", own_process)
+    monkeypatch.setattr(tfy_audit._cli.main, "_own_process", own_process)
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(
-        tfy_audit.memory,
+        tfy_audit._core.memory,
         "limit_malloc_arenas",
         lambda arenas: calls.append(f"arenas={arenas}") or True,
     )

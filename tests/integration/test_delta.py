@@ -29,11 +29,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from tfy_audit.lakehouse import connect
-from tfy_audit.options import DestinationOptions
+from tfy_audit._core.options import DestinationOptions
+from tfy_audit._engine.sync import make_pipeline
+from tfy_audit._warehouse.lakehouse import connect
+from tfy_audit._warehouse.views import VIEW_NAMES
 from tfy_audit.simulator import SimulatorServer, make_event, odd_events
-from tfy_audit.sync import make_pipeline
-from tfy_audit.views import VIEW_NAMES
 
 from tests.conftest import (
     AUDIT_COLUMNS,
@@ -521,8 +521,8 @@ def test_reading_delta_without_the_extra_is_one_line(
 def test_the_first_runs_start_is_read_from_sync_runs_offline(lake: Lake) -> None:
     """For state written before it kept the first start, status and report read it from
     `sync_runs`: on a bucket through the same reader, with no extension downloaded."""
-    from tfy_audit.client import AuditLogFilters
-    from tfy_audit.run_log import first_run_start
+    from tfy_audit._service.client import AuditLogFilters
+    from tfy_audit._warehouse.run_log import first_run_start
 
     sim = make_simulator(300, seed=83)
     with SimulatorServer(sim) as srv:

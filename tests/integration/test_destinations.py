@@ -34,12 +34,12 @@ from urllib.parse import urlsplit
 
 import duckdb
 import pytest
-from tfy_audit.destination import make_pipeline
-from tfy_audit.options import DestinationOptions
-from tfy_audit.settings import DEFAULT_LOOKBACK, MIN_WINDOW
+from tfy_audit._core.options import DestinationOptions
+from tfy_audit._core.settings import DEFAULT_LOOKBACK, MIN_WINDOW
+from tfy_audit._warehouse.destination import make_pipeline
+from tfy_audit._warehouse.readback import read_subjects
+from tfy_audit._warehouse.views import VIEW_NAMES
 from tfy_audit.simulator import Simulator, SimulatorServer, format_ts, make_event, odd_events
-from tfy_audit.views import VIEW_NAMES
-from tfy_audit.warehouse import read_subjects
 
 from tests.conftest import (
     API_KEY,
@@ -308,7 +308,7 @@ def test_postgres_and_filesystem_syncs_in_one_folder_keep_their_own_working_dirs
         for destination in ("postgres", "filesystem", "postgres", "filesystem"):
             args = ("sync", "--host", srv.url, "--destination", destination, "--dataset", ds)
             proc = subprocess.run(
-                [sys.executable, "-m", "tfy_audit.cli", *args, "--no-progress"],
+                [sys.executable, "-m", "tfy_audit", *args, "--no-progress"],
                 cwd=folder,
                 env={**os.environ, "TFY_API_KEY": API_KEY, **env},
                 capture_output=True,

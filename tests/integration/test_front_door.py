@@ -301,7 +301,7 @@ def test_bare_command_prints_help_and_version_works(tmp_path: Path) -> None:
 def test_every_option_has_help_and_shows_its_default(command: str, tmp_path: Path) -> None:
     import argparse
 
-    from tfy_audit.cli import build_parser
+    from tfy_audit._cli.main import build_parser
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -324,7 +324,7 @@ def test_every_option_has_help_and_shows_its_default(command: str, tmp_path: Pat
 
 
 def _help_of(command: str) -> str:
-    from tfy_audit.cli import build_parser
+    from tfy_audit._cli.main import build_parser
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

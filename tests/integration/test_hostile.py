@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tfy_audit.lock import pipeline_lock
+from tfy_audit._engine.lock import pipeline_lock
 from tfy_audit.simulator import Simulator, SimulatorServer
 
 from tests.conftest import (
@@ -59,7 +59,7 @@ def sync_measured(
             measure,
             sys.executable,
             "-m",
-            "tfy_audit.cli",
+            "tfy_audit._cli.main",
             *ws.sync_args(url, *extra),
         ],
         cwd=REPO,

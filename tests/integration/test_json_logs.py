@@ -55,7 +55,7 @@ def test_a_sync_logs_json_lines_with_progress_and_the_summary(workspace: Workspa
 
     (plan,) = [r for r in logged if r.get("event") == "plan"]
     assert plan["events_total"] == 3_000 and plan["windows_total"] >= 1 and plan["chunks"] >= 1
-    assert plan["logger"] == "tfy_audit.progress"
+    assert plan["logger"] == "tfy_audit._cli.progress"
     progress = [r for r in logged if r.get("event") == "progress"]
     assert progress, proc.stderr
     for record in progress:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tfy_audit.cli import sync_options_from_args
+from tfy_audit._cli.main import sync_options_from_args
 
 from tests.conftest import REPO
 from tests.integration.test_scheduling import assert_cron_expression, parses

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tfy_audit.settings import DEFAULT_DUCKDB_PATH
+from tfy_audit._core.settings import DEFAULT_DUCKDB_PATH
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 from tests.conftest import DATASET, NOW
@@ -43,7 +43,7 @@ def run_as_logged_in_user(
     env.update(extra_env or {})
     cwd.mkdir(exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-m", "tfy_audit.cli", *args],
+        [sys.executable, "-m", "tfy_audit", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -57,7 +57,7 @@ class HeldService:
 @contextmanager
 def first_sync(args: list[str]) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfy_audit.cli", *args],
+        [sys.executable, "-m", "tfy_audit", *args],
         cwd=REPO,
         env={**os.environ, "TFY_API_KEY": API_KEY},
         stdout=subprocess.PIPE,
@@ -133,7 +133,7 @@ def test_duckdb_second_writer_waits_then_adds_nothing(workspace: Workspace) -> N
                 [
                     sys.executable,
                     "-m",
-                    "tfy_audit.cli",
+                    "tfy_audit._cli.main",
                     *_other(workspace, srv.url),
                     "--wait",
                     "600",
@@ -172,11 +172,11 @@ def test_duckdb_second_writer_waits_then_adds_nothing(workspace: Workspace) -> N
 
 def test_duckdb_lock_is_let_go_with_its_holder(tmp_path: Path) -> None:
     """A lock file left by a killed sync never blocks the next one: the kernel holds it."""
-    from tfy_audit.lock import _duckdb_lock, duckdb_lock_path
+    from tfy_audit._engine.lock import _duckdb_lock, duckdb_lock_path
 
     db = tmp_path / "a.duckdb"
     probe = (
-        "import sys, time; from tfy_audit.lock import _duckdb_lock\n"
+        "import sys, time; from tfy_audit._engine.lock import _duckdb_lock\n"
         "with _duckdb_lock(sys.argv[1], 'ds', wait=0):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
@@ -233,8 +233,8 @@ def test_postgres_second_writer_refuses_naming_the_holder(
 def test_duckdb_lock_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
     """The lock file sits beside the database, perhaps in a shared directory: a link planted
     there is never followed (it would make the sync write its holder line into the target)."""
-    from tfy_audit.errors import UsageError
-    from tfy_audit.lock import _duckdb_lock, duckdb_lock_path
+    from tfy_audit._core.errors import UsageError
+    from tfy_audit._engine.lock import _duckdb_lock, duckdb_lock_path
 
     target = tmp_path / "precious"
     target.write_text("keep")
@@ -248,8 +248,8 @@ def test_duckdb_lock_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
 
 
 def _dataset_pipeline(tmp_path: Path, destination: str, dataset: str, name: str) -> Any:
-    from tfy_audit.destination import make_pipeline
-    from tfy_audit.options import DestinationOptions
+    from tfy_audit._core.options import DestinationOptions
+    from tfy_audit._warehouse.destination import make_pipeline
 
     target = DestinationOptions(
         destination=destination,
@@ -269,8 +269,8 @@ def test_the_lock_is_keyed_on_the_dataset_as_the_destination_stores_it(
 ) -> None:
     """`--dataset LOCKX` and `--dataset lockx` load the same schema (dlt folds the name), so
     they take one lock: the second refuses while the first holds it, and takes it after."""
-    from tfy_audit.errors import SyncAlreadyRunningError
-    from tfy_audit.lock import destination_lock
+    from tfy_audit._core.errors import SyncAlreadyRunningError
+    from tfy_audit._engine.lock import destination_lock
 
     if destination == "postgres":
         base = request.getfixturevalue("postgres_dataset")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from dlt.common.destination.exceptions import DestinationTerminalException
-from tfy_audit import _dlt_compat
+from tfy_audit._compat import dlt as _dlt_compat
 from tfy_audit.simulator import SimulatorServer
 
 from tests.conftest import DATASET, Workspace, assert_warehouse_matches, make_simulator, run_cli

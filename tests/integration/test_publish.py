@@ -242,7 +242,7 @@ def test_wait_queues_behind_a_reader_of_the_database(workspace: Workspace) -> No
         with reader(workspace.db) as notebook:
             args = [*workspace.sync_args(srv.url), "--wait", "30"]
             sync = subprocess.Popen(
-                [sys.executable, "-m", "tfy_audit.cli", *args],
+                [sys.executable, "-m", "tfy_audit", *args],
                 cwd=REPO,
                 env={**os.environ, "TFY_API_KEY": API_KEY},
                 stdout=subprocess.DEVNULL,
@@ -279,7 +279,7 @@ def test_wait_queues_behind_a_reader_of_the_database(workspace: Workspace) -> No
 def test_a_database_with_a_write_ahead_log_is_published_whole(tmp_path: Path) -> None:
     """A database that was not checkpointed is copied by DuckDB, its log included: its bytes
     alone would lack the last writes."""
-    from tfy_audit.publish import pointer_path, publish
+    from tfy_audit._engine.publish import pointer_path, publish
 
     db = tmp_path / "wal.duckdb"
     con = duckdb.connect(str(db))

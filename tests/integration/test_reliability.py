@@ -13,8 +13,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from tfy_audit import loader
-from tfy_audit.planning import Chunk, chunk_plan
+from tfy_audit._engine import loader
+from tfy_audit._service.planning import Chunk, chunk_plan
 from tfy_audit.simulator import Simulator, SimulatorServer, dense_burst, format_ts, make_event
 
 from tests.conftest import (
@@ -268,7 +268,7 @@ def test_kill_9_at_random_moments_then_one_sync(workspace: Workspace) -> None:
         args[2] = srv.url
         for delay in (0.6, 1.1, 1.7, 2.3):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tfy_audit.cli", *args],
+                [sys.executable, "-m", "tfy_audit", *args],
                 cwd=REPO,
                 env={**os.environ, "TFY_API_KEY": API_KEY},
                 stdout=subprocess.DEVNULL,
@@ -296,7 +296,7 @@ def test_a_second_sync_of_the_same_pipeline_refuses_at_once(workspace: Workspace
     sim.on_request = hold_first_sync
     with SimulatorServer(sim) as srv:
         first = subprocess.Popen(
-            [sys.executable, "-m", "tfy_audit.cli", *workspace.sync_args(srv.url)],
+            [sys.executable, "-m", "tfy_audit", *workspace.sync_args(srv.url)],
             cwd=REPO,
             env={**os.environ, "TFY_API_KEY": API_KEY},
             stdout=subprocess.PIPE,

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import dlt
 import pytest
-from tfy_audit.cli import build_parser
-from tfy_audit.errors import UsageError
-from tfy_audit.report import ReportSummary, report_options, write_report
+from tfy_audit._cli.main import build_parser
+from tfy_audit._core.errors import UsageError
+from tfy_audit._report.report import ReportSummary, report_options, write_report
+from tfy_audit._warehouse.views import ViewParams
 from tfy_audit.simulator import SimulatorServer
-from tfy_audit.views import ViewParams
 
 from tests.conftest import NOW as CONFTEST_NOW
 from tests.conftest import Workspace, make_simulator, run_cli

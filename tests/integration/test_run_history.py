@@ -13,9 +13,9 @@ from typing import Any
 import dlt
 import pytest
 import tfy_audit
-from tfy_audit.client import AuditLogFilters
-from tfy_audit.options import DestinationOptions
-from tfy_audit.run_log import RunRecorder, pending_dir
+from tfy_audit._core.options import DestinationOptions
+from tfy_audit._service.client import AuditLogFilters
+from tfy_audit._warehouse.run_log import RunRecorder, pending_dir
 from tfy_audit.simulator import Simulator, SimulatorServer, dense_burst, format_ts
 
 from tests.conftest import NOW, Workspace, make_simulator, ts
@@ -294,8 +294,8 @@ def test_filesystem_keeps_one_row_per_run(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_record_written_twice_stays_one_row(workspace: Workspace) -> None:
     """A kill between writing the pending records and deleting them writes them again."""
-    from tfy_audit.destination import make_pipeline
-    from tfy_audit.run_log import RunRecord, load_records
+    from tfy_audit._warehouse.destination import make_pipeline
+    from tfy_audit._warehouse.run_log import RunRecord, load_records
 
     target = DestinationOptions(db=str(workspace.db), pipelines_dir=str(workspace.pipelines_dir))
     record = RunRecord("r1", NOW, "all", {}, status="failed", error="first")

@@ -22,11 +22,11 @@ from typing import Any
 import dlt
 import pytest
 import yaml
-from tfy_audit.cli import build_parser
-from tfy_audit.client import AuditLogFilters
-from tfy_audit.settings import DEFAULT_LOOKBACK, HISTORY_START
+from tfy_audit._cli.main import build_parser
+from tfy_audit._core.settings import DEFAULT_LOOKBACK, HISTORY_START
+from tfy_audit._service.client import AuditLogFilters
+from tfy_audit._source.state import covered_until, stream_state
 from tfy_audit.simulator import Simulator, SimulatorServer
-from tfy_audit.state import covered_until, stream_state
 
 from tests.conftest import (
     DATASET,

@@ -9,10 +9,10 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 
-from tfy_audit.options import DestinationOptions, SyncOptions
+from tfy_audit._core.options import DestinationOptions, SyncOptions
+from tfy_audit._engine.sync import run_sync
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 from tfy_audit.simulator.history import make_event
-from tfy_audit.sync import run_sync
 
 from tests.conftest import API_KEY, DATASET, WALL_CLOCK, Workspace, run_cli_process
 
@@ -130,7 +130,7 @@ def test_the_simulate_command_runs_a_service_with_its_clock_moved() -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfy_audit.cli", "simulate", "--port", str(port), "--events",
+        [sys.executable, "-m", "tfy_audit", "simulate", "--port", str(port), "--events",
          "2000", "--days", "0.05", "--clock-offset", "-900", "--api-key", API_KEY],
         cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit.settings import HISTORY_START
+from tfy_audit._core.settings import HISTORY_START
+from tfy_audit._engine.status import format_lag
 from tfy_audit.simulator import SimulatorServer, format_ts
-from tfy_audit.status import format_lag
 
 from tests.conftest import NOW, Workspace, make_simulator, ts
 from tests.integration.test_destinations import (
@@ -248,11 +248,11 @@ def test_status_of_state_without_the_record_reads_the_first_start_from_sync_runs
 ) -> None:
     """State written by a version that kept no first start: status (and report) read it from
     the run history, the first run that moved the mark."""
-    import tfy_audit.state
+    import tfy_audit._source.state
 
     sim = make_simulator(600, days=6)
     with SimulatorServer(sim) as srv, monkeypatch.context() as older:
-        older.setattr(tfy_audit.state, "FIRST_START_KEY", "not_kept_by_older_versions")
+        older.setattr(tfy_audit._source.state, "FIRST_START_KEY", "not_kept_by_older_versions")
         summary = synced(workspace, srv.url, "--since", "2d")
     code, doc = status(workspace)
     assert code == 0

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit import loader
-from tfy_audit.destination import make_pipeline
-from tfy_audit.options import DestinationOptions
+from tfy_audit._core.options import DestinationOptions
+from tfy_audit._engine import loader
+from tfy_audit._warehouse.destination import make_pipeline
+from tfy_audit._warehouse.readback import read_subjects
 from tfy_audit.simulator import Simulator, SimulatorServer, odd_events
-from tfy_audit.warehouse import read_subjects
 
 from tests.conftest import (
     API_KEY,
@@ -271,9 +271,9 @@ def parse_path(path: str) -> list[str | int]:
 def test_worker_processes_decode_pages_exactly_with_faults(workspace: Workspace) -> None:
     """The path large runs take: pages parsed and normalized in spawned worker processes,
     with garbled bodies (raised in a worker) retried like any other."""
-    from tfy_audit.client import RetryPolicy
-    from tfy_audit.options import DestinationOptions, SyncOptions
-    from tfy_audit.sync import run_sync
+    from tfy_audit._core.options import DestinationOptions, SyncOptions
+    from tfy_audit._engine.sync import run_sync
+    from tfy_audit._service.client import RetryPolicy
 
     sim = make_simulator(3_000, order="shuffled", rate_truncate=0.05, rate_nonjson=0.05)
     sim.inject("nonjson", "html200")
@@ -299,7 +299,7 @@ def test_full_re_merge_fits_the_destination_memory_limit(
 ) -> None:
     """Re-reading everything already loaded (an explicit --start at the beginning) merges one
     big chunk; it must fit DuckDB's memory limit, and leave every row exactly once."""
-    monkeypatch.setattr("tfy_audit.destination.DUCKDB_MEMORY_LIMIT", "32MB")
+    monkeypatch.setattr("tfy_audit._warehouse.destination.DUCKDB_MEMORY_LIMIT", "32MB")
     monkeypatch.setenv("TFY_AUDIT_DUCKDB_MEMORY_LIMIT", "32MB")  # a retried job's limit too
     sim = make_simulator(20_000, days=5, seed=3)
     with SimulatorServer(sim) as srv:

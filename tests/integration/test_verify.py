@@ -298,12 +298,12 @@ def test_verify_of_state_without_the_record_starts_where_sync_runs_says_the_firs
 ) -> None:
     """A pipeline synced by a version that kept no first start in its state: verify reads it
     from the run history (the first run that moved the mark) rather than checking from 2015."""
-    import tfy_audit.state
+    import tfy_audit._source.state
 
     sim = make_simulator(1_500, days=8)
     with SimulatorServer(sim) as srv:
         with monkeypatch.context() as older:
-            older.setattr(tfy_audit.state, "FIRST_START_KEY", "not_kept_by_older_versions")
+            older.setattr(tfy_audit._source.state, "FIRST_START_KEY", "not_kept_by_older_versions")
             assert run_cli(*workspace.sync_args(srv.url, "--since", "2d")) == 0
         assert run_cli(*workspace.sync_args(srv.url)) == 0  # a later run: no record either
         (start,) = workspace.query(

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import dlt
 import pytest
-from tfy_audit.errors import DestinationError, UsageError
-from tfy_audit.severity import SeverityRule, builtin_rules, load_rules
-from tfy_audit.views import (
+from tfy_audit._core.errors import DestinationError, UsageError
+from tfy_audit._warehouse.severity import SeverityRule, builtin_rules, load_rules
+from tfy_audit._warehouse.views import (
     VIEW_NAMES,
     ViewParams,
     apply_views,
@@ -597,7 +597,7 @@ def test_filesystem_destination_skips_views(
         pipelines_dir=str(tmp_path / "pipelines"),
     )
     load_fixture(pipeline)
-    with caplog.at_level(logging.INFO, logger="tfy_audit.views"):
+    with caplog.at_level(logging.INFO, logger="tfy_audit._warehouse.views"):
         assert apply_views(pipeline) == []
     assert "views are skipped" in caplog.text
 
@@ -623,7 +623,7 @@ def test_every_sql_file_is_a_known_view() -> None:
 
     files = {
         p.name.removesuffix(".sql")
-        for p in resources.files("tfy_audit.sql").iterdir()
+        for p in resources.files("tfy_audit._warehouse.sql").iterdir()
         if p.name.endswith(".sql")
     }
     assert files == set(VIEW_NAMES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tfy_audit.anomalies import (
+from tfy_audit._service.anomalies import (
     ANOMALIES_SCHEMA,
     Anomaly,
     AnomalyAction,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tfy_audit.budget import BudgetClosed, ByteBudget
+from tfy_audit._service.budget import BudgetClosed, ByteBudget
 
 
 def test_the_oldest_hold_passes_the_budget_the_others_wait() -> None:

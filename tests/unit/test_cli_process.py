@@ -25,7 +25,7 @@ def test_output_and_exit_handlers_survive_the_prompt_exit(tmp_path: Path) -> Non
     done = _run(
         f"""
         import atexit, logging, sys
-        from tfy_audit.cli import exit_now
+        from tfy_audit._cli.main import exit_now
         atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))
         logging.basicConfig(stream=sys.stderr, format="%(message)s")
         for i in range(20000):
@@ -46,7 +46,7 @@ def test_a_running_non_daemon_thread_is_waited_for(tmp_path: Path) -> None:
     done = _run(
         f"""
         import threading
-        from tfy_audit.cli import exit_now
+        from tfy_audit._cli.main import exit_now
         started = threading.Event()
         def work():
             started.set()
@@ -66,7 +66,7 @@ def test_output_that_cannot_be_written_fails_a_successful_exit() -> None:
     exit code 0 into 120; another code is kept."""
     script = """
         import io, sys
-        from tfy_audit.cli import exit_now
+        from tfy_audit._cli.main import exit_now
 
         class Full(io.StringIO):
             def flush(self):
@@ -85,7 +85,7 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     done = _run(
         """
         import platform, sys
-        from tfy_audit.memory import limit_malloc_arenas
+        from tfy_audit._core.memory import limit_malloc_arenas
         applied = limit_malloc_arenas(2)
         glibc = platform.libc_ver()[0] == "glibc"
         sys.exit(0 if applied == glibc else 1)

@@ -10,14 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tfy_audit.client import (
-    AuditLogClient,
-    AuditLogFilters,
-    RetryPolicy,
-    format_query_time,
-    normalize_host,
-)
-from tfy_audit.errors import (
+from tfy_audit._core.errors import (
     AuthenticationError,
     NotAControlPlaneError,
     OffsetRefusedError,
@@ -26,7 +19,14 @@ from tfy_audit.errors import (
     RunDeadlineError,
     UsageError,
 )
-from tfy_audit.pages import parse_list_body
+from tfy_audit._service.client import (
+    AuditLogClient,
+    AuditLogFilters,
+    RetryPolicy,
+    format_query_time,
+    normalize_host,
+)
+from tfy_audit._service.pages import parse_list_body
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
 END = datetime(2026, 8, 2, 12, 30, 0, 250_000, tzinfo=UTC)
@@ -282,7 +282,7 @@ def test_a_long_retry_wait_is_logged_at_warning_with_its_reason(
             httpx.Response(200, json=OK_BODY),
         )
     )
-    with caplog.at_level(logging.WARNING, logger="tfy_audit.client"):
+    with caplog.at_level(logging.WARNING, logger="tfy_audit._service.client"):
         assert page(client)[1] == 1
     assert sleeps == [120.0, 2.0]
     # the short wait is not worth a warning; the long one says why, how long and which attempt
@@ -304,7 +304,7 @@ def test_a_wait_capped_below_what_the_service_asks_says_so(
             httpx.Response(200, json=OK_BODY),
         )
     )
-    with caplog.at_level(logging.WARNING, logger="tfy_audit.client"):
+    with caplog.at_level(logging.WARNING, logger="tfy_audit._service.client"):
         assert page(client)[1] == 1
     assert sleeps == [300.0]
     (record,) = caplog.records

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tfy_audit.clock import clock_offset, end_by_service
-from tfy_audit.planning import RunRange
-from tfy_audit.windows import PlannedWindow, Window
+from tfy_audit._service.clock import clock_offset, end_by_service
+from tfy_audit._service.planning import RunRange
+from tfy_audit._service.windows import PlannedWindow, Window
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 RUN = RunRange(T0, T0 + timedelta(minutes=30), True)

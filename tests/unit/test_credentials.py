@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit.config import resolve_api_key, resolve_host
-from tfy_audit.credentials import jwt_expiry, read_login_credentials
-from tfy_audit.errors import ConfigurationError
+from tfy_audit._core.errors import ConfigurationError
+from tfy_audit._service.credentials import jwt_expiry, read_login_credentials
+from tfy_audit._source.config import resolve_api_key, resolve_host
 
 FILE_HOST = "https://file.example.truefoundry.cloud"
 

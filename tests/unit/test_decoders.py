@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from tfy_audit.decoders import decoder_pool
-from tfy_audit.pages import decode_page, decode_released
+from tfy_audit._service.decoders import decoder_pool
+from tfy_audit._service.pages import decode_page, decode_released
 
 _IMPORTED = (
     "sorted(m for m in __import__('sys').modules "
@@ -46,13 +46,13 @@ def test_no_workers_means_no_pool() -> None:
 
 
 def test_the_command_module_imports_nothing_heavy() -> None:
-    """A spawned worker runs the command's main module again: importing `tfy_audit.cli` must
+    """A spawned worker runs the command's main module again: importing `tfy_audit._cli.main` must
     not pull in what only the main process needs."""
     import subprocess
     import sys
 
     probe = (
-        "import sys, tfy_audit.cli; "
+        "import sys, tfy_audit._cli.main; "
         "print(','.join(m for m in ('httpx', 'pendulum', 'dlt', 'pyarrow', 'duckdb') "
         "if m in sys.modules))"
     )

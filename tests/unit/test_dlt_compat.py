@@ -33,7 +33,7 @@ def expect(what: str) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def compat() -> ModuleType:
     with expect("a module or name _dlt_compat.py imports"):
-        return importlib.import_module("tfy_audit._dlt_compat")
+        return importlib.import_module("tfy_audit._compat.dlt")
 
 
 def _pipeline(compat: ModuleType, tmp_path: Path, name: str = "compat") -> dlt.Pipeline:
@@ -192,7 +192,7 @@ def test_the_arrow_hint_warning_is_still_the_one_filtered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """extract.py hides the warning dlt logs for JSON columns sent as Arrow text, by its text."""
-    import tfy_audit.extract  # noqa: F401  (installs the filter, which this test sets aside)
+    import tfy_audit._source.extract  # noqa: F401  (installs the filter, which this test sets aside)
 
     monkeypatch.setattr(logging.getLogger("dlt"), "filters", [])
     pipeline = _pipeline(compat, tmp_path, "hints")

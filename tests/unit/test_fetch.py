@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
-from tfy_audit import fetch
-from tfy_audit.budget import Hold
-from tfy_audit.client import AuditLogFilters
-from tfy_audit.errors import OffsetRefusedError
-from tfy_audit.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
-from tfy_audit.windows import PlannedWindow, Window
+from tfy_audit._core.errors import OffsetRefusedError
+from tfy_audit._service import fetch
+from tfy_audit._service.budget import Hold
+from tfy_audit._service.client import AuditLogFilters
+from tfy_audit._service.fetch import Item, PageOfWindow, WindowFetcher, WindowReport
+from tfy_audit._service.windows import PlannedWindow, Window
 
 from tests.conftest import SerialExecutor
 
@@ -207,7 +207,7 @@ def test_the_ids_of_a_window_are_let_go_once_it_is_read(monkeypatch: pytest.Monk
 
 
 def test_an_id_served_twice_in_two_reads_is_accepted_and_recorded() -> None:
-    from tfy_audit.anomalies import Anomaly, AnomalyAction, AnomalyKind
+    from tfy_audit._service.anomalies import Anomaly, AnomalyAction, AnomalyKind
 
     events = [event(f"e{i}", T0 + timedelta(seconds=i)) for i in range(5)]
     events.insert(3, event("e2", T0 + timedelta(seconds=2)))  # served twice, counted twice
@@ -232,7 +232,7 @@ def test_an_id_served_twice_in_two_reads_is_accepted_and_recorded() -> None:
 
 
 def test_a_repeat_that_moves_between_reads_is_not_accepted() -> None:
-    from tfy_audit.anomalies import Anomaly
+    from tfy_audit._service.anomalies import Anomaly
 
     base = [event(f"e{i}", T0 + timedelta(seconds=i)) for i in range(5)]
     window = Window(T0, T0 + timedelta(minutes=1))

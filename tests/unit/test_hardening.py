@@ -15,9 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tfy_audit.client import AuditLogClient, AuditLogFilters, RetryPolicy
-from tfy_audit.config import resolve_host
-from tfy_audit.errors import (
+from tfy_audit._core.errors import (
     ConfigurationError,
     ImplausibleCountError,
     RequestNotSentError,
@@ -27,11 +25,13 @@ from tfy_audit.errors import (
     UsageError,
     explain_configuration_failure,
 )
-from tfy_audit.hosts import normalize_host
-from tfy_audit.lock import pipeline_lock, validate_pipeline_name
-from tfy_audit.pages import ImplausibleTotal, parse_list_body
-from tfy_audit.redact import clean, install_log_filter, redact, register_secret
-from tfy_audit.windows import MAX_FANOUT, Window, plan_windows
+from tfy_audit._core.redact import clean, install_log_filter, redact, register_secret
+from tfy_audit._engine.lock import pipeline_lock, validate_pipeline_name
+from tfy_audit._service.client import AuditLogClient, AuditLogFilters, RetryPolicy
+from tfy_audit._service.hosts import normalize_host
+from tfy_audit._service.pages import ImplausibleTotal, parse_list_body
+from tfy_audit._service.windows import MAX_FANOUT, Window, plan_windows
+from tfy_audit._source.config import resolve_host
 
 from tests.conftest import WALL_CLOCK, SerialExecutor
 from tests.hostile import hostile_server
@@ -191,10 +191,10 @@ def test_counts_that_do_not_add_up_stop_planning() -> None:
 
 def test_planning_has_a_request_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Counts that add up but never narrow down (dense single milliseconds) still end."""
-    import tfy_audit.windows
+    import tfy_audit._service.windows
 
-    monkeypatch.setattr(tfy_audit.windows, "PLAN_BASE_REQUESTS", 100)
-    monkeypatch.setattr(tfy_audit.windows, "PLAN_REQUESTS_PER_WINDOW", 1)
+    monkeypatch.setattr(tfy_audit._service.windows, "PLAN_BASE_REQUESTS", 100)
+    monkeypatch.setattr(tfy_audit._service.windows, "PLAN_REQUESTS_PER_WINDOW", 1)
     spots = [START + timedelta(hours=h, microseconds=500) for h in range(24)]
     calls = [0]
 
@@ -331,7 +331,7 @@ def test_pipeline_names_dlt_would_refuse_are_refused_first(name: str) -> None:
 
 
 def test_a_rewritten_report_keeps_its_mode(tmp_path: Path) -> None:
-    from tfy_audit.report import _write_atomically
+    from tfy_audit._report.report import _write_atomically
 
     out = tmp_path / "report.html"
     _write_atomically(out, "one")
@@ -366,7 +366,7 @@ def test_a_configured_host_and_tfy_host_that_differ_are_reported(
 ) -> None:
     monkeypatch.setenv("SOURCES__TRUEFOUNDRY_AUDIT__HOST", "https://configured.example")
     monkeypatch.setenv("TFY_HOST", "https://env.example")
-    with caplog.at_level(logging.WARNING, logger="tfy_audit.config"):
+    with caplog.at_level(logging.WARNING, logger="tfy_audit._source.config"):
         assert resolve_host(None) == "https://configured.example"
     assert "https://configured.example" in caplog.text and "TFY_HOST" in caplog.text
     assert "https://env.example" in caplog.text

@@ -8,9 +8,9 @@ import json
 import logging
 from typing import Any
 
-from tfy_audit.logjson import RUN_ID, fields, requested_format
-from tfy_audit.progress import LogHandler, ProgressReporter
-from tfy_audit.redact import install_log_filter, register_secret
+from tfy_audit._cli.logjson import RUN_ID, fields, requested_format
+from tfy_audit._cli.progress import LogHandler, ProgressReporter
+from tfy_audit._core.redact import install_log_filter, register_secret
 
 
 def logged(json_logs: bool, emit: Any) -> str:
@@ -71,7 +71,7 @@ def test_a_secret_is_redacted_from_the_message_the_fields_and_the_traceback() ->
 def test_progress_records_carry_their_figures() -> None:
     stream = io.StringIO()
     handler = LogHandler(stream, json=True)
-    log = logging.getLogger("tfy_audit.progress")
+    log = logging.getLogger("tfy_audit._cli.progress")
     log.addHandler(handler)
     level, propagate = log.level, log.propagate
     log.setLevel(logging.INFO)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit.errors import UsageError
-from tfy_audit.memory import duckdb_memory_limit, process_memory_bytes
-from tfy_audit.settings import DUCKDB_MEMORY_LIMIT_ENV
+from tfy_audit._core.errors import UsageError
+from tfy_audit._core.memory import duckdb_memory_limit, process_memory_bytes
+from tfy_audit._core.settings import DUCKDB_MEMORY_LIMIT_ENV
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -59,8 +59,8 @@ def test_a_sync_gives_duckdb_the_derived_limit_for_retried_jobs(
 ) -> None:
     """A sync's DuckDB connection keeps the small limit that holds the peak low; a retried
     load job (one that ran out of it) runs with the derived limit."""
-    from tfy_audit.destination import make_destination
-    from tfy_audit.options import DestinationOptions
+    from tfy_audit._core.options import DestinationOptions
+    from tfy_audit._warehouse.destination import make_destination
 
     monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, "300MB")
     destination: Any = make_destination(DestinationOptions(db=str(tmp_path / "x.duckdb")))
@@ -75,7 +75,7 @@ def test_a_sync_gives_duckdb_the_derived_limit_for_retried_jobs(
 def test_a_duckdb_file_is_loaded_one_job_at_a_time(destination: str, workers: int | None) -> None:
     """Jobs side by side keep DuckDB from checkpointing what each committed, so a load of large
     rows grew past the process's bound; other destinations keep dlt's default."""
-    from tfy_audit.destination import load_workers
-    from tfy_audit.options import DestinationOptions
+    from tfy_audit._core.options import DestinationOptions
+    from tfy_audit._warehouse.destination import load_workers
 
     assert load_workers(DestinationOptions(destination=destination)) == workers

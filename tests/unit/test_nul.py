@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from tfy_audit.nul import SUBSTITUTE, replace_nul
-from tfy_audit.rows import normalize_events
+from tfy_audit._service.nul import SUBSTITUTE, replace_nul
+from tfy_audit._service.rows import normalize_events
 
 
 def test_nothing_to_replace_is_the_same_table() -> None:

@@ -10,11 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import tfy_audit.settings as settings
-from tfy_audit.cli import build_parser, sync_options_from_args
-from tfy_audit.client import AuditLogFilters, RetryPolicy
-from tfy_audit.errors import UsageError
-from tfy_audit.options import (
+import tfy_audit._core.settings as settings
+from tfy_audit._cli.main import build_parser, sync_options_from_args
+from tfy_audit._core.errors import UsageError
+from tfy_audit._core.options import (
     DESTINATION_FLAGS,
     SOURCE_FLAGS,
     SYNC_FLAGS,
@@ -25,6 +24,7 @@ from tfy_audit.options import (
     duckdb_catalog,
     validate_target,
 )
+from tfy_audit._service.client import AuditLogFilters, RetryPolicy
 
 PACKAGE = Path(settings.__file__).parent
 

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from tfy_audit.pages import (
+from tfy_audit._service.pages import (
     NotAuditLogsResponse,
     decode_page,
     first_event_in_head,
@@ -109,7 +109,7 @@ def test_every_long_integer_literal_keeps_its_digits(literal: bytes, where: str)
     ],
 )
 def test_digit_runs_that_are_no_integer_take_the_fast_parser(raw: bytes) -> None:
-    from tfy_audit.pages import _has_long_integer
+    from tfy_audit._service.pages import _has_long_integer
 
     assert not _has_long_integer(raw)
     assert _has_long_integer(raw.replace(b"}", b', "n": 12345678901234567890}'))
@@ -147,7 +147,7 @@ def test_a_page_nested_deeper_than_the_parsers_follow_decodes(depth: int) -> Non
 
 
 def test_the_iterative_parser_reads_json_as_the_standard_parser_does() -> None:
-    from tfy_audit.lenient import loads_iterative
+    from tfy_audit._service.lenient import loads_iterative
 
     text = (
         ' {"a": [1, -2.5e3, 0.5, true, false, null, "s\\u00e9\\"q", {}, [], [[]], {"b": {}}],'

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tfy_audit.prefetch import Prefetch
+from tfy_audit._service.prefetch import Prefetch
 
 
 def test_items_arrive_in_order_and_all_of_them() -> None:

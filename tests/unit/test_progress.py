@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from tfy_audit.progress import ETA_AFTER_SECONDS, STATUS, LogHandler, ProgressReporter
+from tfy_audit._cli.progress import ETA_AFTER_SECONDS, STATUS, LogHandler, ProgressReporter
 
 
 def screen(written: str) -> list[str]:

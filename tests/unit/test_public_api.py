@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 
 import tfy_audit
-from tfy_audit import settings
-from tfy_audit._dlt_compat import source_config_fields
-from tfy_audit.source import chunk_source
+from tfy_audit._compat.dlt import source_config_fields
+from tfy_audit._core import settings
+from tfy_audit._source.dlt_source import chunk_source
 
 
 def test_all_lists_exactly_the_exported_names() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of the event -> Arrow rows normalization (`tfy_audit.rows`)."""
+"""Unit tests of the event -> Arrow rows normalization (`tfy_audit._service.rows`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tfy_audit.rows import (
+from tfy_audit._service.rows import (
     AUDIT_LOGS_SCHEMA,
     MAX_PATH_DEPTH,
     MAX_TEXT_DEPTH,
@@ -33,7 +33,7 @@ from tfy_audit.rows import (
     subjects_table,
 )
 
-LOGGER = "tfy_audit.rows"
+LOGGER = "tfy_audit._service.rows"
 
 SUBJECT = {
     "subjectId": "u-1",
@@ -1217,7 +1217,7 @@ def test_text_columns_come_out_the_same_converted_at_once_or_column_by_column() 
     """Plain dict events go through Arrow's one-pass conversion; any other mapping takes the
     per-column path. Both must give the same table, row for row: for a realistic batch, and
     for each awkward event alone (one that Arrow refuses falls back, whole)."""
-    from tfy_audit.rows import _text_columns_at_once
+    from tfy_audit._service.rows import _text_columns_at_once
     from tfy_audit.simulator.history import generate_history
     from tfy_audit.simulator.odd import odd_events
 

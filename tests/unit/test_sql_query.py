@@ -10,8 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from tfy_audit.errors import UsageError
-from tfy_audit.sql_query import (
+from tfy_audit._core.errors import UsageError
+from tfy_audit._warehouse.sql_query import (
     QueryResult,
     format_csv,
     format_json,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tfy_audit.client import AuditLogFilters
-from tfy_audit.errors import UsageError
-from tfy_audit.planning import Chunk
-from tfy_audit.settings import HISTORY_START
-from tfy_audit.state import (
+from tfy_audit._core.errors import UsageError
+from tfy_audit._core.settings import HISTORY_START
+from tfy_audit._service.client import AuditLogFilters
+from tfy_audit._service.planning import Chunk
+from tfy_audit._source.state import (
     advance,
     covered_until,
     first_start,

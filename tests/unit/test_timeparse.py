@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tfy_audit.errors import UsageError
-from tfy_audit.options import parse_since
-from tfy_audit.timeparse import parse_duration, parse_user_time
+from tfy_audit._core.errors import UsageError
+from tfy_audit._core.options import parse_since
+from tfy_audit._core.timeparse import parse_duration, parse_user_time
 
 NOW = datetime(2026, 11, 7, 12, 0, tzinfo=UTC)
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from tfy_audit.client import AuditLogFilters
-from tfy_audit.options import SyncOptions
-from tfy_audit.settings import HISTORY_START
-from tfy_audit.verify import (
+from tfy_audit._core.options import SyncOptions
+from tfy_audit._core.settings import HISTORY_START
+from tfy_audit._engine.verify import (
     BoundReading,
     FirstDay,
     WarehouseDay,
@@ -21,6 +20,7 @@ from tfy_audit.verify import (
     sorted_micros,
     warehouse_day_counts,
 )
+from tfy_audit._service.client import AuditLogFilters
 
 MS = timedelta(milliseconds=1)
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -237,7 +237,7 @@ def test_state_without_the_record_starts_where_the_run_history_says() -> None:
 def test_a_long_list_of_days_is_summarised_as_ranges() -> None:
     from datetime import date
 
-    from tfy_audit.verify import summarize_days
+    from tfy_audit._engine.verify import summarize_days
 
     def days(*spans: tuple[int, int]) -> list[date]:
         return [date(2026, 1, d) for lo, hi in spans for d in range(lo, hi + 1)]

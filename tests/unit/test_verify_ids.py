@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pytest
-from tfy_audit import verify_ids
-from tfy_audit.client import AuditLogClient, AuditLogFilters
+from tfy_audit._engine import verify_ids
+from tfy_audit._engine.verify_ids import summarize, verify_ids_range
+from tfy_audit._service.client import AuditLogClient, AuditLogFilters
 from tfy_audit.simulator import Simulator, SimulatorConfig, generate_history, make_event
 from tfy_audit.simulator.timestamps import parse_ts
-from tfy_audit.verify_ids import summarize, verify_ids_range
 
 END = datetime(2026, 8, 1, tzinfo=UTC)
 START = END - timedelta(days=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from tfy_audit.verify import DayComparison, _less_repeats
+from tfy_audit._engine.verify import DayComparison, _less_repeats
 
 DAY = date(2026, 11, 3)
 AT = datetime(2026, 11, 3, 8, 30, tzinfo=UTC)

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tfy_audit.planning import RunRange, chunk_plan, group_into_chunks
-from tfy_audit.windows import (
+from tfy_audit._service.planning import RunRange, chunk_plan, group_into_chunks
+from tfy_audit._service.windows import (
     PlannedWindow,
     Window,
     plan_windows,

@@ -1,0 +1,267 @@
+"""The exception tree of tfy-audit. Every error a user can meet says what happened and what to do.
+
+`TfyAuditError` is the base. `UsageError` means the command line or configuration is wrong
+(exit code 2); everything else is a runtime failure (exit code 1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from tfy_audit._core.redact import SERVICE_TEXT_MAX, clean, redact
+
+
+class TfyAuditError(Exception):
+    """Base of every error tfy-audit raises on purpose; `str(err)` is one line for the user.
+
+    The one place messages are made safe to print: registered secrets are redacted and
+    control characters removed, whatever went into the message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(redact(clean(str(message))), *args)
+
+
+class UsageError(TfyAuditError):
+    """The command line or the configuration is wrong; nothing was contacted or changed."""
+
+    exit_code = 2
+
+
+class ConfigurationError(UsageError):
+    """A required setting is missing or invalid (host, API key, destination...)."""
+
+
+class SyncAlreadyRunningError(TfyAuditError):
+    """Another sync of the same pipeline holds its lock."""
+
+
+class RunDeadlineError(TfyAuditError):
+    """The run reached `--max-duration`; what was committed before stays."""
+
+
+class ApiError(TfyAuditError):
+    """The audit-logs endpoint could not be used. Carries the request that failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.request_id = request_id
+
+
+class AuthenticationError(ApiError):
+    """401/403: the API key is missing, wrong, or lacks permission to read audit logs."""
+
+
+class NotAControlPlaneError(ApiError):
+    """The host answers, but not like a TrueFoundry control plane (404, HTML, foreign JSON)."""
+
+
+class RequestRejectedError(ApiError):
+    """A 4xx other than auth and rate limits: the service refused the request as sent."""
+
+
+class OffsetRefusedError(RequestRejectedError):
+    """The service refused to page this deep; the caller splits the window and retries."""
+
+
+class TransientApiError(ApiError):
+    """A failure worth retrying (429, 5xx, connection trouble, a cut or garbled body).
+
+    `suspect_host` marks failures that are more likely a wrong host than a passing fault (an
+    HTML page or foreign JSON with status 200): the client retries those only a few times."""
+
+    def __init__(self, message: str, *, suspect_host: bool = False, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.suspect_host = suspect_host
+
+
+class RetriesExhaustedError(ApiError):
+    """A transient failure persisted through every retry."""
+
+
+class RequestNotSentError(ApiError):
+    """Our own request could not be sent as built (an HTTP protocol error on our side):
+    retrying would send the same request again."""
+
+
+class ResponseTooLargeError(ApiError):
+    """A response body went past the size cap; none of it is used.
+
+    `holds_event`: its first bytes show a page of events (the fetcher then asks for fewer, and
+    sets aside one event that is too large by itself); `event_id`: the first event's id, if its
+    first bytes hold it; `cap`: the cap, in bytes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        holds_event: bool = False,
+        event_id: str | None = None,
+        cap: int = 0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.holds_event = holds_event
+        self.event_id = event_id
+        self.cap = cap
+
+
+class ImplausibleCountError(ApiError):
+    """The service answered a count no audit trail can hold, or counts that do not add up."""
+
+
+def service_text(text: str | None) -> str:
+    """What a service (or a wrong host) says, made fit to quote in a message: one line, no
+    control characters or escape sequences, a few hundred characters at most."""
+    return clean(text or "", SERVICE_TEXT_MAX)
+
+
+class DestinationError(TfyAuditError):
+    """Loading into the destination failed."""
+
+
+class PublishError(TfyAuditError):
+    """The sync loaded its data, but its `--publish` snapshot could not be written; the
+    previous snapshot stays."""
+
+
+_DUCKDB_LOCKED = re.compile(
+    r'Could not set lock on file "(?P<file>[^"]+)": Conflicting lock is held in '
+    r"(?P<holder>.+?\(PID \d+\))"
+)
+
+
+def explain_destination_failure(exc: BaseException) -> str | None:
+    """What a destination failure means and what to do, for the causes a user can fix; None
+    for the rest. Looks through the chain of causes, as dlt wraps the driver's errors."""
+    configuration = explain_configuration_failure(exc)
+    if configuration is not None:
+        return configuration
+    return explain_database_in_use(exc)
+
+
+def explain_database_in_use(exc: BaseException) -> str | None:
+    """One line when `exc` says another process has the DuckDB file open (DuckDB's lock);
+    None otherwise."""
+    for current in _chain(exc):
+        locked = _DUCKDB_LOCKED.search(str(current))
+        if locked:
+            return (
+                f"the DuckDB file {locked['file']} is open in another process "
+                f"({locked['holder']}), and DuckDB lets one process at a time write to it; close "
+                "it there (a DuckDB shell, a notebook, a BI tool) or run again when that "
+                "process is done; dashboards can read the snapshot `tfy-audit sync --publish "
+                "PATH` writes instead"
+            )
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_a(exc: BaseException, class_name: str) -> bool:
+    """By name, so that classifying a dlt error does not import dlt."""
+    return any(cls.__name__ == class_name for cls in type(exc).__mro__)
+
+
+def _missing_fields(traces: Any, spec: str) -> Iterator[tuple[str, str, list[Any]]]:
+    """(configuration class, field, lookups tried) of each field dlt could not resolve,
+    through nested configurations (credentials inside a destination's configuration)."""
+    if not isinstance(traces, dict):
+        return
+    for name, tried in traces.items():
+        lookups = [t for t in tried if not hasattr(t, "traces")] if isinstance(tried, list) else []
+        nested = [t for t in tried if hasattr(t, "traces")] if isinstance(tried, list) else []
+        for inner in nested:
+            yield from _missing_fields(inner.traces, str(getattr(inner, "spec_name", spec)))
+        if lookups or not nested:
+            yield spec, str(name), lookups
+
+
+def _where_to_set(field_name: str, lookups: list[Any]) -> str:
+    """The environment variable and the secrets.toml key that set a field: the most specific
+    lookup dlt tried that is not scoped to one pipeline."""
+    env = [t for t in lookups if getattr(t, "provider", "") == "Environment Variables"]
+    if not env:
+        return f"set {field_name} in .dlt/secrets.toml"
+    most = max(len(t.sections) for t in env)
+    best = min((t for t in env if len(t.sections) == most), key=lambda t: len(t.key))
+    toml_key = ".".join([*best.sections, field_name])
+    return f"set {best.key} (or {toml_key} in .dlt/secrets.toml)"
+
+
+def _missing_parts(missing: list[tuple[str, str, list[Any]]]) -> list[str]:
+    """A phrase per missing field; the fields of one configuration missing together (a whole
+    credentials section) as one phrase naming the section."""
+    by_owner: dict[str, list[tuple[str, list[Any]]]] = {}
+    for owner, name, lookups in missing:
+        by_owner.setdefault(owner, []).append((name, lookups))
+    parts: list[str] = []
+    for owner, fields in by_owner.items():
+        if len(fields) == 1:
+            name, lookups = fields[0]
+            parts.append(f"`{name}` of {owner}: {_where_to_set(name, lookups)}")
+            continue
+        names = ", ".join(name for name, _ in fields)
+        where = _where_to_set(*fields[0])  # "set A__B__FIELD (or a.b.field in ...)"
+        env = where.split()[1].rpartition("__")[0] if "__" in where else ""
+        section = where.split("(or ")[-1].split()[0].rpartition(".")[0] if "(or " in where else ""
+        if env and section:
+            parts.append(
+                f"{names} of {owner}: set {env} (a connection URL) or the [{section}] section "
+                "of .dlt/secrets.toml"
+            )
+        else:
+            parts.append(f"{names} of {owner}: set them in .dlt/secrets.toml")
+    return parts
+
+
+def explain_configuration_failure(exc: BaseException) -> str | None:
+    """One line for a dlt configuration error anywhere in the chain: the field dlt could not
+    resolve and where to set it; None if there is no such error."""
+    for current in _chain(exc):
+        if _is_a(current, "ConfigFieldMissingException"):
+            spec = str(getattr(current, "spec_name", "configuration"))
+            missing = list(_missing_fields(getattr(current, "traces", None), spec))
+            if not missing:
+                break
+            parts = _missing_parts(missing)
+            hint = ""
+            if [(name, "Postgres" in owner) for owner, name, _ in missing] == [("password", True)]:
+                hint = (
+                    "; with trust or peer auth any password will do, e.g. "
+                    "postgresql://postgres:pw@host:5432/db"
+                )
+            return "the destination's configuration lacks " + "; ".join(parts) + hint
+        if _is_a(current, "ConfigurationException"):
+            first = service_text(str(current).strip().splitlines()[0] if str(current) else "")
+            return (
+                f"the destination's configuration is invalid ({type(current).__name__}: {first}); "
+                "check its settings in .dlt/config.toml, .dlt/secrets.toml or DESTINATION__* "
+                "environment variables"
+            )
+    return None
+
+
+def configuration_error(exc: BaseException) -> ConfigurationError | None:
+    """A dlt configuration error anywhere in `exc`'s chain, as our one-line usage error."""
+    explained = explain_configuration_failure(exc)
+    return ConfigurationError(explained) if explained is not None else None

@@ -1,0 +1,675 @@
+"""HTTP client of TrueFoundry's audit-logs endpoint: auth, timeouts, retries, error triage.
+
+It knows nothing of dlt. Every response is judged in one place, `_triage`, which either returns
+the parsed body or raises an error from `errors.py`; retries happen only for `TransientApiError`.
+
+Bounds, each cheap on the normal path: every attempt has a wall-clock deadline (`timeout`)
+covering connect, headers and body, enforced on each socket operation (`deadline.py`) and
+between body chunks; a run may have a deadline too (`run_deadline`), after which no request
+starts and each attempt's budget is the time left; a body is read as a stream and given up once
+its decompressed size passes a cap derived from the page size.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import threading
+import time
+import urllib.request
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from tfy_audit._core.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ImplausibleCountError,
+    NotAControlPlaneError,
+    OffsetRefusedError,
+    RequestNotSentError,
+    RequestRejectedError,
+    ResponseTooLargeError,
+    RetriesExhaustedError,
+    RunDeadlineError,
+    TransientApiError,
+    UsageError,
+    service_text,
+)
+from tfy_audit._core.query import AuditLogFilters, RetryPolicy
+from tfy_audit._core.redact import register_secret
+from tfy_audit._core.settings import (
+    AUDIT_LOGS_PATH,
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_PAGE_SIZE,
+    MAX_PLAUSIBLE_TOTAL,
+    RESPONSE_BYTES_BASE,
+    RESPONSE_BYTES_PER_EVENT,
+)
+from tfy_audit._service import deadline
+from tfy_audit._service.budget import Hold
+from tfy_audit._service.hosts import normalize_host
+from tfy_audit._service.pages import (
+    ImplausibleTotal,
+    NotAuditLogsResponse,
+    first_event_in_head,
+    parse_list_body,
+)
+
+__all__ = ["AuditLogClient", "AuditLogFilters", "RetryPolicy", "normalize_host"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+USER_AGENT = "tfy-audit/0.1 (+dlt)"
+
+# An HTML page or foreign JSON with status 200 is more likely a wrong --host than a glitch.
+_SUSPECT_HOST_ATTEMPTS = 3
+
+
+# A wait longer than this is logged at WARNING (with its reason); shorter ones at DEBUG.
+LONG_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    by_metric: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, metric: str, status: int | None, retried: bool) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_metric[metric] = self.by_metric.get(metric, 0) + 1
+            if status is not None:
+                self.by_status[status] = self.by_status.get(status, 0) + 1
+            if retried:
+                self.retries += 1
+
+
+def format_query_time(dt: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, milliseconds unless the value needs microseconds."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime; tfy-audit uses UTC-aware datetimes only")
+    dt = dt.astimezone(UTC)
+    if dt.microsecond % 1000 == 0:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+# the start of a JSON error's message, in a body cut short
+_MESSAGE_START = re.compile(rb'"(?:message|error)"\s*:\s*"((?:[^"\\]|\\.){0,2000})')
+
+
+def _server_message(body: bytes) -> str:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        found = _MESSAGE_START.search(body)
+        if found is None:
+            return ""
+        try:
+            return service_text(orjson.loads(b'"' + found[1] + b'"'))
+        except orjson.JSONDecodeError:
+            return service_text(found[1].decode("utf-8", "replace"))
+    if isinstance(parsed, dict):
+        msg = parsed.get("message") or parsed.get("error") or ""
+        if isinstance(msg, list):
+            return service_text("; ".join(str(m) for m in msg))
+        return service_text(str(msg))
+    return ""
+
+
+def _looks_like_html(response: httpx.Response, body: bytes) -> bool:
+    ctype = response.headers.get("content-type", "")
+    return "html" in ctype or body.lstrip()[:1] == b"<"
+
+
+def _valid_api_key(api_key: str) -> str:
+    """The key without surrounding whitespace (an env file saved with CRLF line ends leaves a
+    `\r`); ConfigurationError naming the position of any character a header cannot carry."""
+    key = api_key.strip()
+    for position, char in enumerate(key, start=1):
+        if not "\x21" <= char <= "\x7e":
+            raise ConfigurationError(
+                f"the API key holds a character an HTTP header cannot carry, at position "
+                f"{position} of {len(key)}; check TFY_API_KEY (or sources.truefoundry_audit."
+                "api_key in .dlt/secrets.toml) for a stray character"
+            )
+    return key
+
+
+_PIECE = 1024 * 1024
+
+
+# How much of a body past its cap is kept: enough to see whether it is a page of events and
+# to read its first event's id (anomalies.py records an event set aside by it).
+_HEAD_BYTES = 64 * 1024
+
+
+class _TooLarge(Exception):
+    """A body went past its cap (internal: the client turns it into ResponseTooLargeError);
+    `head` holds its first bytes (decompressed), as far as they were read."""
+
+    def __init__(self, head: bytes = b"") -> None:
+        super().__init__()
+        self.head = head
+
+
+def _head(pieces: list[bytes]) -> bytes:
+    out = bytearray()
+    for piece in pieces:
+        out += piece[: _HEAD_BYTES - len(out)]
+        if len(out) >= _HEAD_BYTES:
+            break
+    return bytes(out)
+
+
+def _decompressor(encoding: str) -> Any:
+    """A zlib decompressor for the response's Content-Encoding, None for none; ValueError for
+    one the client did not ask for (it asks for gzip and deflate only)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a zlib or gzip header, detected
+    raise ValueError(f"the response is encoded as {service_text(encoding)!r}, not gzip")
+
+
+def _read_body(
+    response: httpx.Response,
+    until: float,
+    cap: int,
+    *,
+    cut: bool = False,
+    grow: Callable[[int], None] | None = None,
+) -> bytes:
+    """The body, decompressed, read before the monotonic time `until` and at most `cap` bytes
+    long (counted after decompression, so a small compressed body cannot expand past it):
+    _TooLarge past it, or with `cut`, its first `cap` bytes. `grow(n)` is told of each `n`
+    bytes kept before they are read further (it may wait: a byte budget, budget.py)."""
+    if response.is_stream_consumed:  # a body in memory already (an httpx MockTransport's)
+        if len(response.content) > cap and not cut:
+            raise _TooLarge(response.content[:_HEAD_BYTES])
+        return response.content[:cap]
+    decompressor = _decompressor(response.headers.get("content-encoding", ""))
+    declared = response.headers.get("content-length", "")
+    # a body declared too large is read no further than its head
+    too_long = decompressor is None and declared.isdigit() and int(declared) > cap and not cut
+    pieces: list[bytes] = []  # joined once at the end: one copy of the body, as httpx makes
+    size = 0
+    for raw in response.iter_raw():
+        if time.monotonic() > until:
+            raise httpx.ReadTimeout("the response did not arrive in time", request=response.request)
+        if too_long:
+            pieces.append(raw)
+            size += len(raw)
+            if size >= _HEAD_BYTES:
+                break
+            continue
+        data = raw
+        while data:
+            if decompressor is None:
+                piece, data = data, b""
+            else:
+                # a piece at a time: a bomb never expands in one go
+                piece = decompressor.decompress(data, min(cap - size + 1, _PIECE))
+                data = decompressor.unconsumed_tail
+            pieces.append(piece)
+            size += len(piece)
+            if grow is not None:
+                grow(len(piece))
+            if size > cap:
+                if cut:
+                    return b"".join(pieces)[:cap]
+                raise _TooLarge(_head(pieces))
+    if too_long:
+        raise _TooLarge(_head(pieces))
+    if decompressor is not None:
+        pieces.append(decompressor.flush())
+        size += len(pieces[-1])
+        if size > cap:
+            if cut:
+                return b"".join(pieces)[:cap]
+            raise _TooLarge(_head(pieces))
+    return b"".join(pieces)
+
+
+class AuditLogClient:
+    """Reads `GET /api/svc/v1/audit-logs`. Thread-safe: windows are fetched concurrently."""
+
+    def __init__(
+        self,
+        host: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 16,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        run_deadline: float | None = None,
+        max_response_bytes: int | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        """`timeout`: seconds one attempt may take in all; `run_deadline`: a `time.monotonic()`
+        after which no request starts; `max_response_bytes`: the cap of every body (default:
+        derived from the page size asked for)."""
+        register_secret(api_key)
+        if not api_key or not api_key.strip():
+            raise UsageError(
+                "no TrueFoundry API key: set TFY_API_KEY (or sources.truefoundry_audit.api_key "
+                "in .dlt/secrets.toml)"
+            )
+        api_key = _valid_api_key(api_key)
+        self.host = normalize_host(host, allow_insecure_http=allow_insecure_http)
+        self.retry = retry or RetryPolicy()
+        self.stats = ClientStats()
+        self.timeout = timeout
+        self.run_deadline = run_deadline
+        self.max_response_bytes = max_response_bytes
+        self._sleep = sleep
+        self._rng = random.Random()
+        # the `Date` of the first response that carried one, and our clock when it arrived
+        self._service_clock: tuple[datetime, datetime] | None = None
+        self._http = httpx.Client(
+            base_url=self.host,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                # the two encodings the body reader decompresses under its cap
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": USER_AGENT,
+            },
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+            # A plain-http host reached without a proxy never does TLS (redirects are not
+            # followed), so it is spared loading the CA bundle (40 ms of every run). An https
+            # host is always verified, and so is a proxy from the environment (httpx gives
+            # proxies the same setting).
+            verify=self.host.startswith("https://") or bool(urllib.request.getproxies()),
+        )
+        deadline.bound_transports(self._http)
+
+    def __enter__(self) -> AuditLogClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the two metrics -------------------------------------------------------------------
+
+    def count(self, filters: AuditLogFilters, start: datetime, end: datetime) -> int:
+        params = {"metric": "count", **self._window_params(filters, start, end)}
+        # the spec does not say a count's body is small: it is capped like the largest page
+        return self._get(params, lambda body: parse_list_body(body)[1], MAX_PAGE_SIZE)
+
+    def list_page(
+        self,
+        filters: AuditLogFilters,
+        start: datetime,
+        end: datetime,
+        *,
+        offset: int,
+        limit: int,
+        decode: Callable[[bytes], T],
+        hold: Hold | None = None,
+    ) -> T:
+        """One page, its body handed to `decode` (which raises ValueError on a bad body, and
+        is then retried like any garbled response). `hold`: the body's bytes are counted in it
+        as they arrive, waiting while its budget is spent (budget.py)."""
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise UsageError(f"page size {limit} is outside 1..{MAX_PAGE_SIZE}")
+        params = {
+            "metric": "list",
+            **self._window_params(filters, start, end),
+            "limit": str(limit),
+            "offset": str(offset),
+        }
+        return self._get(params, decode, limit, hold)
+
+    def response_cap(self, page_size: int) -> int:
+        """The most bytes (decompressed) a body may hold for a page of `page_size` events:
+        never less than one event of MAX_EVENT_BYTES needs."""
+        if self.max_response_bytes is not None:
+            return self.max_response_bytes
+        return RESPONSE_BYTES_BASE + max(page_size * RESPONSE_BYTES_PER_EVENT, MAX_EVENT_BYTES)
+
+    def check_run_deadline(self) -> float:
+        """Seconds left of the run (infinity without a deadline); RunDeadlineError if none."""
+        if self.run_deadline is None:
+            return float("inf")
+        left = self.run_deadline - time.monotonic()
+        if left <= 0:
+            raise RunDeadlineError(
+                "the run reached its --max-duration and stopped; what it loaded before is "
+                "kept: run again to continue (or raise --max-duration)"
+            )
+        return left
+
+    def service_clock(self) -> tuple[datetime, datetime] | None:
+        """(the service's `Date`, this machine's clock when that response arrived) of the first
+        response with a valid `Date` header; None before one. `Date` has whole seconds: the
+        service's clock was at most a second later than it."""
+        return self._service_clock
+
+    def _note_date(self, response: httpx.Response) -> None:
+        if self._service_clock is not None:
+            return
+        received = datetime.now(UTC)
+        value = response.headers.get("date")
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self._service_clock = (when.astimezone(UTC), received)
+
+    @staticmethod
+    def _window_params(filters: AuditLogFilters, start: datetime, end: datetime) -> dict[str, str]:
+        return {
+            **filters.as_params(),
+            "start": format_query_time(start),
+            "end": format_query_time(end),
+        }
+
+    # -- transport, retries, triage ---------------------------------------------------------
+
+    def _get(
+        self,
+        params: dict[str, str],
+        decode: Callable[[bytes], T],
+        page_size: int,
+        hold: Hold | None = None,
+    ) -> T:
+        metric = params.get("metric", "")
+        cap = self.response_cap(page_size)
+        attempt = 0
+        connect_failures = 0
+        suspect_failures = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            budget = min(self.timeout, self.check_run_deadline())
+            until = time.monotonic() + budget
+            request = self._http.build_request("GET", AUDIT_LOGS_PATH, params=params)
+            if hold is not None:
+                hold.reset()  # the body of an attempt before is dropped
+            not_sent: ApiError | None = None
+            asked: str | None = None  # the response's Retry-After, when it set the wait
+            try:
+                with deadline.bounded(until):
+                    response = self._http.send(request, stream=True)
+                    self._note_date(response)
+                    try:
+                        if response.status_code == 200:
+                            grow = None if hold is None else hold.grow
+                            body = _read_body(response, until, cap, grow=grow)
+                        else:  # what an error says is in its first bytes, if anywhere
+                            body = _read_body(response, until, ERROR_BODY_BYTES, cut=True)
+                    except _TooLarge as exc:
+                        self.stats.record(metric, response.status_code, attempt > 1)
+                        raise self._too_large(request, response, cap, exc.head) from None
+                    finally:
+                        response.close()
+            except httpx.LocalProtocolError as exc:
+                # our own request could not be sent as built: sending it again cannot help.
+                # Raised outside this handler, so that the httpx error (whose text may quote a
+                # header) is not chained to ours, nor kept in dlt's trace.
+                not_sent = RequestNotSentError(
+                    f"GET {_short(str(request.url))} could not be sent "
+                    f"({type(exc).__name__}: {exc})",
+                    url=str(request.url),
+                )
+            except httpx.TransportError as exc:
+                self.stats.record(metric, None, attempt > 1)
+                is_connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                connect_failures += is_connect
+                error: ApiError = self._transport_error(exc, request, budget)
+                if is_connect and connect_failures >= self.retry.connect_attempts:
+                    raise error from exc
+                delay = self._backoff(attempt)
+            else:
+                self.stats.record(metric, response.status_code, attempt > 1)
+                try:
+                    self._triage(response, body, params)
+                    return self._decode(response, body, decode)
+                except TransientApiError as exc:
+                    error = exc
+                    suspect_failures += exc.suspect_host
+                    delay = self._backoff(attempt)
+                    asked = response.headers.get("retry-after")
+                    after = (
+                        _retry_after_seconds(asked) if response.status_code in (429, 503) else None
+                    )
+                    if after is not None:
+                        delay = min(after, self.retry.retry_after_max)
+                    else:
+                        asked = None
+            if not_sent is not None:
+                self.stats.record(metric, None, attempt > 1)
+                raise not_sent
+            if attempt >= self.retry.max_attempts or suspect_failures >= _SUSPECT_HOST_ATTEMPTS:
+                raise RetriesExhaustedError(
+                    f"{error} (gave up after {attempt} attempts)",
+                    url=error.url,
+                    status=error.status,
+                    request_id=error.request_id,
+                ) from error
+            wanted = (
+                f"Retry-After: {service_text(asked.strip())}" if asked is not None else "backoff"
+            )
+            if delay >= self.check_run_deadline():  # which raises once the run's time is up
+                raise RunDeadlineError(
+                    f"the run would reach its --max-duration while waiting to retry ({error}; "
+                    f"a wait of {delay:.0f} s, {wanted}); what it loaded before is kept: run "
+                    "again to continue"
+                ) from error
+            if waited + delay > self.retry.wait_budget:
+                raise RetriesExhaustedError(
+                    f"{error} (gave up after {attempt} attempts: waited {waited:.0f} s for "
+                    f"retries of this request, its most ({self.retry.wait_budget:.0f} s), and "
+                    f"the next wait is {delay:.0f} s ({wanted})); retry later",
+                    url=error.url,
+                    status=error.status,
+                    request_id=error.request_id,
+                ) from error
+            self._log_wait(delay, after_asked=asked, error=error, attempt=attempt)
+            waited += delay
+            self._sleep(delay)
+
+    def _log_wait(
+        self, delay: float, *, after_asked: str | None, error: ApiError, attempt: int
+    ) -> None:
+        """A long wait at WARNING with its reason (a run seemingly stuck says why); others at
+        DEBUG."""
+        if delay <= LONG_WAIT_SECONDS:
+            logger.debug("retrying in %.2fs (attempt %d): %s", delay, attempt + 1, error)
+            return
+        if after_asked is None:
+            why = "backoff"
+        else:
+            why = f"Retry-After: {service_text(after_asked.strip())}"
+        capped = (
+            " (the most one wait may take)"
+            if after_asked is not None and delay >= self.retry.retry_after_max
+            else ""
+        )
+        logger.warning(
+            "%s; %s; waiting %.0f s%s before attempt %d of %d",
+            error,
+            why,
+            delay,
+            capped,
+            attempt + 1,
+            self.retry.max_attempts,
+        )
+
+    def _too_large(
+        self, request: httpx.Request, response: httpx.Response, cap: int, head: bytes
+    ) -> ResponseTooLargeError:
+        url = str(request.url)
+        rid = response.headers.get("x-request-id")
+        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
+        page_size = request.url.params.get("limit")
+        source = (
+            "--max-response-mb"
+            if self.max_response_bytes is not None
+            else f"the cap for a page of {page_size or MAX_PAGE_SIZE} events"
+        )
+        holds_event, event_id = first_event_in_head(head)
+        return ResponseTooLargeError(
+            f"{where}: the response is larger than {cap / 2**20:g} MB decompressed ({source}); "
+            "nothing of it was loaded: pass a larger --max-response-mb, or a smaller --page-size",
+            url=url,
+            status=response.status_code,
+            request_id=rid,
+            holds_event=holds_event,
+            event_id=event_id,
+            cap=cap,
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.retry.backoff_max, self.retry.backoff_initial * 2 ** (attempt - 1))
+        return self._rng.uniform(cap / 2, cap)
+
+    def _transport_error(
+        self, exc: httpx.TransportError, request: httpx.Request, budget: float
+    ) -> ApiError:
+        url = str(request.url)
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return TransientApiError(
+                f"cannot connect to {self.host} ({type(exc).__name__}: {exc}); check --host / "
+                "TFY_HOST and that this machine can reach it",
+                url=url,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return TransientApiError(
+                f"GET {_short(url)} did not complete within {budget:.3g}s "
+                f"({type(exc).__name__}); the service is slow: retry later or raise --timeout",
+                url=url,
+            )
+        return TransientApiError(
+            f"GET {_short(url)} failed: {type(exc).__name__}: {exc or 'connection dropped'}",
+            url=url,
+        )
+
+    def _triage(self, response: httpx.Response, body: bytes, params: Mapping[str, str]) -> None:
+        """The one place that decides what a response's status means."""
+        status = response.status_code
+        url = str(response.request.url)
+        rid = response.headers.get("x-request-id")
+        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
+        kw: dict[str, Any] = {"url": url, "status": status, "request_id": rid}
+
+        if status == 429:
+            raise TransientApiError(f"{where}: rate limited (HTTP 429)", **kw)
+        if status >= 500:
+            raise TransientApiError(f"{where}: server error HTTP {status}", **kw)
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"{self.host} rejected the API key (HTTP {status}): set TFY_API_KEY to a valid "
+                "TrueFoundry API key (a PAT or virtual-account token allowed to read audit logs)",
+                **kw,
+            )
+        if status in (404, 405):
+            raise NotAControlPlaneError(
+                f"{self.host} has no audit-logs endpoint (HTTP {status} for {AUDIT_LOGS_PATH}): "
+                "is --host / TFY_HOST the URL of a TrueFoundry control plane?",
+                **kw,
+            )
+        if 300 <= status < 400:
+            raise NotAControlPlaneError(
+                f"{where}: redirected (HTTP {status} to "
+                f"{service_text(response.headers.get('location'))}); "
+                "pass the control plane's final URL as --host",
+                **kw,
+            )
+        if status >= 400:
+            message = _server_message(body) or service_text(response.reason_phrase)
+            if status == 400 and int(params.get("offset", "0") or 0) > 0:
+                # The spec does not say how deep one may page; a refusal at a non-zero offset,
+                # after the same query was answered at offset 0, is the service's depth limit.
+                raise OffsetRefusedError(f"{where}: refused offset ({message})", **kw)
+            raise RequestRejectedError(f"{where}: rejected with HTTP {status}: {message}", **kw)
+
+    def _decode(self, response: httpx.Response, body: bytes, decode: Callable[[bytes], T]) -> T:
+        """A 200 whose body cannot be decoded is retried: a cut connection or a glitch; an HTML
+        page or foreign JSON only a few times, as it is more likely the wrong host. A count no
+        audit trail can hold is the service's error, and not retried."""
+        url = str(response.request.url)
+        rid = response.headers.get("x-request-id")
+        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
+        kw: dict[str, Any] = {"url": url, "status": response.status_code, "request_id": rid}
+        try:
+            return decode(body)
+        except ImplausibleTotal as exc:
+            raise ImplausibleCountError(
+                f"{where}: the service answered {exc}, which is no count of audit events "
+                f"(an integer from 0 to {MAX_PLAUSIBLE_TOTAL:,}); nothing was planned or loaded "
+                "from it: report this answer to your TrueFoundry administrator",
+                **kw,
+            ) from None
+        except NotAuditLogsResponse as exc:
+            raise TransientApiError(
+                f"{where}: {exc}; is --host the URL of a TrueFoundry control plane?",
+                suspect_host=True,
+                **kw,
+            ) from exc
+        except ValueError as exc:
+            if _looks_like_html(response, body):
+                raise TransientApiError(
+                    f"{where}: answered with an HTML page, not JSON; is --host the URL of a "
+                    "TrueFoundry control plane?",
+                    suspect_host=True,
+                    **kw,
+                ) from exc
+            raise TransientApiError(
+                f"{where}: body is not valid JSON ({service_text(str(exc))})", **kw
+            ) from exc
+
+
+def _short(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")

@@ -1,0 +1,132 @@
+"""The worker processes that decode pages (JSON parsing, flattening into Arrow) for a sync.
+
+This module must not import dlt: a spawned worker imports the module of every function it is
+handed (its initializer, its tasks), and importing dlt would cost each worker CPU time and
+memory, taken from the run it is there to speed up.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+class Decoders:
+    """Worker processes for the CPU-bound page decoding; spawned, so no thread state is
+    copied, and started at once, so their start overlaps with planning."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
+        )
+        # The workers are spawned here (one per submit), with SIGINT and SIGTERM blocked: they
+        # are born with the mask, so a Ctrl-C sent to the process group while they start up
+        # cannot end one with a traceback; they ignore both from then on (the parent stops them).
+        with _signals_blocked():
+            for _ in range(workers):
+                self.pool.submit(_warm_up)
+        self._closer: threading.Thread | None = None
+
+    def close_soon(self) -> None:
+        """Let the workers go now, in the background (they take a moment to exit), so their
+        exit overlaps the load; `close()` then waits for it."""
+        if self._closer is None:
+            self._closer = threading.Thread(
+                target=self.pool.shutdown, name="tfy-decoders-close", daemon=True
+            )
+            self._closer.start()
+
+    def close(self) -> None:
+        if self._closer is None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            self._closer.join()
+
+
+@contextmanager
+def decoder_pool(workers: int) -> Iterator[Decoders | None]:
+    if workers < 1:
+        yield None
+        return
+    decoders = Decoders(workers)
+    try:
+        yield decoders
+    finally:
+        decoders.close()
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    stop = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class DecodersOnDemand:
+    """Decoder processes started only if a run turns out large: they pay for themselves on a
+    backfill, not on a small scheduled run. Started as soon as the run's size is known, they
+    warm up during planning; they close with `stack`."""
+
+    def __init__(self, stack: ExitStack, workers: int, *, from_events: int) -> None:
+        self._stack = stack
+        self._workers = workers
+        self._from_events = from_events
+        self._decoders: Decoders | None = None
+
+    def start_if_large(self, events: int) -> None:
+        if events >= self._from_events and self._decoders is None:
+            self._decoders = self._stack.enter_context(decoder_pool(self._workers))
+
+    @property
+    def pool(self) -> Executor | None:
+        return self._decoders.pool if self._decoders is not None else None
+
+    def close_soon(self) -> None:
+        if self._decoders is not None:
+            self._decoders.close_soon()
+
+
+def _init_worker(parent_pid: int) -> None:
+    # Ctrl-C and SIGTERM reach the whole process group; the parent handles them and shuts the
+    # pool down, so a worker ignores them (and never prints a KeyboardInterrupt traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    _exit_with_parent(parent_pid)
+    from tfy_audit._service import pages  # noqa: F401  (pyarrow, orjson, rows: what decoding needs)
+
+    # What is alive now (the modules) lives as long as the worker: out of the collector's sight,
+    # it is not walked again by every full collection a page's thousands of objects set off.
+    gc.freeze()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker outlives a parent killed with SIGKILL; make it notice and go."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tfy-parent-watch", daemon=True).start()
+
+
+def _warm_up() -> None:
+    """A task that makes the pool start a worker now, not at the first page."""

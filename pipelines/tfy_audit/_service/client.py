@@ -1,13 +1,16 @@
 """HTTP client of TrueFoundry's audit-logs endpoint: auth, timeouts, retries, error triage.
 
-It knows nothing of dlt. Every response is judged in one place, `_triage`, which either returns
-the parsed body or raises an error from `errors.py`; retries happen only for `TransientApiError`.
+It knows nothing of dlt. Every response is judged in one place, `triage.py`, which either
+returns the parsed body or raises an error from `errors.py`; retries happen only for
+`TransientApiError`.
 
 Bounds, each cheap on the normal path: every attempt has a wall-clock deadline (`timeout`)
 covering connect, headers and body, enforced on each socket operation (`deadline.py`) and
 between body chunks; a run may have a deadline too (`run_deadline`), after which no request
 starts and each attempt's budget is the time left; a body is read as a stream and given up once
-its decompressed size passes a cap derived from the page size.
+its decompressed size passes a cap derived from the page size (`body.py`).
+
+The connection pool holds as many connections as requests may be in flight (`concurrency`).
 """
 
 from __future__ import annotations
@@ -15,30 +18,20 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import re
 import threading
 import time
 import urllib.request
-import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TypeVar
 
 import httpx
-import orjson
 
 from tfy_audit._core.errors import (
     ApiError,
-    AuthenticationError,
     ConfigurationError,
-    ImplausibleCountError,
-    NotAControlPlaneError,
-    OffsetRefusedError,
     RequestNotSentError,
-    RequestRejectedError,
-    ResponseTooLargeError,
     RetriesExhaustedError,
     RunDeadlineError,
     TransientApiError,
@@ -49,22 +42,26 @@ from tfy_audit._core.query import AuditLogFilters, RetryPolicy
 from tfy_audit._core.redact import register_secret
 from tfy_audit._core.settings import (
     AUDIT_LOGS_PATH,
+    DEFAULT_CONCURRENCY,
     DEFAULT_TIMEOUT,
     ERROR_BODY_BYTES,
     MAX_EVENT_BYTES,
     MAX_PAGE_SIZE,
-    MAX_PLAUSIBLE_TOTAL,
     RESPONSE_BYTES_BASE,
     RESPONSE_BYTES_PER_EVENT,
 )
 from tfy_audit._service import deadline
+from tfy_audit._service.body import BodyTooLarge, read_body
 from tfy_audit._service.budget import Hold
 from tfy_audit._service.hosts import normalize_host
-from tfy_audit._service.pages import (
-    ImplausibleTotal,
-    NotAuditLogsResponse,
-    first_event_in_head,
-    parse_list_body,
+from tfy_audit._service.pages import parse_list_body
+from tfy_audit._service.triage import (
+    decode_body,
+    retry_after_seconds,
+    short_url,
+    too_large_error,
+    transport_error,
+    triage,
 )
 
 __all__ = ["AuditLogClient", "AuditLogFilters", "RetryPolicy", "normalize_host"]
@@ -111,51 +108,6 @@ def format_query_time(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-# the start of a JSON error's message, in a body cut short
-_MESSAGE_START = re.compile(rb'"(?:message|error)"\s*:\s*"((?:[^"\\]|\\.){0,2000})')
-
-
-def _server_message(body: bytes) -> str:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        found = _MESSAGE_START.search(body)
-        if found is None:
-            return ""
-        try:
-            return service_text(orjson.loads(b'"' + found[1] + b'"'))
-        except orjson.JSONDecodeError:
-            return service_text(found[1].decode("utf-8", "replace"))
-    if isinstance(parsed, dict):
-        msg = parsed.get("message") or parsed.get("error") or ""
-        if isinstance(msg, list):
-            return service_text("; ".join(str(m) for m in msg))
-        return service_text(str(msg))
-    return ""
-
-
-def _looks_like_html(response: httpx.Response, body: bytes) -> bool:
-    ctype = response.headers.get("content-type", "")
-    return "html" in ctype or body.lstrip()[:1] == b"<"
-
-
 def _valid_api_key(api_key: str) -> str:
     """The key without surrounding whitespace (an env file saved with CRLF line ends leaves a
     `\r`); ConfigurationError naming the position of any character a header cannot carry."""
@@ -170,102 +122,6 @@ def _valid_api_key(api_key: str) -> str:
     return key
 
 
-_PIECE = 1024 * 1024
-
-
-# How much of a body past its cap is kept: enough to see whether it is a page of events and
-# to read its first event's id (anomalies.py records an event set aside by it).
-_HEAD_BYTES = 64 * 1024
-
-
-class _TooLarge(Exception):
-    """A body went past its cap (internal: the client turns it into ResponseTooLargeError);
-    `head` holds its first bytes (decompressed), as far as they were read."""
-
-    def __init__(self, head: bytes = b"") -> None:
-        super().__init__()
-        self.head = head
-
-
-def _head(pieces: list[bytes]) -> bytes:
-    out = bytearray()
-    for piece in pieces:
-        out += piece[: _HEAD_BYTES - len(out)]
-        if len(out) >= _HEAD_BYTES:
-            break
-    return bytes(out)
-
-
-def _decompressor(encoding: str) -> Any:
-    """A zlib decompressor for the response's Content-Encoding, None for none; ValueError for
-    one the client did not ask for (it asks for gzip and deflate only)."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return None
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a zlib or gzip header, detected
-    raise ValueError(f"the response is encoded as {service_text(encoding)!r}, not gzip")
-
-
-def _read_body(
-    response: httpx.Response,
-    until: float,
-    cap: int,
-    *,
-    cut: bool = False,
-    grow: Callable[[int], None] | None = None,
-) -> bytes:
-    """The body, decompressed, read before the monotonic time `until` and at most `cap` bytes
-    long (counted after decompression, so a small compressed body cannot expand past it):
-    _TooLarge past it, or with `cut`, its first `cap` bytes. `grow(n)` is told of each `n`
-    bytes kept before they are read further (it may wait: a byte budget, budget.py)."""
-    if response.is_stream_consumed:  # a body in memory already (an httpx MockTransport's)
-        if len(response.content) > cap and not cut:
-            raise _TooLarge(response.content[:_HEAD_BYTES])
-        return response.content[:cap]
-    decompressor = _decompressor(response.headers.get("content-encoding", ""))
-    declared = response.headers.get("content-length", "")
-    # a body declared too large is read no further than its head
-    too_long = decompressor is None and declared.isdigit() and int(declared) > cap and not cut
-    pieces: list[bytes] = []  # joined once at the end: one copy of the body, as httpx makes
-    size = 0
-    for raw in response.iter_raw():
-        if time.monotonic() > until:
-            raise httpx.ReadTimeout("the response did not arrive in time", request=response.request)
-        if too_long:
-            pieces.append(raw)
-            size += len(raw)
-            if size >= _HEAD_BYTES:
-                break
-            continue
-        data = raw
-        while data:
-            if decompressor is None:
-                piece, data = data, b""
-            else:
-                # a piece at a time: a bomb never expands in one go
-                piece = decompressor.decompress(data, min(cap - size + 1, _PIECE))
-                data = decompressor.unconsumed_tail
-            pieces.append(piece)
-            size += len(piece)
-            if grow is not None:
-                grow(len(piece))
-            if size > cap:
-                if cut:
-                    return b"".join(pieces)[:cap]
-                raise _TooLarge(_head(pieces))
-    if too_long:
-        raise _TooLarge(_head(pieces))
-    if decompressor is not None:
-        pieces.append(decompressor.flush())
-        size += len(pieces[-1])
-        if size > cap:
-            if cut:
-                return b"".join(pieces)[:cap]
-            raise _TooLarge(_head(pieces))
-    return b"".join(pieces)
-
-
 class AuditLogClient:
     """Reads `GET /api/svc/v1/audit-logs`. Thread-safe: windows are fetched concurrently."""
 
@@ -276,14 +132,17 @@ class AuditLogClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
-        max_connections: int = 16,
+        max_connections: int = DEFAULT_CONCURRENCY,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         run_deadline: float | None = None,
         max_response_bytes: int | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
-        """`timeout`: seconds one attempt may take in all; `run_deadline`: a `time.monotonic()`
+        """`timeout`: seconds one attempt may take in all; `max_connections`: the requests in
+        flight at once (the run's concurrency), which the pool holds connections for;
+        `transport`: a stand-in for the network (a test's `httpx.MockTransport`), checked
+        against the deadline between body chunks only; `run_deadline`: a `time.monotonic()`
         after which no request starts; `max_response_bytes`: the cap of every body (default:
         derived from the page size asked for)."""
         register_secret(api_key)
@@ -303,6 +162,17 @@ class AuditLogClient:
         self._rng = random.Random()
         # the `Date` of the first response that carried one, and our clock when it arrived
         self._service_clock: tuple[datetime, datetime] | None = None
+        # A plain-http host reached without a proxy never does TLS (redirects are not
+        # followed), so it is spared loading the CA bundle. An https host is always verified,
+        # and so is a proxy from the environment (its transport shares this setting).
+        verify = self.host.startswith("https://") or bool(urllib.request.getproxies())
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        mounts: dict[str, httpx.BaseTransport | None] = {}
+        if transport is None:
+            transport = deadline.deadline_transport(verify=verify, limits=limits)
+            mounts = deadline.environment_mounts(verify=verify, limits=limits)
         self._http = httpx.Client(
             base_url=self.host,
             headers={
@@ -313,18 +183,10 @@ class AuditLogClient:
                 "User-Agent": USER_AGENT,
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
             transport=transport,
+            mounts=mounts,
             follow_redirects=False,
-            # A plain-http host reached without a proxy never does TLS (redirects are not
-            # followed), so it is spared loading the CA bundle (40 ms of every run). An https
-            # host is always verified, and so is a proxy from the environment (httpx gives
-            # proxies the same setting).
-            verify=self.host.startswith("https://") or bool(urllib.request.getproxies()),
         )
-        deadline.bound_transports(self._http)
 
     def __enter__(self) -> AuditLogClient:
         return self
@@ -445,12 +307,18 @@ class AuditLogClient:
                     try:
                         if response.status_code == 200:
                             grow = None if hold is None else hold.grow
-                            body = _read_body(response, until, cap, grow=grow)
+                            body = read_body(response, until, cap, grow=grow)
                         else:  # what an error says is in its first bytes, if anywhere
-                            body = _read_body(response, until, ERROR_BODY_BYTES, cut=True)
-                    except _TooLarge as exc:
+                            body = read_body(response, until, ERROR_BODY_BYTES, cut=True)
+                    except BodyTooLarge as exc:
                         self.stats.record(metric, response.status_code, attempt > 1)
-                        raise self._too_large(request, response, cap, exc.head) from None
+                        raise too_large_error(
+                            request,
+                            response,
+                            cap,
+                            exc.head,
+                            cap_was_asked=self.max_response_bytes is not None,
+                        ) from None
                     finally:
                         response.close()
             except httpx.LocalProtocolError as exc:
@@ -458,7 +326,7 @@ class AuditLogClient:
                 # Raised outside this handler, so that the httpx error (whose text may quote a
                 # header) is not chained to ours, nor kept in dlt's trace.
                 not_sent = RequestNotSentError(
-                    f"GET {_short(str(request.url))} could not be sent "
+                    f"GET {short_url(str(request.url))} could not be sent "
                     f"({type(exc).__name__}: {exc})",
                     url=str(request.url),
                 )
@@ -466,22 +334,22 @@ class AuditLogClient:
                 self.stats.record(metric, None, attempt > 1)
                 is_connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 connect_failures += is_connect
-                error: ApiError = self._transport_error(exc, request, budget)
+                error: ApiError = transport_error(self.host, exc, request, budget)
                 if is_connect and connect_failures >= self.retry.connect_attempts:
                     raise error from exc
                 delay = self._backoff(attempt)
             else:
                 self.stats.record(metric, response.status_code, attempt > 1)
                 try:
-                    self._triage(response, body, params)
-                    return self._decode(response, body, decode)
+                    triage(self.host, response, body, params)
+                    return decode_body(response, body, decode)
                 except TransientApiError as exc:
                     error = exc
                     suspect_failures += exc.suspect_host
                     delay = self._backoff(attempt)
                     asked = response.headers.get("retry-after")
                     after = (
-                        _retry_after_seconds(asked) if response.status_code in (429, 503) else None
+                        retry_after_seconds(asked) if response.status_code in (429, 503) else None
                     )
                     if after is not None:
                         delay = min(after, self.retry.retry_after_max)
@@ -546,130 +414,6 @@ class AuditLogClient:
             self.retry.max_attempts,
         )
 
-    def _too_large(
-        self, request: httpx.Request, response: httpx.Response, cap: int, head: bytes
-    ) -> ResponseTooLargeError:
-        url = str(request.url)
-        rid = response.headers.get("x-request-id")
-        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
-        page_size = request.url.params.get("limit")
-        source = (
-            "--max-response-mb"
-            if self.max_response_bytes is not None
-            else f"the cap for a page of {page_size or MAX_PAGE_SIZE} events"
-        )
-        holds_event, event_id = first_event_in_head(head)
-        return ResponseTooLargeError(
-            f"{where}: the response is larger than {cap / 2**20:g} MB decompressed ({source}); "
-            "nothing of it was loaded: pass a larger --max-response-mb, or a smaller --page-size",
-            url=url,
-            status=response.status_code,
-            request_id=rid,
-            holds_event=holds_event,
-            event_id=event_id,
-            cap=cap,
-        )
-
     def _backoff(self, attempt: int) -> float:
         cap = min(self.retry.backoff_max, self.retry.backoff_initial * 2 ** (attempt - 1))
         return self._rng.uniform(cap / 2, cap)
-
-    def _transport_error(
-        self, exc: httpx.TransportError, request: httpx.Request, budget: float
-    ) -> ApiError:
-        url = str(request.url)
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return TransientApiError(
-                f"cannot connect to {self.host} ({type(exc).__name__}: {exc}); check --host / "
-                "TFY_HOST and that this machine can reach it",
-                url=url,
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return TransientApiError(
-                f"GET {_short(url)} did not complete within {budget:.3g}s "
-                f"({type(exc).__name__}); the service is slow: retry later or raise --timeout",
-                url=url,
-            )
-        return TransientApiError(
-            f"GET {_short(url)} failed: {type(exc).__name__}: {exc or 'connection dropped'}",
-            url=url,
-        )
-
-    def _triage(self, response: httpx.Response, body: bytes, params: Mapping[str, str]) -> None:
-        """The one place that decides what a response's status means."""
-        status = response.status_code
-        url = str(response.request.url)
-        rid = response.headers.get("x-request-id")
-        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
-        kw: dict[str, Any] = {"url": url, "status": status, "request_id": rid}
-
-        if status == 429:
-            raise TransientApiError(f"{where}: rate limited (HTTP 429)", **kw)
-        if status >= 500:
-            raise TransientApiError(f"{where}: server error HTTP {status}", **kw)
-        if status in (401, 403):
-            raise AuthenticationError(
-                f"{self.host} rejected the API key (HTTP {status}): set TFY_API_KEY to a valid "
-                "TrueFoundry API key (a PAT or virtual-account token allowed to read audit logs)",
-                **kw,
-            )
-        if status in (404, 405):
-            raise NotAControlPlaneError(
-                f"{self.host} has no audit-logs endpoint (HTTP {status} for {AUDIT_LOGS_PATH}): "
-                "is --host / TFY_HOST the URL of a TrueFoundry control plane?",
-                **kw,
-            )
-        if 300 <= status < 400:
-            raise NotAControlPlaneError(
-                f"{where}: redirected (HTTP {status} to "
-                f"{service_text(response.headers.get('location'))}); "
-                "pass the control plane's final URL as --host",
-                **kw,
-            )
-        if status >= 400:
-            message = _server_message(body) or service_text(response.reason_phrase)
-            if status == 400 and int(params.get("offset", "0") or 0) > 0:
-                # The spec does not say how deep one may page; a refusal at a non-zero offset,
-                # after the same query was answered at offset 0, is the service's depth limit.
-                raise OffsetRefusedError(f"{where}: refused offset ({message})", **kw)
-            raise RequestRejectedError(f"{where}: rejected with HTTP {status}: {message}", **kw)
-
-    def _decode(self, response: httpx.Response, body: bytes, decode: Callable[[bytes], T]) -> T:
-        """A 200 whose body cannot be decoded is retried: a cut connection or a glitch; an HTML
-        page or foreign JSON only a few times, as it is more likely the wrong host. A count no
-        audit trail can hold is the service's error, and not retried."""
-        url = str(response.request.url)
-        rid = response.headers.get("x-request-id")
-        where = f"GET {_short(url)}" + (f" (request id {service_text(rid)})" if rid else "")
-        kw: dict[str, Any] = {"url": url, "status": response.status_code, "request_id": rid}
-        try:
-            return decode(body)
-        except ImplausibleTotal as exc:
-            raise ImplausibleCountError(
-                f"{where}: the service answered {exc}, which is no count of audit events "
-                f"(an integer from 0 to {MAX_PLAUSIBLE_TOTAL:,}); nothing was planned or loaded "
-                "from it: report this answer to your TrueFoundry administrator",
-                **kw,
-            ) from None
-        except NotAuditLogsResponse as exc:
-            raise TransientApiError(
-                f"{where}: {exc}; is --host the URL of a TrueFoundry control plane?",
-                suspect_host=True,
-                **kw,
-            ) from exc
-        except ValueError as exc:
-            if _looks_like_html(response, body):
-                raise TransientApiError(
-                    f"{where}: answered with an HTML page, not JSON; is --host the URL of a "
-                    "TrueFoundry control plane?",
-                    suspect_host=True,
-                    **kw,
-                ) from exc
-            raise TransientApiError(
-                f"{where}: body is not valid JSON ({service_text(str(exc))})", **kw
-            ) from exc
-
-
-def _short(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.path + ("?" + parts.query if parts.query else "")

@@ -2,8 +2,9 @@
 
 httpx's timeouts bound each read, not a request: a server that sends a byte every half second
 (in its headers or its body) keeps a request going forever. The client sets the deadline of the
-request its thread is making (`bounded`); the network streams of its transports (`bound_transports`)
-then give each connect, read and write at most the time left, and fail once none is.
+request its thread is making (`bounded`); the network streams of its transports
+(`deadline_transport`, handed to `httpx.Client(transport=...)`) then give each connect, read
+and write at most the time left, and fail once none is.
 
 Requests are synchronous in the thread that makes them, so a thread-local holds the deadline;
 pooled connections serve whichever request is using them at the time.
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 
 import httpcore
 import httpx
+
+from tfy_audit._compat.httpx import environment_proxies, pooled_transport
 
 _local = threading.local()
 
@@ -104,14 +107,24 @@ class _Backend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def bound_transports(client: httpx.Client) -> None:
-    """Give the client's transports (its own, and those of proxies from the environment) the
-    deadline-aware network backend. A transport of another kind (a test's MockTransport) is left
-    as it is: the client also checks the deadline between body chunks."""
-    transports: list[typing.Any] = [client._transport, *client._mounts.values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        usable = backend is not None and not isinstance(backend, _Backend)
-        if isinstance(transport, httpx.HTTPTransport) and usable:
-            pool._network_backend = _Backend(backend)  # type: ignore[union-attr,arg-type]
+def deadline_transport(
+    *, verify: bool, limits: httpx.Limits, proxy: httpx.Proxy | None = None
+) -> httpx.BaseTransport:
+    """A transport (to the host, or through `proxy`) whose every socket operation ends by the
+    deadline of the request its thread is making."""
+    backend = _Backend(httpcore.SyncBackend())
+    return pooled_transport(verify=verify, limits=limits, network_backend=backend, proxy=proxy)
+
+
+def environment_mounts(
+    *, verify: bool, limits: httpx.Limits
+) -> dict[str, httpx.BaseTransport | None]:
+    """`httpx.Client(mounts=...)` for the proxies the environment asks for, each a deadline
+    transport (None: the host is reached directly, through the client's own transport). A
+    client given a transport reads no proxies itself; this keeps honouring them."""
+    return {
+        pattern: None
+        if url is None
+        else deadline_transport(verify=verify, limits=limits, proxy=httpx.Proxy(url))
+        for pattern, url in environment_proxies().items()
+    }

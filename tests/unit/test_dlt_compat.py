@@ -272,3 +272,70 @@ def test_missing_package_folders_are_created_where_dlt_lists_them(
         assert all(Path(root).is_dir() for root in roots.values())
         assert not pipeline.has_pending_data
         assert compat.PACKAGE_SCHEMA_FILE == "schema.json"
+
+
+def test_only_a_persistent_sql_engine_gives_a_client_for_run_logs(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    """verify_log.py and run_log.py keep their tables by plain SQL where it persists."""
+    duckdb_pipeline = _pipeline(compat, tmp_path, "persistent")
+    duckdb_pipeline.run(dlt.resource(_rows(2), name="t"))
+    with expect("the SQL client of the DuckDB destination"):
+        assert compat.persistent_sql_client(duckdb_pipeline) is not None
+    lake = dlt.pipeline(
+        pipeline_name="lake",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.filesystem(str(tmp_path / "bucket")),
+        dataset_name="compat_data",
+    )
+    lake.run(dlt.resource(_rows(2), name="t"), loader_file_format="parquet")
+    dummy = dlt.pipeline(
+        pipeline_name="dummy",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination="dummy",
+        dataset_name="compat_data",
+    )
+    with expect("the filesystem's or a SQL-less destination's SQL client"):
+        assert compat.persistent_sql_client(lake) is None
+        assert compat.persistent_sql_client(dummy) is None
+
+
+def test_a_missing_field_is_read_from_dlts_configuration_error(
+    compat: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """errors.py names the field dlt could not resolve and where it looked, from the traces of
+    its ConfigFieldMissingException; other configuration errors are told apart by class."""
+    from dlt.common.configuration import resolve_configuration
+    from dlt.common.configuration.exceptions import ConfigurationValueError
+    from dlt.destinations.impl.postgres.configuration import PostgresClientConfiguration
+
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    with pytest.raises(Exception) as err:
+        resolve_configuration(
+            PostgresClientConfiguration()._bind_dataset_name(dataset_name="d"),
+            sections=("destination", "postgres"),
+        )
+    with expect("ConfigFieldMissingException's traces (LookupTrace, LookupTraces)"):
+        missing = compat.unresolved_config_fields(err.value)
+        assert [(field.owner, field.name) for field in missing] == [
+            ("PostgresCredentials", "password")
+        ]
+        env_lookups = {
+            (lookup.sections, lookup.key)
+            for lookup in missing[0].lookups
+            if lookup.provider == "Environment Variables"
+        }
+        assert env_lookups == {
+            (
+                ("destination", "postgres", "credentials"),
+                "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD",
+            ),
+            (("destination", "credentials"), "DESTINATION__CREDENTIALS__PASSWORD"),
+            (("credentials",), "CREDENTIALS__PASSWORD"),
+        }
+    with expect("the classes of dlt's configuration errors"):
+        assert compat.unresolved_config_fields(ValueError("x")) is None
+        assert compat.is_configuration_exception(ConfigurationValueError("bad"))
+        assert not compat.is_configuration_exception(ValueError("x"))

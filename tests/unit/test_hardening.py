@@ -23,8 +23,8 @@ from tfy_audit._core.errors import (
     RetriesExhaustedError,
     RunDeadlineError,
     UsageError,
-    explain_configuration_failure,
 )
+from tfy_audit._compat.dlt import explain_configuration_failure
 from tfy_audit._core.redact import clean, install_log_filter, redact, register_secret
 from tfy_audit._engine.lock import pipeline_lock, validate_pipeline_name
 from tfy_audit._service.client import AuditLogClient, AuditLogFilters, RetryPolicy

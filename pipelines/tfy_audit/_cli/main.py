@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tfy_audit._core.errors import TfyAuditError, UsageError, explain_destination_failure
+from tfy_audit._core.errors import TfyAuditError, UsageError
 
 # The rest is imported where it is used: a decoder worker process imports this module again
 # (it is the command's main module), and should not pay for httpx, pendulum or dlt there.
@@ -462,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last resort: one line, the traceback only with --debug
         if args.debug:
             logger.exception("failed")
+        # here, not at the top: `tfy-audit --help` loads no dlt
+        from tfy_audit._compat.dlt import explain_destination_failure
+
         explained = explain_destination_failure(exc)
         if explained is None:
             text = " ".join(str(exc).split())[:400]

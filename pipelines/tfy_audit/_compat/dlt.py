@@ -2,22 +2,28 @@
 
 tfy-audit relies on a few of dlt's internals: its package folders (to finish what a crashed
 run left behind), the DuckDB destination's credentials and SQL client classes, a schema helper,
-where a source keeps its config fields, the error of a destination without SQL, and the text of
-one warning. A dlt upgrade may move or change any of them without notice;
-`tests/unit/test_dlt_compat.py` exercises each one and fails with "dlt X.Y changed <what>;
-update _dlt_compat.py" when it does. The rest of the package imports these names from here,
-never from dlt's private modules.
+where a source keeps its config fields, the traces of its configuration errors, the error of a
+destination without SQL, and the text of one warning. A dlt upgrade may move or change any of
+them without notice; `tests/unit/test_dlt_compat.py` exercises each one and fails with
+"dlt X.Y changed <what>; update _dlt_compat.py" when it does. The rest of the package imports
+these names from here, never from dlt's private modules.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import dlt
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+    LookupTrace,
+    LookupTraces,
+)
 from dlt.common.destination.exceptions import DestinationUndefinedEntity, SqlClientNotAvailable
 from dlt.common.destination.reference import Destination
 from dlt.common.schema import Schema
@@ -27,6 +33,16 @@ from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileNa
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
+
+from tfy_audit._core.errors import (
+    ConfigLookup,
+    ConfigurationError,
+    UnresolvedField,
+    describe_invalid_configuration,
+    describe_missing_configuration,
+    exception_chain,
+    explain_database_in_use,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -39,18 +55,24 @@ __all__ = [
     "SqlClientNotAvailable",
     "TColumnSchema",
     "TWriteDispositionConfig",
+    "configuration_error",
     "create_package_folders",
     "delete_extracted_package",
     "destination_from_reference",
     "duckdb_copy_job_class",
     "duckdb_destination",
+    "explain_configuration_failure",
+    "explain_destination_failure",
     "insert_values_job_class",
+    "is_configuration_exception",
     "package_folders",
     "package_roots",
+    "persistent_sql_client",
     "restore_stored_schema",
     "source_config_fields",
     "stored_pipeline_state",
     "table_seen_data",
+    "unresolved_config_fields",
     "update_source_state",
     "uses_table_scanners",
 ]
@@ -327,3 +349,75 @@ def update_source_state(
     with pipeline.managed_state() as state:
         sources: Any = state.setdefault("sources", {})
         sources.setdefault(source_name, {}).update(values)
+
+
+# -- reading dlt's SQL clients and configuration errors ------------------------------------
+
+
+def persistent_sql_client(pipeline: dlt.Pipeline) -> Any | None:
+    """The pipeline's SQL client when its destination has a persistent SQL engine (where
+    tables created by plain SQL stay); None for the others: no SQL client at all, or the
+    filesystem's in-memory DuckDB over its files."""
+    try:
+        client: Any = pipeline.sql_client()
+    except SqlClientNotAvailable:
+        return None
+    return None if uses_table_scanners(client) else client
+
+
+def _unresolved(traces: Any, owner: str) -> Iterator[UnresolvedField]:
+    """Each field dlt could not resolve, through nested configurations (credentials inside a
+    destination's configuration: a `LookupTraces` among a field's lookups)."""
+    if not isinstance(traces, dict):
+        return
+    for name, tried in traces.items():
+        tried = tried if isinstance(tried, list) else []
+        lookups = [t for t in tried if isinstance(t, LookupTrace)]
+        nested = [t for t in tried if isinstance(t, LookupTraces)]
+        for inner in nested:
+            yield from _unresolved(inner.traces, inner.spec_name)
+        if lookups or not nested:
+            yield UnresolvedField(
+                owner=owner,
+                name=str(name),
+                lookups=tuple(
+                    ConfigLookup(str(t.provider), tuple(t.sections), str(t.key)) for t in lookups
+                ),
+            )
+
+
+def unresolved_config_fields(exc: BaseException) -> list[UnresolvedField] | None:
+    """The fields dlt could not resolve when `exc` is its `ConfigFieldMissingException`
+    (read from the exception's traces); None for any other exception."""
+    if not isinstance(exc, ConfigFieldMissingException):
+        return None
+    return list(_unresolved(exc.traces, exc.spec_name))
+
+
+def is_configuration_exception(exc: BaseException) -> bool:
+    """Whether `exc` is one of dlt's configuration errors (a configuration it refused)."""
+    return isinstance(exc, ConfigurationException)
+
+
+def explain_configuration_failure(exc: BaseException) -> str | None:
+    """One line for a dlt configuration error anywhere in `exc`'s chain: the field dlt could
+    not resolve and where to set it; None if there is no such error."""
+    for current in exception_chain(exc):
+        missing = unresolved_config_fields(current)
+        if missing is not None:
+            return describe_missing_configuration(missing) if missing else None
+        if is_configuration_exception(current):
+            return describe_invalid_configuration(current)
+    return None
+
+
+def configuration_error(exc: BaseException) -> ConfigurationError | None:
+    """A dlt configuration error anywhere in `exc`'s chain, as our one-line usage error."""
+    explained = explain_configuration_failure(exc)
+    return ConfigurationError(explained) if explained is not None else None
+
+
+def explain_destination_failure(exc: BaseException) -> str | None:
+    """What a destination failure means and what to do, for the causes a user can fix (its
+    configuration, a DuckDB file open elsewhere); None for the rest."""
+    return explain_configuration_failure(exc) or explain_database_in_use(exc)

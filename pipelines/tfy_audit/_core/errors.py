@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tfy_audit._core.redact import SERVICE_TEXT_MAX, clean, redact
@@ -143,19 +144,10 @@ _DUCKDB_LOCKED = re.compile(
 )
 
 
-def explain_destination_failure(exc: BaseException) -> str | None:
-    """What a destination failure means and what to do, for the causes a user can fix; None
-    for the rest. Looks through the chain of causes, as dlt wraps the driver's errors."""
-    configuration = explain_configuration_failure(exc)
-    if configuration is not None:
-        return configuration
-    return explain_database_in_use(exc)
-
-
 def explain_database_in_use(exc: BaseException) -> str | None:
     """One line when `exc` says another process has the DuckDB file open (DuckDB's lock);
     None otherwise."""
-    for current in _chain(exc):
+    for current in exception_chain(exc):
         locked = _DUCKDB_LOCKED.search(str(current))
         if locked:
             return (
@@ -168,7 +160,8 @@ def explain_database_in_use(exc: BaseException) -> str | None:
     return None
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and its causes (or contexts), each once: dlt wraps the driver's errors."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -177,29 +170,30 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _is_a(exc: BaseException, class_name: str) -> bool:
-    """By name, so that classifying a dlt error does not import dlt."""
-    return any(cls.__name__ == class_name for cls in type(exc).__mro__)
+@dataclass(frozen=True)
+class ConfigLookup:
+    """One place dlt looked for a configuration value: its provider ("Environment
+    Variables", a TOML file), the sections it looked in and the key it read."""
+
+    provider: str
+    sections: tuple[str, ...]
+    key: str
 
 
-def _missing_fields(traces: Any, spec: str) -> Iterator[tuple[str, str, list[Any]]]:
-    """(configuration class, field, lookups tried) of each field dlt could not resolve,
-    through nested configurations (credentials inside a destination's configuration)."""
-    if not isinstance(traces, dict):
-        return
-    for name, tried in traces.items():
-        lookups = [t for t in tried if not hasattr(t, "traces")] if isinstance(tried, list) else []
-        nested = [t for t in tried if hasattr(t, "traces")] if isinstance(tried, list) else []
-        for inner in nested:
-            yield from _missing_fields(inner.traces, str(getattr(inner, "spec_name", spec)))
-        if lookups or not nested:
-            yield spec, str(name), lookups
+@dataclass(frozen=True)
+class UnresolvedField:
+    """A configuration field dlt could not resolve: the configuration class it belongs to,
+    its name, and where dlt looked for it."""
+
+    owner: str
+    name: str
+    lookups: tuple[ConfigLookup, ...]
 
 
-def _where_to_set(field_name: str, lookups: list[Any]) -> str:
+def _where_to_set(field_name: str, lookups: Sequence[ConfigLookup]) -> str:
     """The environment variable and the secrets.toml key that set a field: the most specific
     lookup dlt tried that is not scoped to one pipeline."""
-    env = [t for t in lookups if getattr(t, "provider", "") == "Environment Variables"]
+    env = [t for t in lookups if t.provider == "Environment Variables"]
     if not env:
         return f"set {field_name} in .dlt/secrets.toml"
     most = max(len(t.sections) for t in env)
@@ -208,12 +202,12 @@ def _where_to_set(field_name: str, lookups: list[Any]) -> str:
     return f"set {best.key} (or {toml_key} in .dlt/secrets.toml)"
 
 
-def _missing_parts(missing: list[tuple[str, str, list[Any]]]) -> list[str]:
+def _missing_parts(missing: Sequence[UnresolvedField]) -> list[str]:
     """A phrase per missing field; the fields of one configuration missing together (a whole
     credentials section) as one phrase naming the section."""
-    by_owner: dict[str, list[tuple[str, list[Any]]]] = {}
-    for owner, name, lookups in missing:
-        by_owner.setdefault(owner, []).append((name, lookups))
+    by_owner: dict[str, list[tuple[str, tuple[ConfigLookup, ...]]]] = {}
+    for field in missing:
+        by_owner.setdefault(field.owner, []).append((field.name, field.lookups))
     parts: list[str] = []
     for owner, fields in by_owner.items():
         if len(fields) == 1:
@@ -234,34 +228,23 @@ def _missing_parts(missing: list[tuple[str, str, list[Any]]]) -> list[str]:
     return parts
 
 
-def explain_configuration_failure(exc: BaseException) -> str | None:
-    """One line for a dlt configuration error anywhere in the chain: the field dlt could not
-    resolve and where to set it; None if there is no such error."""
-    for current in _chain(exc):
-        if _is_a(current, "ConfigFieldMissingException"):
-            spec = str(getattr(current, "spec_name", "configuration"))
-            missing = list(_missing_fields(getattr(current, "traces", None), spec))
-            if not missing:
-                break
-            parts = _missing_parts(missing)
-            hint = ""
-            if [(name, "Postgres" in owner) for owner, name, _ in missing] == [("password", True)]:
-                hint = (
-                    "; with trust or peer auth any password will do, e.g. "
-                    "postgresql://postgres:pw@host:5432/db"
-                )
-            return "the destination's configuration lacks " + "; ".join(parts) + hint
-        if _is_a(current, "ConfigurationException"):
-            first = service_text(str(current).strip().splitlines()[0] if str(current) else "")
-            return (
-                f"the destination's configuration is invalid ({type(current).__name__}: {first}); "
-                "check its settings in .dlt/config.toml, .dlt/secrets.toml or DESTINATION__* "
-                "environment variables"
-            )
-    return None
+def describe_missing_configuration(missing: Sequence[UnresolvedField]) -> str:
+    """One line naming the fields a destination's configuration lacks and where to set each."""
+    hint = ""
+    if [(f.name, "Postgres" in f.owner) for f in missing] == [("password", True)]:
+        hint = (
+            "; with trust or peer auth any password will do, e.g. "
+            "postgresql://postgres:pw@host:5432/db"
+        )
+    return "the destination's configuration lacks " + "; ".join(_missing_parts(missing)) + hint
 
 
-def configuration_error(exc: BaseException) -> ConfigurationError | None:
-    """A dlt configuration error anywhere in `exc`'s chain, as our one-line usage error."""
-    explained = explain_configuration_failure(exc)
-    return ConfigurationError(explained) if explained is not None else None
+def describe_invalid_configuration(exc: BaseException) -> str:
+    """One line for a configuration dlt refused (a configuration error other than a missing
+    field)."""
+    first = service_text(str(exc).strip().splitlines()[0] if str(exc) else "")
+    return (
+        f"the destination's configuration is invalid ({type(exc).__name__}: {first}); "
+        "check its settings in .dlt/config.toml, .dlt/secrets.toml or DESTINATION__* "
+        "environment variables"
+    )

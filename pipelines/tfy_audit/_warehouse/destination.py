@@ -18,16 +18,12 @@ import dlt
 
 from tfy_audit._compat.dlt import (
     Destination,
+    configuration_error,
     destination_from_reference,
     duckdb_destination,
-)
-from tfy_audit._core.errors import (
-    DestinationError,
-    TfyAuditError,
-    UsageError,
-    configuration_error,
     explain_destination_failure,
 )
+from tfy_audit._core.errors import DestinationError, TfyAuditError, UsageError
 from tfy_audit._core.memory import duckdb_memory_limit
 from tfy_audit._core.options import DestinationOptions
 from tfy_audit._core.settings import (

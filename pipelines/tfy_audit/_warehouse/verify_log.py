@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import dlt
-from dlt.common.destination.exceptions import SqlClientNotAvailable
-from dlt.destinations.impl.duckdb.sql_client import WithTableScanners
+
+from tfy_audit._compat.dlt import persistent_sql_client
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +28,7 @@ def _ts(value: datetime) -> str:
 def log_sql_client(pipeline: dlt.Pipeline) -> Any | None:
     """The SQL client of a destination with a persistent SQL engine, where run logs are kept
     by plain SQL; None for the others (the filesystem's client only scans its files)."""
-    try:
-        client: Any = pipeline.sql_client()
-    except SqlClientNotAvailable:
-        return None
-    return None if isinstance(client, WithTableScanners) else client
+    return persistent_sql_client(pipeline)
 
 
 def record_verify_run(pipeline: dlt.Pipeline, result: Any, *, now: datetime | None = None) -> bool:

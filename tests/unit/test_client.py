@@ -358,3 +358,62 @@ def test_a_503_retry_after_is_honoured_too() -> None:
     )
     assert page(client)[1] == 1
     assert sleeps == [9.0]
+
+
+@pytest.mark.parametrize("asked", [None, 3])
+def test_the_pool_holds_as_many_connections_as_requests_in_flight(asked: int | None) -> None:
+    """More requests than the concurrency asked for (DEFAULT_CONCURRENCY by default) share its
+    connections: each request waits at the server until that many are in flight, and the
+    requests beyond them reuse those connections once they are answered."""
+    import http.server
+    import json
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tfy_audit._core.settings import DEFAULT_CONCURRENCY
+
+    expected = DEFAULT_CONCURRENCY if asked is None else asked
+    requests = 2 * expected
+    state = {"in_flight": 0, "peak": 0}
+    connections: set[int] = set()
+    changed = threading.Condition()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept alive: a connection serves request after request
+
+        def do_GET(self) -> None:
+            with changed:
+                connections.add(self.client_address[1])
+                state["in_flight"] += 1
+                state["peak"] = max(state["peak"], state["in_flight"])
+                changed.notify_all()
+                changed.wait_for(lambda: state["peak"] >= expected, timeout=10)
+            body = json.dumps(OK_BODY).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            with changed:
+                state["in_flight"] -= 1
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    pool = {} if asked is None else {"max_connections": asked}
+    client = AuditLogClient(
+        f"http://127.0.0.1:{srv.server_address[1]}", "k-1234", timeout=30, **pool
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=requests) as workers:
+            results = list(workers.map(lambda _: page(client)[1], range(requests)))
+    finally:
+        client.close()
+        srv.shutdown()
+        srv.server_close()
+    assert results == [1] * requests
+    assert (state["peak"], len(connections)) == (expected, expected)

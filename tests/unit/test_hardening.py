@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tfy_audit._compat.dlt import explain_configuration_failure
 from tfy_audit._core.errors import (
     ConfigurationError,
     ImplausibleCountError,
@@ -24,7 +25,6 @@ from tfy_audit._core.errors import (
     RunDeadlineError,
     UsageError,
 )
-from tfy_audit._compat.dlt import explain_configuration_failure
 from tfy_audit._core.redact import clean, install_log_filter, redact, register_secret
 from tfy_audit._engine.lock import pipeline_lock, validate_pipeline_name
 from tfy_audit._service.client import AuditLogClient, AuditLogFilters, RetryPolicy
@@ -155,6 +155,33 @@ def test_a_gzip_body_within_the_cap_is_read_from_the_network() -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@WALL_CLOCK
+def test_slow_headers_through_a_proxy_from_the_environment_cannot_outlast_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client handed its own transport reads no proxies from the environment by itself: the
+    proxy is mounted by the client, with the same deadline on every socket operation."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    with hostile_server("slow-headers") as (proxy, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        client = AuditLogClient(
+            "http://tfy.internal",
+            "k-1234",
+            timeout=1.5,
+            retry=RetryPolicy(max_attempts=1),
+            allow_insecure_http=True,
+        )
+        t0 = time.monotonic()
+        with pytest.raises(RetriesExhaustedError, match=r"did not complete within 1\.5s"):
+            client.count(AuditLogFilters(), START, END)
+        assert time.monotonic() - t0 < 5
+        client.close()
+    # the request went to the proxy, for the host asked for
+    assert [request["host"] for request in seen.requests] == ["tfy.internal"]
 
 
 # -- item 3 --------------------------------------------------------------------------------

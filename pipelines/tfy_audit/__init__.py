@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from tfy_audit._core.options import SyncSummary as SyncSummary
     from tfy_audit._core.query import AuditLogFilters as AuditLogFilters
     from tfy_audit._core.query import RetryPolicy as RetryPolicy
+    from tfy_audit._core.settings import HISTORY_START as HISTORY_START
     from tfy_audit._engine.loader import SyncProgress as SyncProgress
     from tfy_audit._engine.sync import run_sync as run_sync
     from tfy_audit._service.anomalies import Anomaly as Anomaly

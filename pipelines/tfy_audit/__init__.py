@@ -24,10 +24,7 @@ private `pages` and `rows` modules and should not pay for importing dlt.
 
 from __future__ import annotations
 
-import ast
-from functools import cache
 from importlib import import_module
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfy_audit._core.version import __version__
@@ -55,6 +52,10 @@ if TYPE_CHECKING:
     from tfy_audit._engine.loader import SyncProgress as SyncProgress
     from tfy_audit._engine.sync import run_sync as run_sync
     from tfy_audit._service.anomalies import Anomaly as Anomaly
+    from tfy_audit._service.anomalies import AnomalyAction as AnomalyAction
+    from tfy_audit._service.anomalies import AnomalyKind as AnomalyKind
+    from tfy_audit._service.budget import ByteBudget as ByteBudget
+    from tfy_audit._service.budget import Hold as Hold
     from tfy_audit._service.client import AuditLogClient as AuditLogClient
     from tfy_audit._service.client import ClientStats as ClientStats
     from tfy_audit._service.fetch import WindowReport as WindowReport
@@ -63,29 +64,27 @@ if TYPE_CHECKING:
     from tfy_audit._warehouse.dataset import open_dataset as open_dataset
 
 
-@cache
-def _exports() -> dict[str, str]:
-    """Public name -> defining module, read from the `TYPE_CHECKING` imports of this file."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    block = next(
-        node
-        for node in tree.body
-        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
-    )
-    return {
-        alias.asname or alias.name: node.module or ""
-        for node in block.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
+def _read_exports() -> dict[str, str]:
+    """Public name -> defining module, read from the `TYPE_CHECKING` block of this file (each
+    line `from <module> import <name> as <name>`); plain text, so importing the package stays as
+    cheap as it was for the decoding worker processes."""
+    with open(__file__, encoding="utf-8") as source:
+        block = source.read().partition("if TYPE_CHECKING:\n")[2].partition("\n\n")[0]
+    table: dict[str, str] = {}
+    for line in block.splitlines():
+        _, module, _, _, _, name = line.split()  # a line of another form fails every import
+        table[name] = module
+    return table
 
+
+_EXPORTS = _read_exports()
 
 # derived from the table above: each public name is written once
-__all__ = ["__version__", *sorted(_exports())]
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> object:
-    module = _exports().get(name)
+    module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(import_module(module), name)

@@ -119,13 +119,16 @@ def source_options(
     """The plain source's arguments as the `SyncOptions` `run_sync` takes, text parsed as the
     command line parses it and checked by the same `validate`; `same`: the arguments whose
     value is already the option's."""
-    if lookback is None:
-        lookback = _old_lookback() or DEFAULT_LOOKBACK
+    if isinstance(lookback, str):
+        lookback = parse_duration(lookback, "lookback")
+    old = _old_lookback()
+    if old is not None and lookback in (None, DEFAULT_LOOKBACK):  # `lookback` unset: the old key
+        lookback = old
     options = SyncOptions(
         start=_time(start, "start"),
         end=_time(end, "end"),
         since=parse_since(since, "since") if isinstance(since, str) else since,
-        lookback=parse_duration(lookback, "lookback") if isinstance(lookback, str) else lookback,
+        lookback=DEFAULT_LOOKBACK if lookback is None else lookback,
         filters=filters
         if isinstance(filters, AuditLogFilters)
         else AuditLogFilters.from_mapping(filters or {}),
@@ -140,14 +143,15 @@ def _time(value: str | datetime | None, option: str) -> datetime | None:
 
 
 def _old_lookback() -> timedelta | None:
-    """`sources.truefoundry_audit.lookback_seconds`, still honoured with a warning."""
+    """`sources.truefoundry_audit.lookback_seconds`, still honoured (unless `lookback` is set)
+    with a warning."""
     seconds = _from_dlt(_OLD_LOOKBACK_KEY)
     if seconds is None:
         return None
     warnings.warn(
         f"sources.truefoundry_audit.{_OLD_LOOKBACK_KEY} is deprecated; set "
         f"sources.truefoundry_audit.lookback to a duration such as 2h instead",
-        DeprecationWarning,
+        FutureWarning,  # shown by default: for the people who set the key
         stacklevel=2,
     )
     return timedelta(seconds=float(seconds))

@@ -80,3 +80,49 @@ def test_the_plain_source_takes_since_and_lookback_in_sync_options_units(
     assert started is not None
     assert before - timedelta(days=4, seconds=1) <= started <= after - timedelta(days=4)
     assert_warehouse_matches(ws, events_between(sim, started, NOW + timedelta(days=1)))
+
+
+@pytest.mark.timeout(120)
+def test_open_dataset_reads_a_synced_duckdb_dataset_with_its_views(
+    tmp_path: Path, server: SimulatorServer, simulator: Any
+) -> None:
+    """docs/lakehouse.md's way into the data, through public names only."""
+    from tfy_audit import DestinationOptions, UsageError, open_dataset
+
+    ws = Workspace(tmp_path / "open.duckdb", tmp_path / "open-pipelines")
+    target = DestinationOptions(db=str(ws.db), pipelines_dir=str(ws.pipelines_dir))
+    with pytest.raises(UsageError, match="does not exist; run `tfy-audit sync` first"):
+        open_dataset(target)
+    assert run_cli(*ws.sync_args(server.url)) == 0
+    con = open_dataset(target)
+    try:
+        ids = {r[0] for r in con.sql("select id from audit_logs").fetchall()}
+        (days,) = con.sql("select count(*) from daily_activity").fetchone() or (0,)
+        with pytest.raises(Exception, match="read-only"):
+            con.execute("delete from audit_logs")
+    finally:
+        con.close()
+    assert ids == {e["id"] for e in simulator.events()}
+    assert days > 0
+    with pytest.raises(UsageError, match="not postgres; query it with its own client"):
+        open_dataset(DestinationOptions(destination="postgres"))
+
+
+@pytest.mark.timeout(120)
+def test_open_dataset_reads_a_filesystem_dataset_into_memory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: SimulatorServer, simulator: Any
+) -> None:
+    from tfy_audit import DestinationOptions, open_dataset
+
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", str(tmp_path / "bucket"))
+    monkeypatch.chdir(tmp_path)
+    args = ["sync", "--host", server.url, "--destination", "filesystem", "--no-progress"]
+    assert run_cli(*args) == 0
+    con = open_dataset(DestinationOptions(destination="filesystem"))
+    try:
+        ids = {r[0] for r in con.sql("select id from audit_logs").fetchall()}
+        (days,) = con.sql("select count(*) from daily_activity").fetchone() or (0,)
+    finally:
+        con.close()
+    assert ids == {e["id"] for e in simulator.events()}
+    assert days > 0

@@ -29,15 +29,10 @@ import os
 from datetime import UTC, date, datetime
 
 import dagster as dg
-from tfy_audit import DestinationOptions, SyncOptions, SyncSummary, run_sync
-from tfy_audit._core.settings import (
-    DEFAULT_DATASET,
-    DEFAULT_DUCKDB_PATH,
-    DEFAULT_PIPELINE_NAME,
-    HISTORY_START,
-)
+from tfy_audit import HISTORY_START, DestinationOptions, SyncOptions, SyncSummary, run_sync
 
 POOL = "tfy_audit"
+DEFAULTS = DestinationOptions()  # tfy-audit sync's own destination, dataset and pipeline
 
 
 class TfyAuditResource(dg.ConfigurableResource):
@@ -46,9 +41,9 @@ class TfyAuditResource(dg.ConfigurableResource):
     host: str | None = None  # default: TFY_HOST
     api_key: str | None = None  # default: TFY_API_KEY; pass dg.EnvVar, never a literal
     destination: str = "duckdb"
-    db: str = DEFAULT_DUCKDB_PATH
-    dataset: str = DEFAULT_DATASET
-    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    db: str = DEFAULTS.db
+    dataset: str = DEFAULTS.dataset
+    pipeline_name: str = DEFAULTS.pipeline_name
     pipelines_dir: str | None = None
     wait_for_lock_seconds: float = 6 * 3600.0
 
@@ -156,6 +151,6 @@ defs = build_definitions(
     _backfill_start(),
     TfyAuditResource(
         destination=os.environ.get("TFY_AUDIT_DESTINATION", "duckdb"),
-        db=os.environ.get("TFY_AUDIT_DB", DEFAULT_DUCKDB_PATH),
+        db=os.environ.get("TFY_AUDIT_DB", DEFAULTS.db),
     ),
 )

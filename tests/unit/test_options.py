@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tfy_audit._core.settings as settings
@@ -22,11 +23,13 @@ from tfy_audit._core.options import (
     SyncOptions,
     default_of,
     duckdb_catalog,
+    validate,
     validate_target,
 )
 from tfy_audit._service.client import AuditLogFilters, RetryPolicy
+from tfy_audit._source.dlt_source import source_options
 
-PACKAGE = Path(settings.__file__).parent
+PACKAGE = Path(settings.__file__).parents[1]  # the whole package, all its layers
 
 
 def sub_parser(command: str) -> argparse.ArgumentParser:
@@ -106,4 +109,74 @@ def test_the_request_timeout_is_written_once() -> None:
     sources = "\n".join(p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py"))
     written = re.findall(r"TIMEOUT[^\n=]*= *60|timeout[^\n=]*= *60", sources, re.IGNORECASE)
     assert written == ["TIMEOUT: Final = 60"]  # settings.DEFAULT_TIMEOUT
-    assert "DEFAULT_TIMEOUT: Final = 60.0" in (PACKAGE / "settings.py").read_text()
+    assert "DEFAULT_TIMEOUT: Final = 60.0" in (PACKAGE / "_core" / "settings.py").read_text()
+
+
+# -- the plain source reads each option as the command line does ------------------------------
+
+
+def _source_options(**given: Any) -> SyncOptions:
+    values: dict[str, Any] = {
+        "host": None,
+        "api_key": None,
+        "start": None,
+        "end": None,
+        "since": None,
+        "lookback": settings.DEFAULT_LOOKBACK,
+        "filters": None,
+        "page_size": settings.DEFAULT_PAGE_SIZE,
+        "concurrency": settings.DEFAULT_CONCURRENCY,
+        "max_offset": settings.DEFAULT_MAX_OFFSET,
+        "timeout": settings.DEFAULT_TIMEOUT,
+        "allow_insecure_http": False,
+    }
+    return source_options(**{**values, **given})
+
+
+def test_the_source_reads_text_as_the_command_line_reads_the_flag() -> None:
+    flags = "sync --since 30d --lookback 2h --start 2026-01-02 --end 2026-01-03T12:00:00Z "
+    flags += "--resource-type secret --page-size 50"
+    cli = sync_options_from_args(build_parser().parse_args(flags.split()))
+    plain = _source_options(
+        since="30d",
+        lookback="2h",
+        start="2026-01-02",
+        end="2026-01-03T12:00:00Z",
+        filters={"resource_type": "secret"},
+        page_size=50,
+    )
+    assert plain == dataclasses.replace(cli, workers=0)
+    assert plain.since == timedelta(days=30) and plain.lookback == timedelta(hours=2)
+    assert plain.start == datetime(2026, 1, 2, tzinfo=UTC)
+    assert plain.filters == AuditLogFilters(resource_type="secret")
+
+
+def test_the_source_takes_the_options_own_types_too() -> None:
+    since = datetime(2025, 6, 1, tzinfo=UTC)
+    filters = AuditLogFilters(action="delete")
+    plain = _source_options(since=since, lookback=timedelta(minutes=3), filters=filters)
+    assert (plain.since, plain.lookback, plain.filters) == (since, timedelta(minutes=3), filters)
+    assert plain.first_run_start(datetime(2026, 1, 1, tzinfo=UTC)) == since
+    assert _source_options(lookback=None).lookback == settings.DEFAULT_LOOKBACK
+
+
+def test_the_source_refuses_what_sync_refuses_with_the_same_words() -> None:
+    with pytest.raises(UsageError, match=r"^--page-size 0 is outside 1\.\.") as plain:
+        _source_options(page_size=0)
+    with pytest.raises(UsageError) as cli:
+        validate(SyncOptions(page_size=0))
+    assert str(plain.value) == str(cli.value)
+    with pytest.raises(UsageError, match="in the future"):
+        _source_options(since="2999-01-01")
+    with pytest.raises(UsageError, match="unknown filter"):
+        _source_options(filters={"colour": "red"})
+
+
+def test_the_old_lookback_seconds_key_is_honoured_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__TRUEFOUNDRY_AUDIT__LOOKBACK_SECONDS", "120")
+    with pytest.warns(FutureWarning, match=r"lookback_seconds is deprecated; set .*lookback"):
+        assert _source_options().lookback == timedelta(seconds=120)
+    with pytest.warns(FutureWarning):  # `lookback` set as well: it wins
+        assert _source_options(lookback="1h").lookback == timedelta(hours=1)

@@ -15,7 +15,7 @@ import duckdb
 
 from tfy_audit._cli.progress import ProgressReporter
 from tfy_audit._core.options import DestinationOptions, SyncOptions
-from tfy_audit._core.settings import DEFAULT_DATASET
+from tfy_audit._core.settings import DEFAULT_DATASET, SIMULATOR_API_KEY
 from tfy_audit._engine.sync import run_sync
 from tfy_audit._service.client import RetryPolicy
 from tfy_audit._warehouse.destination import pipelines_dir
@@ -101,7 +101,7 @@ Try next:
   .venv/bin/tfy-audit sql --db {db_path} \\
       "select created_at, action, resource_name from deletions order by created_at desc limit 10"
   .venv/bin/tfy-audit simulate --port 8765     # a simulator to sync by hand; then, elsewhere:
-  TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY=tfy-sim-key .venv/bin/tfy-audit sync
+  TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY={SIMULATOR_API_KEY} .venv/bin/tfy-audit sync
 """
     )
     return 0

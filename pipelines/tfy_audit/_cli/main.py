@@ -304,7 +304,7 @@ def _sql_args(sql: argparse.ArgumentParser) -> None:
 
 
 def _simulate_args(sim: argparse.ArgumentParser) -> None:
-    from tfy_audit._core.settings import DEFAULT_MAX_OFFSET
+    from tfy_audit._core.settings import DEFAULT_MAX_OFFSET, SIMULATOR_API_KEY
 
     def arg(flag: str, help_text: str, **kw: Any) -> None:
         sim.add_argument(flag, help=f"{help_text} (default: %(default)s)", **kw)
@@ -314,7 +314,7 @@ def _simulate_args(sim: argparse.ArgumentParser) -> None:
     arg("--events", "events in the generated history", type=int, default=30_000)
     arg("--days", "days the history spans, up to now", type=float, default=90)
     arg("--seed", "random seed of the history", type=int, default=7)
-    arg("--api-key", "the token it accepts", default="tfy-sim-key")
+    arg("--api-key", "the token it accepts", default=SIMULATOR_API_KEY)
     arg("--latency-ms", "added to each response, in milliseconds", type=float, default=0.0)
     arg("--rate-429", "share of requests answered 429 (0..1)", type=float, default=0.0)
     arg("--rate-503", "share of requests answered 503 (0..1)", type=float, default=0.0)

@@ -104,7 +104,6 @@ class SyncOptions:
     # safe default for library use (worker processes re-import the caller's __main__ module)
     workers: int = 0
     workers_from_events: int = WORKERS_FROM_EVENTS
-    transport: Any = None  # an httpx transport, for tests
 
     def first_run_start(self, now: datetime) -> datetime:
         """Where a run without a high-water mark starts."""

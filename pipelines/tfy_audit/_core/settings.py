@@ -17,6 +17,9 @@ DEFAULT_MAX_OFFSET: Final = 10_000
 
 DEFAULT_LOOKBACK: Final = timedelta(minutes=10)
 
+# The token the simulator (`tfy-audit simulate`, `tfy_audit.simulator`) accepts by default.
+SIMULATOR_API_KEY: Final = "tfy-sim-key"
+
 # A response body may hold this much per event of the page asked for, plus a fixed allowance
 # (counted after decompression); `--max-response-mb` sets another cap.
 RESPONSE_BYTES_PER_EVENT: Final = 32 * 1024

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+import httpx
 
 from tfy_audit._core.options import SyncOptions, SyncSummary, client_limits, validate
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, SOURCE_NAME
@@ -71,6 +72,20 @@ def run_sync(
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SyncSummary:
+    """Sync the audit trail into `options.target` (see the module docstring); `progress`
+    receives what the run does as it goes, `now` is the clock that sets the run's end."""
+    return sync(options, progress, now=now)
+
+
+def sync(
+    options: SyncOptions,
+    progress: SyncProgress | None = None,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    transport: httpx.BaseTransport | None = None,
+) -> SyncSummary:
+    """`run_sync`, its requests sent through `transport` when given: the seam for tests that
+    serve the simulator in-process (`Simulator.transport()`), kept out of `SyncOptions`."""
     validate(options)
     if options.target.table_format == DELTA:
         require_deltalake()  # before the lock, a run record or any request
@@ -133,7 +148,7 @@ def run_sync(
             api_key,
             retry=options.retry,
             max_connections=options.concurrency,
-            transport=options.transport,
+            transport=transport,
             **client_limits(options, started),
         )
         try:

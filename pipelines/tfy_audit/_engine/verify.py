@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
+import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -448,12 +449,18 @@ class VerifyOutcome:
         return self.after_repair or self.first
 
 
-def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcome:
+def run_verify(
+    options: Any,
+    *,
+    repair: bool,
+    ids: bool = False,
+    transport: httpx.BaseTransport | None = None,
+) -> VerifyOutcome:
     """Verify the options' pipeline against the service, by counts or with `ids` by event ids
     (verify_ids.py); with `repair`, re-sync the days that fail (each run of consecutive days
     as one sync) and verify again."""
     from tfy_audit._core.settings import SOURCE_NAME
-    from tfy_audit._engine.sync import run_sync
+    from tfy_audit._engine.sync import sync
     from tfy_audit._source.config import resolve_api_key, resolve_checked_host
     from tfy_audit._source.state import covered_until, first_start, stream_state
     from tfy_audit._warehouse.destination import make_pipeline, reading_pipeline, write_refusal
@@ -484,7 +491,7 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
         resolve_api_key(options.api_key, host),
         retry=options.retry,
         max_connections=options.concurrency,
-        transport=options.transport,
+        transport=transport,
         **client_limits(options, time.monotonic()),
     )
 
@@ -519,7 +526,7 @@ def run_verify(options: Any, *, repair: bool, ids: bool = False) -> VerifyOutcom
         days = sorted(d.day for d in first.failing)
         for run_start, run_end in _day_runs(days, start, end):
             logger.info("repairing %s .. %s", run_start.isoformat(), run_end.isoformat())
-            run_sync(dataclasses.replace(options, start=run_start, end=run_end))
+            sync(dataclasses.replace(options, start=run_start, end=run_end), transport=transport)
         outcome.repaired_days = days
         pipeline = make_pipeline(options.target)
         outcome.after_repair = check(pipeline)

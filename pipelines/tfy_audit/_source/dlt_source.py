@@ -9,15 +9,19 @@ and the same table hints (`apply_table_hints`), with the pages the sync reads ah
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
 from dlt.sources import DltResource
 
 from tfy_audit._compat.dlt import TColumnSchema, TWriteDispositionConfig
+from tfy_audit._core.options import SyncOptions, client_limits, parse_since, validate
+from tfy_audit._core.query import AuditLogFilters
 from tfy_audit._core.redact import install_log_filter
 from tfy_audit._core.settings import (
     ANOMALIES_TABLE,
@@ -32,13 +36,13 @@ from tfy_audit._core.settings import (
     SUBJECTS_TABLE,
     SYNC_WINDOWS_TABLE,
 )
-from tfy_audit._core.timeparse import parse_user_time
-from tfy_audit._service.client import AuditLogClient, AuditLogFilters, RetryPolicy
+from tfy_audit._core.timeparse import parse_duration, parse_user_time
+from tfy_audit._service.client import AuditLogClient
 from tfy_audit._service.clock import end_by_service, warn_if_skewed
 from tfy_audit._service.fetch import Item, read_windows
 from tfy_audit._service.planning import Chunk, plan_chunk
 from tfy_audit._service.rows import SubjectObservation
-from tfy_audit._source.config import resolve_api_key, resolve_checked_host
+from tfy_audit._source.config import _from_dlt, resolve_api_key, resolve_checked_host
 from tfy_audit._source.extract import ExtractObserver, audit_log_tables
 from tfy_audit._source.state import resolve_range, stream_state
 from tfy_audit._warehouse.readback import read_subjects
@@ -48,10 +52,11 @@ from tfy_audit._warehouse.readback import read_subjects
 def truefoundry_audit(
     host: str | None = dlt.config.value,
     api_key: str | None = dlt.secrets.value,
-    start: str | None = None,
-    end: str | None = None,
-    lookback_seconds: float = DEFAULT_LOOKBACK.total_seconds(),
-    filters: dict[str, str] | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    since: str | datetime | timedelta | None = None,
+    lookback: str | timedelta | None = DEFAULT_LOOKBACK,
+    filters: Mapping[str, str] | AuditLogFilters | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
     max_offset: int = DEFAULT_MAX_OFFSET,
@@ -60,32 +65,96 @@ def truefoundry_audit(
 ) -> DltResource:
     """TrueFoundry audit logs, incremental by `createdAt`, merged on `id`.
 
+    Each argument is the `SyncOptions` field of the same name, in the same unit, and is read
+    from `sources.truefoundry_audit.<name>` in dlt config when not passed; text takes what the
+    command line's flag of that name takes (`--since 90d`, `--lookback 2h`).
+
     Args:
         host: control plane URL; falls back to `TFY_HOST`. `http://` only to this machine,
             unless `allow_insecure_http`.
         api_key: bearer token; falls back to `TFY_API_KEY`.
-        start, end: ISO 8601 bounds of a one-off range; by default the run continues from the
-            last high-water mark minus `lookback_seconds`, up to now.
+        start, end: bounds of a one-off range (ISO 8601, or a duration back such as 7d); by
+            default the run continues from the last high-water mark minus `lookback`, up to now.
+        since: where the first run (no high-water mark yet) starts: a time, or a duration back
+            from now; None reads the whole history. Recorded in the state as `tfy-audit sync`
+            records it.
+        lookback: how far behind the high-water mark each run re-reads (None: the default).
         filters: the endpoint's filters by snake_case name (`action`, `resource_type`, ...);
             each filter set keeps its own high-water mark.
         page_size, concurrency, max_offset, timeout: how the endpoint is read (events per page,
             requests at once, the deepest offset the service pages to, seconds per request).
     """
     install_log_filter()  # the API key never reaches a log line
-    rows = _whole_run(
+    options = source_options(
         host=host,
         api_key=api_key,
-        timeout=timeout,
-        allow_insecure_http=allow_insecure_http,
-        filters=AuditLogFilters.from_mapping(filters or {}),
-        start=parse_user_time(start, "start") if start else None,
-        end=parse_user_time(end, "end") if end else None,
-        lookback=timedelta(seconds=lookback_seconds),
+        start=start,
+        end=end,
+        since=since,
+        lookback=lookback,
+        filters=filters,
         page_size=page_size,
         concurrency=concurrency,
         max_offset=max_offset,
+        timeout=timeout,
+        allow_insecure_http=allow_insecure_http,
     )
+    rows = _whole_run(options)
     return apply_table_hints(dlt.resource(rows, name=AUDIT_LOGS_TABLE), append=False)
+
+
+# the name `lookback` had in the source's config before it took `SyncOptions`' unit
+_OLD_LOOKBACK_KEY = "lookback_seconds"
+
+
+def source_options(
+    *,
+    start: str | datetime | None,
+    end: str | datetime | None,
+    since: str | datetime | timedelta | None,
+    lookback: str | timedelta | None,
+    filters: Mapping[str, str] | AuditLogFilters | None,
+    **same: Any,
+) -> SyncOptions:
+    """The plain source's arguments as the `SyncOptions` `run_sync` takes, text parsed as the
+    command line parses it and checked by the same `validate`; `same`: the arguments whose
+    value is already the option's."""
+    if isinstance(lookback, str):
+        lookback = parse_duration(lookback, "lookback")
+    old = _old_lookback()
+    if old is not None and lookback in (None, DEFAULT_LOOKBACK):  # `lookback` unset: the old key
+        lookback = old
+    options = SyncOptions(
+        start=_time(start, "start"),
+        end=_time(end, "end"),
+        since=parse_since(since, "since") if isinstance(since, str) else since,
+        lookback=DEFAULT_LOOKBACK if lookback is None else lookback,
+        filters=filters
+        if isinstance(filters, AuditLogFilters)
+        else AuditLogFilters.from_mapping(filters or {}),
+        **same,
+    )
+    validate(options)
+    return options
+
+
+def _time(value: str | datetime | None, option: str) -> datetime | None:
+    return parse_user_time(value, option) if isinstance(value, str) and value else value or None
+
+
+def _old_lookback() -> timedelta | None:
+    """`sources.truefoundry_audit.lookback_seconds`, still honoured (unless `lookback` is set)
+    with a warning."""
+    seconds = _from_dlt(_OLD_LOOKBACK_KEY)
+    if seconds is None:
+        return None
+    warnings.warn(
+        f"sources.truefoundry_audit.{_OLD_LOOKBACK_KEY} is deprecated; set "
+        f"sources.truefoundry_audit.lookback to a duration such as 2h instead",
+        FutureWarning,  # shown by default: for the people who set the key
+        stacklevel=2,
+    )
+    return timedelta(seconds=float(seconds))
 
 
 @dlt.source(name=SOURCE_NAME, max_table_nesting=0)
@@ -196,34 +265,31 @@ def apply_table_hints(resource: DltResource, *, append: bool, merges: bool = Tru
     return resource
 
 
-def _whole_run(
-    *,
-    host: str | None,
-    api_key: str | None,
-    timeout: float,
-    allow_insecure_http: bool,
-    filters: AuditLogFilters,
-    start: datetime | None,
-    end: datetime | None,
-    lookback: timedelta,
-    page_size: int,
-    concurrency: int,
-    max_offset: int,
-) -> Iterator[Any]:
+def _whole_run(options: SyncOptions) -> Iterator[Any]:
     """The plain source's rows: the run's range from its state, planned and read as one chunk."""
-    resolved_host = resolve_checked_host(host, allow_insecure_http=allow_insecure_http)
+    host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
     client = AuditLogClient(
-        resolved_host,
-        resolve_api_key(api_key, resolved_host),
-        timeout=timeout,
-        retry=RetryPolicy(),
-        max_connections=concurrency,
-        allow_insecure_http=allow_insecure_http,
+        host,
+        resolve_api_key(options.api_key, host),
+        retry=options.retry,
+        max_connections=options.concurrency,
+        **client_limits(options, time.monotonic()),
     )
+    filters = options.filters
     with client:
         entry = stream_state(dlt.current.source_state(), filters)
-        run = resolve_range(entry, start=start, end=end, lookback=lookback)
-        chunk = plan_chunk(client, filters, run, max_offset=max_offset, concurrency=concurrency)
+        at = datetime.now(UTC)
+        run = resolve_range(
+            entry,
+            start=options.start,
+            end=options.end,
+            lookback=options.lookback,
+            now=at,
+            first_start=options.first_run_start(at),
+        )
+        chunk = plan_chunk(
+            client, filters, run, max_offset=options.max_offset, concurrency=options.concurrency
+        )
         # the run ends no later than the service's clock (clock.py)
         service_clock = client.service_clock()
         warn_if_skewed(service_clock)
@@ -234,9 +300,9 @@ def _whole_run(
             client,
             filters,
             chunk.windows,
-            page_size=page_size,
-            concurrency=concurrency,
-            max_offset=max_offset,
+            page_size=options.page_size,
+            concurrency=options.concurrency,
+            max_offset=options.max_offset,
         )
         yield from audit_log_tables(
             filters, chunk, items, known_subjects=known_subjects, sync_id=uuid.uuid4().hex

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Final, Literal
 
+from tfy_audit._core.settings import SIMULATOR_API_KEY
+
 Order = Literal["desc", "asc", "shuffled"]
 InsertMode = Literal["now", "late", "past"]
 
@@ -19,7 +21,7 @@ INSERT_MODES: Final = ("now", "late", "past")
 class SimulatorConfig:
     """Every field has a default; tests change fields at runtime between requests."""
 
-    api_key: str = "tfy-sim-key"
+    api_key: str = SIMULATOR_API_KEY
     # Order of `metric=list` results; the client must not rely on any.
     order: Order = "desc"
     # Whether `start`/`end` include events exactly at the bound (undocumented by the service).

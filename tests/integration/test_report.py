@@ -15,10 +15,9 @@ from pathlib import Path
 
 import dlt
 import pytest
-from tfy_audit._cli.main import build_parser
+from tfy_audit._cli.main import build_parser, report_options
 from tfy_audit._core.errors import UsageError
-from tfy_audit._report.report import ReportSummary, report_options, write_report
-from tfy_audit._warehouse.views import ViewParams
+from tfy_audit._report import ReportOptions, ReportSummary, write_report
 from tfy_audit.simulator import SimulatorServer
 
 from tests.conftest import NOW as CONFTEST_NOW
@@ -388,7 +387,7 @@ def test_range_is_compared_with_the_previous_one(
 ) -> None:
     # [2 March 00:00, 3 March 12:00) against the 36 hours before it
     start = datetime(2026, 3, 2, tzinfo=UTC)
-    summary = write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, start=start)
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", ReportOptions(start=start), now=NOW)
     assert (summary.events, summary.subjects, summary.days) == (7, 4, 1)
     assert summary.tiers == {"critical": 1, "high": 2, "notable": 2}
     assert (summary.new_subjects, summary.off_hours) == (1, 3)
@@ -403,7 +402,7 @@ def test_dormant_tokens_count_back_from_the_end(
     duckdb_loaded: dlt.Pipeline, tmp_path: Path
 ) -> None:
     end = datetime(2026, 4, 15, tzinfo=UTC)
-    summary = write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, end=end)
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", ReportOptions(end=end), now=NOW)
     assert summary.events == 0
     text = visible_text(summary.path.read_text(encoding="utf-8"))
     assert "Events 0 ▼ 100% vs 12 before" in text
@@ -412,8 +411,8 @@ def test_dormant_tokens_count_back_from_the_end(
 
 
 def test_off_hours_follow_the_zone_and_hours(duckdb_loaded: dlt.Pipeline, tmp_path: Path) -> None:
-    params = ViewParams(timezone="Asia/Tokyo", work_start=9, work_end=18)
-    summary = write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, params=params)
+    options = ReportOptions(timezone="Asia/Tokyo", work_hours=(9, 18))
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", options, now=NOW)
     assert summary.off_hours == 8
     page = summary.path.read_text(encoding="utf-8")
     text = visible_text(page)
@@ -435,8 +434,8 @@ def test_user_severity_rules_reach_the_report(duckdb_loaded: dlt.Pipeline, tmp_p
     argv.extend(["--work-hours", "09-18", "--since", "30d"])
     args = build_parser().parse_args(argv)
     options = report_options(args, now=NOW)
-    assert options["start"] == NOW - timedelta(days=30) and options["end"] is None
-    summary = write_report(duckdb_loaded, tmp_path / "r.html", **options)
+    assert options.start == NOW - timedelta(days=30) and options.end is None
+    summary = write_report(duckdb_loaded, tmp_path / "r.html", options, now=NOW)
     assert summary.tiers == {"critical": 2, "high": 3, "notable": 4}
 
 
@@ -451,7 +450,7 @@ def test_report_options_are_checked() -> None:
     options = report_options(
         parser.parse_args(["report", "--start", "2026-03-01", "--end", "2026-03-02"]), now=NOW
     )
-    assert (options["start"], options["end"]) == (
+    assert (options.start, options.end) == (
         datetime(2026, 3, 1, tzinfo=UTC),
         datetime(2026, 3, 2, tzinfo=UTC),
     )
@@ -459,7 +458,7 @@ def test_report_options_are_checked() -> None:
 
 def test_empty_range_is_a_usage_error(duckdb_loaded: dlt.Pipeline, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not before its end"):
-        write_report(duckdb_loaded, tmp_path / "r.html", now=NOW, start=NOW)
+        write_report(duckdb_loaded, tmp_path / "r.html", ReportOptions(start=NOW), now=NOW)
 
 
 # Each panel's "nothing here" line: the demo's report must show none of them.

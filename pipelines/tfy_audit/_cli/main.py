@@ -26,7 +26,10 @@ from tfy_audit._core.errors import TfyAuditError, UsageError
 # The rest is imported where it is used: a decoder worker process imports this module again
 # (it is the command's main module), and should not pay for httpx, pendulum or dlt there.
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from tfy_audit._core.options import Flag, SyncOptions
+    from tfy_audit._report.options import ReportOptions
     from tfy_audit._service.client import AuditLogFilters
 
 logger = logging.getLogger("tfy_audit")
@@ -133,17 +136,6 @@ def _source_args(p: argparse.ArgumentParser, windows: Sequence[Flag] | None = No
         )
 
 
-# The report's range and off-hours; report.report_options parses them.
-REPORT_FLAGS: tuple[tuple[str, str], ...] = (
-    ("--since", "the range: this far back from --end, e.g. 7d or 12h (default: 30d)"),
-    ("--start", "start of the range, ISO 8601 or 7d (default: 30 days before --end)"),
-    ("--end", "end of the range, ISO 8601 or 1d (default: now)"),
-    ("--timezone", "IANA time zone of working hours, e.g. Europe/Berlin (default: UTC)"),
-    ("--work-hours", "working hours, Monday to Friday, e.g. 09-18 (default: 08-19)"),
-    ("--severity-rules", "a CSV of severity rules that take precedence (default: none)"),
-)
-
-
 def _version() -> str:
     from tfy_audit._core.version import __version__
 
@@ -226,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = command("report", "write a self-contained HTML dashboard")
     _destination_args(report)
     report.add_argument("--out", default="report.html", help="HTML file (default: %(default)s)")
-    for flag, help_text in REPORT_FLAGS:
-        report.add_argument(flag, help=help_text)
+    from tfy_audit._report.options import REPORT_FLAGS
+
+    for flag in REPORT_FLAGS:  # declared with ReportOptions, its defaults shown from there
+        report.add_argument(flag.flag, dest=flag.dest, help=flag.help_text())
     _json_arg(report)
 
     _sql_args(command("sql", "run one read-only SQL query on the dataset"))
@@ -946,11 +940,19 @@ def cmd_views(args: argparse.Namespace) -> _Outcome:
     return _Outcome(EXIT_OK, {"views": created})
 
 
+def report_options(args: argparse.Namespace, *, now: datetime | None = None) -> ReportOptions:
+    """The `report` command's `ReportOptions`, from its flags (`REPORT_FLAGS`)."""
+    from tfy_audit._report.options import REPORT_FLAGS, options_from_text
+
+    values = {flag.dest: getattr(args, flag.dest) for flag in REPORT_FLAGS}
+    return options_from_text(values, now=now)
+
+
 def cmd_report(args: argparse.Namespace) -> _Outcome:
-    from tfy_audit._report.report import report_options, write_report
+    from tfy_audit._report import write_report
 
     options = report_options(args)  # a bad range is refused before the destination is opened
-    summary = write_report(_existing_pipeline(args, reads_only=True), Path(args.out), **options)
+    summary = write_report(_existing_pipeline(args, reads_only=True), Path(args.out), options)
     if not args.json:
         print(
             f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "

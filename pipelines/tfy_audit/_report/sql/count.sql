@@ -1,0 +1,4 @@
+-- Rows of one range.
+SELECT count(*)
+FROM $source
+WHERE $within

@@ -205,7 +205,10 @@ def sync(lake: Lake, url: str, *extra: str) -> dict[str, Any]:
 def test_backfill_lookback_and_range_merge_in_place(lake: Lake) -> None:
     sim = faulty_simulator(1_500, seed=29)
     sim.add_events(odd_events(NOW - timedelta(hours=5)))  # unicode, deep JSON, nulls, ...
-    recent = [make_event(random.Random(i), NOW - timedelta(minutes=2, seconds=i)) for i in range(3)]
+    # stamped from the clock now, not the session's start (NOW), which may lie further back
+    # than the second sync's lookback
+    now = datetime.now(UTC).replace(microsecond=0)
+    recent = [make_event(random.Random(i), now - timedelta(minutes=2, seconds=i)) for i in range(3)]
     sim.add_events(recent)
     with SimulatorServer(sim) as srv:
         first = sync(lake, srv.url, *FAULTY_ARGS)
@@ -219,7 +222,7 @@ def test_backfill_lookback_and_range_merge_in_place(lake: Lake) -> None:
         # the service corrects an event inside the lookback, and late events arrive there
         corrected = {**recent[0], "message": "corrected by the service", "metaData": {"n": 2}}
         late = [
-            make_event(random.Random(f"late{i}"), NOW - timedelta(minutes=3, seconds=i), subject=s)
+            make_event(random.Random(f"late{i}"), now - timedelta(minutes=3, seconds=i), subject=s)
             for i, s in enumerate(e["subject"] for e in sim.events()[:4])
         ]
         sim.add_events([corrected, *late])

@@ -412,9 +412,11 @@ def filesystem_load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filesy
     re-reads an explicit range of one day."""
     root = tmp_path_factory.mktemp("filesystem")
     sim = faulty_simulator(1_500, seed=23)
-    # recent events, so the next sync's lookback re-reads something
+    # recent events, so the next sync's lookback re-reads something: stamped from the clock
+    # now, not the session's start (NOW), which may lie further back than the lookback
+    now = datetime.now(UTC).replace(microsecond=0)
     sim.add_events(
-        [make_event(random.Random(i), NOW - timedelta(minutes=2, seconds=i)) for i in range(3)]
+        [make_event(random.Random(i), now - timedelta(minutes=2, seconds=i)) for i in range(3)]
     )
     target = (
         "--destination", "filesystem", "--dataset", "tfy_parquet",
@@ -438,7 +440,7 @@ def filesystem_load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filesy
         }
 
         load.late = [
-            make_event(random.Random(f"late{i}"), NOW - timedelta(minutes=3, seconds=i), subject=s)
+            make_event(random.Random(f"late{i}"), now - timedelta(minutes=3, seconds=i), subject=s)
             for i, s in enumerate(e["subject"] for e in sim.events()[:4])
         ]
         sim.add_events(load.late)

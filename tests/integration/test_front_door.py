@@ -206,9 +206,10 @@ def test_a_no_op_sync_makes_the_requests_the_readme_says(
 ) -> None:
     """Counted on the simulator's request log: the count of the re-read range, the count after
     the mark, and the re-read range's pages, one per 1,000 events in it."""
-    end = NOW - timedelta(minutes=quiet_minutes)
+    now = datetime.now(UTC)  # not the session's start: the lookback counts back from the run
+    end = now - timedelta(minutes=quiet_minutes)
     sim = Simulator(SimulatorConfig(api_key=API_KEY), generate_history(1_500, days=3, end=end))
-    in_lookback = [e for e in sim.events() if ts(e["createdAt"]) >= NOW - timedelta(minutes=15)]
+    in_lookback = [e for e in sim.events() if ts(e["createdAt"]) >= now - timedelta(minutes=15)]
     assert bool(in_lookback) == (quiet_minutes == 0) and len(in_lookback) < 1_000
     with SimulatorServer(sim) as srv:
         env = user_env(tmp_path, srv.url)

@@ -1,0 +1,31 @@
+"""`tfy-audit report`: write a self-contained HTML dashboard."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tfy_audit._cli.args import existing_pipeline
+from tfy_audit._cli.output import EXIT_OK, Outcome
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    from tfy_audit._report.report import report_options, write_report
+
+    options = report_options(args)  # a bad range is refused before the destination is opened
+    summary = write_report(existing_pipeline(args, reads_only=True), Path(args.out), **options)
+    if not args.json:
+        print(
+            f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "
+            f"{summary.days} days, {summary.sensitive:,} sensitive actions"
+        )
+    return Outcome(
+        EXIT_OK,
+        {
+            "path": str(summary.path),
+            "events": summary.events,
+            "subjects": summary.subjects,
+            "days": summary.days,
+            "sensitive": summary.sensitive,
+        },
+    )

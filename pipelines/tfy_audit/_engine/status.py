@@ -1,11 +1,14 @@
-"""`tfy-audit status`: how fresh the warehouse is, read from the destination alone.
+"""The status of a warehouse: how fresh it is, read from the destination alone.
 
 Per filter set (each keeps its own high-water mark): the mark and its lag behind now, the last
 run and the last successful run (`sync_runs`, run_log.py), the incomplete windows still open
 (`sync_windows` rows not read completely that the mark has not passed since), and the range
 covered; and the last `verify` result (`verify_runs`). Nothing is created: the pipeline that
 reads the destination works in a temporary directory, a DuckDB file must exist, and the
-service is contacted only when asked (`check_service`).
+service is contacted only when asked (`service_check`).
+
+The document is typed (`StatusDocument`) and is what `tfy-audit status --json` prints; the
+command (`_cli/commands/status.py`) writes its lines and chooses the exit code.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -39,6 +42,94 @@ from tfy_audit._warehouse.run_log import OK, SYNC_RUNS, first_run_start
 from tfy_audit._warehouse.verify_log import VERIFY_RUNS
 
 logger = logging.getLogger(__name__)
+
+
+class Span(TypedDict):
+    """A range as ISO 8601 text; None where it is not known."""
+
+    start: str | None
+    end: str | None
+
+
+class RunRecord(TypedDict):
+    """A sync run, as `sync_runs` recorded it (run_log.py)."""
+
+    run_id: str
+    started_at: str | None
+    finished_at: str | None
+    status: str
+    audit_log_rows: int | None
+    events_read: int | None
+    error: str | None
+
+
+class ServiceCheck(TypedDict):
+    """How many events the service has after a filter set's mark, and the newest of them."""
+
+    events_after_mark: int | None
+    newest_event_at: str | None
+
+
+class FilterSetStatus(TypedDict):
+    """One filter set: its mark, its runs, the windows still open, the ranges read."""
+
+    filter_key: str
+    filters: dict[str, Any]
+    high_water_mark: str | None
+    lag_seconds: float | None
+    last_run: RunRecord | None
+    last_successful_run: RunRecord | None
+    open_incomplete_windows: list[Span]
+    covered: Span
+    covered_ranges: list[Span]
+    first_sync_start: str | None
+    service: NotRequired[ServiceCheck]  # only when the service was asked
+
+
+class VerifyRecord(TypedDict):
+    """The last `verify`, as `verify_runs` recorded it."""
+
+    verified_at: str | None
+    range_start: str | None
+    range_end: str | None
+    days: int
+    differing_days: int
+    missing: int
+
+
+class AnomalyRecord(TypedDict):
+    recorded_at: str | None
+    kind: str
+    action: str
+    event_id: str
+    field_path: str
+    detail: str
+
+
+class AnomalyCounts(TypedDict):
+    """The records of `event_anomalies`: their count, per kind, and the latest few."""
+
+    total: int
+    by_kind: dict[str, int]
+    latest: list[AnomalyRecord]
+
+
+class StatusDocument(TypedDict):
+    """The status of a warehouse; `status` is `stale` when a filter set is older than the lag
+    asked for (or none has a mark), else `ok`."""
+
+    status: Literal["ok", "stale"]
+    checked_at: str
+    destination: str
+    dataset: str
+    pipeline_name: str
+    max_lag_seconds: float | None
+    filter_sets: list[FilterSetStatus]
+    last_verify: VerifyRecord | None
+    anomalies: AnomalyCounts | None
+
+
+ServiceProbe = Callable[[AuditLogFilters, datetime | None, datetime], ServiceCheck]
 
 _RUN_COLUMNS = (
     "run_id",
@@ -121,7 +212,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _run(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+def _run(row: tuple[Any, ...] | None) -> RunRecord | None:
     if row is None:
         return None
     run = dict(zip(_RUN_COLUMNS, row, strict=True))
@@ -129,10 +220,10 @@ def _run(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
         run[name] = _iso(_utc(run[name]))
     for name in ("audit_log_rows", "events_read"):
         run[name] = int(run[name]) if run[name] is not None else None
-    return run
+    return cast(RunRecord, run)
 
 
-def _runs(reader: _Reader, key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _runs(reader: _Reader, key: str) -> tuple[RunRecord | None, RunRecord | None]:
     """The last run and the last successful one of a filter set; a run loaded twice (the
     filesystem appends) counts once."""
     if not reader.has(SYNC_RUNS):
@@ -175,9 +266,7 @@ def covered_ranges(
     return merged
 
 
-def _windows(
-    reader: _Reader, key: str, mark: datetime | None
-) -> tuple[list[dict[str, str | None]], list[Range]]:
+def _windows(reader: _Reader, key: str, mark: datetime | None) -> tuple[list[Span], list[Range]]:
     """The incomplete windows the mark has not passed, and the complete windows."""
     if not reader.has(SYNC_WINDOWS_TABLE):
         return [], []
@@ -194,15 +283,16 @@ def _windows(
         },
         key=lambda w: w[0] or datetime.min.replace(tzinfo=UTC),
     )
-    complete_windows = []
+    complete_windows: list[Range] = []
     for start, end, complete in rows:
         window = (_utc(start), _utc(end))
         if complete and window[0] is not None and window[1] is not None:
             complete_windows.append((window[0], window[1]))
-    return [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows], complete_windows
+    spans: list[Span] = [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows]
+    return spans, complete_windows
 
 
-def _last_verify(reader: _Reader) -> dict[str, Any] | None:
+def _last_verify(reader: _Reader) -> VerifyRecord | None:
     if not reader.has(VERIFY_RUNS):
         return None
     rows = reader.rows(
@@ -227,7 +317,7 @@ def _last_verify(reader: _Reader) -> dict[str, Any] | None:
 LATEST_ANOMALIES = 5
 
 
-def _anomalies(reader: _Reader) -> dict[str, Any] | None:
+def _anomalies(reader: _Reader) -> AnomalyCounts | None:
     """The records of `event_anomalies` (anomalies.py): the count per kind, and the latest."""
     if not reader.has(ANOMALIES_TABLE):
         return None
@@ -264,9 +354,9 @@ def read_status(
     target: DestinationOptions,
     *,
     max_lag: timedelta | None = None,
-    service: Callable[[AuditLogFilters, datetime | None, datetime], dict[str, Any]] | None = None,
+    service: ServiceProbe | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> StatusDocument:
     """The status document (`tfy-audit status --json`). `status` is `stale` when a filter set
     has no mark or a mark older than `max_lag`, else `ok`. `service`: how the service's newest
     events compare with a filter set's mark (`service_check`), or None not to ask."""
@@ -274,7 +364,7 @@ def read_status(
     with _reader(target) as reader:
         source_state = reader.pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
         streams: dict[str, Any] = dict(source_state.get(STREAMS_KEY, {}))
-        filter_sets = []
+        filter_sets: list[FilterSetStatus] = []
         for key in sorted(streams):
             entry = streams[key]
             mark = covered_until(entry)
@@ -283,7 +373,7 @@ def read_status(
             ranges = covered_ranges(complete, mark, covered_from(entry))
             # the range that reaches the mark: read without a gap up to it
             to_mark = next((r for r in reversed(ranges) if mark is not None and r[1] >= mark), None)
-            item: dict[str, Any] = {
+            item: FilterSetStatus = {
                 "filter_key": key,
                 "filters": dict(entry.get("filters", {})),
                 "high_water_mark": _iso(mark),
@@ -328,12 +418,12 @@ def _too_old(lag_seconds: float | None, max_lag: timedelta | None) -> bool:
     return lag_seconds is None or lag_seconds > max_lag.total_seconds()
 
 
-def service_check(client: AuditLogClient) -> Callable[..., dict[str, Any]]:
+def service_check(client: AuditLogClient) -> ServiceProbe:
     """Asks the service how many events of a filter set it has from the mark to now (one count
     request) and, when they fit one page, the newest of them (one page: the spec names no sort
     order, so only a page holding all of them tells which is newest)."""
 
-    def check(filters: AuditLogFilters, mark: datetime | None, now: datetime) -> dict[str, Any]:
+    def check(filters: AuditLogFilters, mark: datetime | None, now: datetime) -> ServiceCheck:
         if mark is None:
             return {"events_after_mark": None, "newest_event_at": None}
         count = client.count(filters, mark, now)

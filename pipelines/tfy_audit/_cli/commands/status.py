@@ -7,13 +7,16 @@ import argparse
 import itertools
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tfy_audit._cli.args import target_from_args
 from tfy_audit._cli.output import EXIT_INCOMPLETE, EXIT_OK, Outcome
 from tfy_audit._core.redact import clean
 from tfy_audit._core.settings import ANOMALIES_TABLE, HISTORY_START
 from tfy_audit._service.anomalies import count_text
+
+if TYPE_CHECKING:
+    from tfy_audit._engine.status import AnomalyCounts, Span, StatusDocument
 
 
 def run(args: argparse.Namespace) -> Outcome:
@@ -41,8 +44,8 @@ def run(args: argparse.Namespace) -> Outcome:
         print(format_status(document))
     if document["status"] == "stale":
         print(f"tfy-audit: stale: {staleness_line(document, args.max_lag)}", file=sys.stderr)
-        return Outcome(EXIT_INCOMPLETE, document)
-    return Outcome(EXIT_OK, document)
+        return Outcome(EXIT_INCOMPLETE, dict(document))
+    return Outcome(EXIT_OK, dict(document))
 
 
 def format_lag(seconds: float) -> str:
@@ -60,15 +63,16 @@ def format_lag(seconds: float) -> str:
     return f"{secs}s"
 
 
-def staleness_line(document: dict[str, Any], max_lag: str) -> str:
-    """One line for a monitor: which filter set is behind, by how much."""
+def staleness_line(document: StatusDocument, max_lag: str) -> str:
+    """One line for a monitor: which filter set is behind, by how much (a document is only
+    stale under a `--max-lag`)."""
     parts = []
+    limit = document["max_lag_seconds"]
     for item in document["filter_sets"]:
         lag = item["lag_seconds"]
-        limit = document["max_lag_seconds"]
         if lag is None:
             parts.append(f"filter set {item['filter_key']!r} has no high-water mark")
-        elif lag > limit:
+        elif limit is not None and lag > limit:
             parts.append(
                 f"filter set {item['filter_key']!r} is {format_lag(lag)} behind "
                 f"(mark {item['high_water_mark']}), {format_lag(lag - limit)} more than "
@@ -79,7 +83,7 @@ def staleness_line(document: dict[str, Any], max_lag: str) -> str:
     return "; ".join(parts) + "; check that the scheduled sync runs and succeeds (sync_runs)"
 
 
-def format_status(document: dict[str, Any]) -> str:
+def format_status(document: StatusDocument) -> str:
     lines = [f"{document['destination']} dataset {document['dataset']}:"]
     if not document["filter_sets"]:
         lines.append("  no filter set synced yet")
@@ -89,11 +93,10 @@ def format_status(document: dict[str, Any]) -> str:
         lines.append(
             f"filter set {item['filter_key']}: high-water mark {item['high_water_mark']}{behind}"
         )
-        for label, name in (
-            ("last run", "last_run"),
-            ("last successful run", "last_successful_run"),
+        for label, run in (
+            ("last run", item["last_run"]),
+            ("last successful run", item["last_successful_run"]),
         ):
-            run = item[name]
             if run is None:
                 lines.append(f"  {label}: none recorded")
             else:
@@ -134,7 +137,7 @@ def format_status(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def anomaly_lines(anomalies: dict[str, Any] | None) -> list[str]:
+def anomaly_lines(anomalies: AnomalyCounts | None) -> list[str]:
     if not anomalies or not anomalies["total"]:
         return ["anomalies: none recorded"]
     lines = [f"anomalies: {count_text(anomalies['by_kind'])} — see table {ANOMALIES_TABLE}"]
@@ -147,7 +150,7 @@ def anomaly_lines(anomalies: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def ranges_text(ranges: list[dict[str, Any]], limit: int = 5) -> str:
+def ranges_text(ranges: list[Span], limit: int = 5) -> str:
     """`a .. b, c .. d (not read: b .. c)`: the ranges read, then the gaps between them."""
     if not ranges:
         return "nothing yet"

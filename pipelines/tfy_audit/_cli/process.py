@@ -7,10 +7,10 @@ the last handler to run is `_exit_promptly`, which flushes the output and ends t
 there, before the teardown.
 
 `atexit` runs its handlers last registered, first run: `_exit_promptly` is registered when
-this module is imported, which `main.py` does before anything that registers a handler of its
-own (logging's flush among them), so every handler registered later runs before it. Registered
-but idle: it does nothing unless `exit_now` was called, so `main()` called as a library, or a
-`SystemExit` raised elsewhere, ends as Python ends.
+this module is imported, which the `_cli` package does before any of its modules registers a
+handler (logging's flush among them), so every handler registered later runs before it; a
+test holds that order. Registered but idle: it does nothing unless `exit_now` was called, so
+`main()` called as a library, or a `SystemExit` raised elsewhere, ends as Python ends.
 """
 
 from __future__ import annotations

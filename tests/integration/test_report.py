@@ -15,7 +15,8 @@ from pathlib import Path
 
 import dlt
 import pytest
-from tfy_audit._cli.main import build_parser, report_options
+from tfy_audit._cli.commands.report import report_options
+from tfy_audit._cli.main import build_parser
 from tfy_audit._core.errors import UsageError
 from tfy_audit._report import ReportOptions, ReportSummary, write_report
 from tfy_audit.simulator import SimulatorServer

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tfy_audit._cli.commands.status import format_lag
 from tfy_audit._core.settings import HISTORY_START
-from tfy_audit._engine.status import format_lag
 from tfy_audit.simulator import SimulatorServer, format_ts
 
 from tests.conftest import NOW, Workspace, make_simulator, ts

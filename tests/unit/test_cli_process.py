@@ -24,8 +24,8 @@ def test_output_and_exit_handlers_survive_the_prompt_exit(tmp_path: Path) -> Non
     marker = tmp_path / "atexit-ran"
     done = _run(
         f"""
-        import atexit, logging, sys
         from tfy_audit._cli.main import exit_now
+        import atexit, logging, sys
         atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))
         logging.basicConfig(stream=sys.stderr, format="%(message)s")
         for i in range(20000):
@@ -92,3 +92,46 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_prompt_exit_skips_the_teardown_and_only_after_exit_now(tmp_path: Path) -> None:
+    """`exit_now` ends the process before the interpreter frees its modules' objects (a
+    finalizer of a module's object does not run); an exit without it tears down as usual."""
+    script = """
+        import sys
+        from tfy_audit._cli.main import exit_now
+
+        class Finalized:
+            def __del__(self, write=open):  # builtins are gone by then
+                write({marker!r}, "w").write("torn down")
+
+        kept = Finalized()
+        {ending}
+        """
+    prompt, plain = tmp_path / "prompt", tmp_path / "plain"
+    done = _run(script.format(marker=str(prompt), ending="exit_now(4)"))
+    assert (done.returncode, done.stderr) == (4, "")
+    assert not prompt.exists()
+    done = _run(script.format(marker=str(plain), ending="sys.exit(5)"))
+    assert (done.returncode, done.stderr) == (5, "")
+    assert plain.read_text() == "torn down"
+
+
+def test_the_prompt_exit_is_registered_before_every_other_exit_handler() -> None:
+    """`atexit` runs the last registered first: importing the command registers its prompt
+    exit before any other handler, so every handler registered later runs before it."""
+    done = _run(
+        """
+        import atexit
+        registered = []
+        register = atexit.register
+        def recording(func, *args, **kwargs):
+            registered.append(f"{func.__module__}.{func.__qualname__}")
+            return register(func, *args, **kwargs)
+        atexit.register = recording
+        import tfy_audit._cli.main
+        print(registered)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['tfy_audit._cli.process._exit_promptly', 'logging.shutdown']"

@@ -8,7 +8,8 @@ from importlib import resources
 
 import jinja2
 import pytest
-from tfy_audit._cli.main import build_parser, report_options
+from tfy_audit._cli.commands.report import report_options
+from tfy_audit._cli.main import build_parser
 from tfy_audit._core.errors import UsageError
 from tfy_audit._report import REPORT_FLAGS, ReportOptions, options_from_text
 from tfy_audit._report.filters import code, text, who

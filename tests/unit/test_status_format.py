@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tfy_audit._engine.status import format_lag
+from tfy_audit._cli.commands.status import format_lag
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_covered_ranges_are_the_windows_read_and_the_range_up_to_the_mark() -> N
 
 
 def test_the_text_names_the_gaps_between_the_ranges() -> None:
-    from tfy_audit._engine.status import _ranges_text
+    from tfy_audit._cli.commands.status import ranges_text as _ranges_text
 
     ranges = [{"start": "a", "end": "b"}, {"start": "c", "end": "d"}]
     assert _ranges_text(ranges) == "a .. b, c .. d (not read: b .. c)"

@@ -1,38 +1,36 @@
-"""`tfy-audit status`: how fresh the warehouse is, read from the destination alone.
+"""The status of a warehouse: how fresh it is, read from the destination alone.
 
 Per filter set (each keeps its own high-water mark): the mark and its lag behind now, the last
 run and the last successful run (`sync_runs`, run_log.py), the incomplete windows still open
 (`sync_windows` rows not read completely that the mark has not passed since), and the range
 covered; and the last `verify` result (`verify_runs`). Nothing is created: the pipeline that
 reads the destination works in a temporary directory, a DuckDB file must exist, and the
-service is contacted only when asked (`check_service`).
+service is contacted only when asked (`service_check`).
+
+The document is typed (`StatusDocument`) and is what `tfy-audit status --json` prints; the
+command (`_cli/commands/status.py`) writes its lines and chooses the exit code.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from tfy_audit._core.errors import UsageError
 from tfy_audit._core.options import DestinationOptions
-from tfy_audit._core.redact import clean
 from tfy_audit._core.settings import (
     ANOMALIES_TABLE,
-    HISTORY_START,
     MAX_PAGE_SIZE,
     SOURCE_NAME,
     SYNC_WINDOWS_TABLE,
 )
-from tfy_audit._service.anomalies import count_text
 from tfy_audit._service.client import AuditLogClient, AuditLogFilters
 from tfy_audit._service.pages import parse_list_body
 from tfy_audit._service.rows import parse_timestamp
@@ -44,6 +42,94 @@ from tfy_audit._warehouse.run_log import OK, SYNC_RUNS, first_run_start
 from tfy_audit._warehouse.verify_log import VERIFY_RUNS
 
 logger = logging.getLogger(__name__)
+
+
+class Span(TypedDict):
+    """A range as ISO 8601 text; None where it is not known."""
+
+    start: str | None
+    end: str | None
+
+
+class RunRecord(TypedDict):
+    """A sync run, as `sync_runs` recorded it (run_log.py)."""
+
+    run_id: str
+    started_at: str | None
+    finished_at: str | None
+    status: str
+    audit_log_rows: int | None
+    events_read: int | None
+    error: str | None
+
+
+class ServiceCheck(TypedDict):
+    """How many events the service has after a filter set's mark, and the newest of them."""
+
+    events_after_mark: int | None
+    newest_event_at: str | None
+
+
+class FilterSetStatus(TypedDict):
+    """One filter set: its mark, its runs, the windows still open, the ranges read."""
+
+    filter_key: str
+    filters: dict[str, Any]
+    high_water_mark: str | None
+    lag_seconds: float | None
+    last_run: RunRecord | None
+    last_successful_run: RunRecord | None
+    open_incomplete_windows: list[Span]
+    covered: Span
+    covered_ranges: list[Span]
+    first_sync_start: str | None
+    service: NotRequired[ServiceCheck]  # only when the service was asked
+
+
+class VerifyRecord(TypedDict):
+    """The last `verify`, as `verify_runs` recorded it."""
+
+    verified_at: str | None
+    range_start: str | None
+    range_end: str | None
+    days: int
+    differing_days: int
+    missing: int
+
+
+class AnomalyRecord(TypedDict):
+    recorded_at: str | None
+    kind: str
+    action: str
+    event_id: str
+    field_path: str
+    detail: str
+
+
+class AnomalyCounts(TypedDict):
+    """The records of `event_anomalies`: their count, per kind, and the latest few."""
+
+    total: int
+    by_kind: dict[str, int]
+    latest: list[AnomalyRecord]
+
+
+class StatusDocument(TypedDict):
+    """The status of a warehouse; `status` is `stale` when a filter set is older than the lag
+    asked for (or none has a mark), else `ok`."""
+
+    status: Literal["ok", "stale"]
+    checked_at: str
+    destination: str
+    dataset: str
+    pipeline_name: str
+    max_lag_seconds: float | None
+    filter_sets: list[FilterSetStatus]
+    last_verify: VerifyRecord | None
+    anomalies: AnomalyCounts | None
+
+
+ServiceProbe = Callable[[AuditLogFilters, datetime | None, datetime], ServiceCheck]
 
 _RUN_COLUMNS = (
     "run_id",
@@ -126,7 +212,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _run(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+def _run(row: tuple[Any, ...] | None) -> RunRecord | None:
     if row is None:
         return None
     run = dict(zip(_RUN_COLUMNS, row, strict=True))
@@ -134,10 +220,10 @@ def _run(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
         run[name] = _iso(_utc(run[name]))
     for name in ("audit_log_rows", "events_read"):
         run[name] = int(run[name]) if run[name] is not None else None
-    return run
+    return cast(RunRecord, run)
 
 
-def _runs(reader: _Reader, key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _runs(reader: _Reader, key: str) -> tuple[RunRecord | None, RunRecord | None]:
     """The last run and the last successful one of a filter set; a run loaded twice (the
     filesystem appends) counts once."""
     if not reader.has(SYNC_RUNS):
@@ -180,9 +266,7 @@ def covered_ranges(
     return merged
 
 
-def _windows(
-    reader: _Reader, key: str, mark: datetime | None
-) -> tuple[list[dict[str, str | None]], list[Range]]:
+def _windows(reader: _Reader, key: str, mark: datetime | None) -> tuple[list[Span], list[Range]]:
     """The incomplete windows the mark has not passed, and the complete windows."""
     if not reader.has(SYNC_WINDOWS_TABLE):
         return [], []
@@ -199,15 +283,16 @@ def _windows(
         },
         key=lambda w: w[0] or datetime.min.replace(tzinfo=UTC),
     )
-    complete_windows = []
+    complete_windows: list[Range] = []
     for start, end, complete in rows:
         window = (_utc(start), _utc(end))
         if complete and window[0] is not None and window[1] is not None:
             complete_windows.append((window[0], window[1]))
-    return [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows], complete_windows
+    spans: list[Span] = [{"start": _iso(s), "end": _iso(e)} for s, e in open_windows]
+    return spans, complete_windows
 
 
-def _last_verify(reader: _Reader) -> dict[str, Any] | None:
+def _last_verify(reader: _Reader) -> VerifyRecord | None:
     if not reader.has(VERIFY_RUNS):
         return None
     rows = reader.rows(
@@ -232,7 +317,7 @@ def _last_verify(reader: _Reader) -> dict[str, Any] | None:
 LATEST_ANOMALIES = 5
 
 
-def _anomalies(reader: _Reader) -> dict[str, Any] | None:
+def _anomalies(reader: _Reader) -> AnomalyCounts | None:
     """The records of `event_anomalies` (anomalies.py): the count per kind, and the latest."""
     if not reader.has(ANOMALIES_TABLE):
         return None
@@ -269,9 +354,9 @@ def read_status(
     target: DestinationOptions,
     *,
     max_lag: timedelta | None = None,
-    service: Callable[[AuditLogFilters, datetime | None, datetime], dict[str, Any]] | None = None,
+    service: ServiceProbe | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> StatusDocument:
     """The status document (`tfy-audit status --json`). `status` is `stale` when a filter set
     has no mark or a mark older than `max_lag`, else `ok`. `service`: how the service's newest
     events compare with a filter set's mark (`service_check`), or None not to ask."""
@@ -279,7 +364,7 @@ def read_status(
     with _reader(target) as reader:
         source_state = reader.pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
         streams: dict[str, Any] = dict(source_state.get(STREAMS_KEY, {}))
-        filter_sets = []
+        filter_sets: list[FilterSetStatus] = []
         for key in sorted(streams):
             entry = streams[key]
             mark = covered_until(entry)
@@ -288,7 +373,7 @@ def read_status(
             ranges = covered_ranges(complete, mark, covered_from(entry))
             # the range that reaches the mark: read without a gap up to it
             to_mark = next((r for r in reversed(ranges) if mark is not None and r[1] >= mark), None)
-            item: dict[str, Any] = {
+            item: FilterSetStatus = {
                 "filter_key": key,
                 "filters": dict(entry.get("filters", {})),
                 "high_water_mark": _iso(mark),
@@ -333,12 +418,12 @@ def _too_old(lag_seconds: float | None, max_lag: timedelta | None) -> bool:
     return lag_seconds is None or lag_seconds > max_lag.total_seconds()
 
 
-def service_check(client: AuditLogClient) -> Callable[..., dict[str, Any]]:
+def service_check(client: AuditLogClient) -> ServiceProbe:
     """Asks the service how many events of a filter set it has from the mark to now (one count
     request) and, when they fit one page, the newest of them (one page: the spec names no sort
     order, so only a page holding all of them tells which is newest)."""
 
-    def check(filters: AuditLogFilters, mark: datetime | None, now: datetime) -> dict[str, Any]:
+    def check(filters: AuditLogFilters, mark: datetime | None, now: datetime) -> ServiceCheck:
         if mark is None:
             return {"events_after_mark": None, "newest_event_at": None}
         count = client.count(filters, mark, now)
@@ -352,150 +437,3 @@ def service_check(client: AuditLogClient) -> Callable[..., dict[str, Any]]:
         return {"events_after_mark": count, "newest_event_at": _iso(newest)}
 
     return check
-
-
-def format_lag(seconds: float) -> str:
-    """`3h 05m`, `12m 30s`, `45s`, `2d 4h`."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
-def staleness_line(document: dict[str, Any], max_lag: str) -> str:
-    """One line for a monitor: which filter set is behind, by how much."""
-    parts = []
-    for item in document["filter_sets"]:
-        lag = item["lag_seconds"]
-        limit = document["max_lag_seconds"]
-        if lag is None:
-            parts.append(f"filter set {item['filter_key']!r} has no high-water mark")
-        elif lag > limit:
-            parts.append(
-                f"filter set {item['filter_key']!r} is {format_lag(lag)} behind "
-                f"(mark {item['high_water_mark']}), {format_lag(lag - limit)} more than "
-                f"--max-lag {max_lag}"
-            )
-    if not document["filter_sets"]:
-        parts.append("no filter set has been synced")
-    return "; ".join(parts) + "; check that the scheduled sync runs and succeeds (sync_runs)"
-
-
-def format_status(document: dict[str, Any]) -> str:
-    lines = [f"{document['destination']} dataset {document['dataset']}:"]
-    if not document["filter_sets"]:
-        lines.append("  no filter set synced yet")
-    for item in document["filter_sets"]:
-        lag = item["lag_seconds"]
-        behind = f", {format_lag(lag)} behind" if lag is not None else ""
-        lines.append(
-            f"filter set {item['filter_key']}: high-water mark {item['high_water_mark']}{behind}"
-        )
-        for label, name in (
-            ("last run", "last_run"),
-            ("last successful run", "last_successful_run"),
-        ):
-            run = item[name]
-            if run is None:
-                lines.append(f"  {label}: none recorded")
-            else:
-                lines.append(
-                    f"  {label}: {run['started_at']} {run['status']}, "
-                    f"{run['audit_log_rows']:,} event row(s) loaded"
-                )
-        lines.append(f"  covered: {_ranges_text(item['covered_ranges'])}")
-        if item["first_sync_start"] is not None:
-            first = item["first_sync_start"]
-            why = (
-                "the whole history"
-                if datetime.fromisoformat(first) <= HISTORY_START
-                else "its --since; older events are not loaded"
-            )
-            lines.append(f"  first sync started: {first} ({why})")
-        windows = item["open_incomplete_windows"]
-        lines.append(
-            f"  incomplete windows still open: {len(windows)}"
-            + (f" (first {windows[0]['start']} .. {windows[0]['end']})" if windows else "")
-        )
-        if "service" in item:
-            service = item["service"]
-            lines.append(
-                f"  service: {service['events_after_mark']} event(s) after the mark, newest "
-                f"{service['newest_event_at'] or 'unknown'}"
-            )
-    verify = document["last_verify"]
-    if verify is None:
-        lines.append("last verify: none recorded")
-    else:
-        lines.append(
-            f"last verify: {verify['verified_at']}, {verify['range_start']} .. "
-            f"{verify['range_end']}: {verify['days']} day(s), {verify['differing_days']} "
-            f"differ, {verify['missing']} event(s) missing"
-        )
-    lines.extend(_anomaly_lines(document.get("anomalies")))
-    return "\n".join(lines)
-
-
-def _anomaly_lines(anomalies: dict[str, Any] | None) -> list[str]:
-    if not anomalies or not anomalies["total"]:
-        return ["anomalies: none recorded"]
-    lines = [f"anomalies: {count_text(anomalies['by_kind'])} — see table {ANOMALIES_TABLE}"]
-    for record in anomalies["latest"]:
-        # ids and paths are the service's text: one printable line each
-        lines.append(
-            f"  {record['recorded_at']} {record['kind']} {record['action']}: event "
-            f"{clean(str(record['event_id']), 80)} at {clean(str(record['field_path']), 120)}"
-        )
-    return lines
-
-
-def _ranges_text(ranges: list[dict[str, Any]], limit: int = 5) -> str:
-    """`a .. b, c .. d (not read: b .. c)`: the ranges read, then the gaps between them."""
-    if not ranges:
-        return "nothing yet"
-    shown = [f"{r['start']} .. {r['end']}" for r in ranges]
-    gaps = [f"{a['end']} .. {b['start']}" for a, b in itertools.pairwise(ranges)]
-    text = ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if shown[limit:] else "")
-    if gaps:
-        text += f" (not read: {', '.join(gaps[:limit])}"
-        text += f" and {len(gaps) - limit} more)" if gaps[limit:] else ")"
-    return text
-
-
-def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2)
-
-
-def cmd_status(args: Any, target: DestinationOptions) -> tuple[int, dict[str, Any]]:
-    """The `status` command: its exit code (0, or 3 when staler than `--max-lag`) and its
-    document, which the CLI prints under `--json` (its `status` is `ok` or `stale`)."""
-    import sys
-
-    from tfy_audit._core.timeparse import parse_duration
-    from tfy_audit._source.config import resolve_api_key, resolve_checked_host
-
-    max_lag = parse_duration(args.max_lag, "max-lag") if args.max_lag else None
-    client: AuditLogClient | None = None
-    if args.check_service:
-        host = resolve_checked_host(args.host)
-        client = AuditLogClient(host, resolve_api_key(None, host))
-    try:
-        document = read_status(
-            target, max_lag=max_lag, service=service_check(client) if client else None
-        )
-    finally:
-        if client is not None:
-            client.close()
-    if not args.json:
-        print(format_status(document))
-    if document["status"] == "stale":
-        print(f"tfy-audit: stale: {staleness_line(document, args.max_lag)}", file=sys.stderr)
-        return 3, document
-    return 0, document

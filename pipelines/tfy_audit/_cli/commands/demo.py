@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from tfy_audit._cli.commands.sync import format_summary
 from tfy_audit._cli.progress import ProgressReporter
 from tfy_audit._core.options import DestinationOptions, SyncOptions
 from tfy_audit._core.settings import DEFAULT_DATASET, SIMULATOR_API_KEY
@@ -75,8 +76,6 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
         print(f"Syncing into {db_path} ...")
         summary = run_sync(options, ProgressReporter())
         second = run_sync(options, ProgressReporter(bar=False))
-
-    from tfy_audit._cli.main import format_summary
 
     print(format_summary(summary))
     print(

@@ -61,7 +61,7 @@ lint: install
 	$(BIN)/ruff check pipelines tests bench scripts examples
 	$(BIN)/ruff format --check pipelines tests bench scripts examples
 	$(BIN)/mypy
-	cd pipelines && ../$(BIN)/lint-imports --config ../pyproject.toml
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix pipelines tests bench scripts examples

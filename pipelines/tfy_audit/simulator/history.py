@@ -17,10 +17,8 @@ from functools import cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from tfy_audit.simulator.actions import FUTURE_ACTIONS, FUTURE_PARENT_TYPES, FUTURE_SUBJECT_TYPE
 from tfy_audit.simulator.catalog import (
-    FUTURE_ACTIONS,
-    FUTURE_PARENT_TYPES,
-    FUTURE_SUBJECT_TYPE,
     HOME_TIMEZONE,
     REMOTE_TIMEZONE,
     TENANT,

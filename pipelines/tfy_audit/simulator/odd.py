@@ -6,7 +6,7 @@ import random
 from datetime import datetime
 from typing import Any, Final
 
-from tfy_audit.simulator.catalog import FUTURE_SUBJECT_TYPE
+from tfy_audit.simulator.actions import FUTURE_SUBJECT_TYPE
 from tfy_audit.simulator.history import factory
 from tfy_audit.simulator.spec_enums import SUBJECT_NULLABLE_FIELDS
 from tfy_audit.simulator.timestamps import to_epoch_us

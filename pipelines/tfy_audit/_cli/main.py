@@ -684,10 +684,12 @@ def _first_start_text(summary: Any, *, plain: bool = False) -> str:
 def _require_database(args: argparse.Namespace) -> None:
     """Read-only commands create nothing: a missing DuckDB file is refused."""
     from tfy_audit._core.options import DestinationOptions, options_from_values, validate_target
+    from tfy_audit._warehouse.adapter import warehouse_for
 
     target: DestinationOptions = options_from_values(_flag_values(args)).target
     validate_target(target)
-    if target.destination == "duckdb" and not Path(target.db).expanduser().exists():
+    database = warehouse_for(target).database_file(target)
+    if database is not None and not database.exists():
         raise UsageError(
             f"{target.db} does not exist; run `tfy-audit sync` first, or pass the --db it wrote"
         )

@@ -435,12 +435,10 @@ def keeps_local_files(destination: Destination[Any, Any]) -> bool:
     return issubclass(destination.spec, WithLocalFiles)
 
 
-def merge_strategies(
-    destination: Destination[Any, Any], table_name: str, table_format: str | None = None
-) -> list[str]:
-    """The merge strategies the destination offers a table in `table_format` (None: its plain
-    tables), as its capabilities' selector answers: none for plain files on the filesystem."""
-    caps = destination.capabilities()
+def merge_strategies(caps: Any, table_name: str, table_format: str | None = None) -> list[str]:
+    """The merge strategies a destination of capabilities `caps` (`capabilities()`) offers a
+    table in `table_format` (None: its plain tables), as its selector answers: none for plain
+    files on the filesystem."""
     supported = list(caps.supported_merge_strategies or ())
     selector = caps.merge_strategies_selector
     if selector is None:

@@ -18,8 +18,10 @@ module with a class implementing `Warehouse`, one line in `choose`, and its test
 
 from __future__ import annotations
 
+import weakref
 from contextlib import AbstractContextManager
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -120,7 +122,23 @@ class Warehouse(Protocol):
 
 def choose(destination: Destination[Any, Any] | None, table_format: str | None) -> Warehouse:
     """The adapter of `destination` writing (or holding) tables in `table_format`, from what dlt
-    says the destination can do. The one place a destination kind is decided."""
+    says the destination can do. The one place a destination kind is decided; chosen once per
+    destination and format (dlt builds its capabilities anew at each call)."""
+    if destination is None:
+        return _choose(None, table_format)
+    chosen = _CHOSEN.setdefault(destination, {})
+    if table_format not in chosen:
+        chosen[table_format] = _choose(destination, table_format)
+    return chosen[table_format]
+
+
+# the adapters chosen, by destination object and table format
+_CHOSEN: weakref.WeakKeyDictionary[Destination[Any, Any], dict[str | None, Warehouse]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _choose(destination: Destination[Any, Any] | None, table_format: str | None) -> Warehouse:
     from tfy_audit._warehouse.delta import DeltaFiles
     from tfy_audit._warehouse.duckdb_file import DuckDBFile
     from tfy_audit._warehouse.files import ParquetFiles
@@ -131,17 +149,15 @@ def choose(destination: Destination[Any, Any] | None, table_format: str | None) 
         return SqlWarehouse(None)
     caps = destination.capabilities()
     # a destination with table formats whose plain tables cannot merge writes files
-    if caps.supported_table_formats and not merge_strategies(destination, AUDIT_LOGS_TABLE):
-        if table_format is not None and merge_strategies(
-            destination, AUDIT_LOGS_TABLE, table_format
-        ):
-            return DeltaFiles(destination)
-        return ParquetFiles(destination)
+    if caps.supported_table_formats and not merge_strategies(caps, AUDIT_LOGS_TABLE):
+        if table_format is not None and merge_strategies(caps, AUDIT_LOGS_TABLE, table_format):
+            return DeltaFiles(destination, caps)
+        return ParquetFiles(destination, caps)
     if caps.sqlglot_dialect == "duckdb" and keeps_local_files(destination):
-        return DuckDBFile(destination)
+        return DuckDBFile(destination, caps)
     if caps.sqlglot_dialect == "postgres":
-        return PostgresWarehouse(destination)
-    return SqlWarehouse(destination)
+        return PostgresWarehouse(destination, caps)
+    return SqlWarehouse(destination, caps)
 
 
 def warehouse_of(pipeline: dlt.Pipeline, table_format: str | None = None) -> Warehouse:
@@ -156,11 +172,16 @@ def warehouse_of(pipeline: dlt.Pipeline, table_format: str | None = None) -> War
 def warehouse_for(target: DestinationOptions) -> Warehouse:
     """The adapter of the destination `target` names, before any pipeline is made; the generic
     one for a name dlt does not know (making its destination then says so)."""
+    return _for_name(target.destination, target.table_format)
+
+
+@cache
+def _for_name(name: str, table_format: str | None) -> Warehouse:
     try:
-        destination = destination_from_reference(target.destination)
+        destination = destination_from_reference(name)
     except Exception:
         destination = None
-    return choose(destination, target.table_format)
+    return choose(destination, table_format)
 
 
 def sql_reader(pipeline: Any, tables: list[str] | None = None) -> AbstractContextManager[Any]:

@@ -21,8 +21,8 @@ from tfy_audit._warehouse.lakehouse import (
 class DeltaFiles(ParquetFiles):
     """Delta tables in a bucket or folder."""
 
-    def __init__(self, destination: Any) -> None:
-        super().__init__(destination)
+    def __init__(self, destination: Any, caps: Any) -> None:
+        super().__init__(destination, caps)
         self.merges = True  # upserted on their keys (choose() asked the destination)
 
     def undated_ids(self, pipeline: Any) -> set[str]:

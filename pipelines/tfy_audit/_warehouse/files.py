@@ -30,8 +30,8 @@ class ParquetFiles(SqlWarehouse):
     lock: LockKind = "none"
     query_route: QueryRoute | None = "files"
 
-    def __init__(self, destination: Any) -> None:
-        super().__init__(destination)
+    def __init__(self, destination: Any, caps: Any) -> None:
+        super().__init__(destination, caps)
         # written by a dlt load of their own: there is no SQL connection to write them on
         self.runs_by_sql = False
 

@@ -41,13 +41,11 @@ class SqlWarehouse:
     lock: LockKind = "none"
     query_route: QueryRoute | None = None
 
-    def __init__(self, destination: Destination[Any, Any] | None) -> None:
+    def __init__(self, destination: Destination[Any, Any] | None, caps: Any = None) -> None:
+        """`caps`: the destination's `capabilities()` (None without a destination)."""
         self.destination = destination
-        caps = destination.capabilities() if destination is not None else None
         dialect = caps.sqlglot_dialect if caps is not None else None
-        self.merges = destination is not None and SQL_MERGE in merge_strategies(
-            destination, AUDIT_LOGS_TABLE
-        )
+        self.merges = caps is not None and SQL_MERGE in merge_strategies(caps, AUDIT_LOGS_TABLE)
         self.holds_nul = dialect not in NO_NUL_DIALECTS
         self.runs_by_sql = dialect in RUNS_SQL_DIALECTS
         # Arrow tables go as Parquet to the engines that read it natively (DuckDB's)

@@ -52,8 +52,8 @@ class PostgresWarehouse(SqlWarehouse):
     lock: LockKind = "postgres advisory lock"
     query_route: QueryRoute | None = "postgres"
 
-    def __init__(self, destination: Any) -> None:
-        super().__init__(destination)
+    def __init__(self, destination: Any, caps: Any) -> None:
+        super().__init__(destination, caps)
         self.loader_file_format: Literal["parquet", "insert_values"] | None = "insert_values"
 
     def after_sync(self, pipeline: Any) -> list[str]:

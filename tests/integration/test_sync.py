@@ -299,7 +299,7 @@ def test_full_re_merge_fits_the_destination_memory_limit(
 ) -> None:
     """Re-reading everything already loaded (an explicit --start at the beginning) merges one
     big chunk; it must fit DuckDB's memory limit, and leave every row exactly once."""
-    monkeypatch.setattr("tfy_audit._warehouse.destination.DUCKDB_MEMORY_LIMIT", "32MB")
+    monkeypatch.setattr("tfy_audit._warehouse.duckdb_file.DUCKDB_MEMORY_LIMIT", "32MB")
     monkeypatch.setenv("TFY_AUDIT_DUCKDB_MEMORY_LIMIT", "32MB")  # a retried job's limit too
     sim = make_simulator(20_000, days=5, seed=3)
     with SimulatorServer(sim) as srv:

@@ -4,7 +4,6 @@ the existing pipeline a reading command opens."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfy_audit._cli.parser import filter_dest, flag_dest
@@ -90,10 +89,12 @@ def existing_pipeline(args: argparse.Namespace, *, reads_only: bool = False) -> 
 def require_database(args: argparse.Namespace) -> None:
     """Read-only commands create nothing: a missing DuckDB file is refused."""
     from tfy_audit._core.options import options_from_values, validate_target
+    from tfy_audit._warehouse.adapter import warehouse_for
 
     target: DestinationOptions = options_from_values(_flag_values(args)).target
     validate_target(target)
-    if target.destination == "duckdb" and not Path(target.db).expanduser().exists():
+    database = warehouse_for(target).database_file(target)
+    if database is not None and not database.exists():
         raise UsageError(
             f"{target.db} does not exist; run `tfy-audit sync` first, or pass the --db it wrote"
         )

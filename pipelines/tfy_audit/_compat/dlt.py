@@ -65,11 +65,15 @@ __all__ = [
     "explain_destination_failure",
     "insert_values_job_class",
     "is_configuration_exception",
+    "keeps_local_files",
+    "merge_strategies",
     "package_folders",
     "package_roots",
     "persistent_sql_client",
+    "pipeline_source_state",
     "restore_stored_schema",
     "source_config_fields",
+    "sources_state",
     "stored_pipeline_state",
     "table_seen_data",
     "unresolved_config_fields",
@@ -421,3 +425,37 @@ def explain_destination_failure(exc: BaseException) -> str | None:
     """What a destination failure means and what to do, for the causes a user can fix (its
     configuration, a DuckDB file open elsewhere); None for the rest."""
     return explain_configuration_failure(exc) or explain_database_in_use(exc)
+
+
+def keeps_local_files(destination: Destination[Any, Any]) -> bool:
+    """Whether the destination's configuration keeps its data in local files (dlt's
+    `WithLocalFiles`: a DuckDB file, a local filesystem bucket), as opposed to a server."""
+    from dlt.common.storages.configuration import WithLocalFiles
+
+    return issubclass(destination.spec, WithLocalFiles)
+
+
+def merge_strategies(caps: Any, table_name: str, table_format: str | None = None) -> list[str]:
+    """The merge strategies a destination of capabilities `caps` (`capabilities()`) offers a
+    table in `table_format` (None: its plain tables), as its selector answers: none for plain
+    files on the filesystem."""
+    supported = list(caps.supported_merge_strategies or ())
+    selector = caps.merge_strategies_selector
+    if selector is None:
+        return supported
+    table: Any = {"name": table_name}
+    if table_format is not None:
+        table["table_format"] = table_format
+    return list(selector(supported, table_schema=table))
+
+
+def sources_state(state: Mapping[str, Any] | None, source_name: str) -> dict[str, Any]:
+    """A copy of one source's state in a pipeline state (`state["sources"][source_name]`, as
+    dlt keeps it); empty when it has none."""
+    sources = (state or {}).get("sources") or {}
+    return dict(sources.get(source_name) or {})
+
+
+def pipeline_source_state(pipeline: dlt.Pipeline, source_name: str) -> dict[str, Any]:
+    """A copy of one source's state in the pipeline's working state."""
+    return sources_state(pipeline.state, source_name)

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
-import pyarrow.compute as pc
 
-from tfy_audit._compat.dlt import restore_stored_schema, stored_pipeline_state, update_source_state
+from tfy_audit._compat.dlt import (
+    pipeline_source_state,
+    restore_stored_schema,
+    sources_state,
+    stored_pipeline_state,
+    update_source_state,
+)
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SOURCE_NAME
 from tfy_audit._source.state import LOADED_UNTIL_KEY, STREAMS_KEY, loaded_until
-from tfy_audit._warehouse.destination import supports_merge
-from tfy_audit._warehouse.lakehouse import DeltaSqlClient, is_delta, is_files, read_files
+from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.readback import table_loaded
 
 logger = logging.getLogger(__name__)
@@ -66,23 +69,9 @@ def events_held_until(pipeline: dlt.Pipeline) -> datetime | None:
     it holds none."""
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return None
-    sql = f"select max(created_at) from {AUDIT_LOGS_TABLE}"
-    rows: Sequence[Sequence[Any]]
     # every run asks: through the destination's SQL client where there is one, as `dataset()`
-    # builds its SQL model of the schema first (warehouse.py)
-    if is_delta(pipeline):
-        with DeltaSqlClient(pipeline, [AUDIT_LOGS_TABLE]) as delta:
-            rows = delta.execute_sql(sql)
-    elif is_files(pipeline):  # dlt's reader there downloads DuckDB's httpfs for a bucket
-        data = read_files(pipeline, AUDIT_LOGS_TABLE, ["created_at"])
-        rows = [(pc.max(data.column("created_at")).as_py(),)] if data is not None else []
-    elif supports_merge(pipeline):
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
-            rows = client.execute_sql(f"select max(created_at) from {table}") or []
-    else:
-        rows = pipeline.dataset().query(sql).fetchall()
-    newest = rows[0][0] if rows else None
+    # builds its SQL model of the schema first (the adapter reads)
+    newest = warehouse_of(pipeline).newest_created_at(pipeline)
     if newest is None:
         return None
     newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
@@ -107,11 +96,11 @@ def _newest_other_state(pipeline: dlt.Pipeline) -> tuple[str, dict[str, Any]] | 
         if name == pipeline.pipeline_name:
             continue
         state = stored_pipeline_state(pipeline, name)
-        source = (state or {}).get("sources", {}).get(SOURCE_NAME)
+        source = sources_state(state, SOURCE_NAME)
         if source:
             return str(name), copy.deepcopy(dict(source))
     return None
 
 
 def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    return dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
+    return pipeline_source_state(pipeline, SOURCE_NAME)

@@ -17,6 +17,7 @@ from typing import Any
 
 import dlt
 
+from tfy_audit._compat.dlt import pipeline_source_state
 from tfy_audit._core.memory import release_free_memory
 from tfy_audit._core.options import SyncOptions, SyncSummary
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
@@ -30,20 +31,10 @@ from tfy_audit._service.windows import PlannedWindow
 from tfy_audit._source.dlt_source import chunk_source
 from tfy_audit._source.extract import ExtractObserver
 from tfy_audit._source.state import loaded_until
+from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.database import HeldDatabase
-from tfy_audit._warehouse.destination import (
-    holds_nul,
-    load_workers,
-    loader_file_format,
-    step,
-    supports_merge,
-)
-from tfy_audit._warehouse.lakehouse import (
-    DELTA,
-    apply_table_format,
-    drop_stale_leaves,
-    resolve_table_format,
-)
+from tfy_audit._warehouse.destination import step
+from tfy_audit._warehouse.lakehouse import resolve_table_format
 from tfy_audit._warehouse.readback import existing_ids, read_subjects, undated_ids
 
 logger = logging.getLogger(__name__)
@@ -113,9 +104,11 @@ class ChunkLoader:
         self._merge_all = merge_all
         self._on_repeated = on_repeated
         # the table format is known once the destination's schema is read (run_sync does it)
-        self._table_format = resolve_table_format(pipeline, options.target.table_format)
-        self._merges = supports_merge(pipeline) or self._table_format == DELTA
-        self._replace_nul = not holds_nul(pipeline)
+        table_format = resolve_table_format(pipeline, options.target.table_format)
+        # what the destination kind does, chosen once (adapter.py)
+        self._warehouse = warehouse_of(pipeline, table_format)
+        self._merges = self._warehouse.merges
+        self._replace_nul = not self._warehouse.holds_nul
         # ids of events without a usable createdAt, loaded before or by this sync (read once)
         self._undated: set[str] | None = None
 
@@ -166,8 +159,7 @@ class ChunkLoader:
                 first.close()
 
     def _chunks(self, run: RunRange, windows: list[PlannedWindow]) -> list[Chunk]:
-        source_state = self._pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
-        seen_until = loaded_until(dict(source_state))
+        seen_until = loaded_until(pipeline_source_state(self._pipeline, SOURCE_NAME))
         if self._merge_all:
             seen_until = max(seen_until or run.end, run.end)
         return chunk_plan(run, windows, self._options.chunk_events, seen_until)
@@ -224,10 +216,10 @@ class ChunkLoader:
             undated_merged=self._merges and not chunk.append,
             merges=self._merges,
         )
-        apply_table_format(source, self._table_format)
+        self._warehouse.prepare_source(source)
         with step("loading into the destination"):
             clock = time.monotonic()
-            file_format: Any = loader_file_format(self._options.target)
+            file_format: Any = self._warehouse.loader_file_format
             # a long read lets the database go, so other processes can open the file
             long_read = chunk.planned_events >= LET_GO_FROM_EVENTS
             with self._database.let_go() if long_read else nullcontext():
@@ -244,15 +236,14 @@ class ChunkLoader:
             normalize_info = self._pipeline.normalize()
             seconds["normalize"] = time.monotonic() - clock
             clock = time.monotonic()
-            workers = load_workers(self._options.target)
+            workers = self._warehouse.load_workers
             if workers is None:
                 info = self._pipeline.load()
             else:
                 info = self._pipeline.load(workers=workers)
             seconds["load"] = time.monotonic() - clock
-            if self._table_format == DELTA and not chunk.append:
-                # an upsert never removes rows: leaves an event no longer has go here
-                drop_stale_leaves(self._pipeline, info.loads_ids)
+            # Delta: an upsert never removes rows, so the leaves an event lost go here
+            self._warehouse.after_chunk(self._pipeline, info.loads_ids, appended=chunk.append)
         summary = self._summary
         summary.chunks += 1
         summary.load_ids.extend(info.loads_ids)

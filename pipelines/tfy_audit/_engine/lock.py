@@ -47,6 +47,7 @@ import dlt
 
 from tfy_audit._core.errors import SyncAlreadyRunningError, UsageError
 from tfy_audit._core.options import validate_pipeline_name
+from tfy_audit._warehouse.adapter import warehouse_of
 
 if TYPE_CHECKING:  # options.py checks pipeline names with this module
     from tfy_audit._core.options import DestinationOptions
@@ -147,12 +148,11 @@ def destination_lock(
     """Hold the destination's lock on the pipeline's dataset for the block (see the module's
     docstring); yields how the dataset is protected: "postgres advisory lock", "lock file" or
     "none"."""
-    destination = pipeline.destination
-    name = destination.destination_name if destination is not None else ""
-    if name == "duckdb":
+    kind = warehouse_of(pipeline).lock
+    if kind == "lock file":
         with _duckdb_lock(target.db, stored_dataset_name(pipeline), wait=wait):
             yield "lock file"
-    elif name == "postgres":
+    elif kind == "postgres advisory lock":
         with _postgres_lock(pipeline, wait=wait):
             yield "postgres advisory lock"
     else:

@@ -36,7 +36,7 @@ import duckdb
 
 from tfy_audit._core.errors import PublishError
 from tfy_audit._core.redact import clean
-from tfy_audit._warehouse.destination import DUCKDB_MEMORY_LIMIT
+from tfy_audit._warehouse.duckdb_file import DUCKDB_MEMORY_LIMIT
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from tfy_audit._core.settings import AUDIT_LOGS_TABLE, METADATA_TABLE
 from tfy_audit._engine.loader import ChunkLoader, SyncProgress
 from tfy_audit._service.client import AuditLogClient, AuditLogFilters
 from tfy_audit._service.planning import Chunk, RunRange, plan_run
+from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.database import HeldDatabase
-from tfy_audit._warehouse.destination import is_duckdb, step, supports_merge
-from tfy_audit._warehouse.lakehouse import drop_stale_leaves, is_delta
+from tfy_audit._warehouse.destination import step
 from tfy_audit._warehouse.readback import table_loaded
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ def finish_pending(pipeline: dlt.Pipeline, target: DestinationOptions) -> int:
     with step("finishing the interrupted run's load"):
         pipeline.normalize()
         info = pipeline.load()
-        if is_delta(pipeline):
-            drop_stale_leaves(pipeline, info.loads_ids)
+        # Delta: the leaves an upsert left go, as after any merged chunk
+        warehouse_of(pipeline).after_chunk(pipeline, info.loads_ids, appended=False)
     return pending
 
 
@@ -127,9 +127,10 @@ def drop_orphan_leaves(pipeline: dlt.Pipeline) -> int:
     check reads both tables whole, so the sync runs it only where such a load can be: after
     finishing a package left behind, or from a working dir without the pipeline's schema
     (a scheduled Job without a volume, where the failed package was lost with its dir)."""
-    if not supports_merge(pipeline) or is_delta(pipeline):
+    warehouse = warehouse_of(pipeline)
+    if warehouse.files or not warehouse.merges:
         return 0  # the filesystem, Delta tables: no SQL to delete with; not healed here
-    hashed = is_duckdb(pipeline)  # as in duplicate_days: hashes fit DuckDB's memory
+    hashed = warehouse.hashes_keys  # as in duplicate_days: hashes fit DuckDB's memory
 
     def key(column: str) -> str:
         return f"hash({column})" if hashed else column
@@ -164,12 +165,13 @@ def duplicate_days(pipeline: dlt.Pipeline, *, since: datetime | None) -> list[da
     twice."""
     if since is None or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return []
-    if not supports_merge(pipeline) or is_delta(pipeline):
+    warehouse = warehouse_of(pipeline)
+    if warehouse.files or not warehouse.merges:
         return []  # its loads skip ids already written; Delta's upserts never double a key
     # On DuckDB, keys are grouped by their 64-bit hash: the string keys of a large chunk's
     # leaves need not fit the memory DuckDB is given, their hashes do. A collision only makes a
     # day re-merged for nothing; a doubled key always shares its hash, so none is missed.
-    hashed = is_duckdb(pipeline)
+    hashed = warehouse.hashes_keys
 
     def key(*columns: str) -> str:
         return f"hash({', '.join(columns)})" if hashed else ", ".join(columns)

@@ -11,7 +11,7 @@ from typing import Any
 from tfy_audit._core.options import SyncSummary
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE
 from tfy_audit._service.planning import RunRange
-from tfy_audit._warehouse.lakehouse import count_created_from, is_files
+from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.readback import table_loaded
 
 logger = logging.getLogger(__name__)
@@ -45,17 +45,11 @@ def rows_from(pipeline: Any, start: datetime) -> int | None:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return 0
     try:
-        if is_files(pipeline):  # dlt's SQL client there reads with downloaded extensions
-            return count_created_from(pipeline, start)
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
-            rows = client.execute_sql(
-                f"select count(*) from {table} where created_at >= %s or created_at is null", start
-            )
+        # on files, dlt's SQL client would read with downloaded extensions: the adapter reads
+        return warehouse_of(pipeline).count_created_from(pipeline, start)
     except Exception as exc:  # a figure of the summary, never a reason to fail the run
         logger.debug("cannot count the rows of %s: %s", AUDIT_LOGS_TABLE, exc)
         return None
-    return int(rows[0][0]) if rows else None
 
 
 def settle_counts(summary: SyncSummary, before: int | None, after: int | None) -> None:

@@ -17,12 +17,12 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from tfy_audit._compat.dlt import pipeline_source_state
 from tfy_audit._core.errors import UsageError
 from tfy_audit._core.options import DestinationOptions
 from tfy_audit._core.settings import (
@@ -35,6 +35,7 @@ from tfy_audit._service.client import AuditLogClient, AuditLogFilters
 from tfy_audit._service.pages import parse_list_body
 from tfy_audit._service.rows import parse_timestamp
 from tfy_audit._source.state import STREAMS_KEY, covered_from, covered_until, first_start
+from tfy_audit._warehouse.adapter import warehouse_for, warehouse_of
 from tfy_audit._warehouse.destination import restored_pipeline, step, write_refusal
 from tfy_audit._warehouse.lakehouse import DeltaSqlClient
 from tfy_audit._warehouse.readback import table_loaded
@@ -144,7 +145,8 @@ _RUN_COLUMNS = (
 
 @contextmanager
 def _reader(target: DestinationOptions) -> Iterator[_Reader]:
-    if target.destination == "duckdb" and not Path(target.db).expanduser().exists():
+    database = warehouse_for(target).database_file(target)
+    if database is not None and not database.exists():
         raise UsageError(f"{target.db} does not exist; run `tfy-audit sync` first or pass --db")
     # a file the file system will not let us write is read read-only
     with restored_pipeline(target, read_only=write_refusal(target) is not None) as pipeline:
@@ -165,7 +167,7 @@ class _Reader:
 
     def __init__(self, pipeline: dlt.Pipeline) -> None:
         self.pipeline = pipeline
-        self._files = getattr(pipeline.destination, "destination_name", None) == "filesystem"
+        self._files = warehouse_of(pipeline).files
         self._client: Any = None
 
     def __enter__(self) -> _Reader:
@@ -362,7 +364,7 @@ def read_status(
     events compare with a filter set's mark (`service_check`), or None not to ask."""
     now = now or datetime.now(UTC)
     with _reader(target) as reader:
-        source_state = reader.pipeline.state.get("sources", {}).get(SOURCE_NAME, {})
+        source_state = pipeline_source_state(reader.pipeline, SOURCE_NAME)
         streams: dict[str, Any] = dict(source_state.get(STREAMS_KEY, {}))
         filter_sets: list[FilterSetStatus] = []
         for key in sorted(streams):

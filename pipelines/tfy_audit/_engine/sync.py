@@ -27,6 +27,7 @@ from typing import Any
 import dlt
 import httpx
 
+from tfy_audit._compat.dlt import pipeline_source_state
 from tfy_audit._core.options import SyncOptions, SyncSummary, client_limits, validate
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, SOURCE_NAME
 from tfy_audit._engine.identity import continue_dataset
@@ -56,10 +57,10 @@ from tfy_audit._source.state import (
     resolve_range,
     stream_state,
 )
+from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.database import held_database
 from tfy_audit._warehouse.destination import make_pipeline, pipelines_dir, step
 from tfy_audit._warehouse.lakehouse import DELTA, require_deltalake, resolve_table_format
-from tfy_audit._warehouse.postgres import ensure_indexes
 from tfy_audit._warehouse.readback import known_repeated_ids, table_loaded
 from tfy_audit._warehouse.run_log import RunRecorder
 
@@ -188,7 +189,7 @@ def sync(
                 settle_counts(summary, rows_before, rows_from(pipeline, run.start))
                 summary.repeated_ids = [i for i in summary.repeated_ids if i not in known_repeats]
             summary.views = _refresh_views(pipeline)
-            ensure_indexes(pipeline)  # PostgreSQL: on id and created_at (postgres.py)
+            warehouse_of(pipeline).after_sync(pipeline)  # PostgreSQL: its indexes (postgres.py)
         finally:
             client.close()
             progress.close()
@@ -223,7 +224,7 @@ def _publish(database: str, path: str, summary: SyncSummary) -> None:
 
 def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """A copy of the source's state as the pipeline holds it."""
-    return dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
+    return pipeline_source_state(pipeline, SOURCE_NAME)
 
 
 def _refresh_views(pipeline: dlt.Pipeline) -> list[str]:

@@ -459,6 +459,7 @@ def run_verify(
     """Verify the options' pipeline against the service, by counts or with `ids` by event ids
     (verify_ids.py); with `repair`, re-sync the days that fail (each run of consecutive days
     as one sync) and verify again."""
+    from tfy_audit._compat.dlt import pipeline_source_state
     from tfy_audit._core.settings import SOURCE_NAME
     from tfy_audit._engine.sync import sync
     from tfy_audit._source.config import resolve_api_key, resolve_checked_host
@@ -476,9 +477,7 @@ def run_verify(
         logger.warning("an interrupted sync left data to load; the next sync will load it first")
     pipeline.sync_destination()
     require_loaded(pipeline)
-    entry = stream_state(
-        dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {})), options.filters
-    )
+    entry = stream_state(pipeline_source_state(pipeline, SOURCE_NAME), options.filters)
     # on whole milliseconds, the service's precision, as the sync's ranges are
     recorded = first_start(entry)
     from_runs = None if recorded else first_run_start(pipeline, options.filters)

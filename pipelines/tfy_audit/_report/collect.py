@@ -103,12 +103,13 @@ def history_start(pipeline: dlt.Pipeline) -> datetime | None:
     """Where the unfiltered filter set's first sync started, from the state the destination
     carries (else, for older state, the run history); None when the whole history was read,
     or nothing recorded it."""
+    from tfy_audit._compat.dlt import pipeline_source_state
     from tfy_audit._core.settings import HISTORY_START, SOURCE_NAME
     from tfy_audit._service.client import AuditLogFilters
     from tfy_audit._source.state import first_start, stream_state
     from tfy_audit._warehouse.run_log import first_run_start
 
-    source_state = dict(pipeline.state.get("sources", {}).get(SOURCE_NAME, {}))
+    source_state = pipeline_source_state(pipeline, SOURCE_NAME)
     streams = dict(source_state.get("streams", {}))
     start = first_start(stream_state({"streams": streams}, AuditLogFilters()))
     start = start or first_run_start(pipeline, AuditLogFilters())  # older state

@@ -28,7 +28,7 @@ from tfy_audit._report.collect import collect
 from tfy_audit._report.data import ReportSummary
 from tfy_audit._report.options import ReportOptions
 from tfy_audit._report.render import render_html
-from tfy_audit._warehouse.lakehouse import DeltaSqlClient, own_reader
+from tfy_audit._warehouse.adapter import sql_reader
 from tfy_audit._warehouse.severity import TIERS
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def write_report(
     now = now.astimezone(UTC)
     start, end = options.range(now)
     params = options.params
-    with DeltaSqlClient(pipeline) if own_reader(pipeline) else pipeline.sql_client() as client:
+    with sql_reader(pipeline) as client:
         data = collect(client, pipeline, now, start, end, params)
     _write_atomically(Path(out), render_html(data))
     cur = data.cur

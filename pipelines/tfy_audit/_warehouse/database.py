@@ -20,6 +20,7 @@ from typing import Any
 import dlt
 
 from tfy_audit._core.errors import explain_database_in_use
+from tfy_audit._warehouse.adapter import warehouse_of
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,12 @@ RETAKE_WAIT_SECONDS = 60.0
 
 
 class HeldDatabase:
-    """A connection held to a DuckDB destination; does nothing for other destinations."""
+    """A connection held to the destination where its adapter says so (a DuckDB file); does
+    nothing for other destinations."""
 
     def __init__(self, pipeline: dlt.Pipeline) -> None:
         self._pipeline = pipeline
-        destination = pipeline.destination
-        self._wanted = destination is not None and destination.destination_name == "duckdb"
+        self._wanted = warehouse_of(pipeline).holds_connection
         self._client: Any = None
 
     @property

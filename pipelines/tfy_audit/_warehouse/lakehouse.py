@@ -99,7 +99,7 @@ def resolve_table_format(pipeline: Any, requested: str | None) -> str | None:
 
     Raises `UsageError` for a format the destination cannot write, or one that differs from
     the dataset's (dlt would write new rows beside the old ones in another format)."""
-    destination = pipeline.destination.destination_name if pipeline.destination else None
+    destination = pipeline.destination
     stored = stored_table_format(pipeline)
     if requested is None:
         if stored == DELTA:
@@ -110,9 +110,11 @@ def resolve_table_format(pipeline: Any, requested: str | None) -> str | None:
             f"--table-format {requested!r} is not supported; use --table-format delta "
             "(with --destination filesystem)"
         )
-    if destination != "filesystem":
+    formats = destination.capabilities().supported_table_formats if destination else None
+    if requested not in (formats or ()):  # dlt's answer: only its filesystem writes them
+        name = destination.destination_name if destination else None
         raise UsageError(
-            f"--table-format {requested} needs --destination filesystem (got {destination}); "
+            f"--table-format {requested} needs --destination filesystem (got {name}); "
             "drop --table-format or write to a bucket"
         )
     loaded = pipeline.default_schema_name and AUDIT_LOGS_TABLE in pipeline.default_schema.tables
@@ -169,7 +171,7 @@ def _with_load_id(item: Any, meta: Any) -> Any:
 def delta_tables(pipeline: Any, *names: str) -> dict[str, Any]:
     """`deltalake.DeltaTable`s of the dataset by name, opened with the destination's
     credentials; only the tables that exist."""
-    wanted = [n for n in names if _has_data(pipeline, n)]
+    wanted = [n for n in names if has_data(pipeline, n)]
     if not wanted:
         return {}
     require_deltalake(f"dataset {pipeline.dataset_name} (Delta tables)")
@@ -333,7 +335,7 @@ def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDB
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"CREATE SCHEMA {dataset}")
         con.execute(f"SET schema = {_sql_string(pipeline.dataset_name)}")
-        names = [n for n in (tables or _data_tables(pipeline)) if _has_data(pipeline, n)]
+        names = [n for n in (tables or _data_tables(pipeline)) if has_data(pipeline, n)]
         delta = [n for n in names if _table_format(pipeline, n) == DELTA]
         files = [n for n in names if n not in delta]
         loaded = {**delta_tables(pipeline, *delta)} if delta else {}
@@ -354,7 +356,7 @@ def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDB
                 " FROM _dlt_loads_arrow"
             )
             con.unregister("_dlt_loads_arrow")
-        if not tables and _has_data(pipeline, AUDIT_LOGS_TABLE):
+        if not tables and has_data(pipeline, AUDIT_LOGS_TABLE):
             for view in VIEW_NAMES:
                 con.execute(view_sql(view, dataset))
     except BaseException:
@@ -378,27 +380,6 @@ def _parquet_tables(pipeline: Any, names: Sequence[str]) -> dict[str, pa.Table]:
     """Tables written as plain Parquet files, each as one Arrow table (`read_files`)."""
     found = {name: read_files(pipeline, name) for name in names}
     return {name: data for name, data in found.items() if data is not None}
-
-
-def is_files(pipeline: Any) -> bool:
-    """Whether the dataset is files (Parquet or Delta) on the filesystem destination."""
-    return getattr(pipeline.destination, "destination_name", None) == "filesystem"
-
-
-def own_reader(pipeline: Any) -> bool:
-    """Whether tfy-audit reads the dataset with `connect`: a filesystem dataset of Delta or
-    Parquet tables, as `tfy-audit sync` writes them. A dataset dlt wrote in another file format
-    (JSON lines: `pipeline.run` with dlt's defaults) is left to dlt's own SQL client."""
-    if not is_files(pipeline):
-        return False
-    if is_delta(pipeline) or not _has_data(pipeline, AUDIT_LOGS_TABLE):
-        return True
-    try:
-        with pipeline.destination_client() as client:
-            files = client.list_table_files(AUDIT_LOGS_TABLE)
-    except FileNotFoundError:
-        return True
-    return all(str(path).endswith(".parquet") for path in files)
 
 
 def read_files(
@@ -472,7 +453,7 @@ def _read_loads(pipeline: Any) -> pa.Table | None:
     return pa.table({c: [r.get(c) for r in rows] for c in columns})
 
 
-def _has_data(pipeline: Any, table: str) -> bool:
+def has_data(pipeline: Any, table: str) -> bool:
     from tfy_audit._warehouse.readback import table_loaded
 
     return bool(table_loaded(pipeline, table))

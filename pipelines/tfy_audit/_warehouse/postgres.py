@@ -1,10 +1,12 @@
-"""What a PostgreSQL destination gets beyond dlt's tables: indexes on `audit_logs` for the
-queries users run (an event by id, a time range), and no warning about the loader chosen.
+"""The adapter of a PostgreSQL destination (SQL dialect `postgres`): what it gets beyond dlt's
+tables: indexes on `audit_logs` for the queries users run (an event by id, a time range), an
+advisory lock (engine/lock.py), NUL replaced in text, and no warning about the loader chosen.
 
-PostgreSQL is loaded with INSERT statements built from the Arrow tables (see
-`loader_file_format`): dlt's CSV `COPY` would turn the empty strings the service sends into
-NULL. dlt warns on every run that this conversion "will degrade performance"; it is a choice
-made for correctness, so the warning is not passed on.
+PostgreSQL is loaded with INSERT statements built from the Arrow tables
+(`PostgresWarehouse.loader_file_format`): dlt's CSV `COPY` would turn every empty string into
+NULL, and `""` is a value the service sends (tenant-level events have `clusterId: ""`). dlt
+warns on every run that this conversion "will degrade performance"; it is a choice made for
+correctness, so the warning is not passed on.
 
 The index on `id` is not unique: a crash between an appended load job's commit and dlt's
 bookkeeping re-runs the job, and the next sync re-merges the day it doubled (see sync.py).
@@ -14,9 +16,11 @@ A unique index would make that re-run fail instead, and every later sync with it
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE
+from tfy_audit._warehouse.adapter import LockKind, QueryRoute
+from tfy_audit._warehouse.generic import SqlWarehouse
 from tfy_audit._warehouse.readback import table_loaded
 
 logger = logging.getLogger(__name__)
@@ -42,15 +46,24 @@ def hide_insert_values_warning() -> None:
         dlt_logger.addFilter(_HideInsertValuesWarning())
 
 
-def is_postgres(pipeline: Any) -> bool:
-    destination = getattr(pipeline, "destination", None)
-    return getattr(destination, "destination_name", None) == "postgres"
+class PostgresWarehouse(SqlWarehouse):
+    """A PostgreSQL database."""
+
+    lock: LockKind = "postgres advisory lock"
+    query_route: QueryRoute | None = "postgres"
+
+    def __init__(self, destination: Any, caps: Any) -> None:
+        super().__init__(destination, caps)
+        self.loader_file_format: Literal["parquet", "insert_values"] | None = "insert_values"
+
+    def after_sync(self, pipeline: Any) -> list[str]:
+        return ensure_indexes(pipeline)
 
 
 def ensure_indexes(pipeline: Any) -> list[str]:
-    """Create the indexes of `INDEXES` that are missing; the names of those now in place. A
-    failure is logged, never raised: the data is loaded either way."""
-    if not is_postgres(pipeline) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+    """Create the indexes of `INDEXES` on a PostgreSQL dataset that are missing; the names of
+    those now in place. A failure is logged, never raised: the data is loaded either way."""
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return []
     made: list[str] = []
     table = AUDIT_LOGS_TABLE

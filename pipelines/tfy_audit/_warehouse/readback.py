@@ -1,5 +1,6 @@
 """What tfy-audit reads back from the destination: which tables hold data, the subjects known,
-the ids already loaded in a range, and the events verify counts."""
+the ids already loaded in a range, and the events verify counts. Where the way to read
+differs by destination kind, the kind's adapter (adapter.py) reads."""
 
 from __future__ import annotations
 
@@ -14,13 +15,6 @@ from tfy_audit._core.errors import DestinationError
 from tfy_audit._core.settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
 from tfy_audit._service.planning import Chunk
 from tfy_audit._service.rows import SubjectObservation
-from tfy_audit._warehouse.lakehouse import (
-    DeltaSqlClient,
-    is_delta,
-    is_files,
-    read_created_between,
-    read_files,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +44,12 @@ def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
 
     Read through the destination's SQL client; on the filesystem through `DeltaSqlClient`
     (dlt's own reader there downloads DuckDB extensions)."""
+    from tfy_audit._warehouse.adapter import warehouse_of
+
     if not table_loaded(pipeline, SUBJECTS_TABLE):
         return {}
     try:
-        if is_files(pipeline):
-            with DeltaSqlClient(pipeline, [SUBJECTS_TABLE]) as files:
-                rows = files.execute_sql(f"select {', '.join(_SUBJECT_COLUMNS)} from subjects")
-        else:
-            with pipeline.sql_client() as client:
-                table = client.make_qualified_table_name(SUBJECTS_TABLE)
-                columns = ", ".join(client.escape_column_name(c) for c in _SUBJECT_COLUMNS)
-                rows = client.execute_sql(f"select {columns} from {table}") or []
+        rows = warehouse_of(pipeline).subject_rows(pipeline, _SUBJECT_COLUMNS)
     except Exception as exc:
         raise DestinationError(
             f"cannot read {SUBJECTS_TABLE} from the destination ({exc}); check that the "
@@ -87,36 +76,22 @@ def _utc(value: datetime | None) -> datetime | None:
 def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
     """Ids already loaded in a chunk's range, for destinations that cannot merge: the chunk then
     skips them, so a re-read (the lookback, a repair) adds only what is missing."""
+    from tfy_audit._warehouse.adapter import warehouse_of
+
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return set()
-    if is_files(pipeline):
-        data = read_created_between(pipeline, ["id"], chunk.start - MIN_WINDOW, chunk.end)
-        return set(data.column("id").to_pylist())
-    lo = (chunk.start - MIN_WINDOW).isoformat()
-    hi = chunk.end.isoformat()
-    relation = pipeline.dataset().query(
-        f"select id from {AUDIT_LOGS_TABLE} where created_at >= TIMESTAMPTZ '{lo}' "
-        f"and created_at <= TIMESTAMPTZ '{hi}'"
-    )
-    return {row[0] for row in relation.fetchall()}
+    return warehouse_of(pipeline).ids_between(pipeline, chunk.start - MIN_WINDOW, chunk.end)
 
 
 def undated_ids(pipeline: Any) -> set[str]:
     """Ids of the events loaded without a usable createdAt. The service may return such an
     event to any query, so a chunk appending rows skips those already loaded (extract.py).
     Empty for Delta tables, which are upserted on the id, never appended."""
-    if not table_loaded(pipeline, AUDIT_LOGS_TABLE) or is_delta(pipeline):
-        return set()
-    if is_files(pipeline):  # dlt's reader there downloads DuckDB's httpfs for a bucket
-        import pyarrow.dataset as ds
+    from tfy_audit._warehouse.adapter import warehouse_of
 
-        where = ds.field("created_at").is_null()
-        data = read_files(pipeline, AUDIT_LOGS_TABLE, ["id"], where, ["created_at"])
-        return set(data.column("id").to_pylist()) if data is not None else set()
-    relation = pipeline.dataset().query(
-        f"select id from {AUDIT_LOGS_TABLE} where created_at is null"
-    )
-    return {row[0] for row in relation.fetchall()}
+    if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
+        return set()
+    return warehouse_of(pipeline).undated_ids(pipeline)
 
 
 def known_repeated_ids(pipeline: Any) -> set[str]:
@@ -214,15 +189,8 @@ def read_warehouse_events(
     columns = _WAREHOUSE_COLUMNS if filtered else ("created_at",)
     if with_ids:
         columns = (*columns, "id")
+    from tfy_audit._warehouse.adapter import warehouse_of
+
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return pa.table({c: pa.array([], pa.string()) for c in columns})
-    if is_files(pipeline):
-        return read_created_between(pipeline, columns, start - MIN_WINDOW, end)
-    # the range is filtered in the warehouse, so memory follows the range, not the history
-    relation = pipeline.dataset().query(
-        f"select {', '.join(columns)} from {AUDIT_LOGS_TABLE} "
-        f"where created_at >= TIMESTAMPTZ '{(start - MIN_WINDOW).isoformat()}' "
-        f"and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
-    )
-    table: pa.Table = relation.arrow()
-    return table
+    return warehouse_of(pipeline).events_between(pipeline, columns, start - MIN_WINDOW, end)

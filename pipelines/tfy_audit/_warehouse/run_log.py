@@ -39,8 +39,9 @@ from tfy_audit._core.errors import DestinationError, TfyAuditError
 from tfy_audit._core.options import DestinationOptions, SyncSummary
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
 from tfy_audit._service.client import AuditLogFilters
-from tfy_audit._warehouse.destination import loader_file_format, pipelines_dir, supports_merge
-from tfy_audit._warehouse.lakehouse import DeltaSqlClient, own_reader
+from tfy_audit._warehouse.adapter import warehouse_of
+from tfy_audit._warehouse.destination import loader_file_format, pipelines_dir
+from tfy_audit._warehouse.lakehouse import DeltaSqlClient
 from tfy_audit._warehouse.verify_log import log_sql_client
 
 logger = logging.getLogger(__name__)
@@ -206,10 +207,6 @@ def _runs_source(rows: list[dict[str, Any]]) -> DltResource:
     return dlt.resource(rows, name=SYNC_RUNS, write_disposition="append", columns=_columns())
 
 
-# The engines whose SQL the table is written in (as `verify_runs` is): one statement on the
-# connection the sync already has, instead of a dlt load of its own.
-_SQL_ENGINES: Final = ("duckdb", "motherduck", "postgres")
-
 _SQL_TYPES: Final = {
     "timestamp": "TIMESTAMP WITH TIME ZONE",
     "bigint": "BIGINT",
@@ -219,13 +216,15 @@ _SQL_TYPES: Final = {
 
 
 def writes_by_sql(pipeline: dlt.Pipeline) -> bool:
-    return getattr(pipeline.destination, "destination_name", None) in _SQL_ENGINES
+    """Whether `sync_runs` is written by SQL (as `verify_runs` is): one statement on the
+    connection the sync already has, instead of a dlt load of its own (the adapter says)."""
+    return warehouse_of(pipeline).runs_by_sql
 
 
 def load_records(
     pipeline: dlt.Pipeline, target: DestinationOptions, records: list[RunRecord]
 ) -> None:
-    """Write `records` to `sync_runs`: by SQL where the destination is one of `_SQL_ENGINES`
+    """Write `records` to `sync_runs`: by SQL where the destination's adapter says so
     (a record written before is replaced), else as a dlt load of their own (appended: a record
     loaded twice after a kill is told apart by its `run_id`)."""
     rows = [r.row() for r in records]
@@ -347,7 +346,7 @@ class RunRecorder:
 
     def _close(self, summary: SyncSummary | None) -> None:
         if summary is not None:
-            merges = self._pipeline is None or supports_merge(self._pipeline)
+            merges = self._pipeline is None or warehouse_of(self._pipeline).merges
             self.record.take_figures(summary, merges=merges)
         self.record.finished_at = self._now()
         self._save()
@@ -394,7 +393,7 @@ def first_run_start(pipeline: dlt.Pipeline, filters: AuditLogFilters) -> datetim
                     f"select range_start from {table} where filter_key = %s and {where}",
                     filters.key,
                 )
-        elif own_reader(pipeline):  # dlt's reader there downloads DuckDB extensions
+        elif warehouse_of(pipeline).own_reader(pipeline):  # dlt's downloads extensions
             with DeltaSqlClient(pipeline, [SYNC_RUNS]) as files:
                 rows = files.execute_sql(
                     f"select range_start from {SYNC_RUNS} where filter_key = %s and {where}",

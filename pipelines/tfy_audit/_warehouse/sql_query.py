@@ -32,10 +32,11 @@ import duckdb
 from tfy_audit._core.errors import UsageError
 from tfy_audit._core.options import DestinationOptions, validate_target
 from tfy_audit._core.redact import clean
+from tfy_audit._warehouse.adapter import QueryRoute, warehouse_for, warehouse_of
 
 logger = logging.getLogger(__name__)
 
-# the engines whose read-only mode the command relies on
+# the destinations whose read-only mode the command relies on (adapter.QueryRoute)
 ENGINES: Final = ("duckdb", "postgres", "filesystem")
 
 _READ_STATEMENTS: Final = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
@@ -105,14 +106,15 @@ def run_query(target: DestinationOptions, sql: str, *, limit: int) -> QueryResul
         raise UsageError(f"--limit {limit} is negative; pass a row count, or 0 for all rows")
     statement = read_only_statement(sql)
     validate_target(target)
-    if target.destination not in ENGINES:
+    route = warehouse_for(target).query_route
+    if route is None:
         raise UsageError(
             f"tfy-audit sql reads {', '.join(ENGINES)} destinations, not {target.destination}; "
             "query that warehouse with its own client"
         )
-    if target.destination == "postgres":
+    if route == "postgres":
         return _postgres(target, statement, limit)
-    with _duckdb(target, statement) as (con, source):
+    with _duckdb(target, statement, route) as (con, source):
         try:
             cursor = con.execute(statement)
             columns = [str(d[0]) for d in cursor.description or ()]
@@ -130,14 +132,15 @@ def _result(columns: list[str], rows: list[Any], limit: int, source: str) -> Que
 
 @contextmanager
 def _duckdb(
-    target: DestinationOptions, statement: str
+    target: DestinationOptions, statement: str, route: QueryRoute
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-    """A DuckDB connection on the dataset, its schema the default one, made unable to reach
-    any file but its database; and what it reads."""
+    """A DuckDB connection on the dataset (a DuckDB file, or files read into memory), its
+    schema the default one, made unable to reach any file but its database; and what it
+    reads."""
     from tfy_audit._warehouse.destination import restored_pipeline
-    from tfy_audit._warehouse.lakehouse import OFFLINE_DUCKDB, connect, own_reader
+    from tfy_audit._warehouse.lakehouse import OFFLINE_DUCKDB, connect
 
-    if target.destination == "duckdb":
+    if route == "duckdb file":
         db = Path(target.db).expanduser()
         if not db.exists():
             raise UsageError(
@@ -155,7 +158,7 @@ def _duckdb(
             con.close()
         return
     with restored_pipeline(target) as pipeline:
-        if not own_reader(pipeline):
+        if not warehouse_of(pipeline).own_reader(pipeline):
             raise UsageError(
                 f"dataset {target.dataset} holds files other than Parquet or Delta (written by "
                 "dlt with its defaults, not by tfy-audit sync); query it with dlt's dataset()"

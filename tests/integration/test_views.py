@@ -22,14 +22,8 @@ import dlt
 import pytest
 from tfy_audit._core.errors import DestinationError, UsageError
 from tfy_audit._warehouse.severity import SeverityRule, builtin_rules, load_rules
-from tfy_audit._warehouse.views import (
-    VIEW_NAMES,
-    ViewParams,
-    apply_views,
-    parse_work_hours,
-    view_select,
-    view_sql,
-)
+from tfy_audit._warehouse.view_params import ViewParams, parse_work_hours
+from tfy_audit._warehouse.views import VIEW_NAMES, apply_views, view_select, view_sql
 
 POSTGRES_URL = os.environ.get(
     # trust auth ignores the password, but dlt insists that there is one

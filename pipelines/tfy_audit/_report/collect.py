@@ -45,7 +45,7 @@ from tfy_audit._report.queries import (
 )
 from tfy_audit._warehouse.severity import TIERS
 from tfy_audit._warehouse.verify_log import VERIFY_RUNS
-from tfy_audit._warehouse.views import ViewParams
+from tfy_audit._warehouse.view_params import ViewParams
 
 logger = logging.getLogger(__name__)
 

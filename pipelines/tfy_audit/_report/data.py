@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from tfy_audit._warehouse.views import ViewParams
+from tfy_audit._warehouse.view_params import ViewParams
 
 # The range when none is given: this long, up to its end.
 DEFAULT_RANGE: Final = timedelta(days=30)

@@ -16,7 +16,7 @@ from tfy_audit._core.errors import UsageError
 from tfy_audit._core.timeparse import parse_user_time
 from tfy_audit._report.data import DEFAULT_RANGE
 from tfy_audit._warehouse.severity import SeverityRule, load_rules
-from tfy_audit._warehouse.views import DEFAULT_PARAMS, ViewParams, parse_work_hours
+from tfy_audit._warehouse.view_params import DEFAULT_PARAMS, ViewParams, parse_work_hours
 
 
 @dataclass(frozen=True)

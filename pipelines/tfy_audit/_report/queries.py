@@ -18,7 +18,8 @@ from typing import Any, Final
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from tfy_audit._report.data import Row
-from tfy_audit._warehouse.views import ViewParams, view_select
+from tfy_audit._warehouse.view_params import ViewParams
+from tfy_audit._warehouse.views import view_select
 
 AUDIT_LOGS: Final = "audit_logs"
 SYNC_WINDOWS: Final = "sync_windows"

@@ -29,7 +29,7 @@ from tfy_audit._cli.output import (
 from tfy_audit._cli.parser import build_parser, log_format
 from tfy_audit._cli.process import exit_now
 from tfy_audit._cli.signals import Terminated, install_signal_handlers
-from tfy_audit._core.errors import TfyAuditError
+from tfy_audit._core.errors import TfyAuditError, one_line
 
 # The rest is imported where it is used: a decoder worker process imports this module again
 # (it is the command's main module), and should not pay for httpx, pendulum or dlt there.
@@ -110,8 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         explained = explain_destination_failure(exc)
         if explained is None:
-            text = " ".join(str(exc).split())[:400]
-            explained = f"{type(exc).__name__}: {text} (run with --debug for details)"
+            explained = f"{type(exc).__name__}: {one_line(exc, 400)} (run with --debug for details)"
         error = explained
         outcome = Outcome(EXIT_FAILURE)
     if error is not None:

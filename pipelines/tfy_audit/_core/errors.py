@@ -13,6 +13,16 @@ from typing import Any
 
 from tfy_audit._core.redact import SERVICE_TEXT_MAX, clean, redact
 
+# How long `one_line` makes an exception unless told: enough for a database's message with
+# its object names, short enough for one line of a log or a run record.
+ONE_LINE_MAX = 500
+
+
+def one_line(exc: BaseException, limit: int = ONE_LINE_MAX) -> str:
+    """`exc`'s message on one line (runs of white space folded to one space), cut at `limit`
+    characters: for a message or record that quotes an error it did not write itself."""
+    return " ".join(str(exc).split())[:limit]
+
 
 class TfyAuditError(Exception):
     """Base of every error tfy-audit raises on purpose; `str(err)` is one line for the user.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dlt
@@ -31,6 +31,7 @@ from tfy_audit._compat.dlt import (
     update_source_state,
 )
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, MIN_WINDOW, SOURCE_NAME
+from tfy_audit._core.times import utc
 from tfy_audit._source.state import LOADED_UNTIL_KEY, STREAMS_KEY, loaded_until
 from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.readback import table_loaded
@@ -74,8 +75,7 @@ def events_held_until(pipeline: dlt.Pipeline) -> datetime | None:
     newest = warehouse_of(pipeline).newest_created_at(pipeline)
     if newest is None:
         return None
-    newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
-    result: datetime = newest + MIN_WINDOW
+    result: datetime = utc(newest) + MIN_WINDOW
     return result
 
 

@@ -37,6 +37,7 @@ import duckdb
 from tfy_audit._core.errors import PublishError
 from tfy_audit._core.redact import clean
 from tfy_audit._warehouse.duckdb_file import DUCKDB_MEMORY_LIMIT
+from tfy_audit._warehouse.sql_text import sql_string
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,9 @@ def _copy_database(database: Path, temp: Path) -> None:
     read and write; a file with a log is copied table by table by DuckDB, log included."""
     con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": 1})
     try:
-        con.execute(f"ATTACH {_literal(str(database))} AS {_SOURCE} (READ_ONLY)")
+        con.execute(f"ATTACH {sql_string(str(database))} AS {_SOURCE} (READ_ONLY)")
         if database.with_name(database.name + ".wal").exists():
-            con.execute(f"ATTACH {_literal(str(temp))} AS {_SNAPSHOT}")
+            con.execute(f"ATTACH {sql_string(str(temp))} AS {_SNAPSHOT}")
             con.execute(f"COPY FROM DATABASE {_SOURCE} TO {_SNAPSHOT}")
             con.execute(f"DETACH {_SNAPSHOT}")  # checkpoints: no write-ahead log is left
         else:
@@ -177,7 +178,3 @@ def _write_pointer(database: str, published: Published) -> None:
     except OSError as exc:
         _remove(temp)
         logger.warning("the snapshot is published, but %s could not be written: %s", pointer, exc)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -31,15 +31,17 @@ from tfy_audit._core.settings import (
     SOURCE_NAME,
     SYNC_WINDOWS_TABLE,
 )
+from tfy_audit._core.times import parse_timestamp
+from tfy_audit._core.times import utc as _utc
 from tfy_audit._service.client import AuditLogClient, AuditLogFilters
 from tfy_audit._service.pages import parse_list_body
-from tfy_audit._service.rows import parse_timestamp
 from tfy_audit._source.state import STREAMS_KEY, covered_from, covered_until, first_start
 from tfy_audit._warehouse.adapter import warehouse_for, warehouse_of
 from tfy_audit._warehouse.destination import restored_pipeline, step, write_refusal
 from tfy_audit._warehouse.lakehouse import DeltaSqlClient
 from tfy_audit._warehouse.readback import table_loaded
 from tfy_audit._warehouse.run_log import OK, SYNC_RUNS, first_run_start
+from tfy_audit._warehouse.sql_text import sql_string
 from tfy_audit._warehouse.verify_log import VERIFY_RUNS
 
 logger = logging.getLogger(__name__)
@@ -200,18 +202,8 @@ class _Reader:
         return [tuple(r) for r in self._client.execute_sql(sql.format(**names)) or []]
 
 
-def _utc(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _run(row: tuple[Any, ...] | None) -> RunRecord | None:
@@ -231,7 +223,8 @@ def _runs(reader: _Reader, key: str) -> tuple[RunRecord | None, RunRecord | None
     if not reader.has(SYNC_RUNS):
         return None, None
     rows = reader.rows(
-        f"select {', '.join(_RUN_COLUMNS)} from {{{SYNC_RUNS}}} where filter_key = {_literal(key)}",
+        f"select {', '.join(_RUN_COLUMNS)} from {{{SYNC_RUNS}}} "
+        f"where filter_key = {sql_string(key)}",
         SYNC_RUNS,
     )
     runs = sorted({r[0]: r for r in rows}.values(), key=lambda r: _utc(r[1]) or datetime.min)
@@ -272,7 +265,7 @@ def _windows(reader: _Reader, key: str, mark: datetime | None) -> tuple[list[Spa
     """The incomplete windows the mark has not passed, and the complete windows."""
     if not reader.has(SYNC_WINDOWS_TABLE):
         return [], []
-    where = f"filter_key = {_literal(key)}"
+    where = f"filter_key = {sql_string(key)}"
     rows = reader.rows(
         f"select window_start, window_end, complete from {{{SYNC_WINDOWS_TABLE}}} where {where}",
         SYNC_WINDOWS_TABLE,

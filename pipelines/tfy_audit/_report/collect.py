@@ -14,6 +14,7 @@ from typing import Any
 import dlt
 
 from tfy_audit._core.settings import ANOMALIES_TABLE
+from tfy_audit._core.times import utc as as_utc
 from tfy_audit._report.data import (
     ANOMALY_LIMIT,
     DORMANT_AFTER,
@@ -33,7 +34,6 @@ from tfy_audit._report.queries import (
     SYNC_WINDOWS,
     Sources,
     as_int,
-    as_utc,
     between,
     exists,
     grouped,

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from tfy_audit._core.times import utc
 from tfy_audit._report.data import Row
 from tfy_audit._warehouse.view_params import ViewParams
 from tfy_audit._warehouse.views import view_select
@@ -68,15 +69,8 @@ def as_int(value: Any) -> int:
     return int(value) if value is not None else 0
 
 
-def as_utc(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    # destinations return timestamptz in the session's zone, or naive values meant as UTC
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def utc_rows(found: Iterable[Row]) -> list[Row]:
-    return [tuple(as_utc(v) if isinstance(v, datetime) else v for v in row) for row in found]
+    return [tuple(utc(v) if isinstance(v, datetime) else v for v in row) for row in found]
 
 
 def literal(value: datetime) -> str:

@@ -18,7 +18,13 @@ from tfy_audit._compat.dlt import (
     configuration_error,
     explain_destination_failure,
 )
-from tfy_audit._core.errors import DestinationError, TfyAuditError, UsageError
+from tfy_audit._core.errors import (
+    DestinationError,
+    TfyAuditError,
+    UsageError,
+    exception_chain,
+    one_line,
+)
 from tfy_audit._core.options import DestinationOptions
 from tfy_audit._warehouse.adapter import warehouse_for
 
@@ -126,7 +132,7 @@ def step(what: str) -> Iterator[None]:
         cause = _in_chain(exc, TfyAuditError) or configuration_error(exc)
         if cause is not None:
             raise cause from exc
-        reason = explain_destination_failure(exc) or _one_line(exc)
+        reason = explain_destination_failure(exc) or one_line(exc)
         raise DestinationError(f"{what} failed: {reason}") from exc
 
 
@@ -135,16 +141,4 @@ _E = TypeVar("_E", bound=BaseException)
 
 def _in_chain(exc: BaseException, kind: type[_E]) -> _E | None:
     """The first exception of `kind` in `exc`'s chain of causes and contexts."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500]
+    return next((c for c in exception_chain(exc) if isinstance(c, kind)), None)

@@ -33,7 +33,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from tfy_audit._core.errors import DestinationError, UsageError
+from tfy_audit._core.errors import DestinationError, UsageError, one_line
 from tfy_audit._core.settings import (
     ANOMALIES_TABLE,
     AUDIT_LOGS_TABLE,
@@ -41,6 +41,8 @@ from tfy_audit._core.settings import (
     SUBJECTS_TABLE,
     SYNC_WINDOWS_TABLE,
 )
+from tfy_audit._warehouse.sql_text import sql_identifier as _quote
+from tfy_audit._warehouse.sql_text import sql_string as _sql_string
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +183,8 @@ def delta_tables(pipeline: Any, *names: str) -> dict[str, Any]:
         return dict(get_delta_tables(pipeline, *wanted))
     except Exception as exc:
         raise DestinationError(
-            f"cannot open the Delta tables of {pipeline.dataset_name} ({_one_line(exc)}); check "
-            "the bucket URL and its credentials (DESTINATION__FILESYSTEM__...)"
+            f"cannot open the Delta tables of {pipeline.dataset_name} ({one_line(exc, 300)}); "
+            "check the bucket URL and its credentials (DESTINATION__FILESYSTEM__...)"
         ) from exc
 
 
@@ -418,7 +420,7 @@ def read_files(
     except Exception as exc:
         raise DestinationError(
             f"cannot read the Parquet files of {pipeline.dataset_name}.{table} "
-            f"({_one_line(exc)}); check the bucket URL and its credentials "
+            f"({one_line(exc, 300)}); check the bucket URL and its credentials "
             "(DESTINATION__FILESYSTEM__...)"
         ) from exc
     if not parts:
@@ -457,15 +459,3 @@ def has_data(pipeline: Any, table: str) -> bool:
     from tfy_audit._warehouse.readback import table_loaded
 
     return bool(table_loaded(pipeline, table))
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]

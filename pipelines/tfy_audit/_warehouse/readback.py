@@ -5,7 +5,7 @@ differs by destination kind, the kind's adapter (adapter.py) reads."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +13,7 @@ import pyarrow as pa
 from tfy_audit._compat.dlt import table_seen_data
 from tfy_audit._core.errors import DestinationError
 from tfy_audit._core.settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
+from tfy_audit._core.times import utc as _utc
 from tfy_audit._service.planning import Chunk
 from tfy_audit._service.rows import SubjectObservation
 
@@ -61,16 +62,6 @@ def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
             subject_id, kind, slug, name, pat, controller, identity, _utc(first), _utc(last)
         )
     return subjects
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A timestamp as the destination's driver returns it (aware in the session's zone, or
-    naive UTC), as an aware UTC datetime."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:

@@ -35,13 +35,15 @@ import dlt
 from dlt.sources import DltResource
 
 from tfy_audit._compat.dlt import TColumnSchema
-from tfy_audit._core.errors import DestinationError, TfyAuditError
+from tfy_audit._core.errors import ONE_LINE_MAX, DestinationError, TfyAuditError, one_line
 from tfy_audit._core.options import DestinationOptions, SyncSummary
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, METADATA_TABLE, SOURCE_NAME
+from tfy_audit._core.times import utc
 from tfy_audit._service.client import AuditLogFilters
 from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.destination import loader_file_format, pipelines_dir
 from tfy_audit._warehouse.lakehouse import DeltaSqlClient
+from tfy_audit._warehouse.sql_text import sql_string
 from tfy_audit._warehouse.verify_log import log_sql_client
 
 logger = logging.getLogger(__name__)
@@ -197,8 +199,10 @@ def pending_records(folder: Path) -> list[RunRecord]:
 
 def error_text(exc: BaseException) -> str:
     """One line, as the CLI would show it."""
-    text = str(exc) if isinstance(exc, TfyAuditError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:500]
+    text = one_line(exc)
+    if isinstance(exc, TfyAuditError):
+        return text
+    return f"{type(exc).__name__}: {text}"[:ONE_LINE_MAX] if text else f"{type(exc).__name__}:"
 
 
 @dlt.source(name=SOURCE_NAME, max_table_nesting=0)
@@ -400,12 +404,10 @@ def first_run_start(pipeline: dlt.Pipeline, filters: AuditLogFilters) -> datetim
                     filters.key,
                 )
         else:
-            key = filters.key.replace("'", "''")
+            key = sql_string(filters.key)
             rows = (
                 pipeline.dataset()
-                .query(
-                    f"select range_start from {SYNC_RUNS} where filter_key = '{key}' and {where}"
-                )
+                .query(f"select range_start from {SYNC_RUNS} where filter_key = {key} and {where}")
                 .fetchall()
             )
     except Exception as exc:  # no history kept (or none yet): the caller falls back
@@ -414,4 +416,4 @@ def first_run_start(pipeline: dlt.Pipeline, filters: AuditLogFilters) -> datetim
     if not rows or rows[0][0] is None:
         return None
     value: datetime = rows[0][0]
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)
+    return utc(value)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from tfy_audit._core.errors import UsageError
+from tfy_audit._warehouse.sql_text import sql_string
 
 # Most severe first; the position is the tier's rank.
 TIERS: Final[tuple[str, ...]] = ("critical", "high", "notable")
@@ -90,6 +91,6 @@ def rules_values(user_rules: tuple[SeverityRule, ...] = ()) -> str:
         for rule in rules:
             rank = offset + TIERS.index(rule.severity)
             values = (rule.action, rule.resource_type, rule.resource_name)
-            quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+            quoted = ", ".join(sql_string(v) for v in values)
             rows.append(f"('{rule.severity}', {rank}, {quoted})")
     return "(VALUES\n        " + ",\n        ".join(rows) + "\n    )"

@@ -33,6 +33,7 @@ from tfy_audit._core.errors import UsageError
 from tfy_audit._core.options import DestinationOptions, validate_target
 from tfy_audit._core.redact import clean
 from tfy_audit._warehouse.adapter import QueryRoute, warehouse_for, warehouse_of
+from tfy_audit._warehouse.sql_text import sql_string
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def _use_dataset(con: duckdb.DuckDBPyConnection, dataset: str, source: str) -> N
     ).fetchall()
     if not found:
         raise UsageError(f"{source} holds no dataset {dataset!r}; pass the --dataset of your syncs")
-    con.execute("SET schema = '" + dataset.replace("'", "''") + "'")
+    con.execute("SET schema = " + sql_string(dataset))
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pytest
-from tfy_audit._service.rows import SubjectObservation
+from tfy_audit._service.subjects import SubjectObservation
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
 API_KEY = "test-key"

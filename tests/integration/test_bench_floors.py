@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from tfy_audit._service.rows import jsonpath_leaves
+from tfy_audit._service.leaves import jsonpath_leaves
 from tfy_audit.simulator import SimulatorServer
 
 from bench.raw_floor import run_floor

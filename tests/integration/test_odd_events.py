@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit._service.rows import MAX_PATH_DEPTH, MAX_TEXT_DEPTH
+from tfy_audit._service.leaves import MAX_PATH_DEPTH, MAX_TEXT_DEPTH
 from tfy_audit.simulator import Simulator, SimulatorServer, generate_history
 
 from tests.conftest import (

@@ -18,18 +18,13 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tfy_audit._service.rows import (
-    AUDIT_LOGS_SCHEMA,
-    MAX_PATH_DEPTH,
-    MAX_TEXT_DEPTH,
-    METADATA_SCHEMA,
-    SUBJECTS_SCHEMA,
-    EventBatch,
+from tfy_audit._core.times import parse_timestamp
+from tfy_audit._service.columns import AUDIT_LOGS_SCHEMA, METADATA_SCHEMA, SUBJECTS_SCHEMA
+from tfy_audit._service.leaves import MAX_PATH_DEPTH, MAX_TEXT_DEPTH, jsonpath_leaves
+from tfy_audit._service.rows import EventBatch, normalize_events
+from tfy_audit._service.subjects import (
     SubjectObservation,
-    jsonpath_leaves,
     merge_subject_observations,
-    normalize_events,
-    parse_timestamp,
     subjects_table,
 )
 

@@ -26,7 +26,7 @@ from tfy_audit._service.client import AuditLogClient
 from tfy_audit._service.fetch import Item, WindowReport, item_size, read_windows
 from tfy_audit._service.planning import Chunk, RunRange, chunk_plan
 from tfy_audit._service.prefetch import Prefetch
-from tfy_audit._service.rows import SubjectObservation
+from tfy_audit._service.subjects import SubjectObservation
 from tfy_audit._service.windows import PlannedWindow
 from tfy_audit._source.dlt_source import chunk_source
 from tfy_audit._source.extract import ExtractObserver

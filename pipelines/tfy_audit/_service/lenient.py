@@ -18,7 +18,7 @@ from collections.abc import Callable
 from json.decoder import scanstring  # type: ignore[attr-defined]  # public since 2.6, untyped
 from typing import Any, Final
 
-from tfy_audit._service.rows import key_segment  # the JSONPath spelling the metadata leaves use
+from tfy_audit._service.leaves import key_segment  # the JSONPath spelling the metadata leaves use
 
 REPLACEMENT: Final = "\ufffd"
 

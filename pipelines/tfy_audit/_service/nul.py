@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, METADATA_TABLE
 from tfy_audit._service.anomalies import Anomaly, AnomalyAction, AnomalyKind
-from tfy_audit._service.rows import COLUMN_FIELDS
+from tfy_audit._service.columns import COLUMN_FIELDS
 
 SUBSTITUTE: Final = "\u2400"
 _NUL: Final = "\x00"

@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 
 from tfy_audit._core.settings import MAX_PLAUSIBLE_TOTAL
+from tfy_audit._core.times import parse_timestamp
 from tfy_audit._service import lenient
 from tfy_audit._service.anomalies import Anomaly, AnomalyAction, AnomalyKind
-from tfy_audit._service.rows import EventBatch, normalize_events, parse_timestamp
+from tfy_audit._service.rows import EventBatch, normalize_events
 
 # 19+ digits may not fit in 64 bits; orjson would silently turn such integers into floats.
 # Mapping every digit to "0" and everything else to " " finds such a run at memchr speed (a

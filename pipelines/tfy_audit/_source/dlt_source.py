@@ -41,7 +41,7 @@ from tfy_audit._service.client import AuditLogClient
 from tfy_audit._service.clock import end_by_service, warn_if_skewed
 from tfy_audit._service.fetch import Item, read_windows
 from tfy_audit._service.planning import Chunk, plan_chunk
-from tfy_audit._service.rows import SubjectObservation
+from tfy_audit._service.subjects import SubjectObservation
 from tfy_audit._source.config import _from_dlt, resolve_api_key, resolve_checked_host
 from tfy_audit._source.extract import ExtractObserver, audit_log_tables
 from tfy_audit._source.state import resolve_range, stream_state

@@ -34,8 +34,8 @@ from tfy_audit._service.anomalies import Anomaly, AnomalyAction, AnomalyKind, an
 from tfy_audit._service.client import AuditLogFilters
 from tfy_audit._service.fetch import Item, WindowReport
 from tfy_audit._service.planning import Chunk
-from tfy_audit._service.rows import (
-    EventBatch,
+from tfy_audit._service.rows import EventBatch
+from tfy_audit._service.subjects import (
     SubjectObservation,
     merge_subject_observations,
     subjects_table,

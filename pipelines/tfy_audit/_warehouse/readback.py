@@ -15,7 +15,7 @@ from tfy_audit._core.errors import DestinationError
 from tfy_audit._core.settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
 from tfy_audit._core.times import utc as _utc
 from tfy_audit._service.planning import Chunk
-from tfy_audit._service.rows import SubjectObservation
+from tfy_audit._service.subjects import SubjectObservation
 
 logger = logging.getLogger(__name__)
 

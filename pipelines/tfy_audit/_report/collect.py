@@ -37,13 +37,13 @@ from tfy_audit._report.queries import (
     between,
     exists,
     grouped,
-    literal,
     one,
     query,
     rows,
     utc_rows,
 )
 from tfy_audit._warehouse.severity import TIERS
+from tfy_audit._warehouse.sql_text import sql_timestamp as literal
 from tfy_audit._warehouse.verify_log import VERIFY_RUNS
 from tfy_audit._warehouse.view_params import ViewParams
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from string import Template
 from typing import Any, Final
@@ -19,6 +19,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from tfy_audit._core.times import utc
 from tfy_audit._report.data import Row
+from tfy_audit._warehouse.sql_text import sql_timestamp
 from tfy_audit._warehouse.view_params import ViewParams
 from tfy_audit._warehouse.views import view_select
 
@@ -73,13 +74,8 @@ def utc_rows(found: Iterable[Row]) -> list[Row]:
     return [tuple(utc(v) if isinstance(v, datetime) else v for v in row) for row in found]
 
 
-def literal(value: datetime) -> str:
-    """A timestamptz literal both DuckDB and PostgreSQL read the same way."""
-    return f"CAST('{value.astimezone(UTC).isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
-
-
 def between(lo: datetime, hi: datetime, column: str = "created_at") -> str:
-    return f"{column} >= {literal(lo)} AND {column} < {literal(hi)}"
+    return f"{column} >= {sql_timestamp(lo)} AND {column} < {sql_timestamp(hi)}"
 
 
 class Sources:

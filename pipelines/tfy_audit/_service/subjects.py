@@ -3,7 +3,7 @@ span of createdAt over its events; folded over a sync; and as `subjects` rows.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -89,20 +89,15 @@ def _observation(
     )
 
 
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+def _bound(
+    a: datetime | None, b: datetime | None, pick: Callable[[datetime, datetime], datetime]
+) -> datetime | None:
+    """`pick` (min or max) of two times either of which may be unknown (None)."""
     if a is None:
         return b
     if b is None:
         return a
-    return min(a, b)
-
-
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
+    return pick(a, b)
 
 
 def _spanning(
@@ -139,8 +134,8 @@ def merge_subject_observations(
             merged = observation
         else:
             # Runs for every subject of every page, so nothing is built unless it changes.
-            first = _earliest(held.first_seen_at, observation.first_seen_at)
-            last = _latest(held.last_seen_at, observation.last_seen_at)
+            first = _bound(held.first_seen_at, observation.first_seen_at, min)
+            last = _bound(held.last_seen_at, observation.last_seen_at, max)
             newer = (observation.last_seen_at or _NEVER) >= (held.last_seen_at or _NEVER)
             base = observation if newer else held
             if first == base.first_seen_at and last == base.last_seen_at:

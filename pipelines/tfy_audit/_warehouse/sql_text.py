@@ -4,10 +4,17 @@ Both DuckDB and PostgreSQL read them the same way (standard SQL quoting, doubled
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 
 def sql_string(text: str) -> str:
     """`text` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def sql_timestamp(value: datetime) -> str:
+    """An aware `value` as a timestamptz literal, the same instant on both engines."""
+    return f"CAST('{value.astimezone(UTC).isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
 
 
 def sql_identifier(name: str) -> str:

@@ -15,14 +15,11 @@ from typing import Any, Final
 import dlt
 
 from tfy_audit._compat.dlt import persistent_sql_client
+from tfy_audit._warehouse.sql_text import sql_timestamp as _ts
 
 logger = logging.getLogger(__name__)
 
 VERIFY_RUNS: Final = "verify_runs"
-
-
-def _ts(value: datetime) -> str:
-    return f"CAST('{value.astimezone(UTC).isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
 
 
 def log_sql_client(pipeline: dlt.Pipeline) -> Any | None:

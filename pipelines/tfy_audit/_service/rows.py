@@ -244,10 +244,11 @@ _TEXT_AT_ONCE_COLUMNS: Final = (
 
 
 def _text_columns_at_once(events: list[Mapping[str, Any]]) -> dict[str, pa.Array] | None:
-    """The text and subject columns, converted by Arrow in one pass (half the time of a list
-    per column). None unless every event and subject is a plain dict (Arrow would read a tuple
-    subject by position) and every value text or null (Arrow refuses the rest, which the
-    per-column path turns into JSON text): that path then does it, with the same result."""
+    """The text and subject columns, converted by Arrow in one pass (faster than a list per
+    column: docs/performance.md). None unless every event and subject is a plain dict (Arrow
+    would read a tuple subject by position) and every value text or null (Arrow refuses the
+    rest, which the per-column path turns into JSON text): that path then does it, with the
+    same result."""
     if not all(
         type(e) is dict and ((s := e.get("subject")) is None or type(s) is dict) for e in events
     ):

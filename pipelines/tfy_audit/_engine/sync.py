@@ -54,7 +54,7 @@ from tfy_audit._source.state import (
     covered_until,
     last_chunk_start,
     loaded_until,
-    resolve_range,
+    run_range,
     stream_state,
 )
 from tfy_audit._warehouse.adapter import warehouse_of
@@ -126,14 +126,7 @@ def sync(
         entry = stream_state(_source_state(pipeline), options.filters)
         at, mark = now(), covered_until(entry)
         first_start = options.first_run_start(at)
-        run = resolve_range(
-            entry,
-            start=options.start,
-            end=options.end,
-            lookback=options.lookback,
-            now=at,
-            first_start=first_start,
-        )
+        run = run_range(entry, options, at)
         summary = SyncSummary(run.start, run.end, options.filters.as_dict())
         summary.recovered_packages = recovered
         summary.continued_from = continued_from

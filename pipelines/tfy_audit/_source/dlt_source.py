@@ -44,7 +44,7 @@ from tfy_audit._service.planning import Chunk, plan_chunk
 from tfy_audit._service.subjects import SubjectObservation
 from tfy_audit._source.config import _from_dlt, resolve_api_key, resolve_checked_host
 from tfy_audit._source.extract import ExtractObserver, audit_log_tables
-from tfy_audit._source.state import resolve_range, stream_state
+from tfy_audit._source.state import run_range, stream_state
 from tfy_audit._warehouse.readback import read_subjects
 
 
@@ -279,14 +279,7 @@ def _whole_run(options: SyncOptions) -> Iterator[Any]:
     with client:
         entry = stream_state(dlt.current.source_state(), filters)
         at = datetime.now(UTC)
-        run = resolve_range(
-            entry,
-            start=options.start,
-            end=options.end,
-            lookback=options.lookback,
-            now=at,
-            first_start=options.first_run_start(at),
-        )
+        run = run_range(entry, options, at)
         chunk = plan_chunk(
             client, filters, run, max_offset=options.max_offset, concurrency=options.concurrency
         )

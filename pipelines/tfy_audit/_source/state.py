@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfy_audit._core.errors import UsageError
 from tfy_audit._core.settings import HISTORY_START
 from tfy_audit._service.client import AuditLogFilters
 from tfy_audit._service.planning import Chunk, RunRange
 from tfy_audit._service.windows import floor_ms
+
+if TYPE_CHECKING:
+    from tfy_audit._core.options import SyncOptions
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +137,19 @@ def advance(
         entry["covered_from"] = chunk.start.isoformat()
     if current is None or mark > current:
         entry["covered_until"] = mark.isoformat()
+
+
+def run_range(entry: MutableMapping[str, Any], options: SyncOptions, now: datetime) -> RunRange:
+    """The range `options` ask of a filter set whose state is `entry`, at `now`: what
+    `tfy-audit sync` and the plain source both read."""
+    return resolve_range(
+        entry,
+        start=options.start,
+        end=options.end,
+        lookback=options.lookback,
+        now=now,
+        first_start=options.first_run_start(now),
+    )
 
 
 def resolve_range(

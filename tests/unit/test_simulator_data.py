@@ -27,7 +27,7 @@ from tfy_audit.simulator.spec_enums import (
     conforms_to_spec_enums,
 )
 
-from tests.conftest import WALL_CLOCK, spec_path
+from tests.conftest import spec_path
 
 END = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
 REQUIRED = (
@@ -210,7 +210,6 @@ def test_history_metadata_has_many_shapes(history: list[dict[str, Any]]) -> None
     assert {"str", "int", "float", "bool", "NoneType", "list", "dict"} <= types
 
 
-@WALL_CLOCK
 def test_make_event_and_overrides() -> None:
     rng = random.Random(1)
     at = datetime(2026, 8, 1, 9, 30, 0, 123_456, tzinfo=UTC)

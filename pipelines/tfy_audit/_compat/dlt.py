@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -459,3 +460,16 @@ def sources_state(state: Mapping[str, Any] | None, source_name: str) -> dict[str
 def pipeline_source_state(pipeline: dlt.Pipeline, source_name: str) -> dict[str, Any]:
     """A copy of one source's state in the pipeline's working state."""
     return sources_state(pipeline.state, source_name)
+
+
+@contextmanager
+def filesystem_client(pipeline: dlt.Pipeline) -> Iterator[Any]:
+    """The filesystem destination's job client, whose table-file listing
+    (`list_table_files`) and fsspec client (`fs_client`) read a dataset's files with dlt's
+    credentials. A TypeError on any other destination."""
+    from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
+
+    with pipeline.destination_client() as client:
+        if not isinstance(client, FilesystemClient):
+            raise TypeError(f"{type(client).__name__} is not dlt's filesystem client")
+        yield client

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tfy_audit._core.options import SyncSummary
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE
 from tfy_audit._service.planning import RunRange
 from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.readback import table_loaded
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def describe_run(
         summary.unread = (mark, run.start)
 
 
-def rows_from(pipeline: Any, start: datetime) -> int | None:
+def rows_from(pipeline: dlt.Pipeline, start: datetime) -> int | None:
     """Rows of `audit_logs` created at or after `start`; None where it cannot be counted. Taken
     before and after a run (which holds the pipeline's lock), the difference is the events the
     run added: a re-read event is merged onto its row, or skipped, never added. Rows without a

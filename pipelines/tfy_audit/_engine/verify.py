@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import pyarrow as pa
@@ -36,6 +36,9 @@ from tfy_audit._warehouse.readback import (
     recorded_repeated_ids,
     recorded_set_aside,
 )
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +318,7 @@ def compare(
 
 def verify_range(
     client: AuditLogClient,
-    pipeline: Any,
+    pipeline: dlt.Pipeline,
     filters: AuditLogFilters,
     start: datetime,
     end: datetime,
@@ -494,7 +497,7 @@ def run_verify(
         **client_limits(options, time.monotonic()),
     )
 
-    def check(pipeline: Any) -> VerifyResult | IdsResult:
+    def check(pipeline: dlt.Pipeline) -> VerifyResult | IdsResult:
         if ids:
             return verify_ids_range(
                 client,
@@ -559,7 +562,7 @@ def _days_in(item: str) -> int:
     return (date.fromisoformat(last or first) - date.fromisoformat(first)).days + 1
 
 
-def require_loaded(pipeline: Any) -> None:
+def require_loaded(pipeline: dlt.Pipeline) -> None:
     """Verify compares what a sync loaded: with nothing loaded, it refuses in one line rather
     than report every day of the history as missing."""
     from tfy_audit._core.errors import UsageError

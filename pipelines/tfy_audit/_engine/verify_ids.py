@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +35,9 @@ from tfy_audit._service.fetch import PageOfWindow, WindowReport, read_windows
 from tfy_audit._service.pages import decode_ids
 from tfy_audit._service.planning import RunRange, chunk_plan, plan_run
 from tfy_audit._warehouse.readback import read_warehouse_events
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def _days_of(start: datetime, end: datetime) -> list[date]:
 
 
 def warehouse_ids(
-    pipeline: Any, filters: AuditLogFilters, start: datetime, end: datetime
+    pipeline: dlt.Pipeline, filters: AuditLogFilters, start: datetime, end: datetime
 ) -> dict[date, set[str]]:
     """The warehouse's ids per UTC day of `[start, end)`, with the endpoint's filters applied."""
     from tfy_audit._engine.verify import filter_mask
@@ -139,7 +142,7 @@ def warehouse_ids(
 
 def verify_ids_range(
     client: AuditLogClient,
-    pipeline: Any,
+    pipeline: dlt.Pipeline,
     filters: AuditLogFilters,
     start: datetime,
     end: datetime,
@@ -207,7 +210,7 @@ def verify_ids_range(
 def _place_elsewhere(
     by_day: dict[date, DayIds],
     ranges: Sequence[tuple[datetime, datetime]],
-    pipeline: Any,
+    pipeline: dlt.Pipeline,
     filters: AuditLogFilters,
 ) -> None:
     """A missing id the warehouse holds on another day where the service returns it too is not

@@ -84,26 +84,26 @@ class Warehouse(Protocol):
         one: it would create it); None for a destination without one."""
         ...
 
-    def sql_reader(self, pipeline: Any, tables: list[str] | None = None) -> Any:
+    def sql_reader(self, pipeline: dlt.Pipeline, tables: list[str] | None = None) -> Any:
         """A SQL client on the dataset (a context manager with `execute_sql` and
         `make_qualified_table_name`); `tables`: all it needs to read (files)."""
         ...
 
-    def subject_rows(self, pipeline: Any, columns: tuple[str, ...]) -> list[Any]: ...
+    def subject_rows(self, pipeline: dlt.Pipeline, columns: tuple[str, ...]) -> list[Any]: ...
 
-    def ids_between(self, pipeline: Any, start: datetime, end: datetime) -> set[str]: ...
+    def ids_between(self, pipeline: dlt.Pipeline, start: datetime, end: datetime) -> set[str]: ...
 
-    def undated_ids(self, pipeline: Any) -> set[str]: ...
+    def undated_ids(self, pipeline: dlt.Pipeline) -> set[str]: ...
 
     def events_between(
-        self, pipeline: Any, columns: tuple[str, ...], start: datetime, end: datetime
+        self, pipeline: dlt.Pipeline, columns: tuple[str, ...], start: datetime, end: datetime
     ) -> pa.Table: ...
 
-    def newest_created_at(self, pipeline: Any) -> datetime | None: ...
+    def newest_created_at(self, pipeline: dlt.Pipeline) -> datetime | None: ...
 
-    def count_created_from(self, pipeline: Any, start: datetime) -> int | None: ...
+    def count_created_from(self, pipeline: dlt.Pipeline, start: datetime) -> int | None: ...
 
-    def own_reader(self, pipeline: Any) -> bool:
+    def own_reader(self, pipeline: dlt.Pipeline) -> bool:
         """Whether tfy-audit reads the dataset itself (`lakehouse.connect`)."""
         ...
 
@@ -111,11 +111,11 @@ class Warehouse(Protocol):
         """Hints the kind needs on a `truefoundry_audit` source before its extract."""
         ...
 
-    def after_chunk(self, pipeline: Any, load_ids: list[str], *, appended: bool) -> None:
+    def after_chunk(self, pipeline: dlt.Pipeline, load_ids: list[str], *, appended: bool) -> None:
         """What follows a chunk's load (Delta: drop the leaves an upsert left)."""
         ...
 
-    def after_sync(self, pipeline: Any) -> list[str]:
+    def after_sync(self, pipeline: dlt.Pipeline) -> list[str]:
         """What follows a sync's loads (PostgreSQL: its indexes); names of what is in place."""
         ...
 
@@ -184,7 +184,9 @@ def _for_name(name: str, table_format: str | None) -> Warehouse:
     return choose(destination, table_format)
 
 
-def sql_reader(pipeline: Any, tables: list[str] | None = None) -> AbstractContextManager[Any]:
+def sql_reader(
+    pipeline: dlt.Pipeline, tables: list[str] | None = None
+) -> AbstractContextManager[Any]:
     """A SQL client on the pipeline's dataset (`Warehouse.sql_reader`)."""
     reader: AbstractContextManager[Any] = warehouse_of(pipeline).sql_reader(pipeline, tables)
     return reader

@@ -5,9 +5,10 @@ destination's capabilities. The other SQL kinds (`duckdb_file`, `postgres`) buil
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pyarrow as pa
 
@@ -16,6 +17,9 @@ from tfy_audit._core.errors import UsageError
 from tfy_audit._core.options import DestinationOptions
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE
 from tfy_audit._warehouse.adapter import LockKind, QueryRoute
+
+if TYPE_CHECKING:
+    import dlt
 
 # The SQL dialects whose text cannot hold U+0000 (PostgreSQL's text and jsonb; Redshift is
 # PostgreSQL's kin): nul.py replaces it before their rows are written.
@@ -77,10 +81,10 @@ class SqlWarehouse:
     def database_file(self, target: DestinationOptions) -> Path | None:
         return None
 
-    def sql_reader(self, pipeline: Any, tables: list[str] | None = None) -> Any:
+    def sql_reader(self, pipeline: dlt.Pipeline, tables: list[str] | None = None) -> Any:
         return pipeline.sql_client()
 
-    def subject_rows(self, pipeline: Any, columns: tuple[str, ...]) -> list[Any]:
+    def subject_rows(self, pipeline: dlt.Pipeline, columns: tuple[str, ...]) -> list[Any]:
         from tfy_audit._core.settings import SUBJECTS_TABLE
 
         with pipeline.sql_client() as client:
@@ -88,21 +92,21 @@ class SqlWarehouse:
             names = ", ".join(client.escape_column_name(c) for c in columns)
             return list(client.execute_sql(f"select {names} from {table}") or [])
 
-    def ids_between(self, pipeline: Any, start: datetime, end: datetime) -> set[str]:
+    def ids_between(self, pipeline: dlt.Pipeline, start: datetime, end: datetime) -> set[str]:
         relation = pipeline.dataset().query(
             f"select id from {AUDIT_LOGS_TABLE} where created_at >= TIMESTAMPTZ "
             f"'{start.isoformat()}' and created_at <= TIMESTAMPTZ '{end.isoformat()}'"
         )
         return {row[0] for row in relation.fetchall()}
 
-    def undated_ids(self, pipeline: Any) -> set[str]:
+    def undated_ids(self, pipeline: dlt.Pipeline) -> set[str]:
         relation = pipeline.dataset().query(
             f"select id from {AUDIT_LOGS_TABLE} where created_at is null"
         )
         return {row[0] for row in relation.fetchall()}
 
     def events_between(
-        self, pipeline: Any, columns: tuple[str, ...], start: datetime, end: datetime
+        self, pipeline: dlt.Pipeline, columns: tuple[str, ...], start: datetime, end: datetime
     ) -> pa.Table:
         # the range is filtered in the warehouse, so memory follows the range, not the history
         relation = pipeline.dataset().query(
@@ -113,7 +117,8 @@ class SqlWarehouse:
         table: pa.Table = relation.arrow()
         return table
 
-    def newest_created_at(self, pipeline: Any) -> datetime | None:
+    def newest_created_at(self, pipeline: dlt.Pipeline) -> datetime | None:
+        rows: Sequence[Sequence[Any]]
         if not self.merges:  # no SQL client of its own: dlt's dataset() reads it
             rows = (
                 pipeline.dataset()
@@ -127,7 +132,7 @@ class SqlWarehouse:
         newest: datetime | None = rows[0][0] if rows else None
         return newest
 
-    def count_created_from(self, pipeline: Any, start: datetime) -> int | None:
+    def count_created_from(self, pipeline: dlt.Pipeline, start: datetime) -> int | None:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
             rows = client.execute_sql(
@@ -135,16 +140,16 @@ class SqlWarehouse:
             )
         return int(rows[0][0]) if rows else None
 
-    def own_reader(self, pipeline: Any) -> bool:
+    def own_reader(self, pipeline: dlt.Pipeline) -> bool:
         return False
 
     def prepare_source(self, source: Any) -> None:
         return None
 
-    def after_chunk(self, pipeline: Any, load_ids: list[str], *, appended: bool) -> None:
+    def after_chunk(self, pipeline: dlt.Pipeline, load_ids: list[str], *, appended: bool) -> None:
         return None
 
-    def after_sync(self, pipeline: Any) -> list[str]:
+    def after_sync(self, pipeline: dlt.Pipeline) -> list[str]:
         return []
 
 

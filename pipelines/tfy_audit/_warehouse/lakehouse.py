@@ -28,11 +28,12 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 import pyarrow as pa
 
+from tfy_audit._compat.dlt import filesystem_client
 from tfy_audit._core.errors import DestinationError, UsageError, one_line
 from tfy_audit._core.settings import (
     ANOMALIES_TABLE,
@@ -43,6 +44,9 @@ from tfy_audit._core.settings import (
 )
 from tfy_audit._warehouse.sql_text import sql_identifier as _quote
 from tfy_audit._warehouse.sql_text import sql_string as _sql_string
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ def require_deltalake(why: str = "--table-format delta") -> None:
         ) from exc
 
 
-def stored_table_format(pipeline: Any) -> str | None:
+def stored_table_format(pipeline: dlt.Pipeline) -> str | None:
     """The table format `audit_logs` was written in, as the pipeline's schema records it."""
     if not pipeline.default_schema_name:
         return None
@@ -92,11 +96,11 @@ def stored_table_format(pipeline: Any) -> str | None:
     return str(fmt) if fmt else None
 
 
-def is_delta(pipeline: Any) -> bool:
+def is_delta(pipeline: dlt.Pipeline) -> bool:
     return stored_table_format(pipeline) == DELTA
 
 
-def resolve_table_format(pipeline: Any, requested: str | None) -> str | None:
+def resolve_table_format(pipeline: dlt.Pipeline, requested: str | None) -> str | None:
     """The table format a sync writes: the one asked for, else the one the dataset has.
 
     Raises `UsageError` for a format the destination cannot write, or one that differs from
@@ -170,7 +174,7 @@ def _with_load_id(item: Any, meta: Any) -> Any:
     return item.append_column(LOAD_ID, column)
 
 
-def delta_tables(pipeline: Any, *names: str) -> dict[str, Any]:
+def delta_tables(pipeline: dlt.Pipeline, *names: str) -> dict[str, Any]:
     """`deltalake.DeltaTable`s of the dataset by name, opened with the destination's
     credentials; only the tables that exist."""
     wanted = [n for n in names if has_data(pipeline, n)]
@@ -202,7 +206,7 @@ def arrow_table(table: Any, columns: Sequence[str] | None = None, filters: Any =
 
 
 def read_created_between(
-    pipeline: Any, columns: Sequence[str], start: datetime, end: datetime
+    pipeline: dlt.Pipeline, columns: Sequence[str], start: datetime, end: datetime
 ) -> pa.Table:
     """`columns` of the `audit_logs` rows with `start <= created_at <= end` of a filesystem
     dataset (Delta or plain Parquet): the filter is applied while the files are read (a
@@ -220,7 +224,7 @@ def read_created_between(
     return arrow_table(table, columns, where)
 
 
-def count_created_from(pipeline: Any, start: datetime) -> int:
+def count_created_from(pipeline: dlt.Pipeline, start: datetime) -> int:
     """Rows of a filesystem dataset's `audit_logs` with `created_at >= start`; 0 before the
     first load."""
     import pyarrow.dataset as ds
@@ -235,7 +239,7 @@ def count_created_from(pipeline: Any, start: datetime) -> int:
     return int(arrow_table(table, ["created_at"], where).num_rows)
 
 
-def drop_stale_leaves(pipeline: Any, load_ids: Sequence[str]) -> int:
+def drop_stale_leaves(pipeline: dlt.Pipeline, load_ids: Sequence[str]) -> int:
     """Delete the `audit_log_metadata` rows of the events `load_ids` wrote that these loads
     did not write (paths the service dropped from an event's metadata); returns how many.
 
@@ -278,7 +282,7 @@ class DeltaSqlClient:
     table, and the analysis views exist as they would in a warehouse. Use as a context
     manager."""
 
-    def __init__(self, pipeline: Any, tables: Sequence[str] | None = None) -> None:
+    def __init__(self, pipeline: dlt.Pipeline, tables: Sequence[str] | None = None) -> None:
         self.pipeline = pipeline
         self.tables = tables
         self.dataset_name: str = pipeline.dataset_name
@@ -321,7 +325,9 @@ class DeltaSqlClient:
             raise DatabaseUndefinedRelation(exc) from exc
 
 
-def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    pipeline: dlt.Pipeline, tables: Sequence[str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the tables of a filesystem dataset as views under the dataset's
     name (`"<dataset>".audit_logs`, ...; also the default schema, so unqualified names work):
     the Delta tables read with `deltalake`, the others (`sync_runs`, or every table of a plain
@@ -367,25 +373,25 @@ def connect(pipeline: Any, tables: Sequence[str] | None = None) -> duckdb.DuckDB
     return con
 
 
-def _data_tables(pipeline: Any) -> list[str]:
+def _data_tables(pipeline: dlt.Pipeline) -> list[str]:
     if not pipeline.default_schema_name:
         return []
     return [str(t["name"]) for t in pipeline.default_schema.data_tables()]
 
 
-def _table_format(pipeline: Any, table: str) -> str | None:
+def _table_format(pipeline: dlt.Pipeline, table: str) -> str | None:
     fmt = pipeline.default_schema.tables.get(table, {}).get("table_format")
     return str(fmt) if fmt else None
 
 
-def _parquet_tables(pipeline: Any, names: Sequence[str]) -> dict[str, pa.Table]:
+def _parquet_tables(pipeline: dlt.Pipeline, names: Sequence[str]) -> dict[str, pa.Table]:
     """Tables written as plain Parquet files, each as one Arrow table (`read_files`)."""
     found = {name: read_files(pipeline, name) for name in names}
     return {name: data for name, data in found.items() if data is not None}
 
 
 def read_files(
-    pipeline: Any,
+    pipeline: dlt.Pipeline,
     table: str,
     columns: Sequence[str] | None = None,
     where: Any = None,
@@ -399,7 +405,7 @@ def read_files(
 
     parts = []
     try:
-        with pipeline.destination_client() as client:
+        with filesystem_client(pipeline) as client:
             for path in client.list_table_files(table):
                 if not str(path).endswith(".parquet"):
                     continue
@@ -436,10 +442,10 @@ def _plain_strings(data: pa.Table) -> pa.Table:
     return data.cast(pa.schema(fields))
 
 
-def _read_loads(pipeline: Any) -> pa.Table | None:
+def _read_loads(pipeline: dlt.Pipeline) -> pa.Table | None:
     """`_dlt_loads`, which dlt keeps as JSON lines beside the Delta tables."""
     try:
-        with pipeline.destination_client() as client:
+        with filesystem_client(pipeline) as client:
             files = client.list_table_files(LOADS_TABLE)
             rows = [
                 json.loads(line)
@@ -455,7 +461,7 @@ def _read_loads(pipeline: Any) -> pa.Table | None:
     return pa.table({c: [r.get(c) for r in rows] for c in columns})
 
 
-def has_data(pipeline: Any, table: str) -> bool:
+def has_data(pipeline: dlt.Pipeline, table: str) -> bool:
     from tfy_audit._warehouse.readback import table_loaded
 
     return bool(table_loaded(pipeline, table))

@@ -16,12 +16,15 @@ A unique index would make that re-run fail instead, and every later sync with it
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE
 from tfy_audit._warehouse.adapter import LockKind, QueryRoute
 from tfy_audit._warehouse.generic import SqlWarehouse
 from tfy_audit._warehouse.readback import table_loaded
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +59,11 @@ class PostgresWarehouse(SqlWarehouse):
         super().__init__(destination, caps)
         self.loader_file_format: Literal["parquet", "insert_values"] | None = "insert_values"
 
-    def after_sync(self, pipeline: Any) -> list[str]:
+    def after_sync(self, pipeline: dlt.Pipeline) -> list[str]:
         return ensure_indexes(pipeline)
 
 
-def ensure_indexes(pipeline: Any) -> list[str]:
+def ensure_indexes(pipeline: dlt.Pipeline) -> list[str]:
     """Create the indexes of `INDEXES` on a PostgreSQL dataset that are missing; the names of
     those now in place. A failure is logged, never raised: the data is loaded either way."""
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):

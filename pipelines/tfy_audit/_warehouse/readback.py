@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -16,6 +16,9 @@ from tfy_audit._core.settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WIND
 from tfy_audit._core.times import utc as _utc
 from tfy_audit._service.planning import Chunk
 from tfy_audit._service.subjects import SubjectObservation
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ _SUBJECT_COLUMNS = (
 )
 
 
-def table_loaded(pipeline: Any, table: str) -> bool:
+def table_loaded(pipeline: dlt.Pipeline, table: str) -> bool:
     """Whether the pipeline's schema says the table has received data (so it exists)."""
     if not pipeline.default_schema_name:
         return False
@@ -40,7 +43,7 @@ def table_loaded(pipeline: Any, table: str) -> bool:
     return table in tables and table_seen_data(tables[table])
 
 
-def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
+def read_subjects(pipeline: dlt.Pipeline) -> dict[str, SubjectObservation]:
     """Subjects already in the destination, so first/last seen survive incremental loads.
 
     Read through the destination's SQL client; on the filesystem through `DeltaSqlClient`
@@ -64,7 +67,7 @@ def read_subjects(pipeline: Any) -> dict[str, SubjectObservation]:
     return subjects
 
 
-def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
+def existing_ids(pipeline: dlt.Pipeline, chunk: Chunk) -> set[str]:
     """Ids already loaded in a chunk's range, for destinations that cannot merge: the chunk then
     skips them, so a re-read (the lookback, a repair) adds only what is missing."""
     from tfy_audit._warehouse.adapter import warehouse_of
@@ -74,7 +77,7 @@ def existing_ids(pipeline: Any, chunk: Chunk) -> set[str]:
     return warehouse_of(pipeline).ids_between(pipeline, chunk.start - MIN_WINDOW, chunk.end)
 
 
-def undated_ids(pipeline: Any) -> set[str]:
+def undated_ids(pipeline: dlt.Pipeline) -> set[str]:
     """Ids of the events loaded without a usable createdAt. The service may return such an
     event to any query, so a chunk appending rows skips those already loaded (extract.py).
     Empty for Delta tables, which are upserted on the id, never appended."""
@@ -85,7 +88,7 @@ def undated_ids(pipeline: Any) -> set[str]:
     return warehouse_of(pipeline).undated_ids(pipeline)
 
 
-def known_repeated_ids(pipeline: Any) -> set[str]:
+def known_repeated_ids(pipeline: dlt.Pipeline) -> set[str]:
     """Every id recorded in `event_anomalies` as served twice (`repeated_id`): a sync meeting
     one again has no news. Read by SQL on the anomalies table alone (small), not through
     `dataset()`; empty where it cannot be read (the run then reports the id once more)."""
@@ -104,7 +107,7 @@ def known_repeated_ids(pipeline: Any) -> set[str]:
 
 
 def recorded_repeated_ids(
-    pipeline: Any, start: datetime | None = None, end: datetime | None = None
+    pipeline: dlt.Pipeline, start: datetime | None = None, end: datetime | None = None
 ) -> dict[str, datetime]:
     """Ids recorded in `event_anomalies` as served twice (`repeated_id`), each with its event's
     createdAt as loaded; only events created in `[start, end)` when given. Empty where the
@@ -119,7 +122,7 @@ def recorded_repeated_ids(
 
 
 def recorded_set_aside(
-    pipeline: Any, start: datetime | None = None, end: datetime | None = None
+    pipeline: dlt.Pipeline, start: datetime | None = None, end: datetime | None = None
 ) -> list[tuple[datetime, datetime]]:
     """The windows (start, end) of the events a sync set aside as too large for any response
     (`event_too_large`, `not_loaded` in `event_anomalies`) and that the warehouse still lacks,
@@ -135,7 +138,9 @@ def recorded_set_aside(
     return [(_utc(s) or s, _utc(e) or e) for s, e in rows]
 
 
-def _anomalies_with_events(pipeline: Any, columns: str, join: str, where: str) -> list[Any]:
+def _anomalies_with_events(
+    pipeline: dlt.Pipeline, columns: str, join: str, where: str
+) -> list[Any]:
     """Rows of `event_anomalies` (as `a`) joined with `audit_logs` (as `l`) by event id; none
     where either table is not loaded or cannot be read (a figure, never a reason to fail)."""
     if not table_loaded(pipeline, ANOMALIES_TABLE) or not table_loaded(pipeline, AUDIT_LOGS_TABLE):
@@ -167,7 +172,7 @@ _WAREHOUSE_COLUMNS = (
 
 
 def read_warehouse_events(
-    pipeline: Any,
+    pipeline: dlt.Pipeline,
     start: datetime,
     end: datetime,
     *,

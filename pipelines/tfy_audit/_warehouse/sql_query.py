@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 
@@ -34,6 +34,9 @@ from tfy_audit._core.options import DestinationOptions, validate_target
 from tfy_audit._core.redact import clean
 from tfy_audit._warehouse.adapter import QueryRoute, warehouse_for, warehouse_of
 from tfy_audit._warehouse.sql_text import sql_string
+
+if TYPE_CHECKING:
+    import dlt
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +175,7 @@ def _duckdb(
             con.close()
 
 
-def _only_tables(pipeline: Any, statement: str) -> list[str] | None:
+def _only_tables(pipeline: dlt.Pipeline, statement: str) -> list[str] | None:
     """The dataset's tables the statement names, when it names nothing else of the dataset (a
     view, `_dlt_loads`): only those are read into memory. None: read them all."""
     from tfy_audit._warehouse.views import VIEW_NAMES

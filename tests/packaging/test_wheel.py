@@ -79,9 +79,13 @@ def test_the_wheel_holds_one_top_level_package(built_wheel: Path) -> None:
         names = {n.split("/", 1)[0] for n in wheel.namelist()}
         top = {n for n in names if not n.endswith(".dist-info")}
         assert top == {"tfy_audit"}, top
-        # the views' SQL and the simulator travel with the package
+        # the views' SQL, the report's queries and templates, and the simulator travel with
+        # the package
         listed = set(wheel.namelist())
-    assert "tfy_audit/sql/daily_activity.sql" in listed
+    assert "tfy_audit/_warehouse/sql/daily_activity.sql" in listed
+    assert "tfy_audit/_report/sql/all_time.sql" in listed
+    assert "tfy_audit/_report/templates/report.html.j2" in listed
+    assert "tfy_audit/_report/templates/report.css" in listed
     assert "tfy_audit/simulator/__init__.py" in listed
     assert "tfy_audit/py.typed" in listed
 

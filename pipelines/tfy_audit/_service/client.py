@@ -86,7 +86,9 @@ class ClientStats:
     retries: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     by_metric: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def record(self, metric: str, status: int | None, retried: bool) -> None:
         with self._lock:

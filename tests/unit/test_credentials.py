@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tfy_audit._cli.output import exit_code_for
 from tfy_audit._core.errors import ConfigurationError
 from tfy_audit._service.credentials import jwt_expiry, read_login_credentials
 from tfy_audit._source.config import resolve_api_key, resolve_host
@@ -122,7 +123,7 @@ def test_expired_jwt_stops_with_one_line(home: Path) -> None:
         "2026-01-02T03:04:05Z: run `tfy login` again, or set a PAT or virtual-account token in "
         "TFY_API_KEY for scheduled runs"
     )
-    assert err.value.exit_code == 2
+    assert exit_code_for(err.value) == 2
 
 
 def test_token_is_never_sent_to_another_host(home: Path) -> None:

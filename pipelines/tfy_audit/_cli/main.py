@@ -23,6 +23,7 @@ from tfy_audit._cli.output import (
     STATUS,
     Mode,
     Outcome,
+    exit_code_for,
     print_json,
     say,
 )
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             logger.exception("failed")
         error = str(exc)
-        outcome = Outcome(exc.exit_code)
+        outcome = Outcome(exit_code_for(exc))
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         error = "terminated" if terminated else "interrupted"

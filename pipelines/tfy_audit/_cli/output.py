@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfy_audit._core.errors import TfyAuditError, UsageError
+
 logger = logging.getLogger("tfy_audit")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -44,6 +46,12 @@ class Outcome:
 
     code: int
     fields: dict[str, Any] = field(default_factory=dict)
+
+
+def exit_code_for(error: TfyAuditError) -> int:
+    """The exit code of a run that ended in `error`: a usage error (the command line or the
+    configuration is wrong; nothing was contacted or changed) is 2, any other failure 1."""
+    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILURE
 
 
 def say(text: str, level: int = logging.ERROR, **fields: Any) -> None:

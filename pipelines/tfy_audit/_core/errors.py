@@ -28,9 +28,8 @@ class TfyAuditError(Exception):
     """Base of every error tfy-audit raises on purpose; `str(err)` is one line for the user.
 
     The one place messages are made safe to print: registered secrets are redacted and
-    control characters removed, whatever went into the message."""
-
-    exit_code = 1
+    control characters removed, whatever went into the message. Which exit code an error
+    means is the command's choice (`_cli/output.exit_code_for`)."""
 
     def __init__(self, message: str = "", *args: object) -> None:
         super().__init__(redact(clean(str(message))), *args)
@@ -38,8 +37,6 @@ class TfyAuditError(Exception):
 
 class UsageError(TfyAuditError):
     """The command line or the configuration is wrong; nothing was contacted or changed."""
-
-    exit_code = 2
 
 
 class ConfigurationError(UsageError):

@@ -750,6 +750,7 @@ def _target_lines(targets: list[Target]) -> list[str]:
         "time_a_over_c": ("time a/c", "x", "<="),
         "noop_requests": ("no-op rerun requests", "", "<="),
         "peak_rss_mib": ("(a) peak RSS, largest process", " MiB", "<="),
+        "simulator_history_100k_s": ("simulator history of 100,000 events", "s", "<="),
     }
     lines = []
     for t in targets:

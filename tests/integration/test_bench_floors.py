@@ -74,3 +74,17 @@ def test_the_store_floor_ratios_are_reported_beside_the_targets() -> None:
     _, warnings, ratios = evaluate(contenders, 100, cpus=2)
     assert ratios["time_d_over_c"] is None and ratios["time_a_over_d"] is None
     assert warnings == ["d FAILED"]
+
+
+def test_every_target_the_bench_sets_has_a_line() -> None:
+    """`make bench` prints each target it sets; one without a label crashed the whole run."""
+    from bench.run import TARGET_HISTORY_100K_SECONDS, Target, _target_lines, evaluate
+
+    contenders = {k: _contender(k, 1.0) for k in ("a", "a2", "b", "c", "d")}
+    targets, _, _ = evaluate(contenders, 100, cpus=2)
+    targets.append(Target("simulator_history_100k_s", 1.5, TARGET_HISTORY_100K_SECONDS, "<="))
+    lines = _target_lines(targets)
+    assert any("simulator history of 100,000 events: 1.50s" in line for line in lines), lines
+    assert len([line for line in lines if line.startswith(("PASS", "MISS", "SKIP"))]) == len(
+        targets
+    )

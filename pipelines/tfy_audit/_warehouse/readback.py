@@ -14,6 +14,7 @@ from tfy_audit._compat.dlt import table_seen_data
 from tfy_audit._core.errors import DestinationError
 from tfy_audit._core.settings import ANOMALIES_TABLE, AUDIT_LOGS_TABLE, MIN_WINDOW, SUBJECTS_TABLE
 from tfy_audit._core.times import utc as _utc
+from tfy_audit._service.columns import SUBJECTS_SCHEMA
 from tfy_audit._service.planning import Chunk
 from tfy_audit._service.subjects import SubjectObservation
 
@@ -22,17 +23,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_SUBJECT_COLUMNS = (
-    "subject_id",
-    "subject_type",
-    "subject_slug",
-    "subject_display_name",
-    "subject_pat_name",
-    "subject_controller_name",
-    "subject_external_identity_slug",
-    "first_seen_at",
-    "last_seen_at",
-)
+# the subjects table's columns, in the order its schema declares them
+_SUBJECT_COLUMNS = tuple(SUBJECTS_SCHEMA.names)
 
 
 def table_loaded(pipeline: dlt.Pipeline, table: str) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tfy_audit._core.memory import duckdb_memory_limit
+from tfy_audit._core.settings import DUCKDB_MEMORY_LIMIT_ENV
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, make_event
 from tfy_audit.simulator.history import generate_history
 from tfy_audit.simulator.odd import _manifest_yaml
@@ -37,6 +39,10 @@ from tests.integration.test_destinations import (
 )
 
 MB = 1024 * 1024
+# the environment that gives a sync the DuckDB memory limit it picks in a container of 1 GiB
+IN_A_1_GIB_CONTAINER = {
+    DUCKDB_MEMORY_LIMIT_ENV: duckdb_memory_limit(environ={}, available=lambda: 1024 * MB)
+}
 
 
 def big_simulator(extra: list[dict[str, Any]], **config: Any) -> Simulator:
@@ -225,18 +231,18 @@ def test_verify_names_the_event_set_aside_and_repair_loads_it(
 
 
 def test_the_largest_event_and_page_load_in_under_1_gib(workspace: Workspace) -> None:
-    """The worst case the body cap admits, in one run of the command in its own process: a
-    16 MB event and a 15 MB page (1,000 events of 15 KB manifests). With `--workers 0` the
-    process is the whole tree (DuckDB runs in it), so its peak RSS is the tree's."""
-    from tests.integration.test_hostile import sync_measured
-
+    """The worst case the body cap admits, in one run of the command in its own process, with
+    the DuckDB limit a container of 1 GiB gets: a 16 MB event and a 15 MB page (1,000 events of
+    15 KB manifests). With `--workers 0` the process is the whole tree (DuckDB runs in it)."""
     huge = manifests(1, 16 * MB, prefix="huge")
     page = manifests(1000, 15 * 1024, prefix="p", seed=2)
     sim = big_simulator(huge + page)
     with SimulatorServer(sim) as srv:
-        proc, _, rss = sync_measured(workspace, srv.url, "--workers", "0")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert rss < 1024, f"peak RSS {rss} MiB"
+        code, err, peak = sync_tree_peak(
+            workspace, srv.url, "--workers", "0", env=IN_A_1_GIB_CONTAINER
+        )
+    assert code == 0, err[-2000:]
+    assert peak < 1024, f"peak RSS {peak} MiB"
     assert_warehouse_matches(workspace, sim.events())
 
 
@@ -255,15 +261,18 @@ def tree_rss_mib(pid: int) -> int:
     return total // 1024
 
 
-def sync_tree_peak(ws: Workspace, url: str, *extra: str) -> tuple[int, str, int]:
-    """`tfy-audit sync` in its own process: (exit code, stderr, peak RSS of its process tree
-    in MiB, its decoding workers included), the tree sampled from /proc until it exits."""
+def sync_tree_peak(
+    ws: Workspace, url: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, str, int]:
+    """`tfy-audit sync` in its own process, with `env` added to the environment: (exit code,
+    stderr, peak RSS of its process tree in MiB, its decoding workers included), the tree
+    sampled from /proc until it exits."""
     err = ws.db.with_suffix(".err")
     with err.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tfy_audit", *ws.sync_args(url, *extra)],
             cwd=REPO,
-            env={**os.environ, "TFY_API_KEY": API_KEY},
+            env={**os.environ, "TFY_API_KEY": API_KEY, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -280,15 +289,19 @@ def sync_tree_peak(ws: Workspace, url: str, *extra: str) -> tuple[int, str, int]
     return proc.returncode, err.read_text(), peak
 
 
-def test_twelve_15mb_pages_sync_in_under_1_gib(workspace: Workspace) -> None:
-    """Twelve pages of 1,000 events with 15 KB manifests (15 MB bodies) in a row, at the
-    defaults, keep the whole process tree (decoding workers included) under 1 GiB:
-    the bodies read and the pages decoded but not yet handed on share a byte budget
-    (budget.py), and the memory a large page's decoding freed is given back at once."""
-    pages = manifests(12_000, 15 * 1024, prefix="p", seed=2)
+def test_fifteen_20mb_pages_sync_in_a_1_gib_container(workspace: Workspace) -> None:
+    """Fifteen pages of 1,000 events with 20 KB manifests (20 MB bodies) in a row, with the
+    DuckDB limit a container of 1 GiB gets, keep the whole process tree (decoding workers
+    included) under 1 GiB and load every event. The bodies read and the pages decoded but not
+    yet handed on share a byte budget (budget.py), and the memory a large page's decoding freed
+    is given back at once. The chunk's load file was cut at 32 MB on disk, compressed: about
+    300 MB of manifests in one job, which DuckDB held in one transaction and could not copy
+    under 256 MiB, failing every run; a DuckDB file's load files are written uncompressed, so
+    the cap bounds each job."""
+    pages = manifests(15_000, 20 * 1024, prefix="p", seed=2)
     sim = big_simulator(pages)
     with SimulatorServer(sim) as srv:
-        code, err, peak = sync_tree_peak(workspace, srv.url)
+        code, err, peak = sync_tree_peak(workspace, srv.url, env=IN_A_1_GIB_CONTAINER)
     assert code == 0, err[-2000:]
     assert peak < 1024, f"peak RSS of the process tree {peak} MiB"
     assert_warehouse_matches(workspace, sim.events())

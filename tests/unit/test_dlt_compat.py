@@ -131,6 +131,34 @@ def test_a_copy_job_retried_after_writing_copies_its_rows_once(
         assert [tuple(r) for r in rows or []] == [("a", 1), ("b", 2), ("c", 3)]
 
 
+def test_the_duckdb_destinations_load_files_are_uncompressed(
+    compat: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlt cuts load files by their size on disk: uncompressed, that size bounds the rows one
+    copy job holds in DuckDB's transaction (manifests compress tens of times)."""
+    import pyarrow.parquet as pq
+
+    pipeline = _pipeline(compat, tmp_path, "uncompressed")
+    with expect("the destination's parquet_format capability reaching the Parquet writer"):
+        job_class = compat.duckdb_copy_job_class()
+        original = job_class.run
+        codecs: set[str] = set()
+
+        def run(self: Any) -> None:
+            meta = pq.ParquetFile(self._file_path).metadata
+            codecs.update(
+                meta.row_group(g).column(c).compression
+                for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+            )
+            original(self)
+
+        monkeypatch.setattr(job_class, "run", run)
+        table = pa.table({"id": ["a", "b"], "text": ["x" * 1000, "y" * 1000]})
+        pipeline.run(dlt.resource([table], name="t"), loader_file_format="parquet")
+        assert codecs == {"UNCOMPRESSED"}
+
+
 def test_a_destination_is_found_by_its_name(compat: ModuleType) -> None:
     with expect("Destination.from_reference"):
         destination = compat.destination_from_reference("postgres")

@@ -25,6 +25,7 @@ from dlt.common.configuration.exceptions import (
     LookupTrace,
     LookupTraces,
 )
+from dlt.common.destination.configuration import ParquetFormatConfiguration
 from dlt.common.destination.exceptions import DestinationUndefinedEntity, SqlClientNotAvailable
 from dlt.common.destination.reference import Destination
 from dlt.common.schema import Schema
@@ -225,6 +226,16 @@ def _retry_safe_duckdb() -> type[Any]:
         @property
         def client_class(self) -> type[Any]:
             return RetrySafeClient
+
+        def _raw_capabilities(self) -> Any:
+            # Load files uncompressed: dlt cuts them by their size on disk, and the one-job
+            # transaction DuckDB holds in memory grows with their size uncompressed. Manifests
+            # compress tens of times, so a compressed file under the cap could hold hundreds of
+            # MB, more than DuckDB's limit in a 1 GiB container; uncompressed, the cap bounds
+            # each job. A user's `DATA_WRITER__COMPRESSION` still overrides it.
+            caps = super()._raw_capabilities()
+            caps.parquet_format = ParquetFormatConfiguration(compression="none")
+            return caps
 
         def client(self, schema: Any, initial_config: Any = None) -> Any:
             client: Any = super().client(schema, initial_config)

@@ -44,7 +44,8 @@ def _sync(tmp: Path, events: list[dict[str, Any]], **target: Any) -> Destination
         db=str(tmp / "audit.duckdb"), pipelines_dir=str(tmp / "pipelines"), **target
     )
     with SimulatorServer(sim) as server:
-        args = ["sync", "--host", server.url, "--no-progress", "--since", (START - timedelta(days=30)).isoformat(),
+        since = (START - timedelta(days=30)).isoformat()
+        args = ["sync", "--host", server.url, "--no-progress", "--since", since,
                 "--pipelines-dir", options.pipelines_dir or "", "--workers", "0"]  # fmt: skip
         if options.destination == "duckdb":
             args += ["--db", options.db]

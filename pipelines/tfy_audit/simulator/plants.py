@@ -204,8 +204,8 @@ def plant_patterns(day: datetime) -> list[Plant]:
     old = p.event(_m(-20 * 24 * 60 + 600), "TRIGGER_JOB", _resource("application", "dbt-run"),
                   laptop)  # fmt: skip
     again = p.event(_m(690), "TRIGGER_JOB", _resource("application", "dbt-run"), laptop)
-    plants.append(Plant("tfy-dormant-token-reused", [old, again],
-                        {"subject_id": laptop.id, "token_name": "walter-laptop"}, [again["id"]]))  # fmt: skip
+    key = {"subject_id": laptop.id, "token_name": "walter-laptop"}
+    plants.append(Plant("tfy-dormant-token-reused", [old, again], key, [again["id"]]))
 
     locker = _new_subject("user", "locker@acme.com", 4)
     spaces = build_catalog().resources["workspace"]

@@ -154,11 +154,17 @@ def test_webhook_signed_once_per_alert_and_rerun_adds_nothing(
     assert _table_ids(target) == ids and receiver.ids() == ids
 
 
-def test_receiver_down_then_up_delivers_each_alert_once(target: DestinationOptions) -> None:
+def test_receiver_down_then_up_delivers_each_alert_once(
+    target: DestinationOptions, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = free_port()
     down = _detect(target, Channel(WEBHOOK, f"http://127.0.0.1:{port}/hooks/tfy", SECRET))
     assert down.deliveries[0].delivered == [] and down.deliveries[0].failed
     assert down.pending == {"webhook": len(PLANTS)}
+    status = run_cli_captured(capsys, "status", "--db", target.db, "--json")
+    alerts = json.loads(status.stdout)["alerts"]
+    assert alerts["total"] == alerts["pending"] == len(PLANTS)
+    assert len(alerts["recent"]) == 5
     up = Receiver(port)
     try:
         later = _detect(target, Channel(WEBHOOK, up.url, SECRET))

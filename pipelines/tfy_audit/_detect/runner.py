@@ -146,3 +146,30 @@ def detect(
             )
             summary.pending[channel.name] = store.count_pending(client, channel.name)
     return summary
+
+
+def alerts_overview(pipeline: dlt.Pipeline, recent: int = 5) -> dict[str, Any] | None:
+    """Totals, pending and recent alerts for `status` and the report; None where no
+    detection has run or the destination keeps no alerts. Reads only."""
+    client = persistent_sql_client(pipeline)
+    if client is None:
+        return None
+    try:
+        with client:
+            found = store.overview(client, recent)
+    except Exception as exc:  # a status must not fail on the alerts' account
+        logger.debug("cannot read the alerts: %s", exc)
+        return None
+    return None if found is None else found.as_dict()
+
+
+def format_overview(overview: dict[str, Any]) -> str:
+    """The alerts lines of `status`."""
+    tiers = ", ".join(f"{k} {v}" for k, v in sorted(overview["by_severity"].items()))
+    lines = [
+        f"alerts: {overview['total']} ({tiers or 'none'}); pending delivery: {overview['pending']}"
+    ]
+    for alert in overview["recent"]:
+        key = ", ".join(f"{k}={v}" for k, v in alert["dedup_key"].items())
+        lines.append(f"  {alert['last_seen']}  {alert['severity']:<8} {alert['rule_id']}  {key}")
+    return "\n".join(lines)

@@ -989,6 +989,7 @@ def run_bench(args: argparse.Namespace) -> int:
             warm_up_seconds = warm_up(children, tfy_audit, sim.url, root, args)
 
         a, a2 = run_tfy_audit(children, tfy_audit, sim.url, root, args)
+        detection = run_detection(root / "tfy.duckdb", args.events)
         b = run_peer(children, sim.url, root, args)
         c = run_floor(children, sim.url, args)
         d = run_store_floor(children, sim.url, root, args)
@@ -1023,6 +1024,7 @@ def run_bench(args: argparse.Namespace) -> int:
             "peak_rss_mib": round(sim_rss / 1024, 1) if sim_rss is not None else None,
         },
         "contenders": [x.as_dict() for x in contenders.values()],
+        "detection": detection,
         "ratios": {k: round(v, 3) if v is not None else None for k, v in ratios.items()},
         "noop_requests": a2.detail.get("requests"),
         "targets": [t.as_dict() for t in targets],
@@ -1032,6 +1034,14 @@ def run_bench(args: argparse.Namespace) -> int:
     ordered = list(contenders.values())
     print()
     print(render_text(result, ordered, targets))
+    if "seconds" in detection:
+        print(
+            f"\nall {detection['rules']} detection rules over {args.events:,} events (one "
+            f"`tfy-audit detect` pass on the synced DuckDB file): {detection['seconds']:.2f}s, "
+            f"{detection['alerts']} alert(s)"
+        )
+    else:
+        print(f"\ndetection pass failed: {detection.get('error')}", file=sys.stderr)
     for contender in ordered:
         if contender.error:
             print(f"\n{contender.label} failed: {contender.error}", file=sys.stderr)
@@ -1043,6 +1053,37 @@ def run_bench(args: argparse.Namespace) -> int:
     md.write_text(render_markdown(result, ordered, targets))
     print(f"\nwrote {out} and {md}")
     return 0 if all(x.ok for x in ordered) else 1
+
+
+def run_detection(db: Path, events: int) -> dict[str, Any]:
+    """Every built-in rule over the whole synced history, in this process: what a
+    `tfy-audit detect` pass costs over `events` events (no delivery)."""
+    from tfy_audit._core.options import DestinationOptions
+    from tfy_audit._detect.rules import builtin_rules
+    from tfy_audit._detect.runner import detect
+    from tfy_audit._warehouse.destination import make_pipeline
+
+    if not db.exists():
+        return {"error": "the sync wrote no database"}
+    target = DestinationOptions(db=str(db), pipelines_dir=str(db.parent / "detect-pipelines"))
+    rules = builtin_rules()
+    started = time.perf_counter()
+    try:
+        summary = detect(
+            make_pipeline(target),
+            rules,
+            datetime(2015, 1, 1, tzinfo=UTC),
+            datetime.now(UTC),
+        )
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "events": events,
+        "rules": summary.rules_run,
+        "rule_problems": [p.line() for p in summary.problems],
+        "alerts": summary.alerts_found,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ its package is committed), `extracted` (chunk n's package committed, not normali
 `normalize` (after chunk n's files were spooled), `normalized` (chunk n's normalized package
 committed, its extracted copy not yet deleted), `load` (after the first load jobs of chunk n
 ran), `complete` (all jobs of chunk n done, package not marked), `publish` (the n-th
-`--publish` snapshot copied into its temporary file, not yet renamed onto its path).
+`--publish` snapshot copied into its temporary file, not yet renamed onto its path), `alerts`
+(a detection pass's alerts committed, none delivered yet).
 Used by the crash tests; the product code has no such hook.
 """
 
@@ -82,6 +83,10 @@ def install(spec: str) -> None:
         import tfy_audit._engine.publish as publish
 
         _kill_on_nth(publish, "_copy_database", n, after=True)
+    elif phase == "alerts":
+        import tfy_audit._detect.store as store
+
+        _kill_on_nth(store, "write_alerts", n, after=True)
     else:
         raise SystemExit(f"unknown crash phase {phase!r}")
 

@@ -151,6 +151,14 @@ def _run(args: argparse.Namespace) -> Outcome:
         from tfy_audit._cli.commands import sql
 
         return sql.run(args)
+    if command == "detect":
+        from tfy_audit._cli.commands import detect
+
+        return detect.run(args)
+    if command == "rules":
+        from tfy_audit._cli.commands import rules
+
+        return rules.run(args)
     if command == "simulate":
         from tfy_audit._cli.commands import simulate
 

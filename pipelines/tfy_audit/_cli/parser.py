@@ -14,7 +14,18 @@ from tfy_audit._cli.output import EXIT_USAGE, Mode, logger, print_json
 if TYPE_CHECKING:
     from tfy_audit._core.options import Flag
 
-COMMANDS = ("sync", "verify", "status", "views", "report", "sql", "simulate", "demo")
+COMMANDS = (
+    "sync",
+    "verify",
+    "status",
+    "views",
+    "report",
+    "sql",
+    "detect",
+    "rules",
+    "simulate",
+    "demo",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(sync.add_argument_group("sync"), SYNC_FLAGS)
     _json_arg(sync)
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
+    detect_group = sync.add_argument_group("detection (after the sync, over the run's range)")
+    detect_group.add_argument(
+        "--detect",
+        action="store_true",
+        help="run the detection rules over the events this run read (default: off)",
+    )
+    _detect_args(detect_group)
 
     verify = command("verify", "compare the service's counts per UTC day with the warehouse")
     _destination_args(verify)
@@ -192,6 +210,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     _sql_args(command("sql", "run one read-only SQL query on the dataset"))
 
+    detect = command("detect", "run the detection rules over a range; keep and deliver alerts")
+    _destination_args(detect)
+    detect.add_argument(
+        "--start", help="events from this time (ISO 8601 or 7d) (default: --end minus 1d)"
+    )
+    detect.add_argument("--end", help="events before this time (ISO 8601 or 7d) (default: now)")
+    _detect_args(detect.add_argument_group("detection"))
+    _json_arg(detect)
+
+    rules = command("rules", "check or list detection rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", parser_class=_Parser, required=True)
+    validate = rules_sub.add_parser(
+        "validate", help="check a folder of rule files", formatter_class=_HelpFormatter
+    )
+    validate.add_argument("folder", help="a folder of *.yaml rules")
+    _json_arg(validate)
+    listed = rules_sub.add_parser(
+        "list", help="list the rules a run would use", formatter_class=_HelpFormatter
+    )
+    listed.add_argument("--rules", help="a folder of your own rules, added (default: none)")
+    _json_arg(listed)
+
     _simulate_args(command("simulate", "serve the built-in TrueFoundry simulator on loopback"))
 
     demo = command("demo", "simulate a control plane, sync it, show answers")
@@ -204,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: %(default)s)")
     return parser
+
+
+def _detect_args(group: Any) -> None:
+    from tfy_audit._core.options import DETECT_FLAGS, detect_default
+
+    for flag in DETECT_FLAGS:
+        group.add_argument(
+            flag.flag,
+            dest="detect_" + flag.field,
+            metavar=flag.metavar,
+            default=None,
+            help=f"{flag.help} (default: {detect_default(flag.field)})",
+        )
 
 
 def _log_format_arg(parser: argparse.ArgumentParser) -> None:

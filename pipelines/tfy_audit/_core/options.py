@@ -513,3 +513,56 @@ def options_from_values(values: Mapping[str, Any], base: SyncOptions | None = No
     for head, changes in nested.items():
         top[head] = dataclasses.replace(getattr(options, head), **changes)
     return dataclasses.replace(options, **top)
+
+
+# -- detection (tfy_audit/_detect): `tfy-audit detect`, `sync --detect`, `rules` ---------------
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """What a detection pass is asked to do. `rules`: a user's folder of rules added to the
+    built-in pack; the URLs: where new alerts go (None: kept in the table only); `timezone`
+    and the working hours [work_start, work_end): what off-hours rules call off hours."""
+
+    rules: str | None = None
+    alert_webhook: str | None = None
+    alert_slack: str | None = None
+    timezone: str = "UTC"
+    work_start: int = 8
+    work_end: int = 19
+
+
+@dataclass(frozen=True)
+class DetectFlag:
+    flag: str
+    field: str
+    help: str
+    metavar: str
+
+
+DETECT_FLAGS: tuple[DetectFlag, ...] = (
+    DetectFlag(
+        "--rules", "rules", "a folder of your own *.yaml rules, added to the built-in pack", "DIR"
+    ),
+    DetectFlag(
+        "--alert-webhook",
+        "alert_webhook",
+        "POST each new alert here as JSON, signed with HMAC-SHA256 (secret from "
+        "TFY_AUDIT_WEBHOOK_SECRET or webhook_secret in .dlt/secrets.toml)",
+        "URL",
+    ),
+    DetectFlag(
+        "--alert-slack", "alert_slack", "post each new alert to this Slack incoming webhook", "URL"
+    ),
+    DetectFlag("--timezone", "timezone", "time zone of working hours, for off-hours rules", "ZONE"),
+    DetectFlag("--work-hours", "work_hours", "working hours HH-HH, for off-hours rules", "HH-HH"),
+)
+
+
+def detect_default(field_name: str) -> str:
+    """A detect flag's default as `--help` shows it."""
+    defaults = DetectOptions()
+    if field_name == "work_hours":
+        return f"{defaults.work_start:02d}-{defaults.work_end:02d}"
+    value = getattr(defaults, field_name)
+    return "none" if value is None else str(value)

@@ -110,3 +110,24 @@ SQL_FORMATS: Final = ("table", "csv", "json")
 # holds more than about this much however large the events are.
 DATA_WRITER_FILE_MAX_BYTES: Final = 32 * 1024 * 1024
 DATA_WRITER_BUFFER_MAX_ITEMS: Final = 1000
+
+# -- detection rules and alerts (tfy_audit/_detect) ----------------------------------------------
+ALERTS_TABLE: Final = "alerts"
+ALERT_DELIVERIES_TABLE: Final = "alert_deliveries"
+# A rule without `window` fires once per dedup key per UTC day.
+DEFAULT_RULE_WINDOW: Final = timedelta(days=1)
+# `tfy-audit detect` without `--start`: this far back from its end.
+DEFAULT_DETECT_RANGE: Final = timedelta(days=1)
+# The HMAC-SHA256 secret of `--alert-webhook`: this environment variable, else
+# `alerts.webhook_secret` in .dlt/secrets.toml (ALERTS__WEBHOOK_SECRET).
+WEBHOOK_SECRET_ENV: Final = "TFY_AUDIT_WEBHOOK_SECRET"
+WEBHOOK_SIGNATURE_HEADER: Final = "X-Tfy-Audit-Signature-256"
+# One delivery's attempts, the backoff between them (doubling from the first), each attempt's
+# timeout, and the time all deliveries of one run may take; what is left stays pending.
+DELIVERY_ATTEMPTS: Final = 3
+DELIVERY_BACKOFF_SECONDS: Final = 0.5
+DELIVERY_TIMEOUT_SECONDS: Final = 10.0
+DELIVERY_BUDGET_SECONDS: Final = 60.0
+# Alerts one run delivers to one channel at most, oldest first (a first run over a long
+# history must not flood a Slack channel); the rest go with the next runs.
+DELIVERY_MAX_PER_RUN: Final = 100

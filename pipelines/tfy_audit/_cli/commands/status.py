@@ -7,7 +7,7 @@ import argparse
 import itertools
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfy_audit._cli.args import target_from_args
 from tfy_audit._cli.output import EXIT_INCOMPLETE, EXIT_OK, Outcome
@@ -17,6 +17,18 @@ from tfy_audit._service.anomalies import count_text
 
 if TYPE_CHECKING:
     from tfy_audit._engine.status import AnomalyCounts, Span, StatusDocument
+
+
+def _alerts(target: Any) -> Any:
+    """The alerts' totals, pending and recent ones (None: no detection has run here)."""
+    from tfy_audit._detect.runner import alerts_overview
+    from tfy_audit._warehouse.destination import restored_pipeline
+
+    try:
+        with restored_pipeline(target, read_only=True) as pipeline:
+            return alerts_overview(pipeline)
+    except Exception:  # read_status has already said what is wrong with the destination
+        return None
 
 
 def run(args: argparse.Namespace) -> Outcome:
@@ -40,12 +52,19 @@ def run(args: argparse.Namespace) -> Outcome:
     finally:
         if client is not None:
             client.close()
+    alerts = _alerts(target)
+    # only where a detection has run: the document keeps its fields otherwise
+    extra = {} if alerts is None else {"alerts": alerts}
     if not args.json:
         print(format_status(document))
+        if alerts is not None:
+            from tfy_audit._detect.runner import format_overview
+
+            print(format_overview(alerts))
     if document["status"] == "stale":
         print(f"tfy-audit: stale: {staleness_line(document, args.max_lag)}", file=sys.stderr)
-        return Outcome(EXIT_INCOMPLETE, dict(document))
-    return Outcome(EXIT_OK, dict(document))
+        return Outcome(EXIT_INCOMPLETE, {**document, **extra})
+    return Outcome(EXIT_OK, {**document, **extra})
 
 
 def format_lag(seconds: float) -> str:

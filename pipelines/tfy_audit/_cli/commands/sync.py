@@ -25,6 +25,11 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> Outcome:
     from tfy_audit._engine.sync import run_sync
 
     options = sync_options_from_args(args)
+    plan = None
+    if args.detect:  # rules and URLs checked before the sync reads anything
+        from tfy_audit._cli.commands.detect import plan_from_args
+
+        plan = plan_from_args(args)
     if own_process:
         # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
         # the process. Frozen, they are not walked by each full collection the sync's
@@ -65,7 +70,34 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> Outcome:
             "lists them",
             event="repeated_ids",
         )
-    return Outcome(code, summary.as_dict())
+    document = summary.as_dict()
+    if plan is not None:
+        document["detection"] = _detect_after(options, plan, summary, quiet=bool(args.json))
+    return Outcome(code, document)
+
+
+def _detect_after(options: Any, plan: Any, summary: Any, *, quiet: bool) -> dict[str, Any]:
+    """The detection pass over the run's range (its new events and the lookback's re-reads;
+    windowed rules read back as far as their window needs). Its failure is a warning: the
+    data is loaded, and the exit code stays the data's."""
+    from tfy_audit._cli.commands.detect import format_detection, run_pass
+    from tfy_audit._core.errors import one_line
+    from tfy_audit._warehouse.destination import make_pipeline
+
+    try:
+        found = run_pass(make_pipeline(options.target), plan, summary.start, summary.end)
+    except Exception as exc:
+        say(
+            f"tfy-audit: the data is loaded, but detection failed: {one_line(exc)}; "
+            "`tfy-audit detect --start "
+            f"{summary.start.strftime('%Y-%m-%dT%H:%M:%SZ')}` runs it again",
+            event="detection_failed",
+        )
+        return {"error": one_line(exc)}
+    if not quiet and not Mode.json_logs:
+        print(format_detection(found))
+    result: dict[str, Any] = found.as_dict()
+    return result
 
 
 def format_summary(summary: Any) -> str:

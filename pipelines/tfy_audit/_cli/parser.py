@@ -14,7 +14,9 @@ from tfy_audit._cli.output import EXIT_USAGE, Mode, logger, print_json
 if TYPE_CHECKING:
     from tfy_audit._core.options import Flag
 
-COMMANDS = ("sync", "verify", "status", "views", "report", "sql", "simulate", "demo")
+COMMANDS = (
+    "sync", "verify", "status", "views", "report", "export", "sql", "simulate", "demo"
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -190,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         report.add_argument(flag.flag, dest=flag.dest, help=flag.help_text())
     _json_arg(report)
 
+    _export_args(command("export", "write the events out as OCSF Parquet for a security lake"))
+
     _sql_args(command("sql", "run one read-only SQL query on the dataset"))
 
     _simulate_args(command("simulate", "serve the built-in TrueFoundry simulator on loopback"))
@@ -227,6 +231,21 @@ def log_format(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str
     if chosen not in LOG_FORMATS:
         parser.error(f"{LOG_FORMAT_ENV}={chosen!r} is not one of {', '.join(LOG_FORMATS)}")
     return chosen
+
+
+def _export_args(export: argparse.ArgumentParser) -> None:
+    from tfy_audit._export.options import EXPORT_FLAGS
+
+    _destination_args(export)
+    export.add_argument(
+        "--out",
+        required=True,
+        help="a folder, or s3://bucket/prefix (AWS credentials, AWS_REGION and "
+        "AWS_ENDPOINT_URL from the environment); one folder per OCSF class under it",
+    )
+    for flag in EXPORT_FLAGS:  # declared with ExportOptions, its defaults shown from there
+        export.add_argument(flag.flag, dest=flag.dest, help=flag.help_text())
+    _json_arg(export)
 
 
 def _sql_args(sql: argparse.ArgumentParser) -> None:

@@ -110,3 +110,9 @@ SQL_FORMATS: Final = ("table", "csv", "json")
 # holds more than about this much however large the events are.
 DATA_WRITER_FILE_MAX_BYTES: Final = 32 * 1024 * 1024
 DATA_WRITER_BUFFER_MAX_ITEMS: Final = 1000
+
+# `tfy-audit export --format ocsf`: the Security Lake partition values an export writes under
+# (region=<r>/accountId=<a>/) when no flag names them, and the formats it writes.
+EXPORT_FORMATS: Final = ("ocsf",)
+DEFAULT_EXPORT_REGION: Final = "us-east-1"
+DEFAULT_EXPORT_ACCOUNT: Final = "000000000000"

@@ -134,3 +134,14 @@ def apply_views(pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS) -> 
             logger.debug("created view %s.%s", dataset, name)
     logger.info("created %d views in %s: %s", len(created), dataset, ", ".join(created))
     return created
+
+
+def view_columns(name: str) -> list[str]:
+    """The names of the columns view `name` yields, in order, read off its SELECT (sqlglot
+    parses it), for a reader whose client returns rows without their column names."""
+    import sqlglot
+
+    statement = sqlglot.parse_one(view_select(name, "dataset"), read="duckdb")
+    if not isinstance(statement, sqlglot.exp.Query):
+        raise ValueError(f"{name}.sql does not define a SELECT")
+    return list(statement.named_selects)

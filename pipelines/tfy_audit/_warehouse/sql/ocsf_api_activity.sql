@@ -12,6 +12,8 @@
 -- time is createdAt in epoch milliseconds, truncated: DuckDB's EXTRACT(EPOCH) is a double,
 -- whose error stays far below the half microsecond added before the floor.
 -- Empty strings (the spec's required strings carry '' for "none") become NULL: absent.
+-- metaData and keys the spec does not list are JSON text, as the warehouse renders them
+-- (PostgreSQL's jsonb orders keys its own way: the same JSON, other text).
 CREATE OR REPLACE VIEW {dataset}.ocsf_api_activity AS
 SELECT
     m.class_uid,
@@ -66,8 +68,8 @@ SELECT
     nullif(m.cluster_id, '') AS unmapped__cluster_id,
     nullif(m.workspace_id, '') AS unmapped__workspace_id,
     m.subject__subject_type AS unmapped__subject_type,
-    m.meta_data AS unmapped__meta_data,
-    m.extra_fields AS unmapped__extra_fields
+    CAST(m.meta_data AS TEXT) AS unmapped__meta_data,
+    CAST(m.extra_fields AS TEXT) AS unmapped__extra_fields
 FROM (
     SELECT
         e.*,

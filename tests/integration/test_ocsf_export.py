@@ -20,7 +20,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from pydantic import BaseModel
-from tfy_audit._export import ExportOptions, export_ocsf
+from tfy_audit._export.ocsf import export_ocsf
+from tfy_audit._export.options import ExportOptions
 from tfy_audit._ocsf.mapping import classes, resolve
 from tfy_audit._ocsf.nest import class_columns, nest
 from tfy_audit._warehouse.adapter import sql_reader

@@ -10,7 +10,7 @@ from tfy_audit._cli.output import EXIT_OK, Outcome
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from tfy_audit._export import export_ocsf
+    from tfy_audit._export.ocsf import export_ocsf
     from tfy_audit._export.options import EXPORT_FLAGS, options_from_text
 
     values = {flag.dest: getattr(args, flag.dest) for flag in EXPORT_FLAGS}

@@ -143,6 +143,10 @@ def _run(args: argparse.Namespace) -> Outcome:
         from tfy_audit._cli.commands import report
 
         return report.run(args)
+    if command == "export":
+        from tfy_audit._cli.commands import export
+
+        return export.run(args)
     if command == "status":
         from tfy_audit._cli.commands import status
 

@@ -20,6 +20,7 @@ COMMANDS = (
     "status",
     "views",
     "report",
+    "export",
     "sql",
     "detect",
     "rules",
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         report.add_argument(flag.flag, dest=flag.dest, help=flag.help_text())
     _json_arg(report)
 
+    _export_args(command("export", "write the events out as OCSF Parquet for a security lake"))
+
     _sql_args(command("sql", "run one read-only SQL query on the dataset"))
 
     detect = command("detect", "run the detection rules over a range; keep and deliver alerts")
@@ -280,6 +283,21 @@ def log_format(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str
     if chosen not in LOG_FORMATS:
         parser.error(f"{LOG_FORMAT_ENV}={chosen!r} is not one of {', '.join(LOG_FORMATS)}")
     return chosen
+
+
+def _export_args(export: argparse.ArgumentParser) -> None:
+    from tfy_audit._export.options import EXPORT_FLAGS
+
+    _destination_args(export)
+    export.add_argument(
+        "--out",
+        required=True,
+        help="a folder, or s3://bucket/prefix (AWS credentials, AWS_REGION and "
+        "AWS_ENDPOINT_URL from the environment); one folder per OCSF class under it",
+    )
+    for flag in EXPORT_FLAGS:  # declared with ExportOptions, its defaults shown from there
+        export.add_argument(flag.flag, dest=flag.dest, help=flag.help_text())
+    _json_arg(export)
 
 
 def _sql_args(sql: argparse.ArgumentParser) -> None:

@@ -131,3 +131,9 @@ DELIVERY_BUDGET_SECONDS: Final = 60.0
 # Alerts one run delivers to one channel at most, oldest first (a first run over a long
 # history must not flood a Slack channel); the rest go with the next runs.
 DELIVERY_MAX_PER_RUN: Final = 100
+
+# `tfy-audit export --format ocsf`: the Security Lake partition values an export writes under
+# (region=<r>/accountId=<a>/) when no flag names them, and the formats it writes.
+EXPORT_FORMATS: Final = ("ocsf",)
+DEFAULT_EXPORT_REGION: Final = "us-east-1"
+DEFAULT_EXPORT_ACCOUNT: Final = "000000000000"

@@ -4,7 +4,8 @@ Each file is a single `CREATE OR REPLACE VIEW {dataset}.<name> AS SELECT ...` st
 in SQL that DuckDB and PostgreSQL both accept; `{dataset}` stands for the destination's
 fully-qualified, quoted dataset name, `{view:NAME}` for the SELECT of another view (inlined, so
 a view never depends on another one existing), and `{severity_rules}`, `{timezone}`,
-`{work_start}`, `{work_end}` for the `ViewParams`. The files are read as package resources so
+`{work_start}`, `{work_end}` for the `ViewParams`, and `{ocsf_*}` for the OCSF mapping's
+tables (`_ocsf/mapping.py`). The files are read as package resources so
 they are found in an installed wheel as well as in a checkout.
 """
 
@@ -20,6 +21,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from tfy_audit._compat.dlt import SqlClientNotAvailable, uses_table_scanners
 from tfy_audit._core.errors import DestinationError
+from tfy_audit._ocsf.mapping import values_sql
 from tfy_audit._warehouse.severity import rules_values
 from tfy_audit._warehouse.view_params import DEFAULT_PARAMS, ViewParams
 
@@ -36,6 +38,7 @@ VIEW_NAMES: Final[tuple[str, ...]] = (
     "token_usage",
     "off_hours_activity",
     "workspace_activity",
+    "ocsf_api_activity",
 )
 
 _SQL_PACKAGE: Final = "tfy_audit._warehouse.sql"
@@ -62,6 +65,9 @@ def view_sql(name: str, qualified_dataset: str, params: ViewParams = DEFAULT_PAR
     )
     if "{severity_rules}" in text:
         text = text.replace("{severity_rules}", rules_values(params.severity_rules))
+    if "{ocsf_" in text:
+        for placeholder, values in values_sql().items():
+            text = text.replace("{" + placeholder + "}", values)
     return (
         text.replace("{timezone}", params.timezone)
         .replace("{work_start}", str(params.work_start))
@@ -128,3 +134,14 @@ def apply_views(pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS) -> 
             logger.debug("created view %s.%s", dataset, name)
     logger.info("created %d views in %s: %s", len(created), dataset, ", ".join(created))
     return created
+
+
+def view_columns(name: str) -> list[str]:
+    """The names of the columns view `name` yields, in order, read off its SELECT (sqlglot
+    parses it), for a reader whose client returns rows without their column names."""
+    import sqlglot
+
+    statement = sqlglot.parse_one(view_select(name, "dataset"), read="duckdb")
+    if not isinstance(statement, sqlglot.exp.Query):
+        raise ValueError(f"{name}.sql does not define a SELECT")
+    return list(statement.named_selects)

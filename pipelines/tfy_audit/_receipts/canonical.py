@@ -19,10 +19,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import orjson
-
 from tfy_audit._core.times import utc
 from tfy_audit._service.columns import SUBJECT_FIELDS, TEXT_FIELDS
+from tfy_audit._service.lenient import loads
 
 # The version of the canonical form; a receipt names the one its hashes were made with.
 CANONICAL_VERSION: Final = 1
@@ -122,15 +121,12 @@ def es_number(value: float) -> str:
 
 def parse_json_text(text: Any) -> tuple[Any, bool]:
     """A JSON column's value as the destination returned it (text, cast so on every kind),
-    parsed; (the text itself, False) where it does not parse (nested past every parser)."""
+    parsed as the service layer parses a page (an integer of any size stays one, any depth);
+    (the text itself, False) where it is not JSON."""
     if text is None or not isinstance(text, str | bytes):
         return text, True
     try:
-        return orjson.loads(text), True
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(text), True
+        return loads(text), True
     except (ValueError, RecursionError):
         return text, False
 

@@ -5,7 +5,9 @@ fields, `createdAt`/`updatedAt`, `subject`, `metaData`, and the keys `extra_fiel
 written as canonical JSON: the RFC 8785 (JCS) rules of sorted keys (by UTF-16 code units), no
 whitespace, UTF-8, JCS string escapes and ECMAScript number text, with one departure: an integer
 is written with all its digits, where JCS would round one beyond 2**53 to a double (two events
-differing only in such an id or count must not hash alike). A null column is an absent key
+differing only in such an id or count must not hash alike); from 10**21 up, in ECMAScript's
+exponent form, so a double and the integer of the same value (PostgreSQL's jsonb writes 1e308
+as 309 digits) are written alike. A null column is an absent key
 (the warehouse cannot tell them apart); timestamps are the warehouse's instant, in UTC, to the
 microsecond. docs/receipts.md says why the form is built from the rows, not kept from the wire.
 """
@@ -21,6 +23,7 @@ from typing import Any, Final
 
 from tfy_audit._core.times import utc
 from tfy_audit._service.columns import SUBJECT_FIELDS, TEXT_FIELDS
+from tfy_audit._service.json_text import int_text
 from tfy_audit._service.lenient import loads
 
 # The version of the canonical form; a receipt names the one its hashes were made with.
@@ -59,7 +62,7 @@ def _write(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(json.dumps(value, ensure_ascii=False))
     elif isinstance(value, int):
-        out.append(str(value))
+        out.append(integer_text(value))
     elif isinstance(value, float):
         out.append(es_number(value))
     elif isinstance(value, Mapping):
@@ -86,6 +89,21 @@ def _write(value: Any, out: list[str]) -> None:
 
 def _utf16_key(key: Any) -> bytes:
     return str(key).encode("utf-16-be", "surrogatepass")
+
+
+def integer_text(value: int) -> str:
+    """An integer's exact value, written as ECMAScript writes a number (module docstring)."""
+    digits = int_text(abs(value))
+    sign = "-" if value < 0 else ""
+    if len(digits) <= 21:
+        return sign + digits
+    kept = digits.rstrip("0")
+    return sign + kept[0] + ("." + kept[1:] if len(kept) > 1 else "") + f"e+{len(digits) - 1}"
+
+
+def number_text(value: int | float) -> str:
+    """A JSON number's canonical text, whether parsed as an integer or a double."""
+    return integer_text(value) if isinstance(value, int) else es_number(value)
 
 
 def es_number(value: float) -> str:

@@ -16,8 +16,14 @@ from typing import Any
 
 from tfy_audit._core.settings import AUDIT_LOGS_TABLE, METADATA_TABLE
 from tfy_audit._core.times import utc
-from tfy_audit._receipts.canonical import EVENT_COLUMNS, event_hash, parse_json_text
+from tfy_audit._receipts.canonical import (
+    EVENT_COLUMNS,
+    event_hash,
+    number_text,
+    parse_json_text,
+)
 from tfy_audit._service.leaves import jsonpath_leaves
+from tfy_audit._service.lenient import loads
 
 _JSON_COLUMNS = frozenset({"meta_data", "extra_fields"})
 
@@ -79,6 +85,24 @@ def read_day(client: Any, day: date, *, leaves: bool) -> DayEvents:
     return found
 
 
+_NUMBERS = frozenset({"integer", "number"})
+
+
+def _comparable(leaf: tuple[str, str, str]) -> tuple[str, str, str]:
+    """A leaf as compared: a number by its value, as canonical text (PostgreSQL's jsonb keeps
+    `meta_data`'s numbers by value: 1e5 comes back as 100000, -0.0 as 0)."""
+    path, value, value_type = leaf
+    if value_type not in _NUMBERS:
+        return leaf
+    try:
+        number = loads(value)
+    except ValueError:
+        return leaf
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return leaf
+    return path, number_text(number), "number"
+
+
 def _leaves_differ(
     client: Any, start: datetime, end: datetime, metas: dict[str, Any]
 ) -> list[tuple[str, str]]:
@@ -95,13 +119,16 @@ def _leaves_differ(
     )
     held: dict[str, Counter[tuple[str, str, str]]] = {}
     for event_id, path, value, value_type in rows or []:
-        held.setdefault(str(event_id), Counter())[(str(path), str(value), str(value_type))] += 1
+        leaf = _comparable((str(path), str(value), str(value_type)))
+        held.setdefault(str(event_id), Counter())[leaf] += 1
     differ: set[tuple[str, str]] = set()
     for event_id, text in metas.items():
         meta, parsed = parse_json_text(text)
         if not parsed:
             continue  # nested past every parser: its leaves cannot be made again here
-        expected = Counter(jsonpath_leaves(meta)) if meta is not None else Counter()
+        expected = Counter(
+            _comparable(leaf) for leaf in (jsonpath_leaves(meta) if meta is not None else ())
+        )
         got = held.get(event_id, Counter())
         if got != expected:
             differ.update((event_id, leaf[0]) for leaf in (got - expected) + (expected - got))

@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         CONCURRENCY_FLAG,
         MAX_OFFSET_FLAG,
         PAGE_SIZE_FLAG,
+        RECEIPTS_DIR_FLAG,
         SINCE_FLAG,
         SYNC_FLAGS,
         VERIFY_WINDOW_FLAGS,
@@ -171,13 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     # --page-size and --max-offset: how --ids and --repair page the service, as sync does
     _add_flags(
         verify.add_argument_group("verify"),
-        [SINCE_FLAG, CONCURRENCY_FLAG, PAGE_SIZE_FLAG, MAX_OFFSET_FLAG],
+        [SINCE_FLAG, CONCURRENCY_FLAG, PAGE_SIZE_FLAG, MAX_OFFSET_FLAG, RECEIPTS_DIR_FLAG],
     )
     verify.add_argument("--repair", action="store_true", help="re-sync the days that differ")
     verify.add_argument(
         "--ids",
         action="store_true",
         help="compare event ids per day, not only counts (about one request per 1,000 events)",
+    )
+    verify.add_argument(
+        "--receipts",
+        action="store_true",
+        help="check the warehouse against its daily receipts in --receipts-dir, offline (no "
+        "request to the service)",
     )
     _json_arg(verify)
 

@@ -33,6 +33,7 @@ from tfy_audit._core.settings import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_PIPELINE_NAME,
     DEFAULT_PUBLISH,
+    DEFAULT_RECEIPTS_DIR,
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_FOR_LOCK,
     HISTORY_START,
@@ -97,6 +98,9 @@ class SyncOptions:
     wait_for_lock: float = DEFAULT_WAIT_FOR_LOCK
     # after each complete sync, a read-only copy of the DuckDB dataset here (publish.py)
     publish: str | None = DEFAULT_PUBLISH
+    # after each complete sync, daily receipts into this folder or bucket URL and the
+    # `daily_receipts` table (_engine/receipts.py); None writes none
+    receipts_dir: str | None = DEFAULT_RECEIPTS_DIR
     max_duration: float | None = None  # seconds a whole run may take; None: no bound
     max_response_mb: float | None = None  # cap of a response body; None: from the page size
     allow_insecure_http: bool = False  # plain HTTP to a host other than this machine
@@ -157,6 +161,8 @@ class SyncSummary:
     unread: tuple[datetime, datetime] | None = None
     # the snapshot `--publish` wrote: path, bytes, seconds (None: none written)
     published: dict[str, Any] | None = None
+    # the daily receipts `--receipts-dir` issued (IssuedReceipts.as_dict; None: none asked)
+    receipts: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +194,7 @@ class SyncSummary:
             "views": self.views,
             "continued_from": self.continued_from,
             "published": self.published,
+            "receipts": self.receipts,
         }
 
 
@@ -223,6 +230,8 @@ def validate(options: SyncOptions) -> None:
         raise UsageError("--wait must not be negative")
     if options.publish is not None:
         validate_publish(options.target, options.publish)
+    if options.receipts_dir is not None and not options.receipts_dir.strip():
+        raise UsageError("--receipts-dir is empty; pass a folder or an s3://bucket/prefix URL")
     if isinstance(options.since, datetime) and options.since >= datetime.now(UTC):
         raise UsageError(
             f"--since ({options.since.isoformat()}) is in the future; pass a time before now "
@@ -417,6 +426,14 @@ SINCE_FLAG = Flag(
     shown=f"the whole history (from {HISTORY_START.date().isoformat()})",
 )
 
+RECEIPTS_DIR_FLAG = Flag(
+    "--receipts-dir",
+    "receipts_dir",
+    "sync: after each complete run, write a signed receipt per completed UTC day here (a "
+    "folder, or s3://bucket/prefix) and to daily_receipts; verify --receipts: read them here",
+    shown="off",
+)
+
 PAGE_SIZE_FLAG = Flag("--page-size", "page_size", f"events per request, 1..{MAX_PAGE_SIZE}", "int")
 MAX_OFFSET_FLAG = Flag("--max-offset", "max_offset", "deepest offset the service serves", "int")
 
@@ -443,6 +460,7 @@ SYNC_FLAGS: tuple[Flag, ...] = (
         "(swapped in atomically) for dashboards to read",
         shown="off",
     ),
+    RECEIPTS_DIR_FLAG,
 )
 
 

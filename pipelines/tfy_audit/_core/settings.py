@@ -50,6 +50,9 @@ DEFAULT_WAIT_FOR_LOCK: Final = 0.0
 # Where `--publish` writes a read-only snapshot of a DuckDB dataset; None writes none.
 DEFAULT_PUBLISH: Final[str | None] = None
 
+# Where `sync` writes daily receipts (a folder or a bucket URL); None writes none.
+DEFAULT_RECEIPTS_DIR: Final[str | None] = None
+
 # A chunk is a run of consecutive windows committed to the destination together with the
 # sync state; a crash loses at most the chunk in flight. Each chunk costs a dlt
 # extract-normalize-load cycle, so chunks are large (docs/performance.md has the trade-off).

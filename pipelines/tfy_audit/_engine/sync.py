@@ -12,7 +12,8 @@ Order of a run:
 5. re-merge days a crash left with duplicate rows (recovery.py);
 6. load the windows chunk by chunk, so a crash loses at most the chunk in flight (loader.py);
 7. refresh the analysis views;
-8. with `--publish`, swap in a read-only snapshot of a DuckDB dataset (publish.py).
+8. with `--receipts-dir`, issue the daily receipts the run owes (receipts.py);
+9. with `--publish`, swap in a read-only snapshot of a DuckDB dataset (publish.py).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def sync(
     validate(options)
     if options.target.table_format == DELTA:
         require_deltalake()  # before the lock, a run record or any request
+    if options.receipts_dir is not None:
+        require_receipts(options.target)  # before the lock, a run record or any request
     progress = progress or SyncProgress()
     started = time.monotonic()
     host = resolve_checked_host(options.host, allow_insecure_http=options.allow_insecure_http)
@@ -193,6 +196,9 @@ def sync(
             stream_state(_source_state(pipeline), options.filters)
         )
         recorder.finish(summary)
+        if options.receipts_dir is not None:
+            # still under the dataset's lock: no other sync changes a day while it is hashed
+            _issue_receipts(pipeline, options, summary, host, api_key, transport, started)
         if options.publish is not None:
             # still under the dataset's lock: no other sync writes while it is copied
             database.release()
@@ -213,6 +219,64 @@ def _publish(database: str, path: str, summary: SyncSummary) -> None:
         )
         return
     summary.published = publish(database, path).as_dict()
+
+
+def require_receipts(target: Any) -> None:
+    """`--receipts-dir` on a destination that cannot keep receipts: a usage error up front."""
+    from tfy_audit._core.errors import UsageError
+    from tfy_audit._warehouse.adapter import warehouse_for
+
+    if not warehouse_for(target).runs_by_sql:
+        raise UsageError(
+            f"--receipts-dir needs a DuckDB or PostgreSQL destination (got {target.destination}):"
+            " receipts are computed from the warehouse by SQL; drop --receipts-dir"
+        )
+
+
+def _issue_receipts(
+    pipeline: dlt.Pipeline,
+    options: SyncOptions,
+    summary: SyncSummary,
+    host: str,
+    api_key: str,
+    transport: httpx.BaseTransport | None,
+    started: float,
+) -> None:
+    """The run's daily receipts; an incomplete run issues none (a day it could not read
+    completely is not attested), and the next complete run issues what this one owed."""
+    from tfy_audit._engine.receipts import issue_receipts, service_counter
+
+    assert options.receipts_dir is not None
+    if summary.incomplete_windows:
+        logger.warning(
+            "no daily receipts from this run: %d window(s) could not be read completely; the "
+            "next complete run issues them",
+            len(summary.incomplete_windows),
+        )
+        return
+    with AuditLogClient(
+        host,
+        api_key,
+        retry=options.retry,
+        max_connections=options.concurrency,
+        transport=transport,
+        **client_limits(options, started),
+    ) as client:
+        # the service's count of a day is only the warehouse's to compare when unfiltered
+        counter = (
+            None
+            if options.filters.as_dict()
+            else service_counter(pipeline, client, concurrency=options.concurrency)
+        )
+        issued = issue_receipts(
+            pipeline,
+            options.receipts_dir,
+            summary.start,
+            summary.end,
+            summary.covered_until,
+            service_counts=counter,
+        )
+    summary.receipts = issued.as_dict()
 
 
 def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:

@@ -159,7 +159,25 @@ def format_summary(summary: Any) -> str:
             f"  published: {published['path']} ({published['bytes'] / 2**20:,.1f} MiB, "
             f"{published['seconds']:.1f}s)"
         )
+    receipts = getattr(summary, "receipts", None)
+    if receipts:
+        lines.append(receipts_text(receipts))
     return "\n".join(lines)
+
+
+def receipts_text(receipts: dict[str, Any]) -> str:
+    """The summary's line on the daily receipts the run issued."""
+    issued = receipts["issued"]
+    reissued = sum(1 for r in issued if r["seq"])
+    text = f"  receipts: {len(issued)} issued"
+    if reissued:
+        text += f" ({reissued} re-issue(s))"
+    text += f" in {receipts['location']}"
+    key = receipts["public_key"]
+    text += f", signed by Ed25519 public key {key}" if key else ", unsigned"
+    if receipts["refused_days"]:
+        text += f"; {len(receipts['refused_days'])} changed day(s) not re-issued (see above)"
+    return text
 
 
 def anomalies_text(counts: dict[str, int]) -> str:

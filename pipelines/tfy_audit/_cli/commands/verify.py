@@ -7,6 +7,55 @@ from typing import Any
 
 from tfy_audit._cli.args import require_database, sync_options_from_args
 from tfy_audit._cli.output import EXIT_INCOMPLETE, EXIT_OK, Outcome, say
+from tfy_audit._core.errors import UsageError
+
+# event ids a finding's line names; --json lists every one
+RECEIPT_IDS_SHOWN = 5
+
+
+def _receipts(args: argparse.Namespace, options: Any) -> Outcome:
+    """`verify --receipts`: the warehouse against its daily receipts, offline."""
+    from tfy_audit._cli.args import existing_pipeline
+    from tfy_audit._core.redact import clean
+    from tfy_audit._engine.verify_receipts import verify_receipts
+
+    if args.ids or args.repair:
+        raise UsageError("--receipts checks offline; run --ids or --repair on their own")
+    if options.receipts_dir is None:
+        raise UsageError(
+            "verify --receipts needs --receipts-dir, the folder or bucket sync wrote them to"
+        )
+    pipeline = existing_pipeline(args, reads_only=True)
+    result = verify_receipts(pipeline, options.receipts_dir)
+    if not args.json:
+        key = (
+            f"signatures checked with {result.key} (from {result.key_from})"
+            if result.key
+            else "unsigned (no key given, none in the receipts)"
+        )
+        print(
+            f"receipts in {result.location}: {result.receipts} receipt(s), {result.days} "
+            f"day(s), {result.events:,} event(s) hashed again from the warehouse; {key}"
+        )
+        for f in result.findings:
+            day = f"{f.day.isoformat()}: " if f.day else ""
+            ids = ""
+            if f.ids:
+                shown = ", ".join(clean(i, 120) for i in f.ids[:RECEIPT_IDS_SHOWN])
+                more = len(f.ids) - RECEIPT_IDS_SHOWN
+                ids = f": {shown}" + (f" and {more} more (--json lists them)" if more > 0 else "")
+            print(f"  {day}{f.text}{ids}")
+    if not result.failing:
+        return Outcome(EXIT_OK, {"receipts": result.as_dict()})
+    days = sorted({f.day for f in result.findings if f.day})
+    where = f" on {len(days)} day(s)" if days else ""
+    say(
+        f"tfy-audit: the warehouse or its receipts changed: {len(result.findings)} finding(s)"
+        f"{where}; restore the rows or files from a backup (a re-sync of a day, `tfy-audit "
+        "sync --start DAY --end NEXT_DAY`, loads its deleted events again)",
+        event="differ",
+    )
+    return Outcome(EXIT_INCOMPLETE, {"receipts": result.as_dict()})
 
 
 def run(args: argparse.Namespace) -> Outcome:
@@ -14,6 +63,10 @@ def run(args: argparse.Namespace) -> Outcome:
 
     require_database(args)
     options = sync_options_from_args(args)
+    if args.receipts:
+        return _receipts(args, options)
+    if options.receipts_dir is not None:
+        raise UsageError("--receipts-dir is read by verify --receipts; add --receipts")
     outcome = run_verify(options, repair=args.repair, ids=args.ids)
     final: Any = outcome.final  # a VerifyResult, or an IdsResult with --ids
     text = _ids_text if args.ids else _verify_text

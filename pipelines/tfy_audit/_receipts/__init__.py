@@ -1,0 +1,1 @@
+"""Daily receipts: tamper evidence for the warehouse (docs/receipts.md)."""

@@ -498,17 +498,19 @@ EMPTY_PANEL_LINES = (
     "No cluster activity in this range.",
     "never verified",
     "No sync windows recorded",
+    "No detection has run on this dataset",
+    "No alerts in this range.",
 )
 
 
 @pytest.mark.chromium
 def test_demo_report_fills_every_panel_in_chromium(tmp_path: Path) -> None:
-    """The demo's history (40,000 events over 90 days, seed 7), synced and verified: every
-    panel has rows, and the page renders with no error and no request."""
+    """The demo's history (40,000 events over 90 days, seed 7), synced with detection and
+    verified: every panel has rows, and the page renders with no error and no request."""
     binary = _chromium()
     ws = Workspace(tmp_path / "demo.duckdb", tmp_path / "pipelines")
     with SimulatorServer(make_simulator(40_000, days=90, seed=7)) as srv:
-        assert run_cli(*ws.sync_args(srv.url)) == 0
+        assert run_cli(*ws.sync_args(srv.url, "--detect")) == 0
         assert run_cli(*verify_args(ws, srv.url)) == 0
     out = tmp_path / "report.html"
     assert (
@@ -527,6 +529,12 @@ def test_demo_report_fills_every_panel_in_chromium(tmp_path: Path) -> None:
     assert all(t in dormant for t in ("judy-cli", "grafana-token", "terraform-sa-token"))
     first = between(text, "Subjects seen for the first time", "Dormant tokens")
     assert all(s in first for s in ("ext.contractor@acme.com", "pentest@redteam.example"))
+    # the alerts whose events overlap the report's range, the last 30 days
+    (in_range,) = ws.query(
+        "select count(*) from truefoundry_audit.alerts where last_seen >= ? and first_seen < ?",
+        [CONFTEST_NOW - timedelta(days=30), CONFTEST_NOW],
+    )[0]
+    assert in_range > 0 and f"Alerts {in_range:,} in this range" in text
 
     probed = _probe_copy(page, tmp_path / "probed.html")
     dom_run = _run_chromium(binary, tmp_path / "profile-dom", "--dump-dom", probed.as_uri())

@@ -610,31 +610,38 @@ class Alerted:
     slack: str  # the one alert delivered to Slack
 
 
+def _alerted(options: DestinationOptions, out: Path) -> Alerted:
+    """Sync the plants to `options`' destination, detect, deliver the critical alerts to the
+    webhook and the first of them to Slack, and write the report of the plants' days."""
+    target = ["--db", options.db]
+    if options.destination != "duckdb":
+        target = ["--destination", options.destination, "--dataset", options.dataset]
+    events = [e for p in PLANTS for e in p.events]
+    with SimulatorServer(Simulator(SimulatorConfig(api_key=API_KEY), events)) as srv:
+        since = (ALERT_START - timedelta(days=30)).isoformat()
+        args = ["sync", "--host", srv.url, "--no-progress", "--since", since, "--workers", "0"]
+        assert run_cli(*args, *target, "--pipelines-dir", options.pipelines_dir or "") == 0
+    pipeline = make_pipeline(options)
+    params = ViewParams(timezone="Europe/Berlin", work_start=8, work_end=19)
+    found = detect(pipeline, builtin_rules(), ALERT_START, ALERT_END, params=params)
+    assert found.problems == [] and len(found.new_alerts) == len(PLANTS)
+    critical = sorted(a["alert_id"] for a in found.found if a["severity"] == "critical")
+    with pipeline.sql_client() as client:
+        store.mark_delivered(client, critical, "webhook", ALERT_END)
+        store.mark_delivered(client, critical[:1], "slack", ALERT_END)
+    report_range = ReportOptions(start=ALERT_START, end=ALERT_END)
+    summary = write_report(pipeline, out, report_range, now=ALERT_END)
+    page = out.read_text(encoding="utf-8")
+    return Alerted(options, summary, page, frozenset(critical), critical[0])
+
+
 @pytest.fixture(scope="module")
 def alerted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alerted]:
     root = tmp_path_factory.mktemp("report_alerts")
     options = DestinationOptions(db=str(root / "audit.duckdb"), pipelines_dir=str(root / "p"))
-    events = [e for p in PLANTS for e in p.events]
     with pytest.MonkeyPatch.context() as mp:
         isolate_env(mp, tmp_path_factory)
-        with SimulatorServer(Simulator(SimulatorConfig(api_key=API_KEY), events)) as srv:
-            since = (ALERT_START - timedelta(days=30)).isoformat()
-            args = ["sync", "--host", srv.url, "--no-progress", "--since", since, "--workers", "0"]
-            assert run_cli(*args, "--db", options.db, "--pipelines-dir", str(root / "p")) == 0
-        pipeline = make_pipeline(options)
-        params = ViewParams(timezone="Europe/Berlin", work_start=8, work_end=19)
-        found = detect(pipeline, builtin_rules(), ALERT_START, ALERT_END, params=params)
-        assert found.problems == [] and len(found.new_alerts) == len(PLANTS)
-        critical = sorted(a["alert_id"] for a in found.found if a["severity"] == "critical")
-        with pipeline.sql_client() as client:
-            store.mark_delivered(client, critical, "webhook", ALERT_END)
-            store.mark_delivered(client, critical[:1], "slack", ALERT_END)
-        out = root / "report.html"
-        options_ = ReportOptions(start=ALERT_START, end=ALERT_END)
-        summary = write_report(pipeline, out, options_, now=ALERT_END)
-        yield Alerted(
-            options, summary, out.read_text(encoding="utf-8"), frozenset(critical), critical[0]
-        )
+        yield _alerted(options, root / "report.html")
 
 
 @pytest.mark.xdist_group("test_report_alerts")
@@ -731,3 +738,29 @@ def test_report_json_carries_the_alerts(
         "slack": len(PLANTS) - 1,
         "webhook": len(PLANTS) - len(alerted.critical),
     }
+
+
+@pytest.mark.postgres
+@pytest.mark.xdist_group("test_report_alerts")
+def test_postgres_alerts_section_matches_duckdb(
+    alerted: Alerted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg2
+
+    dataset = f"report_alerts_{uuid.uuid4().hex[:10]}"
+    url = "postgresql://postgres:x@127.0.0.1:5432/test"
+    postgres_pipeline_or_skip(tmp_path, dataset)  # skips when the server is down
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    options = DestinationOptions(
+        destination="postgres", dataset=dataset, pipelines_dir=str(tmp_path / "p")
+    )
+    try:
+        found = _alerted(options, tmp_path / "pg.html")
+    finally:
+        with psycopg2.connect(url) as con, con.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE')
+            cur.execute(f'DROP SCHEMA IF EXISTS "{dataset}_staging" CASCADE')
+    assert found.summary.alerts is not None and alerted.summary.alerts is not None
+    assert found.summary.alerts.as_dict() == alerted.summary.alerts.as_dict()
+    section = between(visible_text(found.page), "Alerts", "Events per")
+    assert section == between(visible_text(alerted.page), "Alerts", "Events per")

@@ -78,13 +78,24 @@ def test_the_store_floor_ratios_are_reported_beside_the_targets() -> None:
 
 def test_every_target_the_bench_sets_has_a_line() -> None:
     """`make bench` prints each target it sets; one without a label crashed the whole run."""
-    from bench.run import TARGET_HISTORY_100K_SECONDS, Target, _target_lines, evaluate
+    from bench.run import (
+        TARGET_HISTORY_100K_SECONDS,
+        Target,
+        _target_lines,
+        detection_target,
+        evaluate,
+    )
 
     contenders = {k: _contender(k, 1.0) for k in ("a", "a2", "b", "c", "d")}
     targets, _, _ = evaluate(contenders, 100, cpus=2)
     targets.append(Target("simulator_history_100k_s", 1.5, TARGET_HISTORY_100K_SECONDS, "<="))
+    # a pass over 20,000 events in 0.5s is 2.5s per 100,000; a failed pass has no figure
+    targets.append(detection_target({"seconds": 0.5, "rules": 17, "alerts": 3}, 20_000))
+    assert detection_target({"error": "no database"}, 20_000).verdict == "SKIP"
     lines = _target_lines(targets)
     assert any("simulator history of 100,000 events: 1.50s" in line for line in lines), lines
+    detection = "PASS  all detection rules, one pass per 100,000 events: 2.50s (target <= 5s)"
+    assert detection in lines, lines
     assert len([line for line in lines if line.startswith(("PASS", "MISS", "SKIP"))]) == len(
         targets
     )

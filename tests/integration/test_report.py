@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,8 @@ import struct
 import subprocess
 import uuid
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,11 +21,26 @@ import pytest
 from tfy_audit._cli.commands.report import report_options
 from tfy_audit._cli.main import build_parser
 from tfy_audit._core.errors import UsageError
+from tfy_audit._core.options import DestinationOptions
+from tfy_audit._detect import store
+from tfy_audit._detect.rules import builtin_rules
+from tfy_audit._detect.runner import detect
 from tfy_audit._report import ReportOptions, ReportSummary, write_report
-from tfy_audit.simulator import SimulatorServer
+from tfy_audit._warehouse.destination import make_pipeline
+from tfy_audit._warehouse.severity import TIERS
+from tfy_audit._warehouse.view_params import ViewParams
+from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer
+from tfy_audit.simulator.plants import plant_patterns
 
+from tests.conftest import (
+    API_KEY,
+    Workspace,
+    isolate_env,
+    make_simulator,
+    run_cli,
+    run_cli_captured,
+)
 from tests.conftest import NOW as CONFTEST_NOW
-from tests.conftest import Workspace, make_simulator, run_cli
 from tests.integration.test_verify import verify_args
 from tests.integration.test_views import (
     SCRIPT_MESSAGE,
@@ -480,17 +498,19 @@ EMPTY_PANEL_LINES = (
     "No cluster activity in this range.",
     "never verified",
     "No sync windows recorded",
+    "No detection has run on this dataset",
+    "No alerts in this range.",
 )
 
 
 @pytest.mark.chromium
 def test_demo_report_fills_every_panel_in_chromium(tmp_path: Path) -> None:
-    """The demo's history (40,000 events over 90 days, seed 7), synced and verified: every
-    panel has rows, and the page renders with no error and no request."""
+    """The demo's history (40,000 events over 90 days, seed 7), synced with detection and
+    verified: every panel has rows, and the page renders with no error and no request."""
     binary = _chromium()
     ws = Workspace(tmp_path / "demo.duckdb", tmp_path / "pipelines")
     with SimulatorServer(make_simulator(40_000, days=90, seed=7)) as srv:
-        assert run_cli(*ws.sync_args(srv.url)) == 0
+        assert run_cli(*ws.sync_args(srv.url, "--detect")) == 0
         assert run_cli(*verify_args(ws, srv.url)) == 0
     out = tmp_path / "report.html"
     assert (
@@ -509,6 +529,12 @@ def test_demo_report_fills_every_panel_in_chromium(tmp_path: Path) -> None:
     assert all(t in dormant for t in ("judy-cli", "grafana-token", "terraform-sa-token"))
     first = between(text, "Subjects seen for the first time", "Dormant tokens")
     assert all(s in first for s in ("ext.contractor@acme.com", "pentest@redteam.example"))
+    # the alerts whose events overlap the report's range, the last 30 days
+    (in_range,) = ws.query(
+        "select count(*) from truefoundry_audit.alerts where last_seen >= ? and first_seen < ?",
+        [CONFTEST_NOW - timedelta(days=30), CONFTEST_NOW],
+    )[0]
+    assert in_range > 0 and f"Alerts {in_range:,} in this range" in text
 
     probed = _probe_copy(page, tmp_path / "probed.html")
     dom_run = _run_chromium(binary, tmp_path / "profile-dom", "--dump-dom", probed.as_uri())
@@ -550,3 +576,191 @@ def test_the_report_never_counts_history_skipped_by_since_as_zero(tmp_path: Path
     assert f"History from (UTC) {at} where the first sync started (--since)" in text
     events = between(text, "Events ", "Subjects ")
     assert f"no events loaded before {at} to compare with" in events
+
+
+# --------------------------------------------------------------------------- alerts section
+
+# The rule pack's plants (simulator/plants.py) alone, on a fixed past day: one alert per rule.
+ALERT_END = datetime(2026, 11, 5, tzinfo=UTC)
+ALERT_START = ALERT_END - timedelta(days=4)
+PLANTS = plant_patterns(ALERT_END - timedelta(days=1))
+NO_DETECTION = (
+    "No detection has run on this dataset: run tfy-audit sync --detect to run the rule pack "
+    "after each sync."
+)
+
+
+def test_without_detection_the_alerts_section_says_how_to_turn_it_on(
+    report: tuple[ReportSummary, str],
+) -> None:
+    summary, page = report
+    assert summary.alerts is None and summary.as_dict()["alerts"] is None
+    text = visible_text(page)
+    assert between(text, "Alerts", "Events per") == f"Alerts {NO_DETECTION} "
+
+
+@dataclass(frozen=True)
+class Alerted:
+    """The planted warehouse after one detection pass, with some alerts marked delivered."""
+
+    options: DestinationOptions
+    summary: ReportSummary
+    page: str
+    critical: frozenset[str]  # alert ids delivered to the webhook
+    slack: str  # the one alert delivered to Slack
+
+
+def _alerted(options: DestinationOptions, out: Path) -> Alerted:
+    """Sync the plants to `options`' destination, detect, deliver the critical alerts to the
+    webhook and the first of them to Slack, and write the report of the plants' days."""
+    target = ["--db", options.db]
+    if options.destination != "duckdb":
+        target = ["--destination", options.destination, "--dataset", options.dataset]
+    events = [e for p in PLANTS for e in p.events]
+    with SimulatorServer(Simulator(SimulatorConfig(api_key=API_KEY), events)) as srv:
+        since = (ALERT_START - timedelta(days=30)).isoformat()
+        args = ["sync", "--host", srv.url, "--no-progress", "--since", since, "--workers", "0"]
+        assert run_cli(*args, *target, "--pipelines-dir", options.pipelines_dir or "") == 0
+    pipeline = make_pipeline(options)
+    params = ViewParams(timezone="Europe/Berlin", work_start=8, work_end=19)
+    found = detect(pipeline, builtin_rules(), ALERT_START, ALERT_END, params=params)
+    assert found.problems == [] and len(found.new_alerts) == len(PLANTS)
+    critical = sorted(a["alert_id"] for a in found.found if a["severity"] == "critical")
+    with pipeline.sql_client() as client:
+        store.mark_delivered(client, critical, "webhook", ALERT_END)
+        store.mark_delivered(client, critical[:1], "slack", ALERT_END)
+    report_range = ReportOptions(start=ALERT_START, end=ALERT_END)
+    summary = write_report(pipeline, out, report_range, now=ALERT_END)
+    page = out.read_text(encoding="utf-8")
+    return Alerted(options, summary, page, frozenset(critical), critical[0])
+
+
+@pytest.fixture(scope="module")
+def alerted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alerted]:
+    root = tmp_path_factory.mktemp("report_alerts")
+    options = DestinationOptions(db=str(root / "audit.duckdb"), pipelines_dir=str(root / "p"))
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, tmp_path_factory)
+        yield _alerted(options, root / "report.html")
+
+
+@pytest.mark.xdist_group("test_report_alerts")
+def test_alerts_per_rule(alerted: Alerted) -> None:
+    section = alerted.summary.alerts
+    assert section is not None
+    events = {p.rule_id: len(p.alert_event_ids) for p in PLANTS}
+    assert {r.rule_id: (r.alerts, r.events) for r in section.rules} == {
+        rule: (1, n) for rule, n in events.items()
+    }
+    assert section.total == len(PLANTS)
+    rules = {r.id: r for r in builtin_rules()}
+    # critical rules first, then high ones; each row names the rule as its file does
+    assert [r.severity for r in section.rules] == sorted(
+        (rules[r.rule_id].severity for r in section.rules), key=TIERS.index
+    )
+    shown_rules = between(visible_text(alerted.page), "Alerts", "Most recent alerts")
+    for row in section.rules:
+        rule = rules[row.rule_id]
+        assert (row.title, row.severity, row.attack) == (rule.title, rule.severity, rule.attack)
+        line = f"{rule.title} {rule.severity} {', '.join(rule.attack)} 1 {events[rule.id]}"
+        assert line in shown_rules, line
+    assert shown_rules.startswith(f"Alerts {len(PLANTS)} in this range")
+
+
+@pytest.mark.xdist_group("test_report_alerts")
+def test_recent_alerts_with_their_delivery_state(alerted: Alerted) -> None:
+    section = alerted.summary.alerts
+    assert section is not None
+    total, webhook = len(PLANTS), len(alerted.critical)
+    assert section.channels == ("slack", "webhook")
+    assert section.pending == {"slack": total - 1, "webhook": total - webhook}
+    recent = section.recent
+    assert len(recent) == total
+    assert [a.last_seen for a in recent] == sorted((a.last_seen for a in recent), reverse=True)
+    keys = {(p.rule_id, tuple(sorted(p.dedup_key.items()))) for p in PLANTS}
+    assert {(a.rule_id, tuple(sorted(a.dedup_key.items()))) for a in recent} == keys
+    assert {a.alert_id: (tuple(a.delivered), a.pending) for a in recent} == {
+        a.alert_id: (
+            ("slack", "webhook") if a.alert_id == alerted.slack
+            else ("webhook",) if a.alert_id in alerted.critical else (),
+            () if a.alert_id == alerted.slack
+            else ("slack",) if a.alert_id in alerted.critical else ("slack", "webhook"),
+        )
+        for a in recent
+    }  # fmt: skip
+    text = visible_text(alerted.page)
+    assert f"{total} in this range · {total - 1} pending on slack · {total - webhook} " in text
+    listed = between(text, "Most recent alerts", "Events per")
+    assert listed.startswith(f"Most recent alerts, by last event all {total} ")
+    assert listed.count("webhook delivered") == webhook
+    assert listed.count("slack delivered") == 1
+    assert listed.count("webhook pending") == total - webhook
+    latest = recent[0]
+    key = " ".join(f"{k}={v}" for k, v in latest.dedup_key.items())
+    assert f"{latest.rule_id} {latest.severity} {key} {latest.first_seen:%Y-%m-%d %H:%M:%S}" in (
+        listed
+    )
+
+
+@pytest.mark.xdist_group("test_report_alerts")
+def test_alerts_outside_the_range_are_left_out(alerted: Alerted, tmp_path: Path) -> None:
+    pipeline = make_pipeline(alerted.options)
+    later = ReportOptions(start=ALERT_END, end=ALERT_END + timedelta(days=1))
+    summary = write_report(pipeline, tmp_path / "r.html", later, now=ALERT_END)
+    assert summary.alerts is not None
+    assert (summary.alerts.total, summary.alerts.rules, summary.alerts.recent) == (0, [], [])
+    assert summary.alerts.pending == {"slack": 0, "webhook": 0}
+    text = visible_text(summary.path.read_text(encoding="utf-8"))
+    assert "Alerts 0 in this range · 0 pending on slack · 0 pending on webhook No alerts in " \
+        "this range." in text  # fmt: skip
+    assert NO_DETECTION not in text
+
+
+@pytest.mark.xdist_group("test_report_alerts")
+def test_report_json_carries_the_alerts(
+    alerted: Alerted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.html"
+    proc = run_cli_captured(
+        capsys,
+        *("report", "--db", alerted.options.db or "", "--json", "--out", str(out)),
+        *("--pipelines-dir", alerted.options.pipelines_dir or ""),
+        *("--start", ALERT_START.isoformat(), "--end", ALERT_END.isoformat()),
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert alerted.summary.alerts is not None
+    assert doc["alerts"] == alerted.summary.alerts.as_dict()
+    assert {r["rule_id"]: r["alerts"] for r in doc["alerts"]["rules"]} == {
+        p.rule_id: 1 for p in PLANTS
+    }
+    assert doc["alerts"]["pending"] == {
+        "slack": len(PLANTS) - 1,
+        "webhook": len(PLANTS) - len(alerted.critical),
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.xdist_group("test_report_alerts")
+def test_postgres_alerts_section_matches_duckdb(
+    alerted: Alerted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg2
+
+    dataset = f"report_alerts_{uuid.uuid4().hex[:10]}"
+    url = "postgresql://postgres:x@127.0.0.1:5432/test"
+    postgres_pipeline_or_skip(tmp_path, dataset)  # skips when the server is down
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    options = DestinationOptions(
+        destination="postgres", dataset=dataset, pipelines_dir=str(tmp_path / "p")
+    )
+    try:
+        found = _alerted(options, tmp_path / "pg.html")
+    finally:
+        with psycopg2.connect(url) as con, con.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE')
+            cur.execute(f'DROP SCHEMA IF EXISTS "{dataset}_staging" CASCADE')
+    assert found.summary.alerts is not None and alerted.summary.alerts is not None
+    assert found.summary.alerts.as_dict() == alerted.summary.alerts.as_dict()
+    section = between(visible_text(found.page), "Alerts", "Events per")
+    assert section == between(visible_text(alerted.page), "Alerts", "Events per")

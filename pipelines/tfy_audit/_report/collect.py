@@ -15,6 +15,7 @@ import dlt
 
 from tfy_audit._core.settings import ANOMALIES_TABLE
 from tfy_audit._core.times import utc as as_utc
+from tfy_audit._report.alerts import collect_alerts
 from tfy_audit._report.data import (
     ANOMALY_LIMIT,
     DORMANT_AFTER,
@@ -92,6 +93,7 @@ def collect(
         data.anomalies = utc_rows(
             rows(client, query("anomalies", records=records, limit=ANOMALY_LIMIT))
         )
+    data.alerts = collect_alerts(client, start, end)
     if exists(client, DLT_LOADS):
         loads = client.make_qualified_table_name(DLT_LOADS)
         count, last = one(client, query("loads", loads=loads))

@@ -23,8 +23,88 @@ TOP_SUBJECTS: Final = 10
 INCOMPLETE_LIMIT: Final = 20
 # Latest `event_anomalies` records listed (the heading gives the count per kind).
 ANOMALY_LIMIT: Final = 50
+# Most recent alerts listed (the per-rule table counts them all).
+ALERT_LIMIT: Final = 50
 
 Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class RuleAlerts:
+    """One rule's alerts in the range: what the rule is, how many alerts and events."""
+
+    rule_id: str
+    title: str
+    severity: str
+    attack: tuple[str, ...]
+    alerts: int
+    events: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity,
+            "attack": list(self.attack),
+            "alerts": self.alerts,
+            "events": self.events,
+        }
+
+
+@dataclass(frozen=True)
+class AlertEntry:
+    """One alert of the range, with where it was delivered (channel: when) and the channels
+    this dataset has delivered to that have not confirmed it yet."""
+
+    alert_id: str
+    rule_id: str
+    severity: str
+    title: str
+    dedup_key: dict[str, Any]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    events: int
+    delivered: dict[str, datetime | None] = field(default_factory=dict)
+    pending: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "alert_id": self.alert_id,
+            "rule_id": self.rule_id,
+            "severity": self.severity,
+            "title": self.title,
+            "dedup_key": dict(self.dedup_key),
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "events": self.events,
+            "delivered": {channel: iso(at) for channel, at in self.delivered.items()},
+            "pending": list(self.pending),
+        }
+
+
+@dataclass(frozen=True)
+class AlertsSection:
+    """The alerts of the range (those whose events overlap it). A channel is known once any
+    alert was delivered there: the warehouse records deliveries, not the flags a run had, so
+    a channel that never confirmed anything cannot be told from one never configured."""
+
+    total: int
+    rules: list[RuleAlerts]
+    recent: list[AlertEntry]
+    channels: tuple[str, ...]
+    pending: dict[str, int]  # per known channel: alerts of the range not delivered there
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "rules": [r.as_dict() for r in self.rules],
+            "recent": [a.as_dict() for a in self.recent],
+            "channels": list(self.channels),
+            "pending": dict(self.pending),
+        }
 
 
 @dataclass(frozen=True)
@@ -46,6 +126,8 @@ class ReportSummary:
     tiers: dict[str, int] = field(default_factory=dict)
     new_subjects: int = 0
     off_hours: int = 0
+    # None: no detection has run on this dataset (no `alerts` table)
+    alerts: AlertsSection | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -67,6 +149,7 @@ class ReportSummary:
             "tiers": dict(self.tiers),
             "new_subjects": self.new_subjects,
             "off_hours": self.off_hours,
+            "alerts": self.alerts.as_dict() if self.alerts else None,
         }
 
 
@@ -139,6 +222,8 @@ class ReportData:
     anomalies: list[Row] = field(default_factory=list)
     loads: int = 0
     last_load_at: datetime | None = None
+    # None: no detection has run on this dataset (no `alerts` table)
+    alerts: AlertsSection | None = None
     # where the first (unfiltered) sync started: no event before it was loaded (`--since`)
     history_start: datetime | None = None
 

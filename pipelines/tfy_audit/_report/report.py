@@ -75,6 +75,7 @@ def write_report(
         tiers={tier: cur.tiers.get(tier, 0) for tier in TIERS},
         new_subjects=cur.new_subjects,
         off_hours=cur.off_hours,
+        alerts=data.alerts,
     )
     logger.debug(
         "wrote report %s: %d events, %d subjects, %d sensitive",

@@ -27,10 +27,12 @@ def run(args: argparse.Namespace) -> Outcome:
 
     options = report_options(args)  # a bad range is refused before the destination is opened
     summary = write_report(existing_pipeline(args, reads_only=True), Path(args.out), options)
+    alerts = summary.alerts
     if not args.json:
         print(
             f"wrote {summary.path}: {summary.events:,} events, {summary.subjects:,} subjects, "
             f"{summary.days} days, {summary.sensitive:,} sensitive actions"
+            + (f", {alerts.total:,} alerts" if alerts else "")
         )
     return Outcome(
         EXIT_OK,
@@ -40,5 +42,7 @@ def run(args: argparse.Namespace) -> Outcome:
             "subjects": summary.subjects,
             "days": summary.days,
             "sensitive": summary.sensitive,
+            # null: no detection has run on this dataset (the page says how to turn it on)
+            "alerts": alerts.as_dict() if alerts else None,
         },
     )

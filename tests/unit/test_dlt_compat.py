@@ -159,6 +159,42 @@ def test_the_duckdb_destinations_load_files_are_uncompressed(
         assert codecs == {"UNCOMPRESSED"}
 
 
+def test_a_destinations_configuration_is_resolved_once_per_distinct_request(
+    compat: ModuleType, tmp_path: Path
+) -> None:
+    destination = compat.duckdb_destination(
+        str(tmp_path / "memo.duckdb"), memory_limit="64MB", threads=1, retry_keys={}
+    )
+    resolved: list[Any] = []
+    resolve = destination.configuration
+
+    def counting(initial_config: Any = None, accept_partial: bool = False) -> Any:
+        resolved.append(initial_config)
+        if len(resolved) == 1:
+            raise RuntimeError("the first resolution fails")
+        return resolve(initial_config, accept_partial=accept_partial)
+
+    def spec(dataset: str) -> Any:
+        config = destination.spec()
+        config.dataset_name = dataset
+        return config
+
+    destination.configuration = counting
+    memo = compat.memoize_configuration(destination)
+    with expect("Destination.configuration and capabilities (their signatures)"):
+        with pytest.raises(RuntimeError):  # a failure is raised, and not kept
+            memo.configuration(spec("a"))
+        first = memo.configuration(spec("a"))
+        again = memo.configuration(spec("a"))
+        other = memo.configuration(spec("b"))
+        assert len(resolved) == 3  # the failure, "a" once, "b" once
+        assert first is not again  # each caller gets its own copy
+        assert (first.dataset_name, again.dataset_name, other.dataset_name) == ("a", "a", "b")
+        caps = memo.capabilities()
+        assert memo.capabilities() is not caps
+        assert memo.capabilities().preferred_loader_file_format == caps.preferred_loader_file_format
+
+
 def test_a_destination_is_found_by_its_name(compat: ModuleType) -> None:
     with expect("Destination.from_reference"):
         destination = compat.destination_from_reference("postgres")

@@ -11,6 +11,7 @@ these names from here, never from dlt's private modules.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -244,6 +245,51 @@ def _retry_safe_duckdb() -> type[Any]:
             return client
 
     return RetrySafeDuckDb
+
+
+def memoize_configuration(destination: Destination[Any, Any]) -> Destination[Any, Any]:
+    """`destination`, its resolved configurations and capabilities kept for its lifetime.
+
+    dlt resolves a destination's whole configuration from every provider (the environment,
+    the TOML files, each under several sections) each time a pipeline asks for a client or
+    for the capabilities, dozens of times in one run; each resolution reads the same values.
+    A command makes its destination for one run, in which the configuration does not change,
+    so each distinct request is resolved once and a copy of the result handed out: the
+    first of several equal requests still raises what dlt raises (nothing is kept then).
+    Requests are equal when their configurations hold equal values (`repr`, the same
+    credentials object) and name the same naming convention."""
+    resolve = destination.configuration
+    capabilities = destination.capabilities
+    configs: dict[tuple[Any, ...], Any] = {}
+    caps: dict[tuple[Any, ...], Any] = {}
+
+    def configuration(initial_config: Any = None, accept_partial: bool = False) -> Any:
+        key = (_config_key(initial_config), accept_partial)
+        if key not in configs:
+            configs[key] = resolve(initial_config, accept_partial=accept_partial)
+        return copy.copy(configs[key])
+
+    def capabilities_of(config: Any = None, naming: Any = None) -> Any:
+        key = (_config_key(config), _naming_key(naming))
+        if key not in caps:
+            caps[key] = capabilities(config, naming)
+        return copy.copy(caps[key])
+
+    destination.configuration = configuration  # type: ignore[method-assign]
+    destination.capabilities = capabilities_of  # type: ignore[method-assign]
+    return destination
+
+
+def _config_key(config: Any) -> tuple[Any, ...] | None:
+    if config is None:
+        return None
+    return (type(config), tuple((name, repr(value)) for name, value in config.items()))
+
+
+def _naming_key(naming: Any) -> tuple[Any, ...] | None:
+    if naming is None:
+        return None
+    return (type(naming), getattr(naming, "max_length", None))
 
 
 def destination_from_reference(name: str) -> Destination[Any, Any] | None:

@@ -17,6 +17,7 @@ from tfy_audit._compat.dlt import (
     Destination,
     configuration_error,
     explain_destination_failure,
+    memoize_configuration,
 )
 from tfy_audit._core.errors import (
     DestinationError,
@@ -35,7 +36,9 @@ def make_destination(
     """The destination of `target`, made by its kind's adapter. A DuckDB file is refused in one
     line when the file system will not let it be written (`write_refusal`), unless
     `read_only`: then it is opened read-only."""
-    return warehouse_for(target).make_destination(target, read_only=read_only)
+    return memoize_configuration(
+        warehouse_for(target).make_destination(target, read_only=read_only)
+    )
 
 
 def write_refusal(target: DestinationOptions) -> str | None:

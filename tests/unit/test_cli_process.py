@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,3 +138,23 @@ def test_the_prompt_exit_is_registered_before_every_other_exit_handler() -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['tfy_audit._cli.process._exit_promptly', 'logging.shutdown']"
+
+
+class _ClosedPipe(io.StringIO):
+    """stdout whose reader went away (`tfy-audit ... | head -1` after its line)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["rules", "list"], ["rules", "list", "--json"]])
+def test_a_reader_that_goes_away_ends_the_run_quietly_as_lost_output(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A closed stdout (`| head`) is no error to report: no line on stderr, no traceback, and
+    the code of lost output (120), whether the text or the `--json` document was cut off."""
+    from tfy_audit._cli.main import main
+
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(argv) == 120
+    assert capsys.readouterr().err == ""

@@ -17,6 +17,7 @@ from typing import NoReturn
 from tfy_audit._cli.args import sync_options_from_args
 from tfy_audit._cli.output import (
     EXIT_FAILURE,
+    EXIT_LOST_OUTPUT,
     EXIT_OK,
     EXIT_SIGINT,
     EXIT_SIGTERM,
@@ -98,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.exception("failed")
         error = str(exc)
         outcome = Outcome(exit_code_for(exc))
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         error = "terminated" if terminated else "interrupted"
@@ -121,8 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = STATUS.get(outcome.code, "failed")
         say(prefix + error, status=status, exit_code=outcome.code)
     if as_json:
-        print_json(args.command, outcome.code, outcome.fields, error)
+        try:
+            print_json(args.command, outcome.code, outcome.fields, error)
+        except BrokenPipeError:
+            return _reader_gone()
     return outcome.code
+
+
+def _reader_gone() -> int:
+    """The end of a run whose stdout reader went away (`tfy-audit status | head -1`): no error
+    line, since the reader stopped on purpose; what was left to print is dropped, and the code is
+    the one the prompt exit gives any lost output, so a scheduler does not take it for a full
+    run. Later writes to stdout (the exit's flush) go nowhere instead of failing again."""
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - kept open until the process ends
+    return EXIT_LOST_OUTPUT
 
 
 def _run(args: argparse.Namespace) -> Outcome:

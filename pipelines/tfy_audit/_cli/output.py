@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 a runtime failure (service, network, destination); 2 a usage or
 configuration error; 3 the data is incomplete (`verify` found days that differ, or `sync` could
-not read a window completely); 130/143 interrupted (SIGINT/SIGTERM).
+not read a window completely); 120 output lost (stdout's reader went away, e.g. `| head`);
+130/143 interrupted (SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tfy_audit._core.errors import TfyAuditError, UsageError
 logger = logging.getLogger("tfy_audit")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_LOST_OUTPUT = 120  # as process.py's prompt exit, and Python's own, on output it lost
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 STATUS = {

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from tfy_audit._core.errors import UsageError
+from tfy_audit._core.errors import DestinationError, UsageError, one_line
 from tfy_audit._core.redact import clean
 
 
@@ -33,44 +35,63 @@ class Store:
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
+    @contextmanager
+    def _io(self, doing: str) -> Iterator[None]:
+        """Turn a file system's OSError (a bucket out of reach, credentials refused, a folder
+        not writable) into one line naming `--out` and what to check. pyarrow's S3 messages
+        append a "; Details: ..." tail of curl's that repeats the cause; it is left out."""
+        try:
+            yield
+        except OSError as exc:
+            cause = exc.strerror or one_line(exc).split("; Details:")[0]
+            raise DestinationError(
+                f"cannot {doing} the export in {self.shown} ({clean(cause, 200)}); check the "
+                "folder or bucket and its credentials (for s3://: the AWS credentials, "
+                "AWS_REGION and AWS_ENDPOINT_URL)"
+            ) from None
+
     def read_text(self, relative: str) -> str | None:
         """The file's text, or None when it does not exist."""
         path = self.path(relative)
-        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
-            return None
-        with self.fs.open_input_stream(path) as fh:
-            data: bytes = fh.read()
+        with self._io("read"):
+            if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+                return None
+            with self.fs.open_input_stream(path) as fh:
+                data: bytes = fh.read()
         return data.decode("utf-8")
 
     def write_text(self, relative: str, text: str) -> None:
         """Write a small file whole: an S3 PUT replaces it at once; locally, a new file is
         renamed over it, so a reader never sees half of it."""
         path = self.path(relative)
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with self.fs.open_output_stream(tmp) as fh:
+        with self._io("write"):
+            self.fs.create_dir(posixpath.dirname(path), recursive=True)
+            if isinstance(self.fs, pafs.LocalFileSystem):
+                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+                with self.fs.open_output_stream(tmp) as fh:
+                    fh.write(text.encode("utf-8"))
+                self.fs.move(tmp, path)
+                return
+            with self.fs.open_output_stream(path) as fh:
                 fh.write(text.encode("utf-8"))
-            self.fs.move(tmp, path)
-            return
-        with self.fs.open_output_stream(path) as fh:
-            fh.write(text.encode("utf-8"))
 
     def files_in(self, relative: str) -> list[str]:
         """The files directly in a folder (none when it does not exist)."""
         selector = pafs.FileSelector(self.path(relative), allow_not_found=True)
-        return sorted(
-            info.path for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File
-        )
+        with self._io("list"):
+            infos = self.fs.get_file_info(selector)
+        return sorted(info.path for info in infos if info.type == pafs.FileType.File)
 
     def write_parquet(self, relative: str, table: pa.Table) -> str:
         path = self.path(relative)
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
-        pq.write_table(table, path, filesystem=self.fs, compression="zstd")
+        with self._io("write"):
+            self.fs.create_dir(posixpath.dirname(path), recursive=True)
+            pq.write_table(table, path, filesystem=self.fs, compression="zstd")
         return path
 
     def delete(self, path: str) -> None:
-        self.fs.delete_file(path)
+        with self._io("delete from"):
+            self.fs.delete_file(path)
 
 
 def open_store(out: str) -> Store:

@@ -65,7 +65,7 @@ def pinned_public_key() -> str | None:
     except (ValueError, binascii.Error):
         raise ConfigurationError(
             f"{PUBLIC_KEY_VARIABLE} is not an Ed25519 public key; set it to the 32-byte key "
-            "in base64 that `tfy-audit sync --receipts` printed"
+            "in base64 that `tfy-audit sync --receipts-dir` printed"
         ) from None
     return text
 

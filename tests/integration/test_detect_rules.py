@@ -102,6 +102,15 @@ def test_quiet_history_gives_no_alerts(tmp_path: Path) -> None:
     assert {rule: alerts for rule, alerts in found.items() if alerts} == {}
 
 
+def test_a_short_trail_calls_no_subject_new(tmp_path: Path) -> None:
+    """A first sync of a few days' history: every subject is first seen in it, so the
+    first-seen rule needs 7 days of trail before an event (the plant's stranger alone, with
+    the quiet days before it, is not enough) and stays silent rather than flag them all."""
+    (stranger,) = [p for p in PLANTS if p.rule_id == "tfy-new-subject-off-hours"]
+    found = _alerts(_sync(tmp_path, _quiet() + stranger.events))
+    assert found["tfy-new-subject-off-hours"] == set()
+
+
 @pytest.mark.postgres
 def test_the_pack_finds_the_same_alerts_on_postgres(
     tmp_path: Path,

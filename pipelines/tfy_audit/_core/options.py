@@ -318,6 +318,22 @@ def validate_publish(target: DestinationOptions, publish: str) -> None:
 
 
 @dataclass(frozen=True)
+class FieldFlag:
+    """How one command-line flag sets one field of a command's own options (report's, export's):
+    `field` names it; `--help` shows its default as `shown` or, when None, as its subclass
+    spells the default."""
+
+    flag: str
+    field: str
+    help: str
+    shown: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
 class Flag:
     """How one command-line flag sets one option. `path` is the option's field (dotted for a
     nested one); the flag's default is that field's default, shown in `--help` as `shown` or,

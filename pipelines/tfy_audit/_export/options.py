@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from tfy_audit._core.errors import UsageError
+from tfy_audit._core.options import FieldFlag
 from tfy_audit._core.settings import (
     DEFAULT_EXPORT_ACCOUNT,
     DEFAULT_EXPORT_REGION,
@@ -75,17 +76,8 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class ExportFlag:
+class ExportFlag(FieldFlag):
     """How one command-line flag sets one field of `ExportOptions`."""
-
-    flag: str
-    field: str
-    help: str
-    shown: str | None = None
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
 
     def help_text(self) -> str:
         default = next(f.default for f in fields(ExportOptions) if f.name == self.field)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tfy_audit._core.errors import UsageError
+from tfy_audit._core.options import FieldFlag
 from tfy_audit._core.timeparse import parse_user_time
 from tfy_audit._report.data import DEFAULT_RANGE
 from tfy_audit._warehouse.severity import SeverityRule, load_rules
@@ -63,18 +64,9 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
-class ReportFlag:
+class ReportFlag(FieldFlag):
     """How one command-line flag sets one field of `ReportOptions`; `--help` shows the field's
     default as `shown` or, when None, as the default itself."""
-
-    flag: str
-    field: str
-    help: str
-    shown: str | None = None
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
 
     def help_text(self) -> str:
         return f"{self.help} (default: {self.shown or _default_text(self.field)})"

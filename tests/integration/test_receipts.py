@@ -357,6 +357,39 @@ def test_late_events_reissue_their_day_in_the_chain(
     assert verify_receipts(pipeline, str(receipts)).findings == []
 
 
+@pytest.mark.parametrize("issuer", ["as built", "re-issuing anyway"])
+def test_a_deletion_is_never_laundered_by_a_reissue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, issuer: str
+) -> None:
+    """The service expires an event and an admin deletes its row; a later sync re-reads the day.
+    The day must not be re-issued without the event (its receipt's event list is read from the
+    file: `daily_receipts` rows hold none), and a re-issue that drops an attested event, made
+    by an issuer that re-issued anyway, is named by verify."""
+    import tfy_audit._engine.receipts as issuing
+
+    monkeypatch.setenv(KEY_VARIABLE, SEED)
+    if issuer == "re-issuing anyway":
+        monkeypatch.setattr(issuing, "_may_reissue", lambda *args: True)
+    sim = make_simulator(60, days=2, seed=8)
+    target = DestinationOptions(db=str(tmp_path / "a.duckdb"), pipelines_dir=str(tmp_path / "p"))
+    synced = Synced(target, tmp_path / "receipts", _by_day(sim))
+    _sync(sim, target, synced.receipts)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    victim = min(e["id"] for e in synced.by_day[yesterday])
+    sim.remove_events([victim])
+    synced.sql("delete from {ds}.audit_logs where id = ?", victim)
+    summary = _sync(sim, target, synced.receipts, lookback=timedelta(days=2))
+    found = [(f.kind, f.day, f.ids) for f in synced.verify()]
+    if issuer == "as built":
+        assert summary.receipts["refused_days"] == [yesterday.isoformat()]
+        assert found == [(EVENTS_DELETED, yesterday, (victim,))]
+    else:
+        assert [(r["day"], r["seq"]) for r in summary.receipts["issued"]] == [
+            (yesterday.isoformat(), 1)
+        ]
+        assert found == [(EVENTS_DELETED, yesterday, (victim,))]
+
+
 @pytest.mark.postgres
 def test_postgres_tamper_cases_are_named(
     postgres_dataset: str,  # noqa: F811

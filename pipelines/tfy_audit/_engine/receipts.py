@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tfy_audit._core.errors import UsageError
+from tfy_audit._core.errors import TfyAuditError, UsageError
 from tfy_audit._core.settings import HISTORY_START
 from tfy_audit._receipts.canonical import now_text
 from tfy_audit._receipts.events import day_bounds, days_with_events, read_day
@@ -112,7 +112,7 @@ def issue_receipts(
             if old is not None:
                 if old.merkle_root == merkle_root(found.hashes):
                     continue
-                if not _may_reissue(old, found.events, day, run_start, run_end):
+                if not _may_reissue(_attested(store, old), found.events, day, run_start, run_end):
                     out.refused.append(day)
                     continue
             pending.append((day, found.events, old))
@@ -149,15 +149,29 @@ def issue_receipts(
     return out
 
 
+def _attested(store: ReceiptStore, receipt: Receipt) -> Receipt | None:
+    """`receipt` with the event list its file holds (`daily_receipts` rows carry none); None
+    when the file cannot be read or is not that receipt (edited, replaced), so nothing can
+    show what the day held."""
+    try:
+        held = receipt_from_json(store.read(receipt.file_name))
+    except (ValueError, TfyAuditError):
+        return None
+    return held if held.hash == receipt.hash else None
+
+
 def _may_reissue(
-    old: Receipt,
+    old: Receipt | None,
     events: list[tuple[str, str]],
     day: date,
     run_start: datetime,
     run_end: datetime,
 ) -> bool:
     """A day changed since its receipt may be re-issued only if this run read part of it and
-    it lost no event (a sync adds and corrects events, it never deletes one)."""
+    it lost no event (a sync adds and corrects events, it never deletes one); `old` is the
+    day's receipt as its file holds it, None where that cannot be read (then never)."""
+    if old is None:
+        return False
     start, end = day_bounds(day)
     if end <= run_start or start >= run_end:
         return False

@@ -215,6 +215,21 @@ def _check_chain(chain: list[Receipt], out: ReceiptsResult) -> None:
                     f"receipt {r.file_name} re-issues a receipt that is missing",
                 )
             )
+        elif r.supersedes is not None:
+            # a re-issue adds late events and corrections, never drops one: an id the replaced
+            # receipt attested and this one lacks was deleted before the day was re-issued
+            replaced = by_hash[r.supersedes]
+            dropped = sorted({i for i, _ in replaced.events} - {i for i, _ in r.events})
+            if dropped:
+                out.findings.append(
+                    Finding(
+                        EVENTS_DELETED,
+                        r.day,
+                        f"{len(dropped)} event(s) that {replaced.file_name} attested are "
+                        f"missing from its re-issue {r.file_name}",
+                        tuple(dropped),
+                    )
+                )
     for day, receipts in days.items():
         seqs = sorted(r.seq for r in receipts)
         if seqs != list(range(len(seqs))):

@@ -36,6 +36,7 @@ def test_the_pack_parses() -> None:
         (GOOD.replace("{end}", "{end} {oops}"), "unknown placeholder(s) {oops}"),
         (GOOD.replace("AS subject_id", "AS sid"), "does not return column(s) subject_id"),
         (GOOD.replace("SELECT id", "SELEKT id"), "query does not parse"),
+        (GOOD.replace("{end}\n", "{end} AND action = 'X\n"), "query does not parse"),
         (GOOD.replace("[T1098]", "[X1]"), "attack has 'X1'"),
         (GOOD + "window: soon\n", "window 'soon' is not a duration"),
         (GOOD + "threshold: 0\n", "threshold must be a whole number"),
@@ -72,3 +73,19 @@ def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert f"broken  {tmp_path / 'bad.yaml'}: missing field(s) title" in done.stdout
     missing = run_cli_captured(capsys, "rules", "validate", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_webhook_urls_query_never_reaches_a_message() -> None:
+    """Teams and Logic Apps workflows sign in the query: the signature is a secret like
+    Slack's path, in messages and in --debug's httpx lines."""
+    from tfy_audit._core.redact import redact
+    from tfy_audit._detect.delivery import check_url
+
+    url = (
+        "https://prod.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke"
+        "?api-version=2016-06-01&sig=Zm9vYmFyLXNpZ25hdHVyZS0xMjM"
+    )
+    check_url(url, "--alert-webhook")
+    shown = redact(f"HTTP Request: POST {url}")
+    assert "Zm9vYmFyLXNpZ25hdHVyZS0xMjM" not in shown
+    assert "api-version=2016-06-01" not in shown  # the whole query goes, with its signature

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -59,7 +59,13 @@ def check_url(url: str, flag: str) -> str:
             f"{flag} {shown_url(url)} is plain http to another host; use https (alerts name "
             "people and resources)"
         )
-    register_secret(parts.path if len(parts.path) > 8 else None)  # Slack's path is its key
+    # what follows the host can be the credential (Slack's path is its key; Teams and Logic
+    # Apps sign in the query): none of it may reach a message or a --debug log line
+    register_secret(parts.path if len(parts.path) > 8 else None)
+    register_secret(parts.query or None)
+    for _, value in parse_qsl(parts.query):
+        if len(value) >= 12:  # a signature or token, not `api-version=1.0`
+            register_secret(value)
     return url
 
 

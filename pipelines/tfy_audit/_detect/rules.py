@@ -129,7 +129,7 @@ def check_query(query: str, dedup: Iterable[str]) -> None:
     sample = _KNOWN_PLACEHOLDER.sub(_sample_value, query)
     try:
         statements = [s for s in sqlglot.parse(sample, read="duckdb") if s is not None]
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:  # a parse or a tokenizer error (a stray quote)
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise RuleError(f"query does not parse: {first[:160]}") from None
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):

@@ -102,6 +102,27 @@ def test_quiet_history_gives_no_alerts(tmp_path: Path) -> None:
     assert {rule: alerts for rule, alerts in found.items() if alerts} == {}
 
 
+def test_sync_detect_resumes_where_the_last_pass_ended(tmp_path: Path) -> None:
+    """Runs that loaded events without judging them (a failed or killed run, or one without
+    --detect) leave them to the next `sync --detect`: its pass starts where the last one
+    ended, not at its own start, and finds the plants those runs loaded."""
+    from tfy_audit._detect.runner import judged_from
+
+    events = _quiet() + [e for p in PLANTS for e in p.events]
+    pipeline = make_pipeline(_sync(tmp_path, events))
+    own_start = END - timedelta(hours=1)
+    assert judged_from(pipeline, own_start) == own_start  # no pass yet: the run's own range
+    first = detect(pipeline, builtin_rules(), START, DAY, params=PARAMS, after_sync=True)
+    assert first.found == []  # the plants are all on DAY
+    # the runs after it loaded DAY's plants, then a pass ran with its own range only
+    resumed = judged_from(pipeline, own_start)
+    assert resumed == DAY
+    second = detect(pipeline, builtin_rules(), resumed, END, params=PARAMS, after_sync=True)
+    found = {(a["rule_id"], json.dumps(a["dedup_key"], sort_keys=True)) for a in second.found}
+    assert found == {(p.rule_id, _expected(p)[0]) for p in PLANTS}
+    assert judged_from(pipeline, own_start) == own_start  # judged up to END now
+
+
 def test_a_short_trail_calls_no_subject_new(tmp_path: Path) -> None:
     """A first sync of a few days' history: every subject is first seen in it, so the
     first-seen rule needs 7 days of trail before an event (the plant's stranger alone, with

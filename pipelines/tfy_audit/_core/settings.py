@@ -117,6 +117,9 @@ DATA_WRITER_BUFFER_MAX_ITEMS: Final = 1000
 # -- detection rules and alerts (tfy_audit/_detect) ----------------------------------------------
 ALERTS_TABLE: Final = "alerts"
 ALERT_DELIVERIES_TABLE: Final = "alert_deliveries"
+# Each detection pass's range, once its alerts are kept: where `sync --detect` resumes after
+# runs that loaded events but did not judge them (a failed or killed run, or one without it).
+DETECTION_PASSES_TABLE: Final = "detection_passes"
 # A rule without `window` fires once per dedup key per UTC day.
 DEFAULT_RULE_WINDOW: Final = timedelta(days=1)
 # `tfy-audit detect` without `--start`: this far back from its end.

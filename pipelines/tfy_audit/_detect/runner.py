@@ -118,8 +118,10 @@ def detect(
     params: ViewParams = DEFAULT_PARAMS,
     to: Sequence[Channel] = (),
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    after_sync: bool = False,
 ) -> DetectSummary:
-    """Run `rules` over events created in [start, end), keep the alerts, deliver `to`."""
+    """Run `rules` over events created in [start, end), keep the alerts, deliver `to`.
+    `after_sync`: the pass of a `sync --detect`, whose end the next one resumes from."""
     summary = DetectSummary(start, end, uuid.uuid4().hex, problems=list(problems))
     with sql_client(pipeline) as client:
         found = run_rules(client, rules, start, end, params)
@@ -129,6 +131,7 @@ def detect(
         summary.found = [a.as_dict() for a in found.alerts]
         written = store.write_alerts(client, found.alerts, summary.run_id, now())
         summary.new_alerts, summary.updated_alerts = written.new, written.updated
+        store.record_pass(client, summary.run_id, start, end, after_sync=after_sync, now=now())
         deadline = time.monotonic() + DELIVERY_BUDGET_SECONDS
         for channel in to:
             waiting = store.pending(client, channel.name, DELIVERY_MAX_PER_RUN)
@@ -146,6 +149,15 @@ def detect(
             )
             summary.pending[channel.name] = store.count_pending(client, channel.name)
     return summary
+
+
+def judged_from(pipeline: dlt.Pipeline, start: datetime) -> datetime:
+    """Where a `sync --detect` pass starts: the run's own start, or earlier where the last
+    such pass ended before it, so events a run loaded without judging them (it failed, was
+    killed, or ran without --detect) are judged by the next pass."""
+    with sql_client(pipeline) as client:
+        until = store.judged_until(client)
+    return start if until is None else min(start, until)
 
 
 def alerts_overview(pipeline: dlt.Pipeline, recent: int = 5) -> dict[str, Any] | None:

@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from tfy_audit._core.settings import ALERT_DELIVERIES_TABLE, ALERTS_TABLE
+from tfy_audit._core.settings import (
+    ALERT_DELIVERIES_TABLE,
+    ALERTS_TABLE,
+    DETECTION_PASSES_TABLE,
+)
 from tfy_audit._core.times import utc
 from tfy_audit._detect.evaluate import Alert
 
@@ -63,6 +67,34 @@ def ensure_tables(client: Any) -> tuple[str, str]:
         f"CREATE TABLE IF NOT EXISTS {deliveries} ({ddl}, PRIMARY KEY (alert_id, channel))"
     )
     return alerts, deliveries
+
+
+def _passes_table(client: Any) -> str:
+    if not client.has_dataset():
+        client.create_dataset()
+    table: str = client.make_qualified_table_name(DETECTION_PASSES_TABLE)
+    client.execute_sql(
+        f"CREATE TABLE IF NOT EXISTS {table} (run_id TEXT NOT NULL, range_start {_TSTZ}, "
+        f"range_end {_TSTZ}, after_sync BOOLEAN, finished_at {_TSTZ}, PRIMARY KEY (run_id))"
+    )
+    return table
+
+
+def record_pass(
+    client: Any, run_id: str, start: datetime, end: datetime, *, after_sync: bool, now: datetime
+) -> None:
+    """Note a pass whose alerts are kept: [start, end) has been judged."""
+    table = _passes_table(client)
+    client.execute_sql(
+        f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)", run_id, start, end, after_sync, now
+    )
+
+
+def judged_until(client: Any) -> datetime | None:
+    """The end of the latest range a `sync --detect` pass judged; None before the first."""
+    table = _passes_table(client)
+    ((until,),) = client.execute_sql(f"SELECT max(range_end) FROM {table} WHERE after_sync")
+    return None if until is None else utc(until)
 
 
 @dataclass

@@ -46,7 +46,9 @@ def plan_from_args(args: argparse.Namespace) -> DetectPlan:
                       params)  # fmt: skip
 
 
-def run_pass(pipeline: Any, plan: DetectPlan, start: datetime, end: datetime) -> Any:
+def run_pass(
+    pipeline: Any, plan: DetectPlan, start: datetime, end: datetime, *, after_sync: bool = False
+) -> Any:
     from tfy_audit._detect.runner import detect
 
     summary = detect(
@@ -57,6 +59,7 @@ def run_pass(pipeline: Any, plan: DetectPlan, start: datetime, end: datetime) ->
         problems=plan.problems,
         params=plan.params,
         to=plan.channels,
+        after_sync=after_sync,
     )
     for problem in summary.problems[len(plan.problems) :]:
         say(f"tfy-audit: rule skipped: {problem.line()}", logging.WARNING, event="rule_problem")

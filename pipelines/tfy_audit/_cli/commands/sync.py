@@ -85,12 +85,17 @@ def _detect_after(options: Any, plan: Any, summary: Any, *, quiet: bool) -> dict
     from tfy_audit._warehouse.destination import make_pipeline
 
     try:
-        found = run_pass(make_pipeline(options.target), plan, summary.start, summary.end)
+        from tfy_audit._detect.runner import judged_from
+
+        pipeline = make_pipeline(options.target)
+        start = judged_from(pipeline, summary.start)
+        found = run_pass(pipeline, plan, start, summary.end, after_sync=True)
     except Exception as exc:
         say(
             f"tfy-audit: the data is loaded, but detection failed: {one_line(exc)}; "
             "`tfy-audit detect --start "
-            f"{summary.start.strftime('%Y-%m-%dT%H:%M:%SZ')}` runs it again",
+            f"{summary.start.strftime('%Y-%m-%dT%H:%M:%SZ')}` runs it again (the next "
+            "`sync --detect` also resumes from where the last pass ended)",
             event="detection_failed",
         )
         return {"error": one_line(exc)}

@@ -12,7 +12,7 @@ N ?= 100000
 PY ?= 3.11
 OTHER_PYS ?= 3.12 3.13
 
-.PHONY: install demo test test-versions lint format bench bench-delta clean
+.PHONY: install demo test test-versions lint format bench bench-large bench-delta clean
 
 # the benchmark runs where a user's install would: the runtime dependencies only (the dev
 # group pulls in SQLAlchemy, which dlt then imports, costing 0.2 s of every start)
@@ -69,6 +69,15 @@ format: install
 
 bench: $(BENCH_VENV)/bin/tfy-audit
 	$(BENCH_VENV)/bin/python -m bench.run --events $(N)
+
+# the same rows at 1,000,000 events (issue 26's million-event targets), into large.json beside
+# `make bench`'s latest.json; it takes minutes. The plain rest_api source is left out (its
+# target is set at 100,000, and a million takes it longer than the rest together):
+# BENCH_LARGE_ARGS= puts it back.
+BENCH_LARGE_ARGS ?= --skip-peer
+bench-large: $(BENCH_VENV)/bin/tfy-audit
+	$(BENCH_VENV)/bin/python -m bench.run --events 1000000 --out bench/results/large.json \
+		$(BENCH_LARGE_ARGS)
 
 # `tfy-audit sync` into Delta tables on a local S3 server (moto, from the dev venv) beside DuckDB
 SIZES ?= 30000,100000,300000

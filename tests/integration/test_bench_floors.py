@@ -3,6 +3,8 @@ would flatter nothing but make every ratio against it a lie."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,19 @@ from tfy_audit._service.leaves import jsonpath_leaves
 from tfy_audit.simulator import SimulatorServer
 
 from bench.raw_floor import run_floor
-from bench.run import Contender, evaluate
+from bench.run import (
+    CLI_STARTUP_RUNS,
+    TARGET_HISTORY_100K_SECONDS,
+    TARGET_SYNC_SECONDS,
+    Children,
+    Contender,
+    Target,
+    _target_lines,
+    detection_target,
+    evaluate,
+    measure_cli_startup,
+    size_bound,
+)
 from bench.store_floor import run_store_floor
 from tests.conftest import API_KEY, make_simulator
 
@@ -78,16 +92,10 @@ def test_the_store_floor_ratios_are_reported_beside_the_targets() -> None:
 
 def test_every_target_the_bench_sets_has_a_line() -> None:
     """`make bench` prints each target it sets; one without a label crashed the whole run."""
-    from bench.run import (
-        TARGET_HISTORY_100K_SECONDS,
-        Target,
-        _target_lines,
-        detection_target,
-        evaluate,
-    )
-
     contenders = {k: _contender(k, 1.0) for k in ("a", "a2", "b", "c", "d")}
-    targets, _, _ = evaluate(contenders, 100, cpus=2)
+    contenders["a"].peak_rss_mib = 320.0
+    startup = {"--version": 0.15, "--help": 0.25}
+    targets, _, _ = evaluate(contenders, 100, cpus=2, cli_startup=startup)
     targets.append(Target("simulator_history_100k_s", 1.5, TARGET_HISTORY_100K_SECONDS, "<="))
     # a pass over 20,000 events in 0.5s is 2.5s per 100,000; a failed pass has no figure
     targets.append(detection_target({"seconds": 0.5, "rules": 17, "alerts": 3}, 20_000))
@@ -99,3 +107,66 @@ def test_every_target_the_bench_sets_has_a_line() -> None:
     assert len([line for line in lines if line.startswith(("PASS", "MISS", "SKIP"))]) == len(
         targets
     )
+    # issue 26's rows, in its table's order, each beside its goal (100 events: the goals set
+    # for 100,000 apply)
+    assert lines[:9] == [
+        "PASS  (a) full sync, one run: 1.00s (target <= 3s at 100,000 events)",
+        "MISS  throughput a/b: 1.00x (target >= 20x)",
+        "PASS  time a/c: 1.00x (target <= 3x)",
+        "PASS  `tfy-audit --version`, best of 3: 0.15s (target <= 0.2s)",
+        "MISS  `tfy-audit --help`, best of 3: 0.25s (target <= 0.2s)",
+        "MISS  (a2) no-op rerun: 1.00s (target <= 0.9s)",
+        "SKIP  no-op rerun requests: n/a (target <= 5)",
+        "PASS  (a) peak RSS, whole process tree: 320 MiB (target <= 350 MiB at 100,000 events)",
+        "PASS  (a) peak RSS, largest process: 100 MiB (target <= 400 MiB)",
+    ], lines
+
+
+def test_the_million_event_rows_are_checked_against_the_million_event_goals() -> None:
+    """`make bench-large` prints the same rows; the size-bound ones against the goals set for
+    1,000,000 events, and a start-up that was not timed (or failed) is a SKIP, not a PASS."""
+    contenders = {k: _contender(k, 1.0, rows=1_000_000) for k in ("a", "a2", "b", "c", "d")}
+    contenders["a"].seconds = 31.0
+    contenders["a"].peak_rss_mib = 440.0
+    contenders["b"].skipped = True
+    targets, _, _ = evaluate(contenders, 1_000_000, cpus=2, cli_startup={"--version": None})
+    lines = _target_lines(targets)
+    assert "MISS  (a) full sync, one run: 31.00s (target <= 30s at 1,000,000 events)" in lines
+    assert "SKIP  throughput a/b: n/a (target >= 20x)" in lines
+    assert "SKIP  `tfy-audit --version`, best of 3: n/a (target <= 0.2s)" in lines
+    assert "SKIP  `tfy-audit --help`, best of 3: n/a (target <= 0.2s)" in lines
+    tree = "PASS  (a) peak RSS, whole process tree: 440 MiB (target <= 450 MiB at 1,000,000 events)"
+    assert tree in lines, lines
+    # a size between the two is held to the goals of the larger, beyond the largest to those
+    assert size_bound(TARGET_SYNC_SECONDS, 100_000) == (100_000, 3.0)
+    assert size_bound(TARGET_SYNC_SECONDS, 100_001) == (1_000_000, 30.0)
+    assert size_bound(TARGET_SYNC_SECONDS, 2_000_000) == (1_000_000, 30.0)
+
+
+def test_cli_startup_is_the_best_of_its_runs_and_a_failed_run_has_no_figure(
+    tmp_path: Path,
+) -> None:
+    """Each flag runs as its own process CLI_STARTUP_RUNS times; the figure is the quickest. A
+    run that fails or prints nothing gives no figure, so a crash cannot pass as a quick start."""
+    children = Children(tmp_path, dict(os.environ))
+    # a stand-in for tfy-audit: prints what it was asked, fails for --help
+    fake = [
+        sys.executable,
+        "-S",
+        "-c",
+        "import sys; flag = sys.argv[1]; print(flag); sys.exit(flag == '--help')",
+    ]
+    try:
+        timed = measure_cli_startup(children, fake, timeout=30.0)
+    finally:
+        children.close()
+    version, help_ = timed["--version"], timed["--help"]
+    assert len(version["seconds"]) == CLI_STARTUP_RUNS
+    assert version["best_seconds"] == min(version["seconds"]) > 0
+    assert version["error"] is None
+    assert help_["best_seconds"] is None and help_["seconds"] == []
+    assert "exited with 1" in help_["error"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".stdout") == [
+        *(f"{n:02d}-cli--version.stdout" for n in range(1, CLI_STARTUP_RUNS + 1)),
+        f"{CLI_STARTUP_RUNS + 1:02d}-cli--help.stdout",
+    ]

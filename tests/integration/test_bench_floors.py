@@ -100,6 +100,8 @@ def test_every_target_the_bench_sets_has_a_line() -> None:
     # a pass over 20,000 events in 0.5s is 2.5s per 100,000; a failed pass has no figure
     targets.append(detection_target({"seconds": 0.5, "rules": 17, "alerts": 3}, 20_000))
     assert detection_target({"error": "no database"}, 20_000).verdict == "SKIP"
+    failing = {"seconds": 0.5, "rules": 16, "rule_problems": ["token: Out of Memory"]}
+    assert detection_target(failing, 20_000).verdict == "MISS"  # fast, but a rule failed
     lines = _target_lines(targets)
     assert any("simulator history of 100,000 events: 1.50s" in line for line in lines), lines
     detection = "PASS  all detection rules, one pass per 100,000 events: 2.50s (target <= 5s)"

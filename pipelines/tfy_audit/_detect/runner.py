@@ -22,7 +22,6 @@ import dlt
 
 from tfy_audit._compat.dlt import persistent_sql_client
 from tfy_audit._core.errors import UsageError
-from tfy_audit._core.memory import duckdb_memory_limit
 from tfy_audit._core.redact import register_secret
 from tfy_audit._core.settings import (
     DELIVERY_BUDGET_SECONDS,
@@ -34,6 +33,7 @@ from tfy_audit._detect.delivery import SLACK, WEBHOOK, Channel, ChannelResult, c
 from tfy_audit._detect.evaluate import run_rules
 from tfy_audit._detect.rules import Rule, RuleProblem
 from tfy_audit._source.config import _from_dlt
+from tfy_audit._warehouse.adapter import warehouse_of
 from tfy_audit._warehouse.view_params import DEFAULT_PARAMS, ViewParams
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def detect(
     `after_sync`: the pass of a `sync --detect`, whose end the next one resumes from."""
     summary = DetectSummary(start, end, uuid.uuid4().hex, problems=list(problems))
     with sql_client(pipeline) as client:
-        _analysis_memory(pipeline, client)
+        warehouse_of(pipeline).for_analysis(client)
         found = run_rules(client, rules, start, end, params)
         summary.rules_run = found.rules_run
         summary.problems.extend(found.problems)
@@ -151,15 +151,6 @@ def detect(
             )
             summary.pending[channel.name] = store.count_pending(client, channel.name)
     return summary
-
-
-def _analysis_memory(pipeline: dlt.Pipeline, client: Any) -> None:
-    """A DuckDB file opens with the small memory limit its loads keep (duckdb_file.py); the
-    rules' joins over a long history need more (a million events ran one out of memory), so
-    a pass gets what a retried load gets: a share of the process's memory (memory.py). The
-    setting lasts while the database is open; the next sync opens it at the small limit."""
-    if pipeline.destination is not None and pipeline.destination.destination_name == "duckdb":
-        client.execute_sql(f"SET memory_limit = '{duckdb_memory_limit()}'")
 
 
 def judged_from(pipeline: dlt.Pipeline, start: datetime) -> datetime:

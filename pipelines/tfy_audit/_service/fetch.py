@@ -53,7 +53,7 @@ LARGE_BODY_BYTES = 4 * 1024 * 1024
 # page's rows until the reader takes it. Fewer pages are also asked for at once once pages are
 # known to be large (each counts as the largest page decoded so far), so that connections do not
 # sit waiting on the budget, while pages of ordinary events keep every connection busy.
-IN_FLIGHT_BYTES = 64 * 1024 * 1024
+IN_FLIGHT_BYTES = 32 * 1024 * 1024
 
 
 @dataclass

@@ -119,6 +119,11 @@ class Warehouse(Protocol):
         """What follows a sync's loads (PostgreSQL: its indexes); names of what is in place."""
         ...
 
+    def for_analysis(self, client: Any) -> None:
+        """Ready an open SQL client for queries over the whole history (detection rules'
+        joins), where the kind holds its loads to less (a DuckDB file: a small memory limit)."""
+        ...
+
 
 def choose(destination: Destination[Any, Any] | None, table_format: str | None) -> Warehouse:
     """The adapter of `destination` writing (or holding) tables in `table_format`, from what dlt

@@ -100,6 +100,11 @@ class DuckDBFile(SqlWarehouse):
             read_only=read_only,
         )
 
+    def for_analysis(self, client: Any) -> None:
+        # the file opens at the small limit its loads keep; a rule's joins over a long history
+        # need what a retried load gets (a million events ran one out of memory at the small one)
+        client.execute_sql(f"SET memory_limit = '{duckdb_memory_limit()}'")
+
     def write_refusal(self, target: DestinationOptions) -> str | None:
         """Why the file system will not let `--db` be written: the file (read-only,
         immutable) or its folder (where DuckDB writes its `.wal`); None when it will. Tried,

@@ -152,6 +152,9 @@ class SqlWarehouse:
     def after_sync(self, pipeline: dlt.Pipeline) -> list[str]:
         return []
 
+    def for_analysis(self, client: Any) -> None:
+        return None
+
 
 def _safe(name: str) -> str:
     """A folder name of a destination reference and a dataset name (letters, digits, `._-`)."""

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _detect_args(group: Any) -> None:
-    from tfy_audit._core.options import DETECT_FLAGS, detect_default
+    from tfy_audit._detect.options import DETECT_FLAGS
 
     for flag in DETECT_FLAGS:
         group.add_argument(
@@ -265,7 +265,7 @@ def _detect_args(group: Any) -> None:
             dest="detect_" + flag.field,
             metavar=flag.metavar,
             default=None,
-            help=f"{flag.help} (default: {detect_default(flag.field)})",
+            help=flag.help_text(),
         )
 
 

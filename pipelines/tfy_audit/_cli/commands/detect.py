@@ -26,7 +26,7 @@ class DetectPlan:
 def plan_from_args(args: argparse.Namespace) -> DetectPlan:
     """A usage error here (a missing rules folder, a bad URL or time zone) stops the command
     before it syncs or reads anything."""
-    from tfy_audit._core.options import DetectOptions
+    from tfy_audit._detect.options import DetectOptions
     from tfy_audit._detect.rules import load_rules
     from tfy_audit._detect.runner import channels
     from tfy_audit._warehouse.view_params import ViewParams, parse_work_hours

@@ -41,6 +41,7 @@ from tfy_audit._core.errors import (
     ConfigLookup,
     ConfigurationError,
     UnresolvedField,
+    UsageError,
     describe_invalid_configuration,
     describe_missing_configuration,
     exception_chain,
@@ -425,6 +426,15 @@ def persistent_sql_client(pipeline: dlt.Pipeline) -> Any | None:
     except SqlClientNotAvailable:
         return None
     return None if uses_table_scanners(client) else client
+
+
+def persistent_sql_client_or_refuse(pipeline: dlt.Pipeline, refusal: str) -> Any:
+    """`persistent_sql_client`, or a UsageError of `refusal` (one line: what cannot be kept
+    here, and the fix) for a destination without one."""
+    client = persistent_sql_client(pipeline)
+    if client is None:
+        raise UsageError(refusal)
+    return client
 
 
 def _unresolved(traces: Any, owner: str) -> Iterator[UnresolvedField]:

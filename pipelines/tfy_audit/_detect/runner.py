@@ -20,8 +20,7 @@ from typing import Any
 
 import dlt
 
-from tfy_audit._compat.dlt import persistent_sql_client
-from tfy_audit._core.errors import UsageError
+from tfy_audit._compat.dlt import persistent_sql_client, persistent_sql_client_or_refuse
 from tfy_audit._core.redact import register_secret
 from tfy_audit._core.settings import (
     DELIVERY_BUDGET_SECONDS,
@@ -100,13 +99,11 @@ class DetectSummary:
 
 
 def sql_client(pipeline: dlt.Pipeline) -> Any:
-    client = persistent_sql_client(pipeline)
-    if client is None:
-        raise UsageError(
-            "alerts are kept in a table by SQL, which this destination cannot hold; run "
-            "detection on a DuckDB, PostgreSQL or other SQL destination"
-        )
-    return client
+    return persistent_sql_client_or_refuse(
+        pipeline,
+        "alerts are kept in a table by SQL, which this destination cannot hold; run "
+        "detection on a DuckDB, PostgreSQL or other SQL destination",
+    )
 
 
 def detect(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tfy_audit._core.errors import TfyAuditError, UsageError
+from tfy_audit._core.errors import TfyAuditError
 from tfy_audit._core.settings import HISTORY_START
 from tfy_audit._receipts.canonical import now_text
 from tfy_audit._receipts.events import day_bounds, days_with_events, read_day
@@ -61,15 +61,13 @@ class IssuedReceipts:
 
 def receipt_sql_client(pipeline: dlt.Pipeline) -> Any:
     """The destination's SQL client; a UsageError where receipts cannot be kept."""
-    from tfy_audit._warehouse.verify_log import log_sql_client
+    from tfy_audit._compat.dlt import persistent_sql_client_or_refuse
 
-    client = log_sql_client(pipeline)
-    if client is None:
-        raise UsageError(
-            "receipts are kept for DuckDB and PostgreSQL destinations (they are read back by "
-            "SQL); drop --receipts-dir for this destination"
-        )
-    return client
+    return persistent_sql_client_or_refuse(
+        pipeline,
+        "receipts are kept for DuckDB and PostgreSQL destinations (they are read back by "
+        "SQL); drop --receipts-dir for this destination",
+    )
 
 
 def issue_receipts(

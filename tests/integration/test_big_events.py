@@ -5,6 +5,7 @@ largest row the body cap admits)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -15,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tfy_audit._core.memory import duckdb_memory_limit
-from tfy_audit._core.settings import DUCKDB_MEMORY_LIMIT_ENV
+from tfy_audit._core.settings import MEMORY_LIMIT_ENV
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, make_event
 from tfy_audit.simulator.history import generate_history
 from tfy_audit.simulator.odd import _manifest_yaml
@@ -39,10 +39,9 @@ from tests.integration.test_destinations import (
 )
 
 MB = 1024 * 1024
-# the environment that gives a sync the DuckDB memory limit it picks in a container of 1 GiB
-IN_A_1_GIB_CONTAINER = {
-    DUCKDB_MEMORY_LIMIT_ENV: duckdb_memory_limit(environ={}, available=lambda: 1024 * MB)
-}
+# the environment that tells a sync it runs in a container of 1 GiB: DuckDB's limit and the
+# reading's memory gate follow from it (memory.py), as they would from the container's cgroup
+IN_A_1_GIB_CONTAINER = {MEMORY_LIMIT_ENV: "1GiB"}
 
 
 def big_simulator(extra: list[dict[str, Any]], **config: Any) -> Simulator:
@@ -118,17 +117,32 @@ def list_requests(sim: Simulator) -> list[tuple[int, int]]:
 
 def test_a_page_over_the_cap_is_read_again_in_smaller_pages(workspace: Workspace) -> None:
     """40 events of 1 MB (the newest, first in the service's order) make a page of 1,000
-    larger than its 32.25 MB cap: read again in halves until each half fits its cap (17 MB
-    for a page of up to 500), every event loads, nothing is set aside."""
+    larger than its 32.25 MB cap, and any page of more than 8 of them larger than the 8 MB a
+    page of several events may be decoded from (fetch.PAGE_BYTES): read again in halves until
+    each half fits, then in pages sized by the answers (as many events as fit in 6 MB), every
+    event loads, nothing is set aside."""
     heavy = manifests(40, 1 * MB, prefix="h")
     sim = big_simulator(heavy)
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url, "--concurrency", "1")) == 0
     assert_warehouse_matches(workspace, sim.events())
-    assert list_requests(sim) == [
+    requests = list_requests(sim)
+    # halved while every page holds more than 8 of the large events; (124, 1) is the rest of
+    # (62, 63), no page being asked for larger than the last half given up
+    assert requests[:13] == [
         (0, 1000), (0, 500), (500, 500), (0, 250), (250, 250), (0, 125), (125, 125),
-        (0, 62), (62, 63), (0, 31), (31, 31), (0, 15), (15, 16),
+        (0, 62), (62, 62), (124, 1), (0, 31), (31, 31), (0, 15),
     ]  # fmt: skip
+    # then sized by the answers (the events' exact sizes, which vary with their timestamps,
+    # set how many fit): no page of more than 7 of the 1 MB events is asked for again, and
+    # the pages asked for after the halving cover the offsets left exactly once
+    # (one window, newest first: the large events are offsets 0-39). A page of 8 or more of
+    # them passes 8 MB and is given up; the pages answered cover the offsets planned (one page
+    # of 1,000) exactly once
+    answered = sorted((o, o + n) for o, n in requests if len(range(o, min(o + n, 40))) < 8)
+    assert answered[0][0] == 0 and answered[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(answered))
+    assert len(requests) <= 40
     # nothing set aside: no record was ever written
     tables = workspace.query("select table_name from information_schema.tables")
     assert ("event_anomalies",) not in tables
@@ -165,11 +179,12 @@ def test_an_event_larger_than_the_cap_is_set_aside_and_recorded(workspace: Works
     loaded = [e for e in sim.events() if e["id"] != "s00004"]
     assert_warehouse_matches(workspace, loaded)
     # the 50 events in one window, oldest first: s00004 is the 45th (offset 44); the halves
-    # that do not hold it fit the cap, those that do are halved down to a page of one
+    # that do not hold it fit the cap, those that do are halved down to a page of one (no
+    # page is asked for larger than the last half given up: (124, 1) is the rest of (62, 63))
     assert requests == [
         (0, 1000), (0, 500), (500, 500), (0, 250), (250, 250), (0, 125), (125, 125),
-        (0, 62), (62, 63), (0, 31), (31, 31), (31, 15), (46, 16), (31, 7), (38, 8),
-        (38, 4), (42, 4), (42, 2), (44, 2), (44, 1), (45, 1),
+        (0, 62), (62, 62), (124, 1), (0, 31), (31, 31), (31, 15), (46, 15), (61, 1),
+        (31, 7), (38, 8), (38, 4), (42, 4), (42, 2), (44, 2), (44, 1), (45, 1),
     ]  # fmt: skip
     rows = workspace.query(
         "select kind, action, event_id, field_path, page_offset, detail, window_start is not null,"

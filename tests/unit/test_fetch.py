@@ -3,6 +3,7 @@ window's ids once it is read."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import weakref
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
-from tfy_audit._core.errors import OffsetRefusedError
+from tfy_audit._core.errors import OffsetRefusedError, ResponseTooLargeError
 from tfy_audit._service import fetch
 from tfy_audit._service.budget import Hold
 from tfy_audit._service.client import AuditLogFilters
@@ -46,6 +47,9 @@ class FakeService:
         self.refuse_from = refuse_from
         self.on_page: Callable[[FakeService, int], None] | None = None
         self.pages = 0
+        self.asked: list[tuple[int, int]] = []  # (offset, limit) of every page asked for
+        self.refused: list[tuple[int, int]] = []  # those refused as past `page_bytes`
+        self.answered: list[tuple[int, int, int]] = []  # (offset, limit, body bytes)
 
     def list_page(
         self,
@@ -57,7 +61,9 @@ class FakeService:
         limit: int,
         decode: Callable[[bytes], T],
         hold: Hold | None = None,
+        page_bytes: int | None = None,
     ) -> T:
+        self.asked.append((offset, limit))
         if self.refuse_from is not None and offset >= self.refuse_from:
             raise OffsetRefusedError(f"offset {offset} is too deep")
         self.pages += 1
@@ -68,6 +74,11 @@ class FakeService:
         ] + self.undated
         body = {"data": matching[offset : offset + limit], "pagination": {"total": len(matching)}}
         raw = json.dumps(body).encode()
+        if page_bytes is not None and limit > 1 and len(raw) > page_bytes:
+            # as the client gives up a page of several events past `page_bytes`
+            self.refused.append((offset, limit))
+            raise ResponseTooLargeError("too large", holds_event=True, cap=page_bytes)
+        self.answered.append((offset, limit, len(raw)))
         if hold is not None:  # as the client counts a body it reads
             hold.reset()
             hold.grow(len(raw))
@@ -313,3 +324,95 @@ def test_large_bodies_are_decoded_in_this_process_ordinary_ones_in_the_workers(
     items = list(fetcher.fetch([PlannedWindow(Window(at(0), at(100)), 20)]))
     assert sorted(yielded_ids(items)) == [e["id"] for e in events]
     assert len(sizes) == 3 and all(size < 2048 for size in sizes), sizes
+
+
+def test_pages_past_page_bytes_are_asked_for_in_smaller_pages_from_then_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page of several events whose body passes PAGE_BYTES is asked for again in halves;
+    later pages are asked for with as many events as the last answer says fit in PAGE_FILL of
+    it. Each event is yielded once, the pages answered cover the offsets planned exactly once,
+    none larger than PAGE_BYTES, and only the first pages are given up."""
+    wide = [{**event(f"w{i:03d}", at(i)), "metaData": {"manifest": "x" * 1000}} for i in range(40)]
+    service = FakeService(wide)
+    page_bytes = 4_500  # about four of these events
+    monkeypatch.setattr(fetch, "PAGE_BYTES", page_bytes)
+    items = list(read(service, [Window(at(0), at(40))], page_size=16))
+    assert sorted(yielded_ids(items)) == sorted(e["id"] for e in wide)
+    (report,) = [i for i in items if isinstance(i, WindowReport)]
+    assert report.complete and report.rows == 40
+    # a page of 16 is given up, then one of 8; the pages answered after them partition the
+    # offsets planned (three pages of 16), each within PAGE_BYTES
+    assert service.refused == [(0, 16), (16, 8)]
+    covered = sorted((offset, offset + limit) for offset, limit, _ in service.answered)
+    assert covered[0][0] == 0 and covered[-1][1] == 48
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(covered))
+    assert max(size for _, _, size in service.answered) <= page_bytes
+    # sized by the answers: after a page of 4 events in 4,463 bytes, 3 fit in 3/4 of 4,500
+    assert service.answered[0][1:] == (4, 4_463) and service.answered[1][1] == 3
+
+
+def test_a_page_of_small_events_asks_for_the_page_size_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page size follows the events: after pages of large events, a page of small ones
+    lets the reader ask for whole pages again."""
+    monkeypatch.setattr(fetch, "PAGE_BYTES", 4_500)
+    events = [
+        {**event(f"w{i:03d}", at(i)), "metaData": {"manifest": "x" * 1000}} for i in range(8)
+    ] + [event(f"s{i:03d}", at(100 + i)) for i in range(64)]
+    service = FakeService(events)
+    items = list(read(service, [Window(at(0), at(200))], page_size=16))
+    assert sorted(yielded_ids(items)) == sorted(e["id"] for e in events)
+    assert service.refused == [(0, 16), (0, 8)]
+    assert max(size for _, _, size in service.answered) <= 4_500
+    covered = sorted((offset, offset + limit) for offset, limit, _ in service.answered)
+    assert covered[0][0] == 0 and covered[-1][1] == 80  # five pages of 16 planned
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(covered))
+    # once pages of small events answered, whole pages are asked for again
+    assert (32, 48) in covered and (48, 64) in covered
+
+
+def test_the_memory_gate_holds_reading_to_one_page_at_a_time() -> None:
+    """While the process holds more than its share (counting the pages coming), a page is
+    asked for only once the pages in flight are handed on; below it, as many as allowed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tfy_audit._core.memory import MemoryGate
+
+    class CountingService(FakeService):
+        def __init__(self, events: list[dict[str, Any]]) -> None:
+            super().__init__(events)
+            self.at_once = 0
+            self.most_at_once = 0
+            self._lock = __import__("threading").Lock()
+
+        def list_page(self, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.at_once += 1
+                self.most_at_once = max(self.most_at_once, self.at_once)
+            try:
+                return super().list_page(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.at_once -= 1
+
+    events = [event(f"e{i:03d}", at(i)) for i in range(60)]
+    for resident, expected in ((10**6, 1), (10, None)):
+        service = CountingService(events)
+        gate = MemoryGate(10**6, resident=lambda r=resident: r)  # threshold: half of it
+        with ThreadPoolExecutor(4) as pool:
+            fetcher = WindowFetcher(
+                service,  # type: ignore[arg-type]
+                AuditLogFilters(),
+                pool,
+                page_size=5,
+                max_offset=10_000,
+                max_in_flight=4,
+                memory=gate,
+            )
+            items = list(fetcher.fetch([PlannedWindow(Window(at(0), at(60)), 60)]))
+        assert sorted(yielded_ids(items)) == sorted(e["id"] for e in events)
+        assert gate.closed_once is (expected == 1)
+        if expected == 1:
+            assert service.most_at_once == 1

@@ -79,3 +79,37 @@ def test_a_duckdb_file_is_loaded_one_job_at_a_time(destination: str, workers: in
     from tfy_audit._warehouse.destination import load_workers
 
     assert load_workers(DestinationOptions(destination=destination)) == workers
+
+
+def test_the_memory_the_process_may_use_is_set_by_the_environment() -> None:
+    from tfy_audit._core.memory import memory_limit_bytes, size_bytes
+    from tfy_audit._core.settings import MEMORY_LIMIT_ENV
+
+    assert size_bytes("1GiB") == GiB and size_bytes("512MB") == 512 * 10**6
+    assert size_bytes(" 1.5 GiB ") == 3 * GiB // 2 and size_bytes("lots") is None
+    assert memory_limit_bytes({MEMORY_LIMIT_ENV: "1GiB"}, lambda: 64 * GiB) == GiB
+    assert memory_limit_bytes({}, lambda: 64 * GiB) == 64 * GiB
+    # DuckDB's retry limit follows it, as it follows a container's limit
+    assert duckdb_memory_limit({MEMORY_LIMIT_ENV: "1536MiB"}, lambda: 64 * GiB) == "384MiB"
+    with pytest.raises(UsageError) as caught:
+        memory_limit_bytes({MEMORY_LIMIT_ENV: "lots"}, lambda: GiB)
+    assert str(caught.value) == (
+        f"{MEMORY_LIMIT_ENV}='lots' is not a size: set it like 1GiB or 512MB, or unset it to "
+        "follow the container's or the machine's memory"
+    )
+
+
+def test_the_memory_gate_closes_past_its_share_counting_what_is_coming() -> None:
+    from tfy_audit._core.memory import MemoryGate, resident_bytes
+
+    held = [400 * MiB]
+    gate = MemoryGate(GiB, resident=lambda: held[0])  # a share of half: 512 MiB
+    assert gate.threshold == 512 * MiB
+    assert not gate.over() and not gate.over(112 * MiB)
+    assert gate.over(113 * MiB) and gate.closed_once
+    held[0] = 600 * MiB
+    assert gate.over()
+    assert not MemoryGate(None).over(10 * GiB)  # nothing known: never closed
+    assert not MemoryGate(GiB, resident=lambda: None).over(10 * GiB)  # no /proc
+    resident = resident_bytes()
+    assert resident is not None and 10 * MiB < resident < 4 * GiB  # this process, read

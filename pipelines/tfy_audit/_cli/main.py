@@ -80,15 +80,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
     # A load job is one file, and DuckDB copies a file in one go under its memory limit: pages
     # of large manifests (a thousand 31 KB events) made one file too large to load at all, and
-    # the sync failed on every run. Files are cut at these sizes instead (rows are written in
-    # buffers of this many); the size is the compressed file's, so rows that compress well
-    # still make large jobs, which are then loaded one at a time (destination.load_workers).
-    # Ordinary pages come as Arrow tables of YIELD_EVENTS rows, written whole, so their path
-    # is unchanged.
-    from tfy_audit._core.settings import DATA_WRITER_BUFFER_MAX_ITEMS, DATA_WRITER_FILE_MAX_BYTES
+    # the sync failed on every run. Files are cut at these sizes instead (settings.py says how);
+    # the size is the compressed file's, so rows that compress well still make large jobs,
+    # which are then loaded one at a time (destination.load_workers). Ordinary pages come as
+    # Arrow tables of YIELD_EVENTS rows, written whole, so their path is unchanged.
+    from tfy_audit._core.settings import (
+        DATA_WRITER_BUFFER_MAX_ITEMS,
+        DATA_WRITER_FILE_MAX_BYTES,
+        EXTRACT_BUFFER_MAX_ITEMS,
+    )
 
     os.environ.setdefault("DATA_WRITER__FILE_MAX_BYTES", str(DATA_WRITER_FILE_MAX_BYTES))
     os.environ.setdefault("DATA_WRITER__BUFFER_MAX_ITEMS", str(DATA_WRITER_BUFFER_MAX_ITEMS))
+    os.environ.setdefault("SOURCES__DATA_WRITER__BUFFER_MAX_ITEMS", str(EXTRACT_BUFFER_MAX_ITEMS))
     as_json = bool(getattr(args, "json", False))
     error: str | None = None
     outcome = Outcome(EXIT_FAILURE)

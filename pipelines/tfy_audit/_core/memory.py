@@ -1,4 +1,4 @@
-"""Giving memory that a chunk's extract freed back to the operating system.
+"""How much memory the process may use and holds, and giving what a chunk's extract freed back.
 
 Pages pass through the main process as bytes and Arrow buffers. Once a chunk is extracted
 they are freed, but the allocators keep the pages: Arrow's memory pool (mimalloc in the wheels
@@ -26,6 +26,8 @@ from tfy_audit._core.settings import (
     DUCKDB_MEMORY_FLOOR,
     DUCKDB_MEMORY_LIMIT_ENV,
     DUCKDB_MEMORY_SHARE,
+    MEMORY_LIMIT_ENV,
+    READ_GATE_SHARE,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,7 +97,9 @@ _CGROUP_LIMITS = (
 )
 # cgroup v1 writes "no limit" as a huge number
 _NO_LIMIT = 1 << 60
-_DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_DUCKDB_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 
 def process_memory_bytes(cgroup_files: tuple[Path, ...] = _CGROUP_LIMITS) -> int | None:
@@ -114,14 +118,42 @@ def process_memory_bytes(cgroup_files: tuple[Path, ...] = _CGROUP_LIMITS) -> int
     return min(limits) if limits else None
 
 
+def size_bytes(text: str) -> int | None:
+    """A size as DuckDB spells it (`512MB`, `1GiB`: MB is 10^6 bytes, MiB 2^20) in bytes;
+    None for text that is not one."""
+    match = _DUCKDB_SIZE.fullmatch(text.strip())
+    if match is None:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def memory_limit_bytes(
+    environ: Mapping[str, str] = os.environ,
+    available: Callable[[], int | None] = process_memory_bytes,
+) -> int | None:
+    """The memory the process may use: `$TFY_AUDIT_MEMORY_LIMIT` if set, else what `available()`
+    says (its cgroup's limit, else the machine's); None if nothing says. UsageError for a value
+    that is not a size."""
+    chosen = environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not chosen:
+        return available()
+    size = size_bytes(chosen)
+    if size is None or size <= 0:
+        raise UsageError(
+            f"{MEMORY_LIMIT_ENV}={chosen[:40]!r} is not a size: set it like 1GiB or 512MB, or "
+            "unset it to follow the container's or the machine's memory"
+        )
+    return size
+
+
 def duckdb_memory_limit(
     environ: Mapping[str, str] = os.environ,
     available: Callable[[], int | None] = process_memory_bytes,
 ) -> str:
     """DuckDB's memory limit for a retried load job, as DuckDB spells it:
-    `$TFY_AUDIT_DUCKDB_MEMORY_LIMIT` if set, else
-    a share of what `available()` says the process may use, between a floor and a ceiling
-    (settings.py says why each). UsageError for a value DuckDB would not read."""
+    `$TFY_AUDIT_DUCKDB_MEMORY_LIMIT` if set, else a share of the memory the process may use
+    (`memory_limit_bytes`), between a floor and a ceiling (settings.py says why each).
+    UsageError for a value DuckDB would not read."""
     chosen = environ.get(DUCKDB_MEMORY_LIMIT_ENV, "").strip()
     if chosen:
         if not _DUCKDB_SIZE.fullmatch(chosen):
@@ -130,7 +162,72 @@ def duckdb_memory_limit(
                 "like 512MB or 2GB, or unset it to follow the memory this process may use"
             )
         return chosen
-    memory = available()
+    memory = memory_limit_bytes(environ, available)
     share = DUCKDB_MEMORY_FLOOR if memory is None else int(memory * DUCKDB_MEMORY_SHARE)
     limit = min(max(share, DUCKDB_MEMORY_FLOOR), DUCKDB_MEMORY_CEILING)
     return f"{limit // (1024 * 1024)}MiB"
+
+
+def resident_bytes() -> int | None:
+    """The process's resident memory (RSS) now, from /proc; None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _page_size()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@cache
+def _page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+class MemoryGate:
+    """Whether the process holds more than READ_GATE_SHARE of the memory it may use.
+
+    What a page costs while it is read and decoded is counted (budget.py), but not what the
+    allocators keep once it is freed (glibc's arenas, Arrow's pool), nor what a load or the
+    rest of the process holds: how much of that there is depends on timing, and it made the
+    peak of a run of pages at the body cap vary by hundreds of MB. The reader asks the gate
+    before each page it asks for: while the process is over its share, one page is read at a
+    time and freed memory is given back after each (fetch.py). What the pages already asked
+    for will hold counts as held, so the peak is bounded by the share plus one page at the body
+    cap, whatever the allocators do. Never raises."""
+
+    def __init__(
+        self,
+        limit: int | None,
+        resident: Callable[[], int | None] = resident_bytes,
+    ) -> None:
+        self.threshold = None if limit is None else int(limit * READ_GATE_SHARE)
+        self._resident = resident
+        self.closed_once = False
+
+    @classmethod
+    def for_this_process(cls) -> MemoryGate:
+        """The gate of the memory this process may use (an unreadable setting: no gate; the
+        command has refused it already)."""
+        try:
+            return cls(memory_limit_bytes())
+        except UsageError:
+            return cls(None)
+
+    def over(self, coming: int = 0) -> bool:
+        """Whether the process holds more than its share now, counting `coming` bytes it is
+        about to hold (pages asked for, not yet decoded); False where RSS is unknown."""
+        if self.threshold is None:
+            return False
+        held = self._resident()
+        if held is None or held + coming <= self.threshold:
+            return False
+        if not self.closed_once:
+            self.closed_once = True
+            logger.info(
+                "the process holds %d MiB and has pages of %d MiB coming, over the %d MiB share "
+                "of the memory it may use (%s): reading one page at a time while it does",
+                held >> 20,
+                coming >> 20,
+                self.threshold >> 20,
+                MEMORY_LIMIT_ENV,
+            )
+        return True

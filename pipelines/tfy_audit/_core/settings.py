@@ -103,6 +103,13 @@ DUCKDB_MEMORY_SHARE: Final = 0.25
 DUCKDB_MEMORY_FLOOR: Final = 256 * 1024 * 1024
 DUCKDB_MEMORY_CEILING: Final = 512 * 1024 * 1024
 DUCKDB_MEMORY_LIMIT_ENV: Final = "TFY_AUDIT_DUCKDB_MEMORY_LIMIT"
+# The memory the process may use, as DuckDB spells sizes (`1GiB`, `512MB`): this environment
+# variable, else its cgroup's limit, else the machine's memory (memory.py). DuckDB's retry limit
+# above is a share of it, and reading pages is held to one at a time while the process holds
+# more than READ_GATE_SHARE of it (fetch.py), so the peak does not depend on how the allocators
+# happen to keep freed memory.
+MEMORY_LIMIT_ENV: Final = "TFY_AUDIT_MEMORY_LIMIT"
+READ_GATE_SHARE: Final = 0.5
 
 # `tfy-audit sql`: rows shown unless `--limit` says otherwise (0: all), and the output formats
 DEFAULT_SQL_LIMIT: Final = 1000
@@ -110,9 +117,12 @@ SQL_FORMATS: Final = ("table", "csv", "json")
 
 # dlt's data writer for the command's syncs (cli.py): a load file is cut once it passes this
 # many bytes, and rows are flushed to it in buffers of at most this many, so one load job never
-# holds more than about this much however large the events are.
-DATA_WRITER_FILE_MAX_BYTES: Final = 32 * 1024 * 1024
+# holds more than about this much however large the events are. The extract writes each item
+# as it comes (the audit resource's items are Arrow tables of at most extract.YIELD_BYTES, or
+# of one row): a buffer of rows would join items of wide rows into one file past the cut.
+DATA_WRITER_FILE_MAX_BYTES: Final = 16 * 1024 * 1024
 DATA_WRITER_BUFFER_MAX_ITEMS: Final = 1000
+EXTRACT_BUFFER_MAX_ITEMS: Final = 1
 
 # -- detection rules and alerts (tfy_audit/_detect) ----------------------------------------------
 ALERTS_TABLE: Final = "alerts"

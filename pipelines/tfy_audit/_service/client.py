@@ -54,7 +54,7 @@ from tfy_audit._service import deadline
 from tfy_audit._service.body import BodyTooLarge, read_body
 from tfy_audit._service.budget import Hold
 from tfy_audit._service.hosts import normalize_host
-from tfy_audit._service.pages import parse_list_body
+from tfy_audit._service.pages import first_event_in_head, parse_list_body
 from tfy_audit._service.triage import (
     decode_body,
     retry_after_seconds,
@@ -216,10 +216,14 @@ class AuditLogClient:
         limit: int,
         decode: Callable[[bytes], T],
         hold: Hold | None = None,
+        page_bytes: int | None = None,
     ) -> T:
         """One page, its body handed to `decode` (which raises ValueError on a bad body, and
         is then retried like any garbled response). `hold`: the body's bytes are counted in it
-        as they arrive, waiting while its budget is spent (budget.py)."""
+        as they arrive, waiting while its budget is spent (budget.py). `page_bytes`: a page of
+        several events whose body passes this many bytes is given up at once with
+        ResponseTooLargeError (`holds_event`), for the caller to ask for fewer events; a body
+        past it that is no page of events is read again under the usual cap."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise UsageError(f"page size {limit} is outside 1..{MAX_PAGE_SIZE}")
         params = {
@@ -228,7 +232,7 @@ class AuditLogClient:
             "limit": str(limit),
             "offset": str(offset),
         }
-        return self._get(params, decode, limit, hold)
+        return self._get(params, decode, limit, hold, page_bytes if limit > 1 else None)
 
     def response_cap(self, page_size: int) -> int:
         """The most bytes (decompressed) a body may hold for a page of `page_size` events:
@@ -286,9 +290,11 @@ class AuditLogClient:
         decode: Callable[[bytes], T],
         page_size: int,
         hold: Hold | None = None,
+        page_bytes: int | None = None,
     ) -> T:
         metric = params.get("metric", "")
-        cap = self.response_cap(page_size)
+        full_cap = self.response_cap(page_size)
+        cap = full_cap if page_bytes is None else min(full_cap, page_bytes)
         attempt = 0
         connect_failures = 0
         suspect_failures = 0
@@ -314,6 +320,10 @@ class AuditLogClient:
                             body = read_body(response, until, ERROR_BODY_BYTES, cut=True)
                     except BodyTooLarge as exc:
                         self.stats.record(metric, response.status_code, attempt > 1)
+                        if cap < full_cap and not first_event_in_head(exc.head)[0]:
+                            cap = full_cap  # not a page of events: the usual cap judges it
+                            attempt -= 1
+                            continue
                         raise too_large_error(
                             request,
                             response,

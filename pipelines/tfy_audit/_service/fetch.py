@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tfy_audit._core.errors import OffsetRefusedError, ResponseTooLargeError
+from tfy_audit._core.memory import MemoryGate, release_free_memory
 from tfy_audit._service.anomalies import Anomaly, AnomalyAction, AnomalyKind
 from tfy_audit._service.budget import ByteBudget, Hold
 from tfy_audit._service.client import AuditLogClient, AuditLogFilters
@@ -54,6 +55,17 @@ LARGE_BODY_BYTES = 4 * 1024 * 1024
 # known to be large (each counts as the largest page decoded so far), so that connections do not
 # sit waiting on the budget, while pages of ordinary events keep every connection busy.
 IN_FLIGHT_BYTES = 32 * 1024 * 1024
+
+# A page of several events is decoded from a body of at most this many bytes: one past it is
+# given up as it arrives and its events asked for in two halves, as a page over the body cap
+# is. Decoding builds Python objects and Arrow columns many times the body's size (the most for
+# text that is not ASCII), so this, not the body cap, bounds what decoding one page adds to the
+# peak; only a page of one event (up to MAX_EVENT_BYTES) is larger. Pages are then asked for
+# with as many events as the last page answered says fit in PAGE_FILL of it (never more than
+# the page size; fewer after a page was given up), so a read of large events does not give up
+# every page first, and one of ordinary events (about 1 MB a page) is asked for as before.
+PAGE_BYTES = 8 * 1024 * 1024
+PAGE_FILL = 0.75
 
 
 @dataclass
@@ -168,10 +180,14 @@ class WindowFetcher:
         decoder: Executor | None = None,
         exact: bool = False,
         decode: Callable[[bytes, datetime, datetime], DecodedPage] | None = None,
+        memory: MemoryGate | None = None,
     ) -> None:
         """`decoder`: where pages are parsed and normalized (a process pool), else in the
         fetching thread. `exact`: no id is yielded twice in the whole read (for small reads).
-        `decode`: `decode_page` (None), or `decode_ids` for pages of ids only (verify --ids)."""
+        `decode`: `decode_page` (None), or `decode_ids` for pages of ids only (verify --ids).
+        `memory`: the gate that holds reading to one page at a time while the process holds
+        too much (memory.py); None asks the process's own."""
+        self._memory = memory if memory is not None else MemoryGate.for_this_process()
         self.decoder = decoder
         self._decode = decode
         self._one_family = _Family() if exact else None
@@ -184,6 +200,9 @@ class WindowFetcher:
         self._decoding = ByteBudget(LARGE_BODY_BYTES)  # bodies being decoded
         self._in_flight = ByteBudget(IN_FLIGHT_BYTES)  # pages read, not yet handed on
         self._largest_page = 0  # bytes of rows of the largest page decoded so far
+        # the most events a page is asked for now (PAGE_BYTES): `page_size` until pages are
+        # known to be large
+        self._page_limit = page_size
         # Events whose createdAt did not parse are kept by every window whose query returns
         # them (they cannot be placed in one), so their ids are remembered for the whole read.
         self.undated = set() if self._one_family is None else self._one_family.yielded
@@ -217,9 +236,17 @@ class WindowFetcher:
 
         while queue or in_flight:
             while queue and len(in_flight) < self._pages_in_flight():
+                if in_flight and self._memory.over(self._coming()):
+                    break  # one page at a time while the process holds too much (memory.py)
                 state, offset, asked = queue.popleft()
+                wanted = asked or self.page_size
+                if wanted > self._page_limit:
+                    # pages this large passed PAGE_BYTES: the rest of these offsets come next
+                    state.outstanding += 1
+                    queue.appendleft((state, offset + self._page_limit, wanted - self._page_limit))
+                    wanted = self._page_limit
                 # never ask past the depth the service allows
-                limit = min(asked or self.page_size, self.max_offset - offset)
+                limit = min(wanted, self.max_offset - offset)
                 if offset >= self.max_offset:
                     # queued before the service's lower limit was learnt: refused without asking
                     skipped: Future[DecodedPage] = Future()
@@ -237,6 +264,7 @@ class WindowFetcher:
                     limit=limit,
                     decode=self._decode_for(state.window, hold),
                     hold=hold,
+                    page_bytes=PAGE_BYTES,
                 )
                 in_flight[future] = (state, offset, limit, hold)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -247,6 +275,9 @@ class WindowFetcher:
                 finally:
                     if held is not None:
                         held.release()  # handed on, or dropped
+            if self._memory.over(self._coming()):
+                # what the pages handed on freed, given back before the next is asked for
+                release_free_memory()
 
     def _answered(
         self,
@@ -264,8 +295,18 @@ class WindowFetcher:
             if not exc.holds_event:
                 raise  # no page of events: a wrong host or a hostile one
             if limit > 1:
-                # the same offsets again, in two smaller pages
+                # the same offsets again, in two smaller pages, and none larger until a page
+                # answered says how many fit
                 half = limit // 2
+                if half < self._page_limit:
+                    self._page_limit = half
+                    logger.info(
+                        "%s: a page of %d events is larger than %g MB; asking for %d a page",
+                        state.window,
+                        limit,
+                        exc.cap / 2**20,
+                        half,
+                    )
                 enqueue([(state, offset)], half)
                 enqueue([(state, offset + half)], limit - half)
             else:
@@ -278,6 +319,7 @@ class WindowFetcher:
         else:
             if page.batch is not None:
                 self._largest_page = max(self._largest_page, batch_size(page.batch))
+            self._size_pages_by(page)
             state.report.pages += 1
             # Responses of concurrent pages arrive in any order: the largest total is
             # the latest (a closed window only grows).
@@ -311,6 +353,19 @@ class WindowFetcher:
         if state.report.complete and len(state.ids) < state.total:
             for event_id in sorted(state.confirmed_repeats()):
                 yield _repeat_anomaly(state, event_id)
+
+    def _size_pages_by(self, page: DecodedPage) -> None:
+        """Ask for as many events a page as fit in PAGE_FILL of PAGE_BYTES by this page's size
+        per event (at least one, at most the page size)."""
+        if not page.ids or not page.body_bytes:
+            return
+        fit = int(PAGE_BYTES * PAGE_FILL * len(page.ids) / page.body_bytes)
+        self._page_limit = max(1, min(self.page_size, fit))
+
+    def _coming(self) -> int:
+        """What the pages asked for and not handed on will hold, at most: what they hold now
+        (the budget's count) and, for the next one, as much as the largest page decoded."""
+        return self._in_flight.held + self._largest_page
 
     def _pages_in_flight(self) -> int:
         """How many pages may be requested at once: `max_in_flight`, fewer once pages are
@@ -364,7 +419,7 @@ class WindowFetcher:
                 decoding.release()
             # the body is dropped once this returns: what the page holds now is its rows
             hold.set(0 if page.batch is None else batch_size(page.batch))
-            return page
+            return replace(page, body_bytes=len(body))
 
         return decode_bounded
 

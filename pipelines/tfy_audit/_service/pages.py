@@ -156,6 +156,7 @@ class DecodedPage:
     # of events whose createdAt does not parse (no day to compare them on)
     dated_ids: list[tuple[str, datetime]] | None = None
     undated_ids: tuple[str, ...] = ()
+    body_bytes: int = 0  # the body it was decoded from (the reader sizes later pages by it)
 
 
 def event_id(event: Any) -> str:

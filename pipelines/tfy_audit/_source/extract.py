@@ -57,8 +57,13 @@ logging.getLogger("dlt").addFilter(_ArrowHintNoise())
 
 # dlt's extract pays a fixed cost per item yielded (it computes the table schema of each), so
 # pages are handed over in batches of about this many events, or this many bytes of Arrow data.
+# Each item is written to a load file as it comes (settings.EXTRACT_BUFFER_MAX_ITEMS), and a
+# table of wide rows (pages of large manifests) is handed over in slices of YIELD_BYTES, so a
+# load file holds at most about DATA_WRITER_FILE_MAX_BYTES plus one slice: DuckDB copies a file
+# in vectors of 2,048 rows, and its memory grows with the rows of a file, not only its limit.
+# Ordinary events reach YIELD_EVENTS long before YIELD_BYTES: their path is unchanged.
 YIELD_EVENTS = 10_000
-YIELD_BYTES = 48 * 1024 * 1024
+YIELD_BYTES = 8 * 1024 * 1024
 
 SYNC_WINDOWS_SCHEMA = pa.schema(
     [
@@ -275,9 +280,22 @@ class _PageBatch:
     def flush(self) -> Iterator[Any]:
         audit_logs, metadata = self._take()
         if audit_logs:
-            yield dlt.mark.with_table_name(pa.concat_tables(audit_logs), AUDIT_LOGS_TABLE)
+            for piece in _slices(pa.concat_tables(audit_logs)):
+                yield dlt.mark.with_table_name(piece, AUDIT_LOGS_TABLE)
         if metadata:
-            yield dlt.mark.with_table_name(pa.concat_tables(metadata), METADATA_TABLE)
+            for piece in _slices(pa.concat_tables(metadata)):
+                yield dlt.mark.with_table_name(piece, METADATA_TABLE)
+
+
+def _slices(table: pa.Table) -> Iterator[pa.Table]:
+    """`table` in slices of about YIELD_BYTES each (zero-copy); a row larger than that is a
+    slice by itself. A table within YIELD_BYTES is handed over whole."""
+    if table.nbytes <= YIELD_BYTES or table.num_rows <= 1:
+        yield table
+        return
+    rows = max(1, table.num_rows * YIELD_BYTES // table.nbytes)
+    for start in range(0, table.num_rows, rows):
+        yield table.slice(start, rows)
 
 
 def _current_load_id() -> str | None:

@@ -170,6 +170,13 @@ def warehouse_of(pipeline: dlt.Pipeline, table_format: str | None = None) -> War
     records for `audit_logs`."""
     from tfy_audit._warehouse.lakehouse import stored_table_format
 
+    if table_format is None:
+        plain = choose(pipeline.destination, None)
+        # Only a destination that writes files has a kind per table format (`_choose`): the
+        # schema is read for the others' never. dlt loads it anew at each read of
+        # `default_schema`, and a sync asks for the adapter a dozen times.
+        if not plain.files:
+            return plain
     fmt = table_format or stored_table_format(pipeline)
     return choose(pipeline.destination, fmt)
 

@@ -208,6 +208,42 @@ def test_a_destination_is_found_by_its_name(compat: ModuleType) -> None:
         assert unknown_raised
 
 
+def test_a_generators_resource_is_made_without_looking_up_its_module(
+    compat: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlt.resource looks a generator's module up through its frame (a walk of every module
+    loaded); the wrapped generator is taken as an iterator instead, and loads the same rows."""
+    import inspect
+
+    looked_up: list[Any] = []
+    getmodule = inspect.getmodule
+
+    def recording(obj: Any, *args: Any) -> Any:
+        looked_up.append(obj)
+        return getmodule(obj, *args)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        yield from _rows(3)
+
+    with expect("dlt.resource's look-up of a generator's module (inspect.getmodule)"):
+        monkeypatch.setattr(inspect, "getmodule", recording)
+        dlt.resource(rows(), name="t")
+        assert any(inspect.isframe(obj) for obj in looked_up)
+    looked_up.clear()
+    resource = compat.iterator_resource(rows(), name="t")
+    monkeypatch.undo()
+    assert looked_up == []
+    pipeline = _pipeline(compat, tmp_path, "iterated")
+    with expect("a resource made from an iterator"):
+        pipeline.run(resource)
+        with pipeline.sql_client() as client:
+            assert client.execute_sql("select id, n from t order by n") == [
+                ("0", 0),
+                ("1", 1),
+                ("2", 2),
+            ]
+
+
 def test_a_table_has_seen_data_once_loaded(compat: ModuleType, tmp_path: Path) -> None:
     pipeline = _pipeline(compat, tmp_path, "seen")
     with expect("has_table_seen_data"):

@@ -148,11 +148,11 @@ def test_the_collector_is_paused_for_the_imports_and_runs_again_for_the_work() -
         import gc, sys
         from tfy_audit._cli import process
 
-        process.resume_collector()  # not paused: a library's caller's collector, left alone
+        process.end_imports()  # not paused: a library's caller's collector, left alone
         assert gc.isenabled() and gc.get_freeze_count() == 0
-        process.pause_collector()
+        process.begin_imports()
         assert not gc.isenabled()
-        process.resume_collector()
+        process.end_imports()
         assert gc.isenabled() and gc.get_freeze_count() > 0
 
         seen = {}
@@ -175,7 +175,7 @@ def test_the_collector_is_paused_for_the_imports_and_runs_again_for_the_work() -
         from tfy_audit._cli import main as cli
 
         for argv in (["sync", "--host", "http://127.0.0.1:9"], ["rules", "list"]):
-            process.pause_collector()
+            process.begin_imports()
             cli._own_process = True
             main(argv)
         print(seen)
@@ -183,6 +183,26 @@ def test_the_collector_is_paused_for_the_imports_and_runs_again_for_the_work() -
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "{'sync': True, 'rules': True}"
+
+
+def test_httpx_is_imported_without_its_command_line_until_the_imports_end() -> None:
+    done = _run(
+        """
+        import sys
+        from tfy_audit._cli import process
+
+        assert "httpx" not in sys.modules
+        process.begin_imports()
+        import httpx
+
+        assert sys.modules["httpx._main"] is None and callable(httpx.main)
+        process.end_imports()
+        import httpx._main  # the real one, once the imports are done
+
+        assert sys.modules["httpx._main"] is not None
+        """
+    )
+    assert done.returncode == 0, done.stderr
 
 
 class _ClosedPipe(io.StringIO):

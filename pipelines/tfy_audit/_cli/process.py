@@ -13,11 +13,15 @@ test holds that order. Registered but idle: it does nothing unless `exit_now` wa
 `main()` called as a library, or a `SystemExit` raised elsewhere, ends as Python ends.
 
 The command's imports (dlt, pyarrow, DuckDB, httpx: some 165,000 objects, nearly all kept for
-the life of the process) run with the cyclic collector paused (`pause_collector`), which would
-otherwise walk them again and again as they are made; `resume_collector` freezes what the
-imports made, out of later collections' sight, and starts the collector again before the
-command does any work. Only the command's own process pauses it: a library's caller's collector
-is not ours to stop.
+the life of the process) run between `begin_imports` and `end_imports`:
+- with the cyclic collector paused, which would otherwise walk them again and again as they
+  are made; `end_imports` freezes what the imports made, out of later collections' sight, and
+  starts the collector again before the command does any work;
+- without httpx's own command line, which httpx imports with click, rich and pygments when
+  they are installed (dlt's dependencies install them); the command never runs it, and
+  `end_imports` lets a later `import httpx._main` import it after all.
+Only the command's own process does this: a library's caller's collector and imports are not
+ours to change.
 """
 
 from __future__ import annotations
@@ -30,26 +34,33 @@ from typing import NoReturn
 
 # set by exit_now: the code the process ends with once the exit handlers have run
 _code: int | None = None
-# set by pause_collector: the collector is off until resume_collector
+# set by begin_imports: the collector is off until end_imports
 _collector_paused = False
+# the module httpx imports its command line from (`from ._main import main`, ImportError: none)
+_HTTPX_CLI = "httpx._main"
 
 
-def pause_collector() -> None:
-    """Stop the cyclic collector for the imports (see the module docstring)."""
+def begin_imports() -> None:
+    """Ready the process for the command's imports (see the module docstring)."""
     global _collector_paused
     if gc.isenabled():
         gc.disable()
         _collector_paused = True
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault(_HTTPX_CLI, None)  # type: ignore[arg-type]
 
 
-def resume_collector() -> None:
-    """Freeze what is alive and start the collector again, if `pause_collector` stopped it.
-    A few hundred objects of the imports' cyclic garbage are frozen with the rest."""
+def end_imports() -> None:
+    """Undo `begin_imports`: freeze what is alive and start the collector again (a few
+    hundred objects of the imports' cyclic garbage are frozen with the rest), and let httpx's
+    command line be imported. Does nothing where `begin_imports` was not called."""
     global _collector_paused
     if _collector_paused:
         _collector_paused = False
         gc.freeze()
         gc.enable()
+    if _HTTPX_CLI in sys.modules and sys.modules[_HTTPX_CLI] is None:
+        del sys.modules[_HTTPX_CLI]
 
 
 def exit_now(code: int) -> NoReturn:

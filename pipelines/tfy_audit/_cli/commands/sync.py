@@ -15,7 +15,7 @@ from tfy_audit._cli.output import (
     logger,
     say,
 )
-from tfy_audit._cli.process import resume_collector
+from tfy_audit._cli.process import end_imports
 
 
 def run(args: argparse.Namespace, *, own_process: bool = False) -> Outcome:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> Outcome:
         # full collection the sync's allocations set off (process.py). Not done when `main()`
         # is called as a library: its caller's objects are not ours to freeze, nor its
         # allocator to tune.
-        resume_collector()
+        end_imports()
         limit_malloc_arenas(3)  # before the sync's threads: see memory.py
 
     no_bar = args.no_progress or args.json or Mode.json_logs

@@ -64,6 +64,9 @@ class Warehouse(Protocol):
     # keys are grouped by their 64-bit hash in the checks for doubled rows (recovery.py), so
     # a large chunk's string keys need not fit the engine's memory (a DuckDB file's is small)
     hashes_keys: bool
+    # each view keeps a digest of its statement as its comment, and a sync replaces only the
+    # views whose digest differs (views.py); where a replaced view drops its comment
+    stamps_views: bool
     lock: LockKind
     query_route: QueryRoute | None
 

@@ -41,6 +41,7 @@ class SqlWarehouse:
     holds_connection = False
     files = False
     hashes_keys = False
+    stamps_views = False
     load_workers: int | None = None
     lock: LockKind = "none"
     query_route: QueryRoute | None = None

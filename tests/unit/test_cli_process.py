@@ -185,14 +185,15 @@ def test_the_collector_is_paused_for_the_imports_and_runs_again_for_the_work() -
     assert done.stdout.strip() == "{'sync': True, 'rules': True}"
 
 
-def test_httpx_is_imported_without_its_command_line_until_the_imports_end() -> None:
+def test_httpx_is_imported_without_its_command_line_and_dlts_requests_helper_deferred() -> None:
     done = _run(
         """
         import sys
         from tfy_audit._cli import process
 
-        assert "httpx" not in sys.modules
+        assert "httpx" not in sys.modules and "dlt" not in sys.modules
         process.begin_imports()
+        assert type(sys.modules["dlt.sources.helpers.requests"]).__name__ == "_Deferred"
         import httpx
 
         assert sys.modules["httpx._main"] is None and callable(httpx.main)

@@ -19,7 +19,9 @@ the life of the process) run between `begin_imports` and `end_imports`:
   starts the collector again before the command does any work;
 - without httpx's own command line, which httpx imports with click, rich and pygments when
   they are installed (dlt's dependencies install them); the command never runs it, and
-  `end_imports` lets a later `import httpx._main` import it after all.
+  `end_imports` lets a later `import httpx._main` import it after all;
+- with dlt's requests helper imported only when something uses it (`_compat/deferred.py`),
+  not by dlt's start, which only configures it.
 Only the command's own process does this: a library's caller's collector and imports are not
 ours to change.
 """
@@ -31,6 +33,8 @@ import gc
 import os
 import sys
 from typing import NoReturn
+
+from tfy_audit._compat.deferred import defer_requests_helper
 
 # set by exit_now: the code the process ends with once the exit handlers have run
 _code: int | None = None
@@ -48,6 +52,7 @@ def begin_imports() -> None:
         _collector_paused = True
     if "httpx" not in sys.modules:
         sys.modules.setdefault(_HTTPX_CLI, None)  # type: ignore[arg-type]
+    defer_requests_helper()
 
 
 def end_imports() -> None:

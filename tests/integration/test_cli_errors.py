@@ -260,12 +260,14 @@ def test_the_command_tunes_its_own_process_only(
     workspace: Workspace,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """As the `tfy-audit` process, a sync freezes the collector and caps glibc's arenas before
-    its threads start; `main()` called by a library leaves both to its caller."""
+    """As the `tfy-audit` process (entry() set it up: `_own_process`, `begin_imports`), a sync
+    freezes the collector and caps glibc's arenas before its threads start; `main()` called by
+    a library leaves both to its caller."""
     import gc
 
     import tfy_audit._cli.main
     import tfy_audit._core.memory
+    from tfy_audit._cli import process
 
     calls: list[str] = []
     monkeypatch.setattr(tfy_audit._cli.main, "_own_process", own_process)
@@ -275,7 +277,13 @@ def test_the_command_tunes_its_own_process_only(
         "limit_malloc_arenas",
         lambda arenas: calls.append(f"arenas={arenas}") or True,
     )
-    assert run_cli(*workspace.sync_args(server.url)) == 0
+    if own_process:
+        process.begin_imports()
+    try:
+        assert run_cli(*workspace.sync_args(server.url)) == 0
+    finally:
+        process.end_imports()  # the collector runs again whatever happened (a no-op if it does)
+    assert gc.isenabled()
     assert calls == (["freeze", "arenas=3"] if own_process else [])
 
 

@@ -282,6 +282,35 @@ def test_an_event_without_a_usable_date_is_loaded_once_in_a_run_of_four_chunks(
     assert workspace.query(f"select count(*) from {DATASET}.event_anomalies") == [(1,)]
 
 
+@pytest.mark.postgres
+def test_postgres_loads_an_event_without_a_usable_date_once_across_syncs(
+    postgres_dataset: str,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    # the second sync appends (no lookback: nothing it reads was loaded before, but this
+    # event, which the service returns to every query): the undated id is read back from
+    # PostgreSQL and skipped, so neither its row nor its record is added twice
+    sim = make_simulator(100, days=1, clock_offset_seconds=SERVICE_CLOCK_AHEAD)
+    dated = sim.events()
+    sim.add_raw_event("undated", None, raw_event("undated", b'"message":"m"', b'"not a time"'))
+    ds = postgres_dataset
+    args = (
+        "--destination", "postgres", "--dataset", ds, "--pipeline-name", f"pg_{ds}",
+        "--pipelines-dir", str(tmp_path), "--no-progress", "--lookback", "0s",
+    )  # fmt: skip
+    with SimulatorServer(sim) as srv:
+        assert run_cli("sync", "--host", srv.url, *args) == 0
+        assert run_cli("sync", "--host", srv.url, *args) == 0
+    with postgres() as cur:
+        cur.execute(f'SELECT id FROM "{ds}".audit_logs')
+        ids = [row[0] for row in cur.fetchall()]
+        assert sorted(ids) == sorted([e["id"] for e in dated] + ["undated"])
+        cur.execute(f"SELECT created_at, message FROM \"{ds}\".audit_logs WHERE id = 'undated'")
+        assert cur.fetchall() == [(None, "m")]
+        cur.execute(f'SELECT kind, action, event_id, field_path FROM "{ds}".event_anomalies')
+        assert cur.fetchall() == [("no_created_at", "loaded_once", "undated", "$.createdAt")]
+
+
 # -- where users see them ----------------------------------------------------------------------
 
 

@@ -568,6 +568,49 @@ def test_views_on_duckdb(duckdb_loaded: dlt.Pipeline) -> None:
     apply_views(duckdb_loaded)
 
 
+def test_a_sync_replaces_only_the_views_not_current(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each view keeps its statement's digest as its comment; `replace_all=False` (a sync's
+    refresh) replaces a view that another statement replaced, or that is gone, and leaves the
+    rest as they are; `tfy-audit views` (`replace_all`) replaces every one."""
+    pipeline = duckdb_pipeline(tmp_path, "stamped")
+    load_fixture(pipeline)
+
+    def stamps() -> dict[str, str]:
+        with pipeline.sql_client() as client:
+            rows = _query(
+                client,
+                "SELECT view_name, comment FROM duckdb_views() WHERE schema_name = "
+                f"'{client.dataset_name}'",
+            )
+        return dict(rows)
+
+    def created() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="tfy_audit._warehouse.views"):
+            assert apply_views(pipeline, replace_all=False) == list(VIEW_NAMES)
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("created")]
+
+    assert apply_views(pipeline) == list(VIEW_NAMES)
+    before = stamps()
+    assert sorted(before) == sorted(VIEW_NAMES)
+    assert all(s.startswith("tfy-audit view sha256:") for s in before.values())
+    assert len(set(before.values())) == len(VIEW_NAMES)
+    assert created() == []
+
+    with pipeline.sql_client() as client:
+        ds = client.fully_qualified_dataset_name()
+        client.execute_sql(f"CREATE OR REPLACE VIEW {ds}.deletions AS SELECT 1 AS id")
+        client.execute_sql(f"DROP VIEW {ds}.token_usage")
+    assert created() == [f'created 2 views in "{pipeline.dataset_name}": deletions, token_usage']
+    assert stamps() == before
+    assert_views(pipeline)
+
+    assert apply_views(pipeline) == list(VIEW_NAMES)  # replace_all: every view, same stamps
+    assert stamps() == before
+
+
 @pytest.mark.postgres
 def test_views_on_postgres(tmp_path: Path) -> None:
     pipeline = postgres_pipeline_or_skip(tmp_path, f"test_views_{uuid.uuid4().hex[:12]}")

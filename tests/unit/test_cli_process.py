@@ -140,6 +140,72 @@ def test_the_prompt_exit_is_registered_before_every_other_exit_handler() -> None
     assert done.stdout.strip() == "['tfy_audit._cli.process._exit_promptly', 'logging.shutdown']"
 
 
+def test_the_collector_is_paused_for_the_imports_and_runs_again_for_the_work() -> None:
+    """Paused by the command's own process until its imports are done, then frozen past them
+    and running again before any command works; a library's caller's collector is left alone."""
+    done = _run(
+        """
+        import gc, sys
+        from tfy_audit._cli import process
+
+        process.end_imports()  # not paused: a library's caller's collector, left alone
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        process.begin_imports()
+        assert not gc.isenabled()
+        process.end_imports()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+
+        seen = {}
+        import tfy_audit._engine.sync as engine
+        from tfy_audit._core.errors import UsageError
+
+        def run_sync(options, progress=None):
+            seen["sync"] = gc.isenabled()
+            raise UsageError("stop here")
+
+        engine.run_sync = run_sync
+        import tfy_audit._cli.commands.rules as rules
+
+        def rules_run(args):
+            seen["rules"] = gc.isenabled()
+            return rules.Outcome(0)
+
+        rules.run = rules_run
+        from tfy_audit._cli.main import main
+        from tfy_audit._cli import main as cli
+
+        for argv in (["sync", "--host", "http://127.0.0.1:9"], ["rules", "list"]):
+            process.begin_imports()
+            cli._own_process = True
+            main(argv)
+        print(seen)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'sync': True, 'rules': True}"
+
+
+def test_httpx_is_imported_without_its_command_line_and_dlts_requests_helper_deferred() -> None:
+    done = _run(
+        """
+        import sys
+        from tfy_audit._cli import process
+
+        assert "httpx" not in sys.modules and "dlt" not in sys.modules
+        process.begin_imports()
+        assert type(sys.modules["dlt.sources.helpers.requests"]).__name__ == "_Deferred"
+        import httpx
+
+        assert sys.modules["httpx._main"] is None and callable(httpx.main)
+        process.end_imports()
+        import httpx._main  # the real one, once the imports are done
+
+        assert sys.modules["httpx._main"] is not None
+        """
+    )
+    assert done.returncode == 0, done.stderr
+
+
 class _ClosedPipe(io.StringIO):
     """stdout whose reader went away (`tfy-audit ... | head -1` after its line)."""
 

@@ -208,6 +208,78 @@ def test_a_destination_is_found_by_its_name(compat: ModuleType) -> None:
         assert unknown_raised
 
 
+def test_a_generators_resource_is_made_without_looking_up_its_module(
+    compat: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dlt.resource looks a generator's module up through its frame (a walk of every module
+    loaded); the wrapped generator is taken as an iterator instead, and loads the same rows."""
+    import inspect
+
+    looked_up: list[Any] = []
+    getmodule = inspect.getmodule
+
+    def recording(obj: Any, *args: Any) -> Any:
+        looked_up.append(obj)
+        return getmodule(obj, *args)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        yield from _rows(3)
+
+    with expect("dlt.resource's look-up of a generator's module (inspect.getmodule)"):
+        monkeypatch.setattr(inspect, "getmodule", recording)
+        dlt.resource(rows(), name="t")
+        assert any(inspect.isframe(obj) for obj in looked_up)
+    looked_up.clear()
+    resource = compat.iterator_resource(rows(), name="t")
+    monkeypatch.undo()
+    assert looked_up == []
+    pipeline = _pipeline(compat, tmp_path, "iterated")
+    with expect("a resource made from an iterator"):
+        pipeline.run(resource)
+        with pipeline.sql_client() as client:
+            assert client.execute_sql("select id, n from t order by n") == [
+                ("0", 0),
+                ("1", 1),
+                ("2", 2),
+            ]
+
+
+def test_dlts_start_only_configures_its_requests_helper_and_it_comes_back_whole() -> None:
+    """In a process of its own (dlt not imported yet): dlt's start calls nothing of its
+    requests helper but `init`, so `requests` stays unimported; the first other use imports
+    the real module, configured by every `init` dlt made, and a submodule imports as usual."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, sys
+        os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+        os.environ["RUNTIME__REQUEST_TIMEOUT"] = "17"
+        from tfy_audit._compat.deferred import REQUESTS_HELPER, defer_requests_helper
+
+        assert defer_requests_helper()
+        import dlt
+
+        dlt.config.get("sources.compat.anything")  # dlt's runtime starts here
+        assert "requests" not in sys.modules, "dlt used more than init"
+        from dlt.sources.helpers.requests.retry import Client  # a submodule, as usual
+
+        from dlt.sources.helpers import requests
+
+        assert requests.client._session_kwargs["timeout"] == 17.0  # init replayed
+        assert sys.modules[REQUESTS_HELPER].client is requests.client
+        assert isinstance(requests.client, Client) and "requests" in sys.modules
+        assert not defer_requests_helper()  # dlt is imported: never twice
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    with expect("what its start asks of dlt.sources.helpers.requests (init only)"):
+        assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_a_table_has_seen_data_once_loaded(compat: ModuleType, tmp_path: Path) -> None:
     pipeline = _pipeline(compat, tmp_path, "seen")
     with expect("has_table_seen_data"):

@@ -29,7 +29,7 @@ from tfy_audit._cli.output import (
     say,
 )
 from tfy_audit._cli.parser import build_parser, log_format
-from tfy_audit._cli.process import exit_now
+from tfy_audit._cli.process import begin_imports, end_imports, exit_now
 from tfy_audit._cli.signals import Terminated, install_signal_handlers
 from tfy_audit._core.errors import TfyAuditError, one_line
 
@@ -47,6 +47,7 @@ def entry() -> NoReturn:
     """The `tfy-audit` command: `main()`, then a prompt exit."""
     global _own_process
     _own_process = True
+    begin_imports()  # until the command's imports are done (process.py)
     install_signal_handlers()
     exit_now(main())
 
@@ -146,10 +147,13 @@ def _reader_gone() -> int:
 
 def _run(args: argparse.Namespace) -> Outcome:
     command: str = args.command
-    if command == "sync":
+    if command == "sync":  # it ends the imports itself, once its configuration is read
         from tfy_audit._cli.commands import sync
 
         return sync.run(args, own_process=_own_process)
+    # dlt, httpx and the library's modules are imported by now (configure_logging's progress
+    # reporter imports the sync): collect again, past them (process.py)
+    end_imports()
     if command == "verify":
         from tfy_audit._cli.commands import verify
 

@@ -298,6 +298,32 @@ def destination_from_reference(name: str) -> Destination[Any, Any] | None:
     return Destination.from_reference(name)
 
 
+def iterator_resource(items: Iterator[Any], name: str) -> Any:
+    """`dlt.resource(items, name=name)`, without dlt's look-up of a generator's module.
+
+    Given a generator object, dlt.resource finds the module of its frame with
+    `inspect.getmodule`, which walks and resolves the file of every module loaded until one
+    matches (about 1,200 of them with dlt's, 25 ms the first time). The section it names is
+    not used for a resource a source returns. dlt takes any other iterator as it is, so the
+    generator goes in wrapped. For a generator with nothing to release when stopped early: dlt
+    closes a generator it stops, but not another iterator, so the wrapped one is closed only
+    when dropped (or by the wrapper's `close`)."""
+    return dlt.resource(_Items(items), name=name)
+
+
+class _Items(Iterator[Any]):
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+
 def uses_table_scanners(client: Any) -> bool:
     """Whether an SQL client is an in-memory DuckDB over the destination's files (filesystem's):
     what is created there vanishes with it. Imported here, not at the top: it imports duckdb,

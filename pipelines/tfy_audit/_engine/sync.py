@@ -291,7 +291,7 @@ def _refresh_views(pipeline: dlt.Pipeline) -> list[str]:
     if not table_loaded(pipeline, AUDIT_LOGS_TABLE):
         return []
     try:
-        return apply_views(pipeline)
+        return apply_views(pipeline, replace_all=False)  # the views already current stay
     except Exception as exc:
         logger.warning("the data is loaded, but the views could not be refreshed: %s", exc)
         return []

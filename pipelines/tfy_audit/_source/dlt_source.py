@@ -19,7 +19,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
-from tfy_audit._compat.dlt import TColumnSchema, TWriteDispositionConfig
+from tfy_audit._compat.dlt import TColumnSchema, TWriteDispositionConfig, iterator_resource
 from tfy_audit._core.options import SyncOptions, client_limits, parse_since, validate
 from tfy_audit._core.query import AuditLogFilters
 from tfy_audit._core.redact import install_log_filter
@@ -188,7 +188,7 @@ def chunk_source(
         undated=undated,
         undated_merged=undated_merged,
     )
-    resource = dlt.resource(rows, name=AUDIT_LOGS_TABLE)
+    resource = iterator_resource(rows, name=AUDIT_LOGS_TABLE)
     return apply_table_hints(resource, append=chunk.append, merges=merges)
 
 

@@ -64,6 +64,9 @@ class Warehouse(Protocol):
     # keys are grouped by their 64-bit hash in the checks for doubled rows (recovery.py), so
     # a large chunk's string keys need not fit the engine's memory (a DuckDB file's is small)
     hashes_keys: bool
+    # each view keeps a digest of its statement as its comment, and a sync replaces only the
+    # views whose digest differs (views.py); where a replaced view drops its comment
+    stamps_views: bool
     lock: LockKind
     query_route: QueryRoute | None
 
@@ -170,6 +173,13 @@ def warehouse_of(pipeline: dlt.Pipeline, table_format: str | None = None) -> War
     records for `audit_logs`."""
     from tfy_audit._warehouse.lakehouse import stored_table_format
 
+    if table_format is None:
+        plain = choose(pipeline.destination, None)
+        # Only a destination that writes files has a kind per table format (`_choose`): the
+        # schema is read for the others' never. dlt loads it anew at each read of
+        # `default_schema`, and a sync asks for the adapter a dozen times.
+        if not plain.files:
+            return plain
     fmt = table_format or stored_table_format(pipeline)
     return choose(pipeline.destination, fmt)
 

@@ -52,6 +52,8 @@ class DuckDBFile(SqlWarehouse):
 
     holds_connection = True
     hashes_keys = True
+    # DuckDB's CREATE OR REPLACE VIEW drops the view's comment (PostgreSQL's keeps it)
+    stamps_views = True
     lock: LockKind = "lock file"
     query_route: QueryRoute | None = "duckdb file"
     # A DuckDB file is loaded one job at a time. dlt copies a package's tables side by side,

@@ -41,6 +41,7 @@ class SqlWarehouse:
     holds_connection = False
     files = False
     hashes_keys = False
+    stamps_views = False
     load_workers: int | None = None
     lock: LockKind = "none"
     query_route: QueryRoute | None = None
@@ -100,10 +101,15 @@ class SqlWarehouse:
         return {row[0] for row in relation.fetchall()}
 
     def undated_ids(self, pipeline: dlt.Pipeline) -> set[str]:
-        relation = pipeline.dataset().query(
-            f"select id from {AUDIT_LOGS_TABLE} where created_at is null"
-        )
-        return {row[0] for row in relation.fetchall()}
+        # Every sync asks, and almost always for nothing: the SQL client answers without what
+        # `dataset()` costs first (parsing the query with sqlglot, whose dialect it imports).
+        query = "select id from {table} where created_at is null"
+        if not self.merges:  # no SQL client of its own: dlt's dataset() reads it
+            relation = pipeline.dataset().query(query.format(table=AUDIT_LOGS_TABLE))
+            return {row[0] for row in relation.fetchall()}
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(AUDIT_LOGS_TABLE)
+            return {row[0] for row in client.execute_sql(query.format(table=table)) or []}
 
     def events_between(
         self, pipeline: dlt.Pipeline, columns: tuple[str, ...], start: datetime, end: datetime

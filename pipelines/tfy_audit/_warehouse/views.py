@@ -7,10 +7,18 @@ a view never depends on another one existing), and `{severity_rules}`, `{timezon
 `{work_start}`, `{work_end}` for the `ViewParams`, and `{ocsf_*}` for the OCSF mapping's
 tables (`_ocsf/mapping.py`). The files are read as package resources so
 they are found in an installed wheel as well as in a checkout.
+
+Where the destination kind stamps its views (a DuckDB file: `stamps_views`), each view is
+created with a digest of its statement as its comment, and a sync replaces only the views
+whose comment is not the digest of the statement it would run: a sync that changes nothing
+binds no view again (11 statements, most of a no-op sync's view time). A view replaced by
+anyone else has lost its comment there, and is replaced again. `tfy-audit views` replaces
+every view.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from importlib import resources
@@ -45,6 +53,8 @@ _SQL_PACKAGE: Final = "tfy_audit._warehouse.sql"
 _PLACEHOLDER: Final = "{dataset}"
 _COMMENT_LINE: Final = re.compile(r"^\s*--.*$", re.MULTILINE)
 _VIEW_REF: Final = re.compile(r"\{view:(\w+)\}")
+# a view's comment where the kind stamps its views: this, then its statement's digest
+_STAMP: Final = "tfy-audit view sha256:"
 
 
 def _template(name: str) -> str:
@@ -100,8 +110,12 @@ def view_select(name: str, qualified_dataset: str, params: ViewParams = DEFAULT_
     return statement[match.end() :].strip().rstrip(";").strip()
 
 
-def apply_views(pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS) -> list[str]:
-    """Create or replace every view in the pipeline's dataset; returns the names created.
+def apply_views(
+    pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS, *, replace_all: bool = True
+) -> list[str]:
+    """Create or replace every view in the pipeline's dataset; returns the names of the views
+    in place. Unless `replace_all`, a view whose stamp says it is already what it would be
+    replaced with is left as it is (see the module docstring).
 
     Raises `DestinationError` if the dataset has no `audit_logs` table yet.
 
@@ -119,21 +133,44 @@ def apply_views(pipeline: dlt.Pipeline, params: ViewParams = DEFAULT_PARAMS) -> 
             pipeline.destination.destination_name if pipeline.destination else "(none)",
         )
         return []
+    from tfy_audit._warehouse.adapter import warehouse_of
+
+    stamps = warehouse_of(pipeline).stamps_views
     created: list[str] = []
     with client:
         dataset = client.fully_qualified_dataset_name()
+        stamped = _stamped_views(client) if stamps and not replace_all else {}
         for name in VIEW_NAMES:
+            statement = view_sql(name, dataset, params)
+            stamp = _STAMP + hashlib.sha256(statement.encode()).hexdigest()
+            if stamped.get(name) == stamp:
+                continue
             try:
-                client.execute_sql(view_sql(name, dataset, params))
+                client.execute_sql(statement)
             except DatabaseUndefinedRelation as exc:
                 raise DestinationError(
                     f"cannot create view {name}: {dataset} has no audit_logs table yet; "
                     "load events first (tfy-audit sync)"
                 ) from exc
+            if stamps:
+                client.execute_sql(f"COMMENT ON VIEW {dataset}.{name} IS '{stamp}'")
             created.append(name)
             logger.debug("created view %s.%s", dataset, name)
-    logger.info("created %d views in %s: %s", len(created), dataset, ", ".join(created))
-    return created
+    if created:
+        logger.info("created %d views in %s: %s", len(created), dataset, ", ".join(created))
+    if len(created) < len(VIEW_NAMES):
+        logger.debug("%d views in %s were current", len(VIEW_NAMES) - len(created), dataset)
+    return list(VIEW_NAMES)
+
+
+def _stamped_views(client: Any) -> dict[str, str]:
+    """The stamps of the dataset's views, by name (a DuckDB database's catalog)."""
+    rows = client.execute_sql(
+        "SELECT view_name, comment FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name = %s",
+        client.dataset_name,
+    )
+    return {name: comment for name, comment in rows or [] if comment}
 
 
 def view_columns(name: str) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 from typing import Any
 
 from tfy_audit._cli.args import sync_options_from_args
@@ -16,6 +15,7 @@ from tfy_audit._cli.output import (
     logger,
     say,
 )
+from tfy_audit._cli.process import end_imports
 
 
 def run(args: argparse.Namespace, *, own_process: bool = False) -> Outcome:
@@ -31,11 +31,12 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> Outcome:
 
         plan = plan_from_args(args)
     if own_process:
-        # dlt and pyarrow are imported: hundreds of thousands of objects that live as long as
-        # the process. Frozen, they are not walked by each full collection the sync's
-        # allocations set off. Not done when `main()` is called as a library: its caller's
-        # objects are not ours to freeze, nor its allocator to tune.
-        gc.freeze()
+        # dlt and pyarrow are imported, and dlt's configuration read (which imports more): the
+        # objects made so far live as long as the process. Frozen, they are not walked by each
+        # full collection the sync's allocations set off (process.py). Not done when `main()`
+        # is called as a library: its caller's objects are not ours to freeze, nor its
+        # allocator to tune.
+        end_imports()
         limit_malloc_arenas(3)  # before the sync's threads: see memory.py
 
     no_bar = args.no_progress or args.json or Mode.json_logs

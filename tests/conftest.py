@@ -196,6 +196,32 @@ def run_cli_captured(
     return subprocess.CompletedProcess(list(args), code, out, err)
 
 
+def run_cli_as_user(
+    capfd: pytest.CaptureFixture[str], cwd: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The real `tfy-audit` entry point in-process, run as a user's shell runs the command: in
+    `cwd`, with exactly `env` as the environment (nothing of the test's own), its exit code and
+    output (file descriptors included) as a process's. For tests of what a command does and
+    says, where a process of its own proves nothing more and costs a second of CPU importing
+    dlt; the environment and working directory are restored after, whatever the command set."""
+    saved = dict(os.environ)
+    capfd.readouterr()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(cwd)
+            try:
+                code = run_cli(*args)
+            except SystemExit as exc:  # argparse's own errors exit
+                code = int(exc.code or 0)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
 def run_cli_process(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

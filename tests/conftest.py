@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pytest
+from tfy_audit._core.options import DestinationOptions, SyncOptions, SyncSummary
 from tfy_audit._service.subjects import SubjectObservation
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
@@ -220,6 +221,25 @@ def run_cli_as_user(
         os.environ.update(saved)
     out, err = capfd.readouterr()
     return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def sync_with_quick_retries(ws: Workspace, url: str, **options: Any) -> SyncSummary:
+    """A sync through the Python API (`run_sync`) with a backoff of 10 ms between attempts, for
+    tests of faults retried, where the command's backoff (from 0.5 s, doubling) is waiting that
+    proves nothing more; the client's unit tests time the backoff itself. Its summary."""
+    from tfy_audit._core.query import RetryPolicy
+    from tfy_audit._engine.sync import run_sync
+
+    target = DestinationOptions(db=str(ws.db), pipelines_dir=str(ws.pipelines_dir))
+    return run_sync(
+        SyncOptions(
+            target=target,
+            host=url,
+            api_key=API_KEY,
+            retry=RetryPolicy(backoff_initial=0.01),
+            **options,
+        )
+    )
 
 
 def run_cli_process(

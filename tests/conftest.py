@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pytest
+from tfy_audit._core.options import DestinationOptions, SyncOptions, SyncSummary
 from tfy_audit._service.subjects import SubjectObservation
 from tfy_audit.simulator import Simulator, SimulatorConfig, SimulatorServer, generate_history
 
@@ -194,6 +195,51 @@ def run_cli_captured(
             code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def run_cli_as_user(
+    capfd: pytest.CaptureFixture[str], cwd: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The real `tfy-audit` entry point in-process, run as a user's shell runs the command: in
+    `cwd`, with exactly `env` as the environment (nothing of the test's own), its exit code and
+    output (file descriptors included) as a process's. For tests of what a command does and
+    says, where a process of its own proves nothing more and costs a second of CPU importing
+    dlt; the environment and working directory are restored after, whatever the command set."""
+    saved = dict(os.environ)
+    capfd.readouterr()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(cwd)
+            try:
+                code = run_cli(*args)
+            except SystemExit as exc:  # argparse's own errors exit
+                code = int(exc.code or 0)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def sync_with_quick_retries(ws: Workspace, url: str, **options: Any) -> SyncSummary:
+    """A sync through the Python API (`run_sync`) with a backoff of 10 ms between attempts, for
+    tests of faults retried, where the command's backoff (from 0.5 s, doubling) is waiting that
+    proves nothing more; the client's unit tests time the backoff itself. Its summary."""
+    from tfy_audit._core.query import RetryPolicy
+    from tfy_audit._engine.sync import run_sync
+
+    target = DestinationOptions(db=str(ws.db), pipelines_dir=str(ws.pipelines_dir))
+    return run_sync(
+        SyncOptions(
+            target=target,
+            host=url,
+            api_key=API_KEY,
+            retry=RetryPolicy(backoff_initial=0.01),
+            **options,
+        )
+    )
 
 
 def run_cli_process(

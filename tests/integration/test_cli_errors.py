@@ -126,8 +126,13 @@ def test_usage_errors(
     assert simulator.stats.total == 0  # refused before any request
 
 
-def test_wrong_api_key(server: SimulatorServer, workspace: Workspace, loaded: set[str]) -> None:
-    proc = run_cli_process(*workspace.sync_args(server.url), env={"TFY_API_KEY": "wrong"})
+def test_wrong_api_key(
+    server: SimulatorServer,
+    workspace: Workspace,
+    loaded: set[str],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    proc = run_cli_captured(capfd, *workspace.sync_args(server.url), env={"TFY_API_KEY": "wrong"})
     one_line_error(proc, 1, "rejected the API key (HTTP 401)", "TFY_API_KEY")
     assert workspace.ids() == loaded
 
@@ -147,19 +152,25 @@ def test_missing_host(workspace: Workspace, capsys: pytest.CaptureFixture[str]) 
     one_line_error(proc, 2, "no TrueFoundry host", "TFY_HOST")
 
 
-def test_unreachable_host(workspace: Workspace, loaded: set[str]) -> None:
-    proc = run_cli_process(*workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
+def test_unreachable_host(
+    workspace: Workspace, loaded: set[str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(capfd, *workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
     one_line_error(proc, 1, "cannot connect to http://127.0.0.1:", "--host")
     assert workspace.ids() == loaded
 
 
-def test_not_a_control_plane(html_site: str, workspace: Workspace) -> None:
-    proc = run_cli_process(*workspace.sync_args(html_site))
+def test_not_a_control_plane(
+    html_site: str, workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_cli_captured(capfd, *workspace.sync_args(html_site))
     one_line_error(proc, 1, "no audit-logs endpoint (HTTP 404", "TrueFoundry control plane")
 
 
-def test_debug_shows_the_traceback(workspace: Workspace) -> None:
-    proc = run_cli_process("--debug", *workspace.sync_args(f"http://127.0.0.1:{free_port()}"))
+def test_debug_shows_the_traceback(workspace: Workspace, capfd: pytest.CaptureFixture[str]) -> None:
+    proc = run_cli_captured(
+        capfd, "--debug", *workspace.sync_args(f"http://127.0.0.1:{free_port()}")
+    )
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
 
@@ -195,12 +206,15 @@ def test_unwritable_db_path(server: SimulatorServer, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize("command", ["views", "report", "verify"])
-def test_an_unreachable_destination_is_one_line(command: str, workspace: Workspace) -> None:
+def test_an_unreachable_destination_is_one_line(
+    command: str, workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     args = [command, "--destination", "postgres", "--dataset", "nowhere"]
     args += ["--pipelines-dir", str(workspace.pipelines_dir)]  # not in the repository's folder
     if command == "verify":
         args += ["--host", f"http://127.0.0.1:{free_port()}"]
-    proc = run_cli_process(
+    proc = run_cli_captured(
+        capfd,
         *args,
         env={"DESTINATION__POSTGRES__CREDENTIALS": f"postgresql://u:p@127.0.0.1:{free_port()}/x"},
     )

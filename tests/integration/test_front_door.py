@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.conftest import (
     assert_warehouse_matches,
     events_between,
     make_simulator,
+    run_cli_as_user,
     ts,
 )
 
@@ -47,6 +49,23 @@ def tfy(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProce
     return subprocess.run(
         [TFY_AUDIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
     )
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def tfy_here(capfd: pytest.CaptureFixture[str]) -> Run:
+    """`tfy` in-process (`run_cli_as_user`: the same working directory, exactly the same
+    environment, the output of the file descriptors): for what a command does and says. The
+    installed script itself is run by the tests of a user's first steps (no flags from an
+    empty folder, the demo, the cron line, help and version, dlt's log records) and by one
+    success and two failures of the JSON test."""
+
+    def run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli_as_user(capfd, cwd, env, *args)
+
+    return run
 
 
 def one_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
@@ -91,7 +110,9 @@ def test_every_command_works_with_no_flags_from_an_empty_folder(tmp_path: Path) 
     assert_warehouse_matches(workspace, sim.events())
 
 
-def test_a_database_named_like_the_dataset_is_refused_with_the_fix(tmp_path: Path) -> None:
+def test_a_database_named_like_the_dataset_is_refused_with_the_fix(
+    tmp_path: Path, tfy_here: Run
+) -> None:
     """The default file of earlier versions: its catalog is the dataset's name."""
     old = tmp_path / "truefoundry_audit.duckdb"
     duckdb.connect(str(old)).close()
@@ -99,35 +120,37 @@ def test_a_database_named_like_the_dataset_is_refused_with_the_fix(tmp_path: Pat
     with SimulatorServer(sim) as srv:
         env = user_env(tmp_path, srv.url)
         for command in ("sync", "verify", "views", "report"):
-            line = one_line(tfy(tmp_path, env, command, "--db", old.name), 2)
+            line = one_line(tfy_here(tmp_path, env, command, "--db", old.name), 2)
             assert f"mv {old.name} tfy_audit.duckdb" in line, line
         # the fix, as named, works
         os.rename(old, tmp_path / "tfy_audit.duckdb")
-        assert tfy(tmp_path, env, "sync").returncode == 0
+        assert tfy_here(tmp_path, env, "sync").returncode == 0
     ws = Workspace(tmp_path / "tfy_audit.duckdb", tmp_path / ".tfy_audit.duckdb.pipelines")
     assert_warehouse_matches(ws, sim.events())
 
 
 @pytest.mark.parametrize("command", ["verify", "views", "report"])
 def test_read_only_commands_refuse_a_missing_database_and_create_nothing(
-    command: str, tmp_path: Path
+    command: str, tmp_path: Path, tfy_here: Run
 ) -> None:
     with SimulatorServer(make_simulator(100, days=1)) as srv:
-        proc = tfy(tmp_path, user_env(tmp_path, srv.url), command)
+        proc = tfy_here(tmp_path, user_env(tmp_path, srv.url), command)
     one_line(proc, 2, "tfy_audit.duckdb does not exist", "tfy-audit sync")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_db_a_directory_or_empty_is_one_line_with_the_fix(tmp_path: Path) -> None:
+def test_db_a_directory_or_empty_is_one_line_with_the_fix(tmp_path: Path, tfy_here: Run) -> None:
     (tmp_path / "data").mkdir()
     env = user_env(tmp_path, "http://127.0.0.1:9")
-    one_line(tfy(tmp_path, env, "sync", "--db", "data"), 2, "is a directory", "data/tfy_audit")
-    one_line(tfy(tmp_path, env, "sync", "--db", ""), 2, "--db is empty")
-    one_line(tfy(tmp_path, env, "verify", "--db", "data"), 2, "is a directory")
+    one_line(tfy_here(tmp_path, env, "sync", "--db", "data"), 2, "is a directory", "data/tfy_audit")
+    one_line(tfy_here(tmp_path, env, "sync", "--db", ""), 2, "--db is empty")
+    one_line(tfy_here(tmp_path, env, "verify", "--db", "data"), 2, "is a directory")
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 
 
-def test_since_sets_the_first_runs_depth_and_the_summary_says_so(tmp_path: Path) -> None:
+def test_since_sets_the_first_runs_depth_and_the_summary_says_so(
+    tmp_path: Path, tfy_here: Run
+) -> None:
     sim = make_simulator(3_000, days=40)
     ws = Workspace(tmp_path / "a.duckdb", tmp_path / "p")
     args = ["sync", "--db", str(ws.db), "--pipelines-dir", str(ws.pipelines_dir)]
@@ -135,7 +158,7 @@ def test_since_sets_the_first_runs_depth_and_the_summary_says_so(tmp_path: Path)
         env = user_env(tmp_path, srv.url)
         # 10d before the sync, by the clock around it (NOW is when the worker started)
         before = datetime.now(UTC).replace(microsecond=0)
-        first = tfy(tmp_path, env, *args, "--since", "10d", "--json")
+        first = tfy_here(tmp_path, env, *args, "--since", "10d", "--json")
         after = datetime.now(UTC)
         assert first.returncode == 0, first.stderr
         summary = json.loads(first.stdout)
@@ -145,19 +168,19 @@ def test_since_sets_the_first_runs_depth_and_the_summary_says_so(tmp_path: Path)
         assert_warehouse_matches(ws, events_between(sim, since, ts(summary["end"])))
         # a plain sync continues from the mark, never back to 2015
         sim.reset_stats()
-        again = tfy(tmp_path, env, *args, "--json")
+        again = tfy_here(tmp_path, env, *args, "--json")
         assert json.loads(again.stdout)["start"] > summary["start"]
-        text = tfy(tmp_path, env, *args)
+        text = tfy_here(tmp_path, env, *args)
         assert "first sync" not in text.stdout
         # the config key does the same for a new pipeline
         ws2 = Workspace(tmp_path / "b.duckdb", tmp_path / "q")
         env2 = {**env, "SOURCES__TRUEFOUNDRY_AUDIT__SINCE": "5d"}
         args2 = ["sync", "--db", str(ws2.db), "--pipelines-dir", str(ws2.pipelines_dir)]
-        plain = tfy(tmp_path, env2, *args2)
+        plain = tfy_here(tmp_path, env2, *args2)
         assert plain.returncode == 0, plain.stderr
         assert "(--since); events before it are not read" in plain.stdout
         # and verify checks from there: no false alarm for the unread history
-        verify = tfy(tmp_path, env2, "verify", *args2[1:])
+        verify = tfy_here(tmp_path, env2, "verify", *args2[1:])
         assert verify.returncode == 0, verify.stderr
     first_ids = ws2.ids()
     assert first_ids and all(
@@ -167,11 +190,11 @@ def test_since_sets_the_first_runs_depth_and_the_summary_says_so(tmp_path: Path)
     )
 
 
-def test_a_one_off_start_says_what_it_left_unread(tmp_path: Path) -> None:
+def test_a_one_off_start_says_what_it_left_unread(tmp_path: Path, tfy_here: Run) -> None:
     sim = make_simulator(1_000, days=20)
     with SimulatorServer(sim) as srv:
         env = user_env(tmp_path, srv.url)
-        proc = tfy(tmp_path, env, "sync", "--start", "3d", "--end", "1d")
+        proc = tfy_here(tmp_path, env, "sync", "--start", "3d", "--end", "1d")
     assert proc.returncode == 0, proc.stderr
     assert "one-off range: history before" in proc.stdout
     assert "no high-water mark is set; a plain `tfy-audit sync` reads the whole history" in (
@@ -179,16 +202,18 @@ def test_a_one_off_start_says_what_it_left_unread(tmp_path: Path) -> None:
     )
 
 
-def test_a_second_sync_counts_re_read_events_apart_from_new_ones(tmp_path: Path) -> None:
+def test_a_second_sync_counts_re_read_events_apart_from_new_ones(
+    tmp_path: Path, tfy_here: Run
+) -> None:
     sim = make_simulator(800, days=2)
     ws = Workspace(tmp_path / "a.duckdb", tmp_path / "p")
     args = ["sync", "--db", str(ws.db), "--pipelines-dir", str(ws.pipelines_dir), "--json"]
     with SimulatorServer(sim) as srv:
         env = user_env(tmp_path, srv.url)
-        assert tfy(tmp_path, env, *args).returncode == 0
+        assert tfy_here(tmp_path, env, *args).returncode == 0
         # a lookback wide enough to re-read what is there, plus three new events
         sim.add_events([dict(e, id=f"new-{i}") for i, e in enumerate(sim.events()[-3:])])
-        second = json.loads(tfy(tmp_path, env, *args, "--lookback", "3d").stdout)
+        second = json.loads(tfy_here(tmp_path, env, *args, "--lookback", "3d").stdout)
     assert second["events_new"] == 3
     assert second["events_reread"] == second["events_read"] - 3 > 0
     assert_warehouse_matches(ws, sim.events())
@@ -202,7 +227,7 @@ NO_OP_SENTENCE = (
 
 @pytest.mark.parametrize("quiet_minutes", [120, 0], ids=["lookback-empty", "lookback-holds-events"])
 def test_a_no_op_sync_makes_the_requests_the_readme_says(
-    quiet_minutes: int, tmp_path: Path
+    quiet_minutes: int, tmp_path: Path, tfy_here: Run
 ) -> None:
     """Counted on the simulator's request log: the count of the re-read range, the count after
     the mark, and the re-read range's pages, one per 1,000 events in it."""
@@ -213,9 +238,9 @@ def test_a_no_op_sync_makes_the_requests_the_readme_says(
     assert bool(in_lookback) == (quiet_minutes == 0) and len(in_lookback) < 1_000
     with SimulatorServer(sim) as srv:
         env = user_env(tmp_path, srv.url)
-        assert tfy(tmp_path, env, "sync").returncode == 0
+        assert tfy_here(tmp_path, env, "sync").returncode == 0
         sim.reset_stats()
-        again = tfy(tmp_path, env, "sync", "--json")
+        again = tfy_here(tmp_path, env, "sync", "--json")
     assert json.loads(again.stdout)["events_new"] == 0
     metrics = sorted(str(r.metric) for r in sim.request_log)
     expected = ["count", "count"] + (["list"] if in_lookback else [])
@@ -365,30 +390,34 @@ def json_doc(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return parsed
 
 
-def test_every_command_prints_one_json_document_also_on_failure(tmp_path: Path) -> None:
+def test_every_command_prints_one_json_document_also_on_failure(
+    tmp_path: Path, tfy_here: Run
+) -> None:
+    """The installed script for one refusal, one failed and one good sync (stdout is the one
+    document, nothing else reaches it); the other commands in-process (`tfy_here`)."""
     sim = make_simulator(300, days=2)
     with SimulatorServer(sim) as srv:
         env = user_env(tmp_path, srv.url)
         # failures first: nothing synced, and an unreachable host
-        for command in ("verify", "views", "report"):
-            doc = json_doc(tfy(tmp_path, env, command, "--json"))
+        for command, run in (("verify", tfy), ("views", tfy_here), ("report", tfy_here)):
+            doc = json_doc(run(tmp_path, env, command, "--json"))
             assert (doc["command"], doc["status"]) == (command, "usage_error")
             assert "does not exist" in doc["error"]
         query = "select count(*) as n from audit_logs"
-        doc = json_doc(tfy(tmp_path, env, "sql", query, "--json"))
+        doc = json_doc(tfy_here(tmp_path, env, "sql", query, "--json"))
         assert (doc["command"], doc["status"]) == ("sql", "usage_error")
         assert "does not exist" in doc["error"]
         down = json_doc(tfy(tmp_path, user_env(tmp_path, "http://127.0.0.1:9"), "sync", "--json"))
         assert down["status"] == "failed" and "cannot connect" in down["error"]
         ok = json_doc(tfy(tmp_path, env, "sync", "--json"))
         assert (ok["status"], ok["error"], ok["events_new"]) == ("ok", None, 300)
-        verified = json_doc(tfy(tmp_path, env, "verify", "--json"))
+        verified = json_doc(tfy_here(tmp_path, env, "verify", "--json"))
         assert verified["status"] == "ok" and verified["result"]["differing"] == []
-        assert json_doc(tfy(tmp_path, env, "views", "--json"))["views"]
-        assert json_doc(tfy(tmp_path, env, "report", "--json"))["events"] == 300
-        answer = json_doc(tfy(tmp_path, env, "sql", query, "--json"))
+        assert json_doc(tfy_here(tmp_path, env, "views", "--json"))["views"]
+        assert json_doc(tfy_here(tmp_path, env, "report", "--json"))["events"] == 300
+        answer = json_doc(tfy_here(tmp_path, env, "sql", query, "--json"))
         assert (answer["columns"], answer["rows"]) == (["n"], [[300]])
-        table = tfy(tmp_path, env, "sql", query)
+        table = tfy_here(tmp_path, env, "sql", query)
         assert (table.returncode, table.stdout, table.stderr) == (0, "  n\n---\n300\n", "")
 
 
@@ -515,15 +544,19 @@ def test_the_readme_python_api_runs_as_written(tmp_path: Path) -> None:
     assert len(maybe) < len(sim.events())
 
 
-def test_verify_of_an_empty_database_refuses_instead_of_a_false_alarm(tmp_path: Path) -> None:
+def test_verify_of_an_empty_database_refuses_instead_of_a_false_alarm(
+    tmp_path: Path, tfy_here: Run
+) -> None:
     duckdb.connect(str(tmp_path / "tfy_audit.duckdb")).close()
     with SimulatorServer(make_simulator(300, days=2)) as srv:
-        proc = tfy(tmp_path, user_env(tmp_path, srv.url), "verify")
+        proc = tfy_here(tmp_path, user_env(tmp_path, srv.url), "verify")
     one_line(proc, 2, "nothing was synced into dataset 'truefoundry_audit'", "tfy-audit sync")
 
 
-def test_a_command_line_that_does_not_parse_still_gets_its_json(tmp_path: Path) -> None:
-    proc = tfy(tmp_path, user_env(tmp_path), "sync", "--json", "--concurrency", "many")
+def test_a_command_line_that_does_not_parse_still_gets_its_json(
+    tmp_path: Path, tfy_here: Run
+) -> None:
+    proc = tfy_here(tmp_path, user_env(tmp_path), "sync", "--json", "--concurrency", "many")
     doc = json_doc(proc)
     assert (doc["command"], doc["status"]) == ("sync", "usage_error")
     assert "--concurrency" in doc["error"]

@@ -158,9 +158,11 @@ def test_a_huge_body_is_refused_in_bounded_memory(mode: str, workspace: Workspac
     assert audit_rows(workspace) == 0  # nothing of the body was loaded
 
 
-def test_max_response_mb_sets_the_cap(workspace: Workspace) -> None:
+def test_max_response_mb_sets_the_cap(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     with hostile_server("gzip-bomb") as (url, _):
-        proc = run_cli_process(*workspace.sync_args(url, "--max-response-mb", "2"))
+        proc = run_cli_captured(capfd, *workspace.sync_args(url, "--max-response-mb", "2"))
     one_line_error(proc, 1, "larger than 2 MB", "(--max-response-mb)")
 
 
@@ -168,10 +170,12 @@ def test_max_response_mb_sets_the_cap(workspace: Workspace) -> None:
 
 
 @WALL_CLOCK
-def test_an_impossible_count_ends_the_run_at_once(workspace: Workspace) -> None:
+def test_an_impossible_count_ends_the_run_at_once(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     with hostile_server("huge-count") as (url, seen):
         t0 = time.monotonic()
-        proc = run_cli_process(*workspace.sync_args(url))
+        proc = run_cli_captured(capfd, *workspace.sync_args(url))
         seconds = time.monotonic() - t0
     one_line_error(proc, 1, "pagination.total = 1000000000000", "metric=count")
     assert len(seen.requests) == 1
@@ -187,11 +191,13 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
-def test_the_api_key_is_never_echoed(workspace: Workspace) -> None:
+def test_the_api_key_is_never_echoed(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     """A server that quotes the Authorization header back: not in the output, the pipelines
     dir (dlt's trace.pickle included) or the warehouse."""
     with hostile_server("echo-auth") as (url, seen):
-        proc = run_cli_process(*workspace.sync_args(url), env={"TFY_API_KEY": SECRET})
+        proc = run_cli_captured(capfd, *workspace.sync_args(url), env={"TFY_API_KEY": SECRET})
     assert seen.requests and seen.requests[0]["authorization"] == f"Bearer {SECRET}"
     one_line_error(proc, 1, "invalid token: Bearer [redacted]")
     for text in (proc.stdout, proc.stderr):
@@ -202,10 +208,14 @@ def test_the_api_key_is_never_echoed(workspace: Workspace) -> None:
         assert SECRET.encode() not in workspace.db.read_bytes()
 
 
-def test_a_key_with_a_trailing_carriage_return_is_stripped(workspace: Workspace) -> None:
+def test_a_key_with_a_trailing_carriage_return_is_stripped(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     sim = make_simulator(500)
     with SimulatorServer(sim) as srv:
-        proc = run_cli_process(*workspace.sync_args(srv.url), env={"TFY_API_KEY": API_KEY + "\r"})
+        proc = run_cli_captured(
+            capfd, *workspace.sync_args(srv.url), env={"TFY_API_KEY": API_KEY + "\r"}
+        )
     assert proc.returncode == 0, proc.stderr
     assert_warehouse_matches(workspace, sim.events())
 
@@ -221,9 +231,11 @@ def test_a_key_a_header_cannot_carry_is_refused_before_any_request(
     assert "tfy-Secret" not in proc.stdout + proc.stderr and "Key-0123" not in line
 
 
-def test_service_text_is_cleaned_and_cut(workspace: Workspace) -> None:
+def test_service_text_is_cleaned_and_cut(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     with hostile_server("escapes") as (url, _):
-        proc = run_cli_process(*workspace.sync_args(url))
+        proc = run_cli_captured(capfd, *workspace.sync_args(url))
     line = one_line_error(proc, 1, "rejected with HTTP 400: bad request xxx")
     assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
     assert "pwned" not in proc.stderr

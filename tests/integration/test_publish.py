@@ -30,7 +30,7 @@ from tests.conftest import (
     assert_warehouse_matches,
     make_simulator,
     run_cli,
-    run_cli_process,
+    run_cli_captured,
     run_crashing_cli,
 )
 
@@ -191,15 +191,19 @@ def test_a_sync_killed_while_publishing_leaves_the_previous_snapshot(
     assert leftovers(snap) == []
 
 
-def test_a_failed_sync_leaves_the_previous_snapshot(workspace: Workspace, tmp_path: Path) -> None:
+def test_a_failed_sync_leaves_the_previous_snapshot(
+    workspace: Workspace, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     sim = make_simulator(3_000, seed=43)
     snap = tmp_path / "snapshot.duckdb"
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url, "--publish", str(snap))) == 0
         old, before = sim.ids(), snap.stat()
         add_recent(sim, 10, 4)
-        failed = run_cli_process(
-            *workspace.sync_args(srv.url, "--publish", str(snap)), env={"TFY_API_KEY": "wrong"}
+        failed = run_cli_captured(
+            capfd,
+            *workspace.sync_args(srv.url, "--publish", str(snap)),
+            env={"TFY_API_KEY": "wrong"},
         )
     assert failed.returncode == 1, failed.stderr
     after = snap.stat()
@@ -216,7 +220,11 @@ def test_a_failed_sync_leaves_the_previous_snapshot(workspace: Workspace, tmp_pa
     ],
 )
 def test_publish_usage_errors_before_any_request(
-    extra: list[str], needle: str, workspace: Workspace, tmp_path: Path
+    extra: list[str],
+    needle: str,
+    workspace: Workspace,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     sim = make_simulator(300, seed=44)
     with SimulatorServer(sim) as srv:
@@ -225,7 +233,7 @@ def test_publish_usage_errors_before_any_request(
             args += ["--publish", str(workspace.db)]
         else:
             args += [*extra, "--publish", str(tmp_path / "snap.duckdb")]
-        proc = run_cli_process(*args)
+        proc = run_cli_captured(capfd, *args)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("tfy-audit: error: "), proc.stderr
@@ -299,13 +307,15 @@ def test_a_database_with_a_write_ahead_log_is_published_whole(tmp_path: Path) ->
 
 
 def test_a_publish_that_fails_keeps_the_load_and_says_so_in_one_line(
-    workspace: Workspace, tmp_path: Path
+    workspace: Workspace, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     sim = make_simulator(500, seed=46)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the snapshot's folder should be")
     with SimulatorServer(sim) as srv:
-        proc = run_cli_process(*workspace.sync_args(srv.url, "--publish", f"{blocker}/s.duckdb"))
+        proc = run_cli_captured(
+            capfd, *workspace.sync_args(srv.url, "--publish", f"{blocker}/s.duckdb")
+        )
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("tfy-audit: error:")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

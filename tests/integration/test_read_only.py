@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tfy_audit.simulator import Simulator, SimulatorServer
 
-from tests.conftest import Workspace, make_simulator, run_cli, run_cli_process, ts
+from tests.conftest import Workspace, make_simulator, run_cli, run_cli_captured, ts
 from tests.integration.test_cli_errors import one_line_error
 
 
@@ -61,22 +61,22 @@ def _no_credentials_hint(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_reading_commands_work_on_a_file_that_refuses_writes(
-    frozen: tuple[Workspace, Simulator], tmp_path: Path
+    frozen: tuple[Workspace, Simulator], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     ws, sim = frozen
-    status = run_cli_process("status", *_db_args(ws), "--json")
+    status = run_cli_captured(capfd, "status", *_db_args(ws), "--json")
     _no_credentials_hint(status)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["filter_sets"][0]["filter_key"] == "all"
 
     out = tmp_path / "report.html"
-    report = run_cli_process("report", *_db_args(ws), "--out", str(out), "--json")
+    report = run_cli_captured(capfd, "report", *_db_args(ws), "--out", str(out), "--json")
     _no_credentials_hint(report)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["events"] == len(sim.ids())
 
     url = sim.url  # type: ignore[attr-defined]
-    verify = run_cli_process("verify", "--host", url, *_db_args(ws), "--json")
+    verify = run_cli_captured(capfd, "verify", "--host", url, *_db_args(ws), "--json")
     _no_credentials_hint(verify)
     assert verify.returncode == 0, verify.stderr
     checked = json.loads(verify.stdout)["result"]
@@ -87,13 +87,13 @@ def test_reading_commands_work_on_a_file_that_refuses_writes(
 
 @pytest.mark.parametrize("command", ["sync", "views", "verify --repair"])
 def test_a_command_that_writes_says_so_in_one_line(
-    command: str, frozen: tuple[Workspace, Simulator]
+    command: str, frozen: tuple[Workspace, Simulator], capfd: pytest.CaptureFixture[str]
 ) -> None:
     ws, sim = frozen
     args = [*command.split(), *_db_args(ws)]
     if command != "views":
         args += ["--host", sim.url]  # type: ignore[attr-defined]
-    proc = run_cli_process(*args)
+    proc = run_cli_captured(capfd, *args)
     _no_credentials_hint(proc)
     one_line_error(proc, 2, str(ws.db), "writable")
     assert ws.ids() == sim.ids()  # left as it was

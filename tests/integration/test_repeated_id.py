@@ -13,10 +13,12 @@ import pytest
 from tfy_audit.simulator import SimulatorServer, dense_burst
 from tfy_audit.simulator.history import make_event
 
-from tests.conftest import DATASET, NOW, Workspace, make_simulator, run_cli, run_cli_process
+from tests.conftest import DATASET, NOW, Workspace, make_simulator, run_cli, run_cli_captured
 
 
-def test_an_id_served_twice_is_confirmed_recorded_and_passed(workspace: Workspace) -> None:
+def test_an_id_served_twice_is_confirmed_recorded_and_passed(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     sim = make_simulator(3_000, days=10)
     # a recent event, so every later run's lookback reads its window again
     (twin,) = sim.add_events(
@@ -29,14 +31,14 @@ def test_an_id_served_twice_is_confirmed_recorded_and_passed(workspace: Workspac
         runs = []
         for _ in range(3):
             sim.reset_stats()
-            proc = run_cli_process(*workspace.sync_args(srv.url, "--json"))
+            proc = run_cli_captured(capfd, *workspace.sync_args(srv.url, "--json"))
             runs.append((proc, json.loads(proc.stdout), sim.stats.rows_served))
-        verify = run_cli_process(
-            "verify", "--host", srv.url, "--db", str(workspace.db),
+        verify = run_cli_captured(
+            capfd, "verify", "--host", srv.url, "--db", str(workspace.db),
             "--pipelines-dir", str(workspace.pipelines_dir), "--json",
         )  # fmt: skip
-        verify_text = run_cli_process(
-            "verify", "--host", srv.url, "--db", str(workspace.db),
+        verify_text = run_cli_captured(
+            capfd, "verify", "--host", srv.url, "--db", str(workspace.db),
             "--pipelines-dir", str(workspace.pipelines_dir),
         )  # fmt: skip
 

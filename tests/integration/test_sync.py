@@ -28,6 +28,7 @@ from tests.conftest import (
     expected_subjects,
     make_simulator,
     run_cli,
+    sync_with_quick_retries,
     ts,
 )
 
@@ -64,9 +65,9 @@ def test_sync_with_faults_loads_every_event_exactly_once(workspace: Workspace) -
         fault_seed=5,
     )
     with SimulatorServer(sim) as srv:
-        code = run_cli(*workspace.sync_args(srv.url, "--page-size", "200", "--max-offset", "1000"))
-    assert code == 0
-    assert sim.stats.faults_injected > 0
+        summary = sync_with_quick_retries(workspace, srv.url, page_size=200, max_offset=1000)
+    assert sim.stats.faults_injected > 0 and summary.retries > 0
+    assert not summary.incomplete_windows
     assert_warehouse_matches(workspace, sim.events())
 
 

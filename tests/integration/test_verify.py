@@ -18,7 +18,7 @@ from tests.conftest import (
     assert_warehouse_matches,
     make_simulator,
     run_cli,
-    run_cli_process,
+    run_cli_captured,
     ts,
 )
 
@@ -51,7 +51,9 @@ def test_verify_passes_on_a_complete_warehouse(
     assert result["days"] == len(days)
 
 
-def test_verify_names_the_days_with_gaps_and_repair_closes_them(workspace: Workspace) -> None:
+def test_verify_names_the_days_with_gaps_and_repair_closes_them(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     sim = make_simulator(4_000, days=20)
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url)) == 0
@@ -73,7 +75,7 @@ def test_verify_names_the_days_with_gaps_and_repair_closes_them(workspace: Works
         )
         con.close()
 
-        proc = run_cli_process(*verify_args(workspace, srv.url))
+        proc = run_cli_captured(capfd, *verify_args(workspace, srv.url))
         assert proc.returncode == 3, proc.stderr
         named = proc.stderr.strip().splitlines()[-1]
         assert named == (
@@ -318,7 +320,9 @@ def test_verify_of_state_without_the_record_starts_where_sync_runs_says_the_firs
         )
 
 
-def test_many_differing_days_are_summarised_not_listed(workspace: Workspace) -> None:
+def test_many_differing_days_are_summarised_not_listed(
+    workspace: Workspace, capfd: pytest.CaptureFixture[str]
+) -> None:
     """A warehouse of one action's events, verified against all of them: nearly every day of
     70 differs. The error stays one short line and the table a screenful; --json has all."""
     sim = make_simulator(6_000, days=70)
@@ -326,8 +330,8 @@ def test_many_differing_days_are_summarised_not_listed(workspace: Workspace) -> 
     with SimulatorServer(sim) as srv:
         assert run_cli(*workspace.sync_args(srv.url, "--action", action)) == 0
         args = verify_args(workspace, srv.url, "--start", "75d", "--end", NOW.isoformat())
-        proc = run_cli_process(*args)
-        as_json = run_cli_process(*args, "--json")
+        proc = run_cli_captured(capfd, *args)
+        as_json = run_cli_captured(capfd, *args, "--json")
     assert proc.returncode == 3, proc.stderr
     every: dict[str, int] = {}
     kept: dict[str, int] = {}

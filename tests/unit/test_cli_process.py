@@ -148,12 +148,13 @@ def test_the_collector_is_paused_for_the_imports_and_runs_again_for_the_work() -
         import gc, sys
         from tfy_audit._cli import process
 
+        frozen = gc.get_freeze_count()  # 0 on 3.11; Python 3.12 freezes some at its start
         process.end_imports()  # not paused: a library's caller's collector, left alone
-        assert gc.isenabled() and gc.get_freeze_count() == 0
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
         process.begin_imports()
         assert not gc.isenabled()
         process.end_imports()
-        assert gc.isenabled() and gc.get_freeze_count() > 0
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
 
         seen = {}
         import tfy_audit._engine.sync as engine

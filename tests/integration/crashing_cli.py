@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,16 +31,23 @@ def _hit() -> None:
 
 
 def _kill_on_nth(owner: Any, name: str, n: int, *, after: bool) -> None:
+    """Hit on the n-th call of `owner.name`. Calls come from several threads (the fetching
+    threads' `list_page`): each takes its number under a lock, so exactly one call is the n-th.
+    A bare `calls += 1` let two threads step past n between one's increment and its test, and
+    then no call hit at all: the run went on and exited 0."""
     original: Callable[..., Any] = getattr(owner, name)
     calls = 0
+    counting = threading.Lock()
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
-        calls += 1
-        if calls == n and not after:
+        with counting:
+            calls += 1
+            this_call = calls
+        if this_call == n and not after:
             _hit()
         result = original(*args, **kwargs)
-        if calls == n and after:
+        if this_call == n and after:
             _hit()
         return result
 

@@ -416,3 +416,21 @@ def test_the_memory_gate_holds_reading_to_one_page_at_a_time() -> None:
         assert gate.closed_once is (expected == 1)
         if expected == 1:
             assert service.most_at_once == 1
+
+
+def test_smaller_pages_stop_at_the_depth_the_service_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With pages made smaller by PAGE_BYTES, the rest of a planned page is never asked for
+    past `max_offset` (it is not a multiple of the page size here): the window is read once,
+    not split as if the service had refused an offset."""
+    wide = [{**event(f"w{i:03d}", at(i)), "metaData": {"manifest": "x" * 1000}} for i in range(40)]
+    service = FakeService(wide, refuse_from=40)
+    monkeypatch.setattr(fetch, "PAGE_BYTES", 4_500)
+    items = list(read(service, [Window(at(0), at(40))], page_size=16, max_offset=40))
+    assert sorted(yielded_ids(items)) == sorted(e["id"] for e in wide)
+    (report,) = [i for i in items if isinstance(i, WindowReport)]
+    assert report.complete and report.rows == 40
+    covered = sorted((offset, offset + limit) for offset, limit, _ in service.answered)
+    assert covered[0][0] == 0 and covered[-1][1] == 40
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(covered))

@@ -239,9 +239,10 @@ class WindowFetcher:
                 if in_flight and self._memory.over(self._coming()):
                     break  # one page at a time while the process holds too much (memory.py)
                 state, offset, asked = queue.popleft()
-                wanted = asked or self.page_size
+                wanted = min(asked or self.page_size, max(self.max_offset - offset, 0))
                 if wanted > self._page_limit:
                     # pages this large passed PAGE_BYTES: the rest of these offsets come next
+                    # (none past the depth the service allows, which would split the window)
                     state.outstanding += 1
                     queue.appendleft((state, offset + self._page_limit, wanted - self._page_limit))
                     wanted = self._page_limit

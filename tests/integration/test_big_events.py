@@ -327,12 +327,19 @@ def test_six_pages_of_31kb_manifests_load_in_a_1_gib_container(workspace: Worksp
     20 MB pages test above covers that cut, more strictly.)"""
     pages = manifests(6_000, 31 * 1024, prefix="q", seed=3)
     sim = big_simulator(pages)
+    keep_files = {"LOAD__DELETE_COMPLETED_JOBS": "false"}
     with SimulatorServer(sim) as srv:
-        code, err, peak = sync_tree_peak(workspace, srv.url, env=IN_A_1_GIB_CONTAINER)
+        code, err, peak = sync_tree_peak(
+            workspace, srv.url, env={**IN_A_1_GIB_CONTAINER, **keep_files}
+        )
     assert code == 0, err[-2000:]
     assert peak < 1024, f"peak RSS of the process tree {peak} MiB"
     assert_warehouse_matches(workspace, sim.events())
     workspace.assert_unique()
+    # the load files were cut at about 16 MB (a cut at 16 MB plus one slice of 8 MB at most),
+    # not joined into files of 32 MB and more by a buffer of rows
+    sizes = [f.stat().st_size for f in workspace.pipelines_dir.rglob("audit_log*.parquet")]
+    assert len(sizes) >= 12 and max(sizes) < 25 * MB, sorted(sizes)
 
 
 @pytest.mark.postgres

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -385,7 +386,7 @@ def test_the_memory_gate_holds_reading_to_one_page_at_a_time() -> None:
             super().__init__(events)
             self.at_once = 0
             self.most_at_once = 0
-            self._lock = __import__("threading").Lock()
+            self._lock = threading.Lock()
 
         def list_page(self, *args: Any, **kwargs: Any) -> Any:
             with self._lock:

@@ -224,14 +224,16 @@ def jsonpath_leaves(value: Any) -> Iterator[tuple[str, str, str]]:
 
 
 def metadata_rows(
-    kept: list[Mapping[str, Any]], ids: list[str], id_array: pa.Array
+    kept: list[Mapping[str, Any]], ids: list[str]
 ) -> tuple[list[str | None], pa.Table, list[Anomaly]]:
     """`audit_logs.meta_data` of each event, the `audit_log_metadata` table of them all, and a
     record of each event whose metaData is nested too deep to flatten whole."""
     texts: list[str | None] = []
     anomalies: list[Anomaly] = []
-    # Each leaf's event as a position into `id_array`: Arrow's take() repeats the ids faster
-    # than converting a Python list of them.
+    # Each leaf's event, as a position into `ids`. The id column is built from a list, not with
+    # Arrow's take(): a decoder process forked from the command runs no compute kernel
+    # otherwise, and the first one sets up Arrow's function registry, which makes about 18 MB of
+    # its library resident in each worker, for no less CPU (docs/performance.md).
     owners: list[int] = []
     sink = _LeafSink()
     for position, event in enumerate(kept):
@@ -251,7 +253,7 @@ def metadata_rows(
                 texts.append(json_text(meta))
     table = pa.Table.from_arrays(
         [
-            id_array.take(pa.array(owners, type=pa.int32())),
+            pa.array([ids[owner] for owner in owners], type=STRING),
             string_array(sink.paths),
             string_array(sink.values),
             pa.array(sink.types, type=STRING),

@@ -270,7 +270,7 @@ def normalize_events(events: Sequence[Mapping[str, Any]]) -> EventBatch:
     updated = _timestamps(kept, ids, "updatedAt")
     subjects = [_as_mapping(e.get("subject")) for e in kept]
     id_array = string_array(ids)
-    meta_texts, metadata, anomalies = metadata_rows(kept, ids, id_array)
+    meta_texts, metadata, anomalies = metadata_rows(kept, ids)
     leftovers = [
         None
         if event.keys() <= EVENT_KEYS

@@ -23,6 +23,7 @@ from tests.conftest import (
     API_KEY,
     DATASET,
     NOW,
+    REPO,
     Workspace,
     assert_warehouse_matches,
     expected_subjects,
@@ -293,6 +294,58 @@ def test_worker_processes_decode_pages_exactly_with_faults(workspace: Workspace)
         summary = run_sync(options)
     assert summary.retries > 0
     assert_warehouse_matches(workspace, sim.events())
+
+
+def test_the_command_decodes_in_processes_it_forked_exactly_with_faults(
+    workspace: Workspace,
+) -> None:
+    """The command's own process forks its decoders before it imports dlt (forked.py): a run
+    large enough to use them decodes there, a garbled body raised in one is read again, and no
+    process of the command outlives it."""
+    import os
+
+    sim = make_simulator(24_000, days=20, order="shuffled", latency_ms=1)
+    lists = 0
+
+    def garble_pages(s: Simulator, params: dict[str, Any]) -> None:
+        # once reading has begun (planning is over), the next two answers are garbled pages
+        nonlocal lists
+        if params.get("metric") == "list":
+            lists += 1
+            if lists == 2:
+                s.inject("truncate", "nonjson")
+
+    sim.on_request = garble_pages
+    with SimulatorServer(sim) as srv:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tfy_audit",
+                "--debug",
+                *workspace.sync_args(srv.url, "--workers", "2"),
+            ],
+            cwd=REPO,
+            env={**os.environ, "TFY_API_KEY": API_KEY},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "decoding pages in 2 forked process(es)" in err, err[-3000:]
+    assert "multiprocessing" not in err  # no spawned pool beside them
+    assert dict(sim.stats.faults) == {"truncate": 1, "nonjson": 1}
+    assert_warehouse_matches(workspace, sim.events())
+    deadline = time.monotonic() + 30
+    while True:  # the session's processes all end with the command
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a process of the command outlived it"
+        time.sleep(0.02)
 
 
 def test_full_re_merge_fits_the_destination_memory_limit(

@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # a bare `tfy-audit`
         parser.print_help()
         return EXIT_OK
+    if _own_process and args.command == "sync":
+        _fork_decoders(args)
     from tfy_audit._cli.logs import configure_logging
 
     configure_logging(args.debug, args.quiet, Mode.json_logs)
@@ -134,6 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             return _reader_gone()
     return outcome.code
+
+
+def _fork_decoders(args: argparse.Namespace) -> None:
+    """Fork the sync's decoder processes now, before the command imports dlt or starts a
+    thread (forked.py says why); a `--workers` that is not a number is left to the options'
+    own check, and the sync then spawns what it needs."""
+    from tfy_audit._service import forked
+    from tfy_audit._service.decoders import default_workers
+
+    given = getattr(args, "workers", None)
+    try:
+        workers = default_workers() if given is None else int(given)
+    except ValueError:
+        return
+    forked.start(workers)
 
 
 def _reader_gone() -> int:

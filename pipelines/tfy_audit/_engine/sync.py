@@ -162,6 +162,7 @@ def sync(
                     concurrency=options.concurrency,
                     on_total=workers.start_if_large,
                 )
+                workers.planned()
                 # the planning's first answer says the service's time: the run ends by it too
                 service_clock = client.service_clock()
                 warn_if_skewed(service_clock)

@@ -1,4 +1,5 @@
-"""The worker processes that decode pages (JSON parsing, flattening into Arrow) for a sync.
+"""The worker processes that decode pages (JSON parsing, flattening into Arrow) for a sync:
+those the command forked as it started (forked.py), else spawned here.
 
 This module must not import dlt: a spawned worker imports the module of every function it is
 handed (its initializer, its tasks), and importing dlt would cost each worker CPU time and
@@ -8,6 +9,7 @@ memory, taken from the run it is there to speed up.
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
 import os
 import signal
@@ -16,6 +18,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
+
+from tfy_audit._service import forked
+from tfy_audit._service.forked import ForkedDecoders
+
+logger = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -80,19 +87,35 @@ def _signals_blocked() -> Iterator[None]:
 
 
 class DecodersOnDemand:
-    """Decoder processes started only if a run turns out large: they pay for themselves on a
-    backfill, not on a small scheduled run. Started as soon as the run's size is known, they
-    warm up during planning; they close with `stack`."""
+    """Decoder processes used only if a run turns out large: they pay for themselves on a
+    backfill, not on a small scheduled run. Those the command forked as it started are used
+    if there are any; else they are spawned as soon as the run's size is known and warm up
+    during planning. They close with `stack`."""
 
     def __init__(self, stack: ExitStack, workers: int, *, from_events: int) -> None:
         self._stack = stack
         self._workers = workers
         self._from_events = from_events
-        self._decoders: Decoders | None = None
+        self._decoders: Decoders | ForkedDecoders | None = None
+        # decoders the command forked at its start (forked.py), if it did: used if the run is
+        # large, else let go with the rest
+        self._forked = forked.take() if workers > 0 else None
+        if self._forked is not None:
+            stack.callback(self._forked.close)
 
     def start_if_large(self, events: int) -> None:
         if events >= self._from_events and self._decoders is None:
-            self._decoders = self._stack.enter_context(decoder_pool(self._workers))
+            if self._forked is not None:
+                self._decoders = self._forked
+                logger.debug("decoding pages in %d forked process(es)", len(self._forked.pids))
+            else:
+                self._decoders = self._stack.enter_context(decoder_pool(self._workers))
+
+    def planned(self) -> None:
+        """The run is planned: forked decoders it turned out not to need go now, before the
+        rest of the run (a scheduled run's load) adds to the memory they hold."""
+        if self._decoders is None and self._forked is not None:
+            self._forked.close()
 
     @property
     def pool(self) -> Executor | None:
@@ -110,7 +133,9 @@ def _init_worker(parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     _exit_with_parent(parent_pid)
-    from tfy_audit._service import pages  # noqa: F401  (pyarrow, orjson, rows: what decoding needs)
+    from tfy_audit._service import pages  # pyarrow, orjson, rows: what decoding needs
+
+    pages.release_in_worker()
 
     # What is alive now (the modules) lives as long as the worker: out of the collector's sight,
     # it is not walked again by every full collection a page's thousands of objects set off.

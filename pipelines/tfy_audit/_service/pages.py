@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -197,19 +197,37 @@ def decode_released(
 ) -> DecodedPage:
     """`decode_with(body, ...)`, then, for a body of `large` bytes or more, the memory its
     decoding freed given back to the OS (memory.py), in the process that decoded it: a
-    worker's memory counts toward the run's too.
+    worker's memory counts toward the run's too. In a decoder process (`release_in_worker`)
+    this is also done every RELEASE_EVERY pages of any size.
 
     Decoding a large page allocates Python objects many times its size, which glibc keeps after
     they are freed: without this the process keeps that much for each arena a large page was
     decoded in. Pages of ordinary events are smaller than `large` and skip it (it walks the
     heap). Here, not in fetch.py, so that a worker imports no HTTP client to run it."""
+    global _since_release
     try:
         return decode_with(body, window_start, window_end)
     finally:
-        if len(body) >= large:
+        _since_release += 1
+        if len(body) >= large or _since_release == _release_every:
             from tfy_audit._core.memory import release_free_memory
 
+            _since_release = 0
             release_free_memory()
+
+
+# A decoder process keeps what decoding a page of ordinary events freed (glibc's heap, Arrow's
+# pool) for the next page, and would hold tens of MB of it for the whole run; released every few
+# pages, it holds about half, for a small part of a page's CPU (docs/performance.md).
+RELEASE_EVERY: Final = 4
+_release_every = 0  # 0: only after a large body (the command's own process and its threads)
+_since_release = 0
+
+
+def release_in_worker() -> None:
+    """Make this process, a decoder worker, release freed memory every RELEASE_EVERY pages."""
+    global _release_every
+    _release_every = RELEASE_EVERY
 
 
 def decode_ids(body: bytes, window_start: datetime, window_end: datetime) -> DecodedPage:

@@ -1,0 +1,188 @@
+"""The decoder processes the command forks before it imports dlt (forked.py).
+
+Each case runs in a fresh interpreter: forking is only safe from a process with one thread,
+which a pytest worker is not, and `start` refuses there anyway once dlt is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_PREAMBLE = """
+import json, os, sys
+from datetime import UTC, datetime
+import orjson
+from tfy_audit._service import forked
+def body(*ids):
+    return orjson.dumps({
+        "data": [{"id": i, "action": "CREATE", "createdAt": "2026-01-02T03:04:05.678Z",
+                  "metaData": {"k": i}} for i in ids],
+        "pagination": {"total": len(ids)},
+    })
+START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+def children():
+    me = os.getpid()
+    return sorted(int(p) for p in open(f"/proc/{me}/task/{me}/children").read().split())
+"""
+
+
+def run_script(script: str, timeout: float = 60) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PREAMBLE + script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_forked_workers_decode_pages_and_import_no_dlt() -> None:
+    out = run_script(
+        """
+from tfy_audit._service.pages import decode_page, decode_released
+PROBE = (
+    "(os.getpid(), os.getppid(), sorted(m for m in sys.modules if m.split('.')[0] == 'dlt'),"
+    " sys.modules['tfy_audit._service.pages']._release_every)"
+)
+assert forked.start(2)
+decoders = forked.take()
+assert forked.take() is None  # handed over once
+pids = sorted(decoders.pids)
+before = children()
+pages = [decoders.submit(decode_released, decode_page, body(f"a{n}", f"b{n}"), START, END, 1 << 30)
+         for n in range(6)]
+results = [p.result(60) for p in pages]
+# evaluated in the worker, with forked.py's globals (os, sys)
+worker = decoders.submit(eval, PROBE).result(60)
+decoders.close()
+print(json.dumps({
+    "pids": pids, "children_before": before, "children_after": children(),
+    "ids": [r.ids for r in results],
+    "actions": [r.batch.audit_logs.column("action").to_pylist() for r in results],
+    "leaf_owners": [r.batch.metadata.column("audit_log_id").to_pylist() for r in results],
+    "worker": worker, "me": os.getpid(),
+}))
+"""
+    )
+    assert out["children_before"] == out["pids"] and len(out["pids"]) == 2
+    assert out["children_after"] == []  # closed and reaped
+    assert out["ids"] == [[f"a{n}", f"b{n}"] for n in range(6)]
+    assert out["actions"] == [["CREATE", "CREATE"]] * 6
+    assert out["leaf_owners"] == [[f"a{n}", f"b{n}"] for n in range(6)]
+    worker_pid, worker_parent, dlt_modules, release_every = out["worker"]  # type: ignore[misc]
+    assert worker_pid in out["pids"] and worker_parent == out["me"]
+    assert dlt_modules == []
+    assert release_every == 4  # a worker gives back what decoding freed every few pages
+
+
+def test_an_error_in_a_task_is_raised_where_its_result_is_asked_for() -> None:
+    out = run_script(
+        """
+assert forked.start(1)
+decoders = forked.take()
+failed = decoders.submit(int, "not a number")
+fine = decoders.submit(len, "four")
+print(json.dumps({"error": repr(failed.exception(60)), "fine": fine.result(60)}))
+decoders.close()
+"""
+    )
+    assert out == {
+        "error": "ValueError(\"invalid literal for int() with base 10: 'not a number'\")",
+        "fine": 4,
+    }
+
+
+def test_a_worker_that_dies_fails_its_page_and_the_pool() -> None:
+    out = run_script(
+        """
+from concurrent.futures import BrokenExecutor
+assert forked.start(2)
+decoders = forked.take()
+dead = decoders.submit(os._exit, 3)
+error = dead.exception(60)
+try:
+    decoders.submit(len, "x")
+    later = "accepted"
+except BrokenExecutor as exc:
+    later = type(exc).__name__
+decoders.close()
+print(json.dumps({"error": type(error).__name__, "broken": isinstance(error, BrokenExecutor),
+                  "message": str(error), "later": later, "left": children()}))
+"""
+    )
+    assert out["error"] == "DecoderGone" and out["broken"] is True
+    assert out["message"] == "a decoder process ended while decoding a page (EOFError)"
+    assert out["later"] == "DecoderGone"
+    assert out["left"] == []
+
+
+def test_start_refuses_where_forking_is_not_safe() -> None:
+    out = run_script(
+        """
+import threading
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+with_thread = forked.start(2)
+stop.set(); thread.join()
+import dlt
+with_dlt = forked.start(2)
+print(json.dumps({"with_thread": with_thread, "with_dlt": with_dlt, "none": forked.start(0),
+                  "taken": forked.take() is None, "children": children()}))
+"""
+    )
+    assert out == {
+        "with_thread": False,
+        "with_dlt": False,
+        "none": False,
+        "taken": True,
+        "children": [],
+    }
+
+
+def test_workers_end_when_the_command_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of the command closes its sockets: each worker reads the end and exits."""
+    script = """
+assert forked.start(2)
+decoders = forked.take()
+assert decoders.submit(len, "ab").result(60) == 2
+print(json.dumps({"pids": decoders.pids}), flush=True)
+sys.stdin.read()  # until killed
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PREAMBLE + script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        pids = json.loads(proc.stdout.readline())["pids"]
+        assert len(pids) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, f"forked decoders {pids} outlived the command"
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -27,8 +27,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from tfy_audit._core.version import __version__
-
 # The export table, written once: each line below is a public name and the private module that
 # defines it. Type checkers read the imports; at runtime they are never executed, and
 # `__getattr__` imports a name from the module the same line names, on first use.
@@ -84,7 +82,9 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
+    # `__version__` is read from the package's metadata on first use: importlib.metadata would
+    # cost a command that never asks (`--help`) a noticeable part of its start
+    module = "tfy_audit._core.version" if name == "__version__" else _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(import_module(module), name)

@@ -1,6 +1,7 @@
 """`tfy-audit --help`, `--version` and each command's `--help` answer without importing dlt,
-httpx or pyarrow: the layers keep those below the commands that need them (docs/architecture.md),
-and a user's first command, or a scheduler's probe, should not pay for them."""
+httpx, pyarrow or pendulum: the layers keep those below the commands that need them
+(docs/architecture.md), and a user's first command, or a scheduler's probe, should not pay for
+them. Only `--version` reads the package's metadata (importlib.metadata)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 import pytest
 from tfy_audit._cli.parser import COMMANDS
 
-HEAVY = ("dlt", "httpx", "pyarrow", "duckdb")
+HEAVY = ("dlt", "httpx", "pyarrow", "duckdb", "pendulum")
+METADATA = "importlib.metadata"
 
 PROBE = """
 import json, sys
@@ -31,11 +33,12 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)))
 )
 def test_help_and_version_import_nothing_heavy(argv: list[str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
+        [sys.executable, "-c", PROBE.format(heavy=(*HEAVY, METADATA)), *argv],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert loaded == [], f"{' '.join(argv)} imported {loaded}"
+    expected = [METADATA] if argv == ["--version"] else []
+    assert loaded == expected, f"{' '.join(argv)} imported {loaded}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -114,10 +115,30 @@ def _source_args(p: argparse.ArgumentParser, windows: Sequence[Flag] | None = No
         )
 
 
-def _version() -> str:
-    from tfy_audit._core.version import __version__
+class _VersionAction(argparse.Action):
+    """argparse's `version` action, the version read only when `--version` is given: reading
+    it imports importlib.metadata, which every other command's start would pay for."""
 
-    return __version__
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from tfy_audit._core.version import __version__
+
+        sys.stdout.write(f"{parser.prog} {__version__}\n")  # stdout, as argparse's own does
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "130/143 interrupted (SIGINT/SIGTERM).",
         formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     _log_format_arg(parser)

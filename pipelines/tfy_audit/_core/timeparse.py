@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-import pendulum
-
 from tfy_audit._core.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -57,6 +55,10 @@ def parse_user_time(text: str, option: str, *, now: datetime | None = None) -> d
     refuse_bare_number(text, option)
     if _DURATION.match(text):
         return (now or datetime.now(UTC)) - parse_duration(text, option, back=True)
+    # here, not at the top: the command's parser imports this module, and `--help` and
+    # `--version` need no pendulum (a sync imports it with dlt anyway)
+    import pendulum
+
     try:
         parsed = pendulum.parse(text, tz="UTC", strict=False)
     except (ValueError, pendulum.parsing.exceptions.ParserError):

@@ -186,3 +186,23 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_fork_that_fails_leaves_no_worker_and_the_sync_spawns() -> None:
+    """A process limit or a sandbox refusing the second fork: `start` says no, and the worker
+    already forked ends and is reaped."""
+    out = run_script(
+        """
+real_fork, calls = os.fork, []
+def second_fails():
+    calls.append(1)
+    if len(calls) == 2:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    return real_fork()
+os.fork = second_fails
+started = forked.start(2)
+print(json.dumps({"started": started, "taken": forked.take(), "forks": len(calls),
+                  "children": children()}))
+"""
+    )
+    assert out == {"started": False, "taken": None, "forks": 2, "children": []}

@@ -59,7 +59,10 @@ def start(workers: int) -> bool:
     # what decoding needs, imported before the fork so that every worker shares it
     from tfy_audit._service import pages  # noqa: F401
 
-    _STARTED = ForkedDecoders(workers)
+    try:
+        _STARTED = ForkedDecoders(workers)
+    except OSError:  # no fork here (a process limit, a sandbox): the sync spawns its decoders
+        return False
     return True
 
 
@@ -89,7 +92,13 @@ class ForkedDecoders(Executor):
         try:
             for _ in range(workers):
                 ours, theirs = socket.socketpair()
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError:
+                    ours.close()
+                    theirs.close()
+                    self._close_connections()  # the workers forked so far end
+                    raise
                 if pid == 0:  # the worker: it never returns
                     ours.close()
                     for connection in self._connections:

@@ -6,6 +6,7 @@ which a pytest worker is not, and `start` refuses there anyway once dlt is impor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -89,25 +90,64 @@ def test_an_error_in_a_task_is_raised_where_its_result_is_asked_for() -> None:
 assert forked.start(1)
 decoders = forked.take()
 failed = decoders.submit(int, "not a number")
+error = failed.exception(60)
+unpicklable = decoders.submit(eval, "lambda: 1").exception(60)  # a result that cannot go back
 fine = decoders.submit(len, "four")
-print(json.dumps({"error": repr(failed.exception(60)), "fine": fine.result(60)}))
+print(json.dumps({"error": repr(error), "cause": type(error.__cause__).__name__,
+                  "traceback": str(error.__cause__), "unpicklable": repr(unpicklable),
+                  "fine": fine.result(60), "pages": decoders.pages_done}))
 decoders.close()
 """
     )
-    assert out == {
-        "error": "ValueError(\"invalid literal for int() with base 10: 'not a number'\")",
-        "fine": 4,
-    }
+    assert out["error"] == "ValueError(\"invalid literal for int() with base 10: 'not a number'\")"
+    assert out["cause"] == "RemoteTraceback"  # the worker's traceback, as a process pool's
+    assert "ValueError: invalid literal" in out["traceback"]
+    assert str(out["unpicklable"]).startswith("RuntimeError(\"PicklingError: Can't pickle")
+    assert out["fine"] == 4  # the worker serves on: its socket's messages were kept in step
+    assert out["pages"] == 1  # answered with a result: the last one only
+
+
+def test_closing_cancels_waiting_pages_and_ends_every_worker() -> None:
+    out = run_script(
+        """
+import time
+assert forked.start(2)
+decoders = forked.take()
+slow = [decoders.submit(time.sleep, 0.3) for _ in range(2)]
+waiting = [decoders.submit(len, "x") for _ in range(4)]
+time.sleep(0.1)  # the two slow ones are with the workers
+decoders.close()
+print(json.dumps({"slow": [f.result(0) for f in slow],
+                  "cancelled": [f.cancelled() for f in waiting], "children": children()}))
+"""
+    )
+    assert out == {"slow": [None, None], "cancelled": [True] * 4, "children": []}
+
+
+def test_closing_soon_finishes_the_pages_submitted() -> None:
+    out = run_script(
+        """
+assert forked.start(2)
+decoders = forked.take()
+futures = [decoders.submit(len, "x" * n) for n in range(10)]
+decoders.close_soon()
+decoders.close()
+print(json.dumps({"results": [f.result(0) for f in futures], "children": children()}))
+"""
+    )
+    assert out == {"results": list(range(10)), "children": []}
 
 
 def test_a_worker_that_dies_fails_its_page_and_the_pool() -> None:
     out = run_script(
         """
 from concurrent.futures import BrokenExecutor
-assert forked.start(2)
+assert forked.start(1)
 decoders = forked.take()
 dead = decoders.submit(os._exit, 3)
+queued = [decoders.submit(len, "x") for _ in range(3)]
 error = dead.exception(60)
+queued_errors = [type(f.exception(60)).__name__ for f in queued]
 try:
     decoders.submit(len, "x")
     later = "accepted"
@@ -115,13 +155,33 @@ except BrokenExecutor as exc:
     later = type(exc).__name__
 decoders.close()
 print(json.dumps({"error": type(error).__name__, "broken": isinstance(error, BrokenExecutor),
-                  "message": str(error), "later": later, "left": children()}))
+                  "message": str(error), "queued": queued_errors, "later": later,
+                  "left": children()}))
 """
     )
     assert out["error"] == "DecoderGone" and out["broken"] is True
     assert out["message"] == "a decoder process ended while decoding a page (EOFError)"
+    assert out["queued"] == ["DecoderGone"] * 3
     assert out["later"] == "DecoderGone"
     assert out["left"] == []
+
+
+def test_a_worker_killed_while_it_waited_is_found_before_use() -> None:
+    out = run_script(
+        """
+import signal, time
+assert forked.start(2)
+decoders = forked.take()
+os.kill(decoders.pids[0], signal.SIGKILL)
+deadline = time.monotonic() + 30
+while decoders.all_alive():
+    assert time.monotonic() < deadline
+    time.sleep(0.01)
+decoders.close()
+print(json.dumps({"alive": decoders.all_alive(), "children": children()}))
+"""
+    )
+    assert out == {"alive": True, "children": []}  # closed: no worker left to be dead
 
 
 def test_start_refuses_where_forking_is_not_safe() -> None:
@@ -174,6 +234,51 @@ sys.stdin.read()  # until killed
             assert time.monotonic() < deadline, f"forked decoders {pids} outlived the command"
             time.sleep(0.02)
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_end_with_the_command_even_if_their_sockets_are_held(tmp_path: Path) -> None:
+    """A process forked from the command after its decoders (by a library) holds their sockets
+    open: closing the pool still ends them (it tells them to), and so does `kill -9`."""
+    script = """
+import signal, time
+assert forked.start(2)
+decoders = forked.take()
+holder = os.fork()  # keeps a copy of every socket, as a later fork by a library would
+if holder == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    time.sleep(60)
+    os._exit(0)
+first = forked.ForkedDecoders(1)  # a second pool, closed while the holder holds its socket
+closed_pid = first.pids[0]
+first.close()
+print(json.dumps({"pids": decoders.pids, "closed": closed_pid, "holder": holder}), flush=True)
+sys.stdin.read()  # until killed
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PREAMBLE + script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    holder = None
+    try:
+        assert proc.stdout is not None
+        started = json.loads(proc.stdout.readline())
+        holder = started["holder"]
+        assert not _alive(started["closed"])  # close() returned: it was told, and reaped
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in started["pids"]):
+            assert time.monotonic() < deadline, "forked decoders outlived the command"
+            time.sleep(0.02)
+    finally:
+        if holder is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             explained = f"{type(exc).__name__}: {one_line(exc, 400)} (run with --debug for details)"
         error = explained
         outcome = Outcome(EXIT_FAILURE)
+    finally:
+        _close_unused_decoders()
     if error is not None:
         prefix = (
             "tfy-audit: " if outcome.code in (EXIT_SIGINT, EXIT_SIGTERM) else "tfy-audit: error: "
@@ -151,6 +153,16 @@ def _fork_decoders(args: argparse.Namespace) -> None:
     except ValueError:
         return
     forked.start(workers)
+
+
+def _close_unused_decoders() -> None:
+    """End the decoders `_fork_decoders` forked if the sync never took them (it failed
+    before it began: a busy lock, a bad option), rather than leave them to the exit."""
+    forked = sys.modules.get("tfy_audit._service.forked")
+    if forked is not None:
+        unused = forked.take()
+        if unused is not None:
+            unused.close()
 
 
 def _reader_gone() -> int:

@@ -101,15 +101,25 @@ class DecodersOnDemand:
         # large, else let go with the rest
         self._forked = forked.take() if workers > 0 else None
         if self._forked is not None:
-            stack.callback(self._forked.close)
+            stack.callback(self._close_forked, self._forked)
 
     def start_if_large(self, events: int) -> None:
         if events >= self._from_events and self._decoders is None:
+            if self._forked is not None and not self._forked.all_alive():
+                logger.debug("a forked decoder has ended; spawning the decoders instead")
+                self._forked.close()
+                self._forked = None
             if self._forked is not None:
                 self._decoders = self._forked
                 logger.debug("decoding pages in %d forked process(es)", len(self._forked.pids))
             else:
                 self._decoders = self._stack.enter_context(decoder_pool(self._workers))
+
+    @staticmethod
+    def _close_forked(decoders: ForkedDecoders) -> None:
+        decoders.close()
+        if decoders.pages_done:
+            logger.debug("the forked decoders decoded %d page(s)", decoders.pages_done)
 
     def planned(self) -> None:
         """The run is planned: forked decoders it turned out not to need go now, before the

@@ -9,36 +9,73 @@ with the command until it writes to them, and maps only the library pages it run
 Forking is safe only while no other thread can hold a lock the worker will need: `start`
 forks before the command imports dlt or starts a thread, and refuses (does nothing) otherwise,
 leaving the sync to spawn its workers as a library caller's does. The one other thread then is
-the background thread of the jemalloc that pyarrow bundles (started by its import, unused by
-decoding): jemalloc takes and releases its own locks around a fork (pthread_atfork), which
-is why Python 3.12's warning about forking a process with threads does not apply to it.
+the background thread of the jemalloc that pyarrow bundles (started by its import; Arrow's
+default pool is mimalloc, and Python allocates with glibc's malloc): it holds none of those
+locks, and jemalloc takes and releases its own around a fork. Python 3.12 warns about forking a
+process with any other thread; that warning is silenced here, for this reason.
 
 The workers serve tasks (a function and its arguments, pickled) over a socket each, one task
-at a time; a worker ends when its socket closes, so the command's exit or death (`kill -9`
-too) ends them, with no thread watching for it. They ignore SIGINT and SIGTERM: the command
-handles both and closes the pool.
+at a time, and send back the result or the exception with its traceback. A worker ends when
+told to, when its socket closes, or when the command ends (the kernel kills it then, `kill -9`
+of the command included). They ignore SIGINT and SIGTERM: the command handles both and closes
+the pool.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
+import pickle
 import queue
 import signal
 import socket
 import sys
 import threading
+import traceback
+import warnings
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, Future
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["DecoderGone", "ForkedDecoders", "start", "take"]
 
 
 class DecoderGone(BrokenExecutor):
     """A forked decoder ended while a page was with it (killed, or out of memory)."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, as its cause (as concurrent.futures'
+    process pool gives it)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+_STOP: Final = b""  # the message that tells a worker to end (a pickle is never empty)
+_PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+# more workers than this are not forked ahead of a run that may not need them; the sync spawns
+# them if it does
+MAX_FORKED: Final = 16
+
+
+def _dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _fork() -> int:
+    """os.fork(), without Python's warning about the other thread: the jemalloc that pyarrow
+    bundles runs a background thread from its import (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 _STARTED: ForkedDecoders | None = None
@@ -49,7 +86,7 @@ def start(workers: int) -> bool:
     the module docstring); False, having forked none, where that is not safe or possible."""
     global _STARTED
     if (
-        workers < 1
+        not 1 <= workers <= MAX_FORKED
         or _STARTED is not None
         or not sys.platform.startswith("linux")
         or threading.active_count() != 1
@@ -88,25 +125,31 @@ class ForkedDecoders(Executor):
         # Ctrl-C sent to the process group before it ignores both cannot run the command's
         # handlers in it
         stop = {signal.SIGINT, signal.SIGTERM}
+        parent = os.getpid()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
         try:
             for _ in range(workers):
                 ours, theirs = socket.socketpair()
                 try:
-                    pid = os.fork()
-                except OSError:
+                    pid = _fork()
+                except BaseException:
                     ours.close()
                     theirs.close()
-                    self._close_connections()  # the workers forked so far end
                     raise
                 if pid == 0:  # the worker: it never returns
-                    ours.close()
-                    for connection in self._connections:
-                        connection.close()
-                    _serve(Connection(theirs.detach()), stop, previous)
+                    try:
+                        ours.close()
+                        for connection in self._connections:
+                            connection.close()
+                        _serve(Connection(theirs.detach()), parent, stop, previous)
+                    finally:
+                        os._exit(1)
                 theirs.close()
                 self.pids.append(pid)
                 self._connections.append(Connection(ours.detach()))
+        except BaseException:
+            self._close_connections()  # the workers forked so far end
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._lock = threading.Lock()
@@ -114,6 +157,7 @@ class ForkedDecoders(Executor):
         self._shut = False
         self._senders: list[threading.Thread] = []
         self._closer: threading.Thread | None = None
+        self.pages_done = 0  # tasks answered (the sync's debug log says how many)
 
     @property
     def pool(self) -> Executor:
@@ -153,21 +197,33 @@ class ForkedDecoders(Executor):
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                connection.send((fn, args))
-                ok, value = connection.recv()
-            except (EOFError, OSError) as exc:
+                task_bytes = _dumps((fn, args))
+            except BaseException as exc:  # the task would not pickle: nothing was sent
+                future.set_exception(exc)
+                continue
+            try:
+                connection.send_bytes(task_bytes)
+                answer = connection.recv_bytes()
+            except BaseException as exc:
+                # the worker ended, or the answer was cut short: the socket's messages can no
+                # longer be told apart, so this worker serves no more pages
                 why = f"a decoder process ended while decoding a page ({type(exc).__name__})"
                 with self._lock:
                     self._broken = why
                 future.set_exception(DecoderGone(why))
                 self._fail_waiting(why)
                 return
-            except BaseException as exc:  # the task or its result would not pickle
+            try:
+                ok, value, remote = pickle.loads(answer)
+            except BaseException as exc:  # an exception of the worker that would not unpickle
                 future.set_exception(exc)
                 continue
             if ok:
+                with self._lock:
+                    self.pages_done += 1
                 future.set_result(value)
             else:
+                value.__cause__ = RemoteTraceback(remote)  # what --debug shows, as for a pool's
                 future.set_exception(value)
 
     def _fail_waiting(self, why: str) -> None:
@@ -209,14 +265,29 @@ class ForkedDecoders(Executor):
                 task[0].cancel()
 
     def _close_connections(self) -> None:
-        """Close the sockets (each worker then ends) and reap the workers."""
+        """Tell each worker to end, close the sockets and reap the workers. Told, not left to
+        see its socket close: a process forked from the command later (by a library) would hold
+        the socket open too."""
         for connection in self._connections:
+            with contextlib.suppress(OSError):  # a worker that ended already
+                connection.send_bytes(_STOP)
             connection.close()
         self._connections = []
         for pid in self.pids:
             with contextlib.suppress(ChildProcessError):  # reaped already
                 os.waitpid(pid, 0)
         self.pids = []
+
+    def all_alive(self) -> bool:
+        """Whether every worker is still there (one may have been killed while it waited)."""
+        for pid in self.pids:
+            try:
+                ended, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if ended:
+                return False
+        return True
 
     def close_soon(self) -> None:
         """Let the workers go now, in the background, so their exit overlaps the load;
@@ -235,44 +306,61 @@ class ForkedDecoders(Executor):
 
 
 def _serve(
-    connection: Connection, ignored: set[signal.Signals], mask: set[int | signal.Signals]
+    connection: Connection,
+    parent: int,
+    ignored: set[signal.Signals],
+    mask: set[int | signal.Signals],
 ) -> None:
-    """A worker's life: run each task it is sent and send back its outcome, until its socket
-    closes; then end without the exit handlers the command registered (they are the
-    command's). `ignored`: the signals it ignores; `mask`: the signal mask to restore then."""
-    code = 0
-    try:
-        for signum in ignored:
-            signal.signal(signum, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        _quiet_standard_streams()
-        # the command paused the collector over its imports (process.py); a worker collects,
-        # past what it inherited
-        gc.freeze()
-        gc.enable()
-        from tfy_audit._service.pages import release_in_worker
+    """A worker's life: run each task it is sent and send back its outcome, until it is told
+    to stop or its socket closes, or the command (`parent`) ends; then end without the exit
+    handlers the command registered (they are the command's). `ignored`: the signals it
+    ignores; `mask`: the signal mask to restore then. Only returns by raising."""
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    _end_with(parent)
+    _quiet_standard_streams()
+    # the command paused the collector over its imports (process.py); a worker collects, past
+    # what it inherited
+    gc.freeze()
+    gc.enable()
+    from tfy_audit._service.pages import release_in_worker
 
-        release_in_worker()
-        while True:
-            try:
-                fn, args = connection.recv()
-            except (EOFError, OSError):
-                break
-            try:
-                outcome: tuple[bool, Any] = (True, fn(*args))
-            except BaseException as exc:
-                outcome = (False, exc)
-            try:
-                connection.send(outcome)
-            except (EOFError, OSError):
-                break
-            except BaseException as exc:  # the result or the exception would not pickle
-                connection.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-            del fn, args, outcome
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+    release_in_worker()
+    while True:
+        try:
+            task_bytes = connection.recv_bytes()
+        except (EOFError, OSError):
+            break
+        if task_bytes == _STOP:
+            break
+        try:
+            fn, args = pickle.loads(task_bytes)
+            outcome: tuple[bool, Any, str] = (True, fn(*args), "")
+        except BaseException as exc:
+            outcome = (False, exc, traceback.format_exc())
+        try:
+            answer = _dumps(outcome)
+        except BaseException as exc:  # the result or the exception would not pickle
+            answer = _dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}"), ""))
+        del fn, args, outcome, task_bytes
+        try:
+            connection.send_bytes(answer)
+        except OSError:
+            break
+    os._exit(0)
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel end this worker when the command does (`kill -9` included), even if
+    another process holds its socket open; a command already gone ends it now."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: the socket's end still ends it
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _quiet_standard_streams() -> None:

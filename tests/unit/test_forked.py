@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 _PREAMBLE = """
 import json, os, sys
 from datetime import UTC, datetime
@@ -208,13 +210,26 @@ print(json.dumps({"with_thread": with_thread, "with_dlt": with_dlt, "none": fork
     }
 
 
-def test_workers_end_when_the_command_is_killed(tmp_path: Path) -> None:
-    """`kill -9` of the command closes its sockets: each worker reads the end and exits."""
-    script = """
+@pytest.mark.parametrize("held", [False, True], ids=["sockets", "sockets-held"])
+def test_workers_end_when_the_command_is_killed(held: bool) -> None:
+    """`kill -9` of the command ends its workers: they read the end of their sockets, or, if
+    a process forked from the command later (by a library) holds the sockets open, the kernel
+    ends them (PR_SET_PDEATHSIG). Closing a pool whose socket is held still ends its worker:
+    it is told to stop."""
+    script = f"""
+import signal, time
 assert forked.start(2)
 decoders = forked.take()
 assert decoders.submit(len, "ab").result(60) == 2
-print(json.dumps({"pids": decoders.pids}), flush=True)
+second = forked.ForkedDecoders(1)  # closed below, its socket held if `held`
+holder = os.fork() if {held} else -1  # a copy of every socket, as a later fork would keep
+if holder == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    time.sleep(60)
+    os._exit(0)
+closed = second.pids[0]
+second.close()
+print(json.dumps({{"pids": decoders.pids, "closed": closed, "holder": holder}}), flush=True)
 sys.stdin.read()  # until killed
 """
     proc = subprocess.Popen(
@@ -223,10 +238,13 @@ sys.stdin.read()  # until killed
         stdout=subprocess.PIPE,
         text=True,
     )
+    holder = -1
     try:
         assert proc.stdout is not None
-        pids = json.loads(proc.stdout.readline())["pids"]
+        started = json.loads(proc.stdout.readline())
+        holder, pids = started["holder"], started["pids"]
         assert len(pids) == 2
+        assert not _alive(started["closed"])  # close() returned with its worker reaped
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 30
@@ -234,49 +252,7 @@ sys.stdin.read()  # until killed
             assert time.monotonic() < deadline, f"forked decoders {pids} outlived the command"
             time.sleep(0.02)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def test_workers_end_with_the_command_even_if_their_sockets_are_held(tmp_path: Path) -> None:
-    """A process forked from the command after its decoders (by a library) holds their sockets
-    open: closing the pool still ends them (it tells them to), and so does `kill -9`."""
-    script = """
-import signal, time
-assert forked.start(2)
-decoders = forked.take()
-holder = os.fork()  # keeps a copy of every socket, as a later fork by a library would
-if holder == 0:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    time.sleep(60)
-    os._exit(0)
-first = forked.ForkedDecoders(1)  # a second pool, closed while the holder holds its socket
-closed_pid = first.pids[0]
-first.close()
-print(json.dumps({"pids": decoders.pids, "closed": closed_pid, "holder": holder}), flush=True)
-sys.stdin.read()  # until killed
-"""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _PREAMBLE + script],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    holder = None
-    try:
-        assert proc.stdout is not None
-        started = json.loads(proc.stdout.readline())
-        holder = started["holder"]
-        assert not _alive(started["closed"])  # close() returned: it was told, and reaped
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in started["pids"]):
-            assert time.monotonic() < deadline, "forked decoders outlived the command"
-            time.sleep(0.02)
-    finally:
-        if holder is not None:
+        if holder > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(holder, signal.SIGKILL)
         if proc.poll() is None:

@@ -157,7 +157,7 @@ class ForkedDecoders(Executor):
         self._shut = False
         self._senders: list[threading.Thread] = []
         self._closer: threading.Thread | None = None
-        self.pages_done = 0  # tasks answered (the sync's debug log says how many)
+        self.pages_done = 0  # tasks answered with a result (the sync's debug log says how many)
 
     @property
     def pool(self) -> Executor:

@@ -12,7 +12,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 from tfy_audit._service import forked
-from tfy_audit._service.forked import ForkedDecoders
+from tfy_audit._service.forked import ForkedDecoders, ignore_stop_signals, stop_signals_blocked
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +39,9 @@ class Decoders:
             initializer=_init_worker,
             initargs=(os.getpid(),),
         )
-        # The workers are spawned here (one per submit), with SIGINT and SIGTERM blocked: they
-        # are born with the mask, so a Ctrl-C sent to the process group while they start up
-        # cannot end one with a traceback; they ignore both from then on (the parent stops them).
-        with _signals_blocked():
+        # The workers are spawned here (one per submit), with SIGINT and SIGTERM blocked
+        # (forked.stop_signals_blocked says why); they ignore both from then on.
+        with stop_signals_blocked():
             for _ in range(workers):
                 self.pool.submit(_warm_up)
         self._closer: threading.Thread | None = None
@@ -74,16 +72,6 @@ def decoder_pool(workers: int) -> Iterator[Decoders | None]:
         yield decoders
     finally:
         decoders.close()
-
-
-@contextmanager
-def _signals_blocked() -> Iterator[None]:
-    stop = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class DecodersOnDemand:
@@ -137,11 +125,7 @@ class DecodersOnDemand:
 
 
 def _init_worker(parent_pid: int) -> None:
-    # Ctrl-C and SIGTERM reach the whole process group; the parent handles them and shuts the
-    # pool down, so a worker ignores them (and never prints a KeyboardInterrupt traceback).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    ignore_stop_signals()
     _exit_with_parent(parent_pid)
     from tfy_audit._service import pages  # pyarrow, orjson, rows: what decoding needs
 

@@ -35,8 +35,9 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
@@ -64,6 +65,29 @@ _PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 # more workers than this are not forked ahead of a run that may not need them; the sync spawns
 # them if it does
 MAX_FORKED: Final = 16
+
+
+_STOP_SIGNALS: Final = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked while decoder processes are started, forked or spawned: a
+    worker is born with the mask, so a Ctrl-C sent to the process group before it ignores
+    both cannot run the command's handlers in it (nor end it with a traceback)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_stop_signals() -> None:
+    """In a decoder process: ignore SIGINT and SIGTERM, then let them through. Both reach the
+    whole process group; the command handles them and stops its workers."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def _dumps(value: Any) -> bytes:
@@ -121,37 +145,31 @@ class ForkedDecoders(Executor):
         self._tasks = queue.SimpleQueue()
         self._connections: list[Connection] = []
         self.pids: list[int] = []
-        # SIGINT and SIGTERM are blocked over the forks: a worker is born with the mask, so a
-        # Ctrl-C sent to the process group before it ignores both cannot run the command's
-        # handlers in it
-        stop = {signal.SIGINT, signal.SIGTERM}
         parent = os.getpid()
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
         try:
-            for _ in range(workers):
-                ours, theirs = socket.socketpair()
-                try:
-                    pid = _fork()
-                except BaseException:
-                    ours.close()
-                    theirs.close()
-                    raise
-                if pid == 0:  # the worker: it never returns
+            with stop_signals_blocked():
+                for _ in range(workers):
+                    ours, theirs = socket.socketpair()
                     try:
+                        pid = _fork()
+                    except BaseException:
                         ours.close()
-                        for connection in self._connections:
-                            connection.close()
-                        _serve(Connection(theirs.detach()), parent, stop, previous)
-                    finally:
-                        os._exit(1)
-                theirs.close()
-                self.pids.append(pid)
-                self._connections.append(Connection(ours.detach()))
+                        theirs.close()
+                        raise
+                    if pid == 0:  # the worker: it never returns
+                        try:
+                            ours.close()
+                            for connection in self._connections:
+                                connection.close()
+                            _serve(Connection(theirs.detach()), parent)
+                        finally:
+                            os._exit(1)
+                    theirs.close()
+                    self.pids.append(pid)
+                    self._connections.append(Connection(ours.detach()))
         except BaseException:
             self._close_connections()  # the workers forked so far end
             raise
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._lock = threading.Lock()
         self._broken: str | None = None
         self._shut = False
@@ -305,19 +323,11 @@ class ForkedDecoders(Executor):
             self._closer.join()
 
 
-def _serve(
-    connection: Connection,
-    parent: int,
-    ignored: set[signal.Signals],
-    mask: set[int | signal.Signals],
-) -> None:
+def _serve(connection: Connection, parent: int) -> None:
     """A worker's life: run each task it is sent and send back its outcome, until it is told
     to stop or its socket closes, or the command (`parent`) ends; then end without the exit
-    handlers the command registered (they are the command's). `ignored`: the signals it
-    ignores; `mask`: the signal mask to restore then. Only returns by raising."""
-    for signum in ignored:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    handlers the command registered (they are the command's). Only returns by raising."""
+    ignore_stop_signals()
     _end_with(parent)
     _quiet_standard_streams()
     # the command paused the collector over its imports (process.py); a worker collects, past

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import orjson
-from tfy_audit._service.decoders import decoder_pool
+import pytest
+from tfy_audit._service.decoders import DecodersOnDemand, decoder_pool
 from tfy_audit._service.pages import decode_page, decode_released
 
 _IMPORTED = (
@@ -60,3 +63,64 @@ def test_the_command_module_imports_nothing_heavy() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == ""
+
+
+class _FakeForked:
+    """Stands for the decoders the command forked (forked.ForkedDecoders)."""
+
+    def __init__(self, alive: bool) -> None:
+        self.pids = [1, 2]
+        self.alive = alive
+        self.closed = 0
+        self.pages_done = 0
+        self.pool = self
+
+    def all_alive(self) -> bool:
+        return self.alive
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_large_run_decodes_in_the_forked_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tfy_audit._service import forked
+
+    fake = _FakeForked(alive=True)
+    monkeypatch.setattr(forked, "_STARTED", fake)
+    with ExitStack() as stack:
+        on_demand = DecodersOnDemand(stack, 2, from_events=10)
+        on_demand.start_if_large(10)
+        assert on_demand.pool is fake
+        on_demand.planned()
+        assert fake.closed == 0  # in use: kept until the run ends
+    assert fake.closed == 1
+    assert forked.take() is None  # handed over once
+
+
+def test_a_small_run_lets_the_forked_decoders_go_once_planned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tfy_audit._service import forked
+
+    fake = _FakeForked(alive=True)
+    monkeypatch.setattr(forked, "_STARTED", fake)
+    with ExitStack() as stack:
+        on_demand = DecodersOnDemand(stack, 2, from_events=10)
+        on_demand.start_if_large(9)
+        on_demand.planned()
+        assert on_demand.pool is None and fake.closed == 1
+
+
+def test_a_dead_forked_decoder_makes_the_run_spawn_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tfy_audit._service import forked
+
+    fake = _FakeForked(alive=False)
+    monkeypatch.setattr(forked, "_STARTED", fake)
+    with ExitStack() as stack:
+        on_demand = DecodersOnDemand(stack, 1, from_events=10)
+        on_demand.start_if_large(10)
+        assert fake.closed == 1
+        assert isinstance(on_demand.pool, ProcessPoolExecutor)
+        assert on_demand.pool.submit(len, "abc").result(timeout=60) == 3

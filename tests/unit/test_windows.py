@@ -10,8 +10,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
+import orjson
 import pytest
-from tfy_audit._service.planning import RunRange, chunk_plan, group_into_chunks
+from tfy_audit._service.client import AuditLogClient, AuditLogFilters
+from tfy_audit._service.planning import RunRange, chunk_plan, group_into_chunks, plan_around
 from tfy_audit._service.windows import (
     PlannedWindow,
     Window,
@@ -137,6 +140,50 @@ def test_a_window_is_split_as_soon_as_its_count_arrives() -> None:
     assert waited and all(waited)
     assert all(p.count <= 20 for p in plan)
     assert_each_event_in_one_window(plan, times)
+
+
+def test_a_run_is_planned_on_both_sides_of_the_loaded_bound_at_once() -> None:
+    """A scheduled run's two counts (before and after the loaded bound) are in flight together:
+    each answer waits for the other request to arrive, which two requests in turn never do.
+    The plan is what each side's count says, and `on_total` hears both counts."""
+    bound = T0 + timedelta(hours=12)
+    times = [T0 + timedelta(hours=h) for h in (1, 2, 13, 14, 15)]
+    both_sent = threading.Barrier(2, timeout=10)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["metric"] == "count"
+        both_sent.wait()  # BrokenBarrierError if the other side is not asked meanwhile
+        lo = datetime.fromisoformat(request.url.params["start"])
+        hi = datetime.fromisoformat(request.url.params["end"])
+        total = sum(lo <= t <= hi for t in times)
+        return httpx.Response(
+            200, content=orjson.dumps({"data": [], "pagination": {"total": total}})
+        )
+
+    client = AuditLogClient(
+        "http://control-plane.test",
+        "secret-token",
+        transport=httpx.MockTransport(handler),
+        allow_insecure_http=True,  # a mock host: nothing leaves the process
+    )
+    totals: list[int] = []
+    run = RunRange(T0, T0 + timedelta(days=1), advances_state=True)
+    with client:
+        plan = plan_around(
+            client,
+            AuditLogFilters(),
+            run,
+            bound,
+            max_offset=100,
+            concurrency=4,
+            on_total=totals.append,
+        )
+    assert plan == [
+        PlannedWindow(Window(T0, bound), 2),
+        PlannedWindow(Window(bound, T0 + timedelta(days=1)), 3),
+    ]
+    assert sorted(totals) == [2, 3]
+    assert client.stats.requests == 2
 
 
 def test_a_failed_count_fails_the_plan() -> None:

@@ -56,14 +56,32 @@ def plan_run(
     on_total: Callable[[int], None] | None = None,
 ) -> list[PlannedWindow]:
     """Windows of the run's range, each small enough to page through, by the service's count."""
+    return _plan(
+        client,
+        filters,
+        [Window(run.start, run.end)],
+        max_offset=max_offset,
+        concurrency=concurrency,
+        on_total=on_total,
+    )
 
+
+def _plan(
+    client: AuditLogClient,
+    filters: AuditLogFilters,
+    roots: list[Window],
+    *,
+    max_offset: int,
+    concurrency: int,
+    on_total: Callable[[int], None] | None = None,
+) -> list[PlannedWindow]:
     def count(window: Window) -> int:
         start, end = window.query_bounds()
         return client.count(filters, start, end)
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tfy-plan") as pool:
         return plan_windows(
-            Window(run.start, run.end),
+            roots,
             count,
             max_events=max_offset,
             executor=pool,
@@ -106,18 +124,16 @@ def plan_around(
     on_total: Callable[[int], None] | None = None,
 ) -> list[PlannedWindow]:
     """Windows of the run, planned on each side of `loaded_until`, so neither side's count is a
-    guess and an empty side costs no load. `on_total` hears each side's count."""
-    windows: list[PlannedWindow] = []
-    for part in split_run(run, loaded_until):
-        windows += plan_run(
-            client,
-            filters,
-            part,
-            max_offset=max_offset,
-            concurrency=concurrency,
-            on_total=on_total,
-        )
-    return windows
+    guess and an empty side costs no load. The sides are counted at once (a scheduled run's
+    plan is one round trip, not two); `on_total` hears each side's count."""
+    return _plan(
+        client,
+        filters,
+        [Window(part.start, part.end) for part in split_run(run, loaded_until)],
+        max_offset=max_offset,
+        concurrency=concurrency,
+        on_total=on_total,
+    )
 
 
 def chunk_plan(

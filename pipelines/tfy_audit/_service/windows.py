@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,7 +89,7 @@ def split_points(start: datetime, end: datetime, parts: int) -> list[datetime]:
 
 
 def plan_windows(
-    root: Window,
+    root: Window | Sequence[Window],
     count: Callable[[Window], int],
     *,
     max_events: int,
@@ -104,6 +104,10 @@ def plan_windows(
     split further and is returned whatever its count (the fetcher then reports it if the service
     refuses to page through it). `on_total` hears the root's count as soon as it is known.
 
+    `root` may be several disjoint windows (a run's two sides of its loaded bound): they are
+    counted at once, their count requests bounded by the sum of the budgets each would have
+    alone, and `on_total` hears each one's count.
+
     The service's counts are not trusted blindly (ImplausibleCountError): the parts of a window
     may not count much more than the window itself (each event is counted at most twice, once in
     a neighbour's padding; new events get some slack), and planning may not take more count
@@ -113,19 +117,20 @@ def plan_windows(
         raise ValueError("max_events must be >= 1")
     # Aim below the limit so that a part a little denser than average still fits.
     target = max(1, int(max_events * 0.6))
+    roots = [root] if isinstance(root, Window) else list(root)
     leaves: list[PlannedWindow] = []
-    pending: dict[Future[int], Window] = {executor.submit(count, root): root}
+    pending: dict[Future[int], Window] = {executor.submit(count, r): r for r in roots}
     # a window being split: its count, what its parts counted so far, its parts not yet counted
     splits: dict[Window, list[int]] = {}
     parent_of: dict[Window, Window] = {}
-    requests, budget = 1, PLAN_BASE_REQUESTS
+    requests, budget = len(roots), PLAN_BASE_REQUESTS * len(roots)
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 window = pending.pop(future)
                 n = future.result()
-                if window is root:
+                if window in roots:
                     budget += PLAN_REQUESTS_PER_WINDOW * math.ceil(n / max_events)
                     if on_total is not None:
                         on_total(n)  # the size of the run, known early
@@ -151,9 +156,9 @@ def plan_windows(
                 requests += len(parts)
                 if requests > budget:
                     raise ImplausibleCountError(
-                        f"planning {root} would take more than {budget:,} count requests (the "
-                        f"service counted {n:,} events in {window}): its counts do not narrow "
-                        "down; report this to your TrueFoundry administrator"
+                        f"planning {_span(roots)} would take more than {budget:,} count "
+                        f"requests (the service counted {n:,} events in {window}): its counts do "
+                        "not narrow down; report this to your TrueFoundry administrator"
                     )
                 splits[window] = [n, 0, len(parts)]
                 # Newest first: a first run's range starts years before most of its events,
@@ -166,3 +171,8 @@ def plan_windows(
             future.cancel()
     leaves.sort()
     return leaves
+
+
+def _span(windows: Sequence[Window]) -> Window:
+    """The one window from the first start to the last end of `windows`."""
+    return Window(min(w.start for w in windows), max(w.end for w in windows))

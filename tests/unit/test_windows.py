@@ -142,6 +142,44 @@ def test_a_window_is_split_as_soon_as_its_count_arrives() -> None:
     assert_each_event_in_one_window(plan, times)
 
 
+def test_several_roots_are_planned_as_each_would_be_alone() -> None:
+    rng = random.Random(11)
+    times = [T0 + timedelta(milliseconds=rng.randrange(0, 86_400_000)) for _ in range(12_000)]
+    times += [T0 + timedelta(hours=30, milliseconds=rng.randrange(60_000)) for _ in range(4_000)]
+    bound = T0 + timedelta(hours=20)
+    roots = [Window(T0, bound), Window(bound, T0 + timedelta(days=2))]
+    alone = [
+        plan_windows(r, counter(times), max_events=1_000, executor=SerialExecutor()) for r in roots
+    ]
+    totals: list[int] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = plan_windows(
+            roots, counter(times), max_events=1_000, executor=pool, on_total=totals.append
+        )
+    assert together == alone[0] + alone[1]
+    assert sorted(totals) == sorted(counter(times)(r) for r in roots)
+    assert_each_event_in_one_window(together, times)
+
+
+def test_a_window_with_no_whole_millisecond_inside_is_a_leaf() -> None:
+    """1.5 ms from a whole millisecond: splitting it gives it back whole, and counting that
+    part again would be counting the same window until the request budget ran out."""
+    root = Window(T0, T0 + timedelta(microseconds=1_500))
+    assert root.can_split() and root.split(2) == [root]
+    calls: list[Window] = []
+    totals: list[int] = []
+
+    def count(window: Window) -> int:
+        calls.append(window)
+        return 200
+
+    plan = plan_windows(
+        root, count, max_events=100, executor=SerialExecutor(), on_total=totals.append
+    )
+    assert plan == [PlannedWindow(root, 200)]
+    assert calls == [root] and totals == [200]
+
+
 def test_a_run_is_planned_on_both_sides_of_the_loaded_bound_at_once() -> None:
     """A scheduled run's two counts (before and after the loaded bound) are in flight together:
     each answer waits for the other request to arrive, which two requests in turn never do.

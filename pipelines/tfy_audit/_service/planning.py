@@ -1,9 +1,9 @@
 """Planning a run: its windows, by the service's counts, grouped into chunks.
 
-A run covers a `RunRange`; its windows come from `plan_run` (each small enough to page
-through); `chunk_plan` groups them into `Chunk`s, each committed to the destination with the
-state it implies. The plain dlt source reads its whole run as one chunk (`plan_chunk`).
-No dlt here.
+A run covers a `RunRange`; its windows come from `plan_around` or `plan_run` (each small
+enough to page through); `chunk_plan` groups them into `Chunk`s, each committed to the
+destination with the state it implies. The plain dlt source reads its whole run as one
+chunk (`plan_chunk`). No dlt here.
 """
 
 from __future__ import annotations
@@ -124,8 +124,9 @@ def plan_around(
     on_total: Callable[[int], None] | None = None,
 ) -> list[PlannedWindow]:
     """Windows of the run, planned on each side of `loaded_until`, so neither side's count is a
-    guess and an empty side costs no load. The sides are counted at once (a scheduled run's
-    plan is one round trip, not two); `on_total` hears each side's count."""
+    guess and an empty side costs no load. The sides are counted together, their requests
+    sharing round trips (a scheduled run's two counts take one); `on_total` hears each side's
+    count."""
     return _plan(
         client,
         filters,

@@ -100,9 +100,10 @@ def plan_windows(
 
     Counts run concurrently on `executor`, and a window is split as soon as its own count
     arrives, not when its whole level has been counted: planning takes about as many round
-    trips as the split is deep. Empty windows are dropped. A window of one millisecond cannot be
-    split further and is returned whatever its count (the fetcher then reports it if the service
-    refuses to page through it). `on_total` hears the root's count as soon as it is known.
+    trips as the split is deep. Empty windows are dropped. A window with no whole millisecond
+    strictly inside it (at most two milliseconds wide) cannot be split further and is returned
+    whatever its count (the fetcher then reports it if the service refuses to page through
+    it). `on_total` hears the root's count as soon as it is known.
 
     `root` may be several disjoint windows (a run's two sides of its loaded bound): they are
     counted at once, their count requests bounded by the sum of the budgets each would have
@@ -111,7 +112,7 @@ def plan_windows(
     The service's counts are not trusted blindly (ImplausibleCountError): the parts of a window
     may not count much more than the window itself (each event is counted at most twice, once in
     a neighbour's padding; new events get some slack), and planning may not take more count
-    requests than the root's count could ever need. Depth is bounded by `MIN_WINDOW`.
+    requests than the roots' counts could ever need. Depth is bounded by `MIN_WINDOW`.
     """
     if max_events < 1:
         raise ValueError("max_events must be >= 1")
@@ -120,6 +121,8 @@ def plan_windows(
     roots = [root] if isinstance(root, Window) else list(root)
     leaves: list[PlannedWindow] = []
     pending: dict[Future[int], Window] = {executor.submit(count, r): r for r in roots}
+    # the roots' own counts, told apart by their futures: a part may equal a root by value
+    root_counts = set(pending)
     # a window being split: its count, what its parts counted so far, its parts not yet counted
     splits: dict[Window, list[int]] = {}
     parent_of: dict[Window, Window] = {}
@@ -130,10 +133,10 @@ def plan_windows(
             for future in done:
                 window = pending.pop(future)
                 n = future.result()
-                if window in roots:
+                if future in root_counts:
                     budget += PLAN_REQUESTS_PER_WINDOW * math.ceil(n / max_events)
                     if on_total is not None:
-                        on_total(n)  # the size of the run, known early
+                        on_total(n)  # a root's size, known early
                 parent = parent_of.pop(window, None)
                 if parent is not None:
                     split = splits[parent]
@@ -153,6 +156,9 @@ def plan_windows(
                     leaves.append(PlannedWindow(window, n))
                     continue
                 parts = window.split(min(MAX_FANOUT, max(2, math.ceil(n / target))))
+                if len(parts) < 2:  # no whole millisecond strictly inside to split it at
+                    leaves.append(PlannedWindow(window, n))
+                    continue
                 requests += len(parts)
                 if requests > budget:
                     raise ImplausibleCountError(

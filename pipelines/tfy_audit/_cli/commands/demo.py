@@ -7,7 +7,9 @@ sync loads it into a local DuckDB file, and the demo queries it.
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
@@ -93,14 +95,31 @@ def run_demo(*, db: str, events: int, days: float, seed: int) -> int:
             print(textwrap.indent(table, "  "))
     finally:
         con.close()
+    tfy = _this_command()
     print(
         f"""
 Try next:
-  .venv/bin/tfy-audit report --db {db_path} --out report.html    # an offline dashboard
-  .venv/bin/tfy-audit sql --db {db_path} \\
+  {tfy} report --db {db_path} --out report.html    # an offline dashboard
+  {tfy} sql --db {db_path} \\
       "select created_at, action, resource_name from deletions order by created_at desc limit 10"
-  .venv/bin/tfy-audit simulate --port 8765     # a simulator to sync by hand; then, elsewhere:
-  TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY={SIMULATOR_API_KEY} .venv/bin/tfy-audit sync
+  {tfy} simulate --port 8765     # a simulator to sync by hand; then, elsewhere:
+  TFY_HOST=http://127.0.0.1:8765 TFY_API_KEY={SIMULATOR_API_KEY} {tfy} sync
 """
     )
     return 0
+
+
+def _this_command() -> str:
+    """How to run this tfy-audit again from the current folder: `.venv/bin/tfy-audit` in the
+    clone (`make demo`), `tfy-audit` where that is the one on PATH (an installed tool), else
+    the script's own path, or the interpreter with `-m tfy_audit`."""
+    script = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
+    if script is None or script.name != "tfy-audit":
+        return "tfy-audit" if shutil.which("tfy-audit") else f"{sys.executable} -m tfy_audit"
+    on_path = shutil.which("tfy-audit")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "tfy-audit"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(script))

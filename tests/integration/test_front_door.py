@@ -560,6 +560,26 @@ def test_verify_of_an_empty_database_refuses_instead_of_a_false_alarm(
     one_line(proc, 2, "nothing was synced into dataset 'truefoundry_audit'", "tfy-audit sync")
 
 
+def test_sql_after_a_sync_refused_for_its_key_names_the_fix(tmp_path: Path, tfy_here: Run) -> None:
+    """A sync refused for its key leaves a database holding its run record only: a query of
+    the events says nothing was synced and how to fix it, and the run record can be read."""
+    with SimulatorServer(make_simulator(300, days=2)) as srv:
+        env = dict(user_env(tmp_path, srv.url), TFY_API_KEY="not-the-key")
+        refused = tfy_here(tmp_path, env, "sync")
+        assert refused.returncode != 0 and "rejected the API key" in refused.stderr
+        events = tfy_here(tmp_path, env, "sql", "select count(*) from audit_logs")
+        runs = tfy_here(tmp_path, env, "sql", "select status from sync_runs")
+    one_line(
+        events,
+        2,
+        "nothing was synced into dataset 'truefoundry_audit'",
+        "audit_logs does not exist",
+        "run `tfy-audit sync` first",
+    )
+    assert runs.returncode == 0, runs.stderr
+    assert runs.stdout.split() == ["status", "------", "failed"]
+
+
 def test_a_command_line_that_does_not_parse_still_gets_its_json(
     tmp_path: Path, tfy_here: Run
 ) -> None:

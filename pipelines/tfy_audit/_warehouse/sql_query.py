@@ -32,6 +32,7 @@ import duckdb
 from tfy_audit._core.errors import UsageError
 from tfy_audit._core.options import DestinationOptions, validate_target
 from tfy_audit._core.redact import clean
+from tfy_audit._core.settings import AUDIT_LOGS_TABLE
 from tfy_audit._warehouse.adapter import QueryRoute, warehouse_for, warehouse_of
 from tfy_audit._warehouse.sql_text import sql_string
 
@@ -124,7 +125,14 @@ def run_query(target: DestinationOptions, sql: str, *, limit: int) -> QueryResul
             columns = [str(d[0]) for d in cursor.description or ()]
             rows = cursor.fetchmany(limit + 1) if limit else cursor.fetchall()
         except duckdb.Error as exc:
-            raise UsageError(f"the query failed: {_first_line(exc)}") from exc
+            failed = f"the query failed: {_first_line(exc)}"
+            missing = isinstance(exc, duckdb.CatalogException) and route == "duckdb file"
+            if missing and not _synced(con, target.dataset):
+                failed = (
+                    f"nothing was synced into dataset {target.dataset!r} of {source} yet, so "
+                    f"{failed}; run `tfy-audit sync` first, or pass the --dataset/--db it used"
+                )
+            raise UsageError(failed) from exc
     return _result(columns, rows, limit, source)
 
 
@@ -194,6 +202,16 @@ def _use_dataset(con: duckdb.DuckDBPyConnection, dataset: str, source: str) -> N
     if not found:
         raise UsageError(f"{source} holds no dataset {dataset!r}; pass the --dataset of your syncs")
     con.execute("SET schema = " + sql_string(dataset))
+
+
+def _synced(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
+    """Whether a sync loaded events into the dataset (a run that failed at once, refused for
+    its key, leaves only its run record)."""
+    found = con.execute(
+        "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+        [dataset, AUDIT_LOGS_TABLE],
+    ).fetchall()
+    return bool(found)
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection) -> None:

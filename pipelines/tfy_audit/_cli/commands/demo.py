@@ -115,7 +115,8 @@ def _this_command() -> str:
     the script's own path, or the interpreter with `-m tfy_audit`."""
     script = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
     if script is None or script.name != "tfy-audit":
-        return "tfy-audit" if shutil.which("tfy-audit") else f"{sys.executable} -m tfy_audit"
+        on_path = shutil.which("tfy-audit")
+        return "tfy-audit" if on_path else f"{shlex.quote(sys.executable)} -m tfy_audit"
     on_path = shutil.which("tfy-audit")
     if on_path and Path(on_path).resolve() == script.resolve():
         return "tfy-audit"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from tfy_audit._service import forked
 from tfy_audit._service.decoders import DecodersOnDemand, decoder_pool
 from tfy_audit._service.pages import decode_page, decode_released
 
@@ -82,11 +83,15 @@ class _FakeForked:
         self.closed += 1
 
 
-def test_a_large_run_decodes_in_the_forked_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tfy_audit._service import forked
-
-    fake = _FakeForked(alive=True)
+def _forked_by_the_command(monkeypatch: pytest.MonkeyPatch, *, alive: bool) -> _FakeForked:
+    """A fake of the decoders the command forked, where `forked.take()` hands them over."""
+    fake = _FakeForked(alive=alive)
     monkeypatch.setattr(forked, "_STARTED", fake)
+    return fake
+
+
+def test_a_large_run_decodes_in_the_forked_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _forked_by_the_command(monkeypatch, alive=True)
     with ExitStack() as stack:
         on_demand = DecodersOnDemand(stack, 2, from_events=10)
         on_demand.start_if_large(10)
@@ -100,10 +105,7 @@ def test_a_large_run_decodes_in_the_forked_decoders(monkeypatch: pytest.MonkeyPa
 def test_a_small_run_lets_the_forked_decoders_go_once_planned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tfy_audit._service import forked
-
-    fake = _FakeForked(alive=True)
-    monkeypatch.setattr(forked, "_STARTED", fake)
+    fake = _forked_by_the_command(monkeypatch, alive=True)
     with ExitStack() as stack:
         on_demand = DecodersOnDemand(stack, 2, from_events=10)
         on_demand.start_if_large(9)
@@ -114,10 +116,7 @@ def test_a_small_run_lets_the_forked_decoders_go_once_planned(
 def test_a_dead_forked_decoder_makes_the_run_spawn_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tfy_audit._service import forked
-
-    fake = _FakeForked(alive=False)
-    monkeypatch.setattr(forked, "_STARTED", fake)
+    fake = _forked_by_the_command(monkeypatch, alive=False)
     with ExitStack() as stack:
         on_demand = DecodersOnDemand(stack, 1, from_events=10)
         on_demand.start_if_large(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -36,12 +37,15 @@ def test_workers_decode_pages_without_importing_dlt() -> None:
         assert again.result(timeout=60).ids == ["e1"]
         imported = decoders.pool.submit(eval, _IMPORTED).result(timeout=60)
         frozen = decoders.pool.submit(eval, "__import__('gc').get_freeze_count()").result(60)
+        niceness = decoders.pool.submit(os.getpriority, os.PRIO_PROCESS, 0).result(timeout=60)
     assert page.ids == ["e1"] and page.total == 1
     assert page.batch is not None and page.batch.audit_logs.column("action").to_pylist() == [
         "CREATE"
     ]
     assert imported == []
     assert frozen > 10_000  # the modules, out of the collector's way
+    # a worker gives way to the command (19 is the lowest priority there is)
+    assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + forked.DECODER_NICENESS)
 
 
 def test_no_workers_means_no_pool() -> None:

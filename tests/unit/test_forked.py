@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tfy_audit._service import forked
 
 _PREAMBLE = """
 import json, os, sys
@@ -53,7 +54,7 @@ def test_forked_workers_decode_pages_and_import_no_dlt() -> None:
 from tfy_audit._service.pages import decode_page, decode_released
 PROBE = (
     "(os.getpid(), os.getppid(), sorted(m for m in sys.modules if m.split('.')[0] == 'dlt'),"
-    " sys.modules['tfy_audit._service.pages']._release_every)"
+    " sys.modules['tfy_audit._service.pages']._release_every, os.getpriority(os.PRIO_PROCESS, 0))"
 )
 assert forked.start(2)
 decoders = forked.take()
@@ -71,7 +72,7 @@ print(json.dumps({
     "ids": [r.ids for r in results],
     "actions": [r.batch.audit_logs.column("action").to_pylist() for r in results],
     "leaf_owners": [r.batch.metadata.column("audit_log_id").to_pylist() for r in results],
-    "worker": worker, "me": os.getpid(),
+    "worker": worker, "me": os.getpid(), "my_niceness": os.getpriority(os.PRIO_PROCESS, 0),
 }))
 """
     )
@@ -80,10 +81,12 @@ print(json.dumps({
     assert out["ids"] == [[f"a{n}", f"b{n}"] for n in range(6)]
     assert out["actions"] == [["CREATE", "CREATE"]] * 6
     assert out["leaf_owners"] == [[f"a{n}", f"b{n}"] for n in range(6)]
-    worker_pid, worker_parent, dlt_modules, release_every = out["worker"]  # type: ignore[misc]
+    worker_pid, worker_parent, dlt_modules, release_every, niceness = out["worker"]  # type: ignore[misc]
     assert worker_pid in out["pids"] and worker_parent == out["me"]
     assert dlt_modules == []
     assert release_every == 4  # a worker gives back what decoding freed every few pages
+    # a worker gives way to the command (19 is the lowest priority there is)
+    assert niceness == min(19, out["my_niceness"] + forked.DECODER_NICENESS)  # type: ignore[operator]
 
 
 def test_an_error_in_a_task_is_raised_where_its_result_is_asked_for() -> None:

@@ -19,7 +19,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 from tfy_audit._service import forked
-from tfy_audit._service.forked import ForkedDecoders, ignore_stop_signals, stop_signals_blocked
+from tfy_audit._service.forked import (
+    ForkedDecoders,
+    give_way_to_the_command,
+    ignore_stop_signals,
+    stop_signals_blocked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +131,7 @@ class DecodersOnDemand:
 
 def _init_worker(parent_pid: int) -> None:
     ignore_stop_signals()
+    give_way_to_the_command()
     _exit_with_parent(parent_pid)
     from tfy_audit._service import pages  # pyarrow, orjson, rows: what decoding needs
 

@@ -90,6 +90,20 @@ def ignore_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
+# How much a decoder process lowers its own CPU priority (a nice increment).
+DECODER_NICENESS = 10
+
+
+def give_way_to_the_command() -> None:
+    """In a decoder process: take the CPU only when the command does not need it. The command
+    is a run's serial part (dlt's extract, then one core of load), and the next chunk is
+    decoded while a chunk loads (loader.py): at equal priority two decoders took a share of the
+    load's core and slowed it by more than they gained. Only ever raised, so no privilege is
+    needed; where the platform has no niceness the decoder runs as it is."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(DECODER_NICENESS)
+
+
 def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -329,6 +343,7 @@ def _serve(connection: Connection, parent: int) -> None:
     handlers the command registered (they are the command's). Only returns by raising."""
     ignore_stop_signals()
     _end_with(parent)
+    give_way_to_the_command()
     _quiet_standard_streams()
     # the command paused the collector over its imports (process.py); a worker collects, past
     # what it inherited

@@ -407,6 +407,73 @@ def test_pages_are_read_ahead_of_dlt_extract(
     assert loads[0][0] == len(extracts)  # one load per chunk
 
 
+def test_the_next_chunk_is_read_while_a_chunk_loads_and_waits_on_disk(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a chunk is extracted, the next chunk's pages are requested and decoded while the
+    chunk loads; what is read past the memory bound waits in the spill file until dlt's extract
+    takes it. Every event still lands exactly once, one load per chunk."""
+    from dlt.pipeline.pipeline import Pipeline
+    from tfy_audit._service import prefetch
+
+    sim = make_simulator(3_000, days=3, seed=11)
+    monkeypatch.setattr(loader, "READ_AHEAD_BYTES", 1)  # every item past the first spills
+    spilled: list[int] = []
+    original_put = prefetch._SpillFile.put
+
+    def put(self: prefetch._SpillFile, item: object) -> Any:
+        spilled.append(1)
+        return original_put(self, item)
+
+    monkeypatch.setattr(prefetch._SpillFile, "put", put)
+    # where reading stood when the last extract ended, and whether the next chunk's reading
+    # started after it
+    at_extract_end: dict[str, int] = {}
+    next_started: list[bool] = [False]
+    original_extract, original_read_ahead = Pipeline.extract, loader.ChunkLoader._read_ahead
+
+    def extract(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        info = original_extract(self, *args, **kwargs)
+        at_extract_end.update(listed=sim.stats.by_metric["list"], spilled=len(spilled))
+        next_started[0] = False
+        return info
+
+    def read_ahead(self: loader.ChunkLoader, chunk: Any) -> Any:
+        next_started[0] = bool(at_extract_end)  # not the first chunk's, read before any extract
+        return original_read_ahead(self, chunk)
+
+    original_load = Pipeline.load
+    read_during_load: list[bool | None] = []
+
+    def load(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        if not next_started[0]:  # the last chunk: nothing comes after it
+            read_during_load.append(None)
+        else:  # the load is held until the next chunk's reading has spilled a page (bounded)
+            deadline = time.monotonic() + 30
+            while len(spilled) == at_extract_end["spilled"] and time.monotonic() < deadline:
+                time.sleep(0.005)
+            read_during_load.append(
+                sim.stats.by_metric["list"] > at_extract_end["listed"]
+                and len(spilled) > at_extract_end["spilled"]
+            )
+        return original_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "extract", extract)
+    monkeypatch.setattr(loader.ChunkLoader, "_read_ahead", read_ahead)
+    monkeypatch.setattr(Pipeline, "load", load)
+    with SimulatorServer(sim) as srv:
+        args = workspace.sync_args(
+            srv.url, "--chunk-events", "1000", "--max-offset", "500", "--page-size", "250"
+        )
+        assert run_cli(*args) == 0
+    chunks = len(read_during_load)
+    assert chunks >= 3
+    assert read_during_load == [True] * (chunks - 1) + [None]
+    assert_warehouse_matches(workspace, sim.events())
+    loads = workspace.query(f"select count(*) from {DATASET}._dlt_loads")
+    assert loads[0][0] == chunks  # one load per chunk
+
+
 def _opens_from_another_process(db: Path) -> bool:
     probe = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).close()"
     done = subprocess.run([sys.executable, "-c", probe, str(db)], capture_output=True, timeout=60)

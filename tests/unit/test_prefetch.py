@@ -1,12 +1,19 @@
-"""Reading ahead: order, the byte bound, failures and stopping early."""
+"""Reading ahead: order, the byte bound, spilling to disk, failures and stopping early."""
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
+from tfy_audit._service import prefetch
 from tfy_audit._service.prefetch import Prefetch
 
 
@@ -97,3 +104,127 @@ def test_a_prefetch_is_iterated_once() -> None:
         assert list(ahead) == [1]
         with pytest.raises(RuntimeError):
             list(ahead)
+
+
+def _produced_until_blocked(
+    count: int, *, max_bytes: int, spill_bytes: int, spill_dir: str | None, block_at: int
+) -> tuple[Prefetch[int], threading.Event, list[int]]:
+    """A Prefetch of `count` items of 10 bytes; the event is set when item `block_at` is being
+    handed on (the bounds reached), `produced` lists what was produced."""
+    reached = threading.Event()
+    produced: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(count):
+            produced.append(i)
+            if i == block_at:
+                reached.set()
+            yield i
+
+    ahead = Prefetch(
+        produce,
+        size_of=lambda _: 10,
+        max_bytes=max_bytes,
+        spill_bytes=spill_bytes,
+        spill_dir=spill_dir,
+    )
+    return ahead, reached, produced
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_before_the_consumer_starts_items_past_the_memory_bound_wait_on_disk(
+    tmp_path: Path,
+) -> None:
+    # 3 items in memory (30 bytes), 5 more spilled (50 bytes): the 9th waits
+    ahead, reached, produced = _produced_until_blocked(
+        200, max_bytes=30, spill_bytes=50, spill_dir=str(tmp_path), block_at=8
+    )
+    with ahead:
+        assert reached.wait(timeout=30)
+        # the producer is held at the 9th item, not further; the held memory is 3 items
+        assert not _wait_until(lambda: len(produced) > 9, timeout=0.2)
+        assert produced == list(range(9))
+        assert ahead._held == 30
+        assert os.listdir(tmp_path) == []  # the spill file has no name
+        assert list(ahead) == list(range(200))
+    assert os.listdir(tmp_path) == []
+
+
+def test_once_the_consumer_starts_nothing_more_is_spilled(tmp_path: Path) -> None:
+    spilled: list[object] = []
+    original_put = prefetch._SpillFile.put
+
+    def put(self: prefetch._SpillFile, item: object) -> Any:
+        spilled.append(item)
+        return original_put(self, item)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prefetch._SpillFile, "put", put)
+        ahead, reached, produced = _produced_until_blocked(
+            100, max_bytes=30, spill_bytes=50, spill_dir=str(tmp_path), block_at=8
+        )
+        with ahead:
+            assert reached.wait(timeout=30)
+            taken = []
+            for item in ahead:
+                time.sleep(0.0005)  # a slow consumer: the producer meets the memory bound
+                taken.append(item)
+                # the 5 spilled before, 3 held in memory, the one in hand and the one waiting
+                assert len(produced) - len(taken) <= 5 + 3 + 2
+            assert taken == list(range(100))
+    assert spilled == [3, 4, 5, 6, 7]  # what was spilled before the consumer started, alone
+
+
+def test_spilled_items_come_back_equal(tmp_path: Path) -> None:
+    tables = [pa.table({"id": [f"e{i}", f"f{i}"], "n": [i, i + 1]}) for i in range(20)]
+    ahead = Prefetch(
+        lambda: iter(tables),
+        size_of=lambda t: int(t.get_total_buffer_size()),
+        max_bytes=1,
+        spill_bytes=10**9,
+        spill_dir=str(tmp_path),
+    )
+    with ahead:
+        assert _wait_until(lambda: ahead._done)  # all produced before the consumer starts
+        assert ahead._held == int(tables[0].get_total_buffer_size())  # one in memory
+        got = list(ahead)
+    assert [t.to_pylist() for t in got] == [t.to_pylist() for t in tables]
+
+
+@pytest.mark.parametrize("failure", ["no spill file", "disk full"])
+def test_a_spill_that_fails_falls_back_to_the_memory_bound(
+    failure: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spill file that cannot be made, or a write that fails, stops spilling: every item
+    still arrives, in order, held back by the memory bound alone."""
+    spill_dir = str(tmp_path / "missing") if failure == "no spill file" else str(tmp_path)
+    original_put = prefetch._SpillFile.put
+    puts = 0
+
+    def put(self: prefetch._SpillFile, item: object) -> Any:
+        nonlocal puts
+        puts += 1
+        if puts > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original_put(self, item)
+
+    with pytest.MonkeyPatch.context() as patch, caplog.at_level(logging.INFO):
+        patch.setattr(prefetch._SpillFile, "put", put)
+        ahead, reached, produced = _produced_until_blocked(
+            50, max_bytes=30, spill_bytes=10**6, spill_dir=spill_dir, block_at=49
+        )
+        with ahead:
+            # spilling stopped: the producer is held by memory, never reaching the last item
+            assert not reached.wait(timeout=0.2)
+            spilled = 2 if failure == "disk full" else 0
+            assert len(produced) == 3 + spilled + 1
+            assert list(ahead) == list(range(50))
+    assert "spill" in caplog.text

@@ -39,10 +39,14 @@ from tfy_audit._warehouse.readback import existing_ids, read_subjects, undated_i
 
 logger = logging.getLogger(__name__)
 
-# How far a chunk's reading may run ahead of dlt's extract: more than one batch handed to dlt,
-# so reading goes on while dlt writes one. The next chunk is not read during a load: both cores
-# are busy then, and it would only raise the peak memory (`make bench` shows both).
+# How far a chunk's reading may run ahead of dlt's extract, in memory: more than one batch
+# handed to dlt, so reading goes on while dlt writes one.
 READ_AHEAD_BYTES = 16 * 1024 * 1024
+
+# The next chunk is read while a chunk is loaded (the load keeps one core busy, the decoders
+# would sit idle): what is read then waits on disk, up to this many bytes of rows, because the
+# run's memory peaks during loads (prefetch.py).
+SPILL_BYTES = 256 * 1024 * 1024
 
 # From this many planned events (a read long enough to matter to another program waiting for
 # the file), a chunk's reading lets a DuckDB destination's database go (see database.py); a
@@ -139,6 +143,10 @@ class ChunkLoader:
                     )
                 if index == len(chunks) and after_last_extract is not None:
                     after_last_extract()
+                elif index < len(chunks) and not counter.repeated:
+                    # the next chunk is read while this one loads (a chunk that needs its days
+                    # re-merged after its load has them re-read first, as before)
+                    first = self._read_ahead(chunks[index])
                 loaded_before = dict(self._summary.rows)
                 self._normalize_and_load(chunk, index, len(chunks), extract_seconds)
                 if chunk.append:  # its events were never loaded before: its rows are new
@@ -184,6 +192,8 @@ class ChunkLoader:
             ),
             size_of=item_size,
             max_bytes=READ_AHEAD_BYTES,
+            spill_bytes=SPILL_BYTES,
+            spill_dir=self._pipeline.working_dir,
             name="tfy-read-ahead",
         )
 
@@ -301,6 +311,11 @@ class _Counter(SyncProgress):
             if anomaly.kind is AnomalyKind.REPEATED_ID and anomaly.event_id not in repeated:
                 repeated.append(str(anomaly.event_id))
         self.progress.on_anomalies(anomalies)
+
+    @property
+    def repeated(self) -> int:
+        """Rows of the chunk being read that repeat an id of another window, so far."""
+        return self._repeated
 
     def take_repeated(self) -> int:
         """Rows of the chunk just loaded that repeat an id of another window; then 0."""

@@ -3,25 +3,76 @@
 `tfy-audit sync` reads each chunk's pages this way, so reading goes on while dlt writes what it
 was handed, and starts reading the first chunk while dlt prepares its extract. Only reading
 runs ahead: what is loaded, and when the state advances, is decided by the consumer as before.
+
+Until its consumer starts, a read-ahead may also spill to disk (`spill_bytes`): the next
+chunk is read while the one before is loaded, which takes one core, and what is read then
+waits in an unlinked temporary file instead of in memory (the run's memory peaks during
+loads). A kill leaves nothing behind: the file has no name.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class _Spilled:
+    """Where one spilled item's pickle lies in the spill file."""
+
+    offset: int
+    length: int
+
+
+class _SpillFile:
+    """Pickles appended to an unlinked temporary file, read back by position (the producer
+    writes while the consumer reads, each at its own offset, so neither moves the other's)."""
+
+    def __init__(self, directory: str | None) -> None:
+        # no name from the start, so nothing is left behind however the run ends; closed by
+        # close()
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+        self._end = 0
+
+    def put(self, item: object) -> _Spilled:
+        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        view, offset = memoryview(data), self._end
+        while view:
+            written = os.pwrite(self._file.fileno(), view, offset + len(data) - len(view))
+            view = view[written:]
+        self._end += len(data)
+        return _Spilled(offset, len(data))
+
+    def take(self, spilled: _Spilled) -> object:
+        data = os.pread(self._file.fileno(), spilled.length, spilled.offset)
+        if len(data) != spilled.length:
+            raise OSError(f"the read-ahead's spill file ended early at {spilled.offset}")
+        return pickle.loads(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class Prefetch(Generic[T]):
     """Iterates `produce()` in a thread of its own, holding at most `max_bytes` of its items
-    (as `size_of` counts them) until they are taken; iterating the `Prefetch` takes them, and
-    raises what `produce()` raised, once the items before the failure are taken.
+    in memory (as `size_of` counts them) until they are taken; iterating the `Prefetch` takes
+    them, and raises what `produce()` raised, once the items before the failure are taken.
+
+    `spill_bytes`: until the first item is taken, items past `max_bytes` go to a temporary
+    file in `spill_dir` (the system's default when None), up to this many bytes of items;
+    after, the memory bound alone holds the producer back. A failure to spill (a full disk)
+    is logged and stops spilling: the producer then waits for room in memory.
 
     `close()` stops the producer and waits for it; call it whether or not the items were all
     taken (a `with` block does).
@@ -33,13 +84,20 @@ class Prefetch(Generic[T]):
         *,
         size_of: Callable[[T], int],
         max_bytes: int,
+        spill_bytes: int = 0,
+        spill_dir: str | None = None,
         name: str = "tfy-prefetch",
     ) -> None:
         self._produce = produce
         self._size_of = size_of
         self._max_bytes = max_bytes
-        self._items: deque[tuple[T, int]] = deque()
-        self._held = 0
+        self._spill_bytes = spill_bytes
+        self._spill_dir = spill_dir
+        self._spill: _SpillFile | None = None
+        self._spilled = 0  # bytes of items spilled, by `size_of`; never given back
+        # items in order, each held in memory or (`_Spilled`) where it lies in the spill file
+        self._items: deque[tuple[T | _Spilled, int]] = deque()
+        self._held = 0  # bytes of the items in memory
         self._done = False
         self._closed = False
         self._error: BaseException | None = None
@@ -59,19 +117,8 @@ class Prefetch(Generic[T]):
             items = self._produce()
             try:
                 for item in items:
-                    size = self._size_of(item)
-                    with self._cond:
-                        # One item is always let through, so an item larger than the bound
-                        # cannot stall the producer forever.
-                        while self._held and self._held + size > self._max_bytes:
-                            if self._closed:
-                                return
-                            self._cond.wait()
-                        if self._closed:
-                            return
-                        self._items.append((item, size))
-                        self._held += size
-                        self._cond.notify_all()
+                    if not self._hand_on(item, self._size_of(item)):
+                        return
             finally:
                 close = getattr(items, "close", None)
                 if close is not None:
@@ -85,10 +132,58 @@ class Prefetch(Generic[T]):
                 self._done = True
                 self._cond.notify_all()
 
+    def _hand_on(self, item: T, size: int) -> bool:
+        """Queue `item` in memory, or spilled; False once closed."""
+        with self._cond:
+            # One item is always let through, so an item larger than the bound cannot stall
+            # the producer forever.
+            while self._held and self._held + size > self._max_bytes:
+                if self._closed:
+                    return False
+                if self._may_spill(size):
+                    break
+                self._cond.wait()
+            if self._closed:
+                return False
+            if not self._held or self._held + size <= self._max_bytes:
+                self._items.append((item, size))
+                self._held += size
+                self._cond.notify_all()
+                return True
+            spill = self._spill_file()
+        # pickled and written outside the lock: the consumer is not held up meanwhile; the
+        # order holds, as this thread alone appends
+        try:
+            spilled = spill.put(item) if spill is not None else None
+        except OSError as exc:
+            logger.info("reading ahead stops spilling to disk: %s", exc)
+            spilled = None
+        with self._cond:
+            if spilled is not None:
+                self._items.append((spilled, 0))
+                self._spilled += size
+                self._cond.notify_all()
+                return not self._closed
+            self._spill_bytes = 0  # no more spilling: the item waits for room in memory
+        return self._hand_on(item, size)
+
+    def _may_spill(self, size: int) -> bool:
+        return not self._taken and self._spilled + size <= self._spill_bytes
+
+    def _spill_file(self) -> _SpillFile | None:
+        if self._spill is None:
+            try:
+                self._spill = _SpillFile(self._spill_dir)
+            except OSError as exc:
+                logger.info("reading ahead cannot spill to disk: %s", exc)
+                return None
+        return self._spill
+
     def __iter__(self) -> Iterator[T]:
         if self._taken:
             raise RuntimeError("a Prefetch is iterated once")
-        self._taken = True
+        with self._cond:
+            self._taken = True  # no more spilling
         while True:
             with self._cond:
                 while not self._items and not self._done:
@@ -97,6 +192,7 @@ class Prefetch(Generic[T]):
                     item, size = self._items.popleft()
                     self._held -= size
                     self._cond.notify_all()
+                    spill = self._spill
                 elif self._error is not None:
                     raise self._error
                 elif self._closed:
@@ -105,13 +201,25 @@ class Prefetch(Generic[T]):
                     raise RuntimeError("reading ahead was stopped before its end")
                 else:
                     return
-            yield item
+            yield self._unspill(item, spill) if isinstance(item, _Spilled) else item
+
+    def _unspill(self, spilled: _Spilled, spill: _SpillFile | None) -> T:
+        assert spill is not None  # an item is spilled only once the file exists
+        try:
+            return cast(T, spill.take(spilled))
+        except (OSError, ValueError):
+            if self._closed:  # closed meanwhile, from another thread: no short end passes
+                raise RuntimeError("reading ahead was stopped before its end") from None
+            raise
 
     def close(self) -> None:
-        """Stop reading ahead and wait for the producer to finish its cleanup."""
+        """Stop reading ahead, wait for the producer to finish its cleanup, and remove what
+        was spilled."""
         with self._cond:
             self._closed = True
             self._items.clear()
             self._held = 0
             self._cond.notify_all()
         self._thread.join()
+        if self._spill is not None:
+            self._spill.close()

@@ -317,20 +317,24 @@ def test_fifteen_20mb_pages_sync_in_a_1_gib_container(workspace: Workspace) -> N
     assert_warehouse_matches(workspace, sim.events())
 
 
-def test_six_pages_of_31kb_manifests_load_in_a_1_gib_container(workspace: Workspace) -> None:
+@pytest.mark.parametrize("chunks", [(), ("--chunk-events", "2000")], ids=["one-chunk", "chunks"])
+def test_six_pages_of_31kb_manifests_load_in_a_1_gib_container(
+    chunks: tuple[str, ...], workspace: Workspace
+) -> None:
     """Pages at the body cap in a row: six pages of 1,000 events with 31 KB manifests (31 MB
     bodies, under the 32.25 MB cap), with the DuckDB limit a container of 1 GiB gets. Each
     body is as large as a response may be: the pages read and decoded but not handed on share
     a byte budget (budget.py), and the load jobs (cut at 32 MB uncompressed, loaded one at a
     time) keep the process tree under 1 GiB; every event loads exactly. (Ten such
     pages once made one load file too large for DuckDB to copy at any limit; the fifteen
-    20 MB pages test above covers that cut, more strictly.)"""
+    20 MB pages test above covers that cut, more strictly.) In chunks, the next chunk's pages
+    are read and decoded while a chunk loads (loader.py), within the same bound."""
     pages = manifests(6_000, 31 * 1024, prefix="q", seed=3)
     sim = big_simulator(pages)
     keep_files = {"LOAD__DELETE_COMPLETED_JOBS": "false"}
     with SimulatorServer(sim) as srv:
         code, err, peak = sync_tree_peak(
-            workspace, srv.url, env={**IN_A_1_GIB_CONTAINER, **keep_files}
+            workspace, srv.url, *chunks, env={**IN_A_1_GIB_CONTAINER, **keep_files}
         )
     assert code == 0, err[-2000:]
     assert peak < 1024, f"peak RSS of the process tree {peak} MiB"

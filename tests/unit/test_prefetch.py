@@ -166,18 +166,29 @@ def test_once_the_consumer_starts_nothing_more_is_spilled(tmp_path: Path) -> Non
         spilled.append(item)
         return original_put(self, item)
 
+    go = threading.Event()
+    produced: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(100):
+            if i == 8:  # 3 items in memory, 5 spilled: the consumer starts before the rest
+                assert go.wait(timeout=30)
+            produced.append(i)
+            yield i
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prefetch._SpillFile, "put", put)
-        ahead, reached, produced = _produced_until_blocked(
-            100, max_bytes=30, spill_bytes=50, spill_dir=str(tmp_path), block_at=8
+        ahead = Prefetch(
+            produce, size_of=lambda _: 10, max_bytes=30, spill_bytes=10**6, spill_dir=str(tmp_path)
         )
         with ahead:
-            assert reached.wait(timeout=30)
+            assert _wait_until(lambda: len(spilled) == 5)
             taken = []
             for item in ahead:
+                go.set()  # the consumer has started: the producer goes on
                 time.sleep(0.0005)  # a slow consumer: the producer meets the memory bound
                 taken.append(item)
-                # the 5 spilled before, 3 held in memory, the one in hand and the one waiting
+                # the spilled, 3 held in memory, the one in hand and the one waiting
                 assert len(produced) - len(taken) <= 5 + 3 + 2
             assert taken == list(range(100))
     assert spilled == [3, 4, 5, 6, 7]  # what was spilled before the consumer started, alone
@@ -222,9 +233,51 @@ def test_a_spill_that_fails_falls_back_to_the_memory_bound(
             50, max_bytes=30, spill_bytes=10**6, spill_dir=spill_dir, block_at=49
         )
         with ahead:
-            # spilling stopped: the producer is held by memory, never reaching the last item
-            assert not reached.wait(timeout=0.2)
+            # spilling stopped: 3 items in memory, those spilled before, and one waiting for
+            # memory; the producer gets no further
             spilled = 2 if failure == "disk full" else 0
+            assert _wait_until(lambda: len(produced) == 3 + spilled + 1)
+            assert not reached.wait(timeout=0.2)
             assert len(produced) == 3 + spilled + 1
             assert list(ahead) == list(range(50))
     assert "spill" in caplog.text
+
+
+def test_items_of_no_size_after_an_oversized_one_wait_when_the_spill_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An item larger than the bound is let through alone; an item of no size behind it (a
+    window's report) waits for it to be taken once the spill has failed, and the producer
+    tries the spill once, not again and again."""
+    attempts: list[object] = []
+
+    def no_spill_file(directory: str | None) -> Any:
+        attempts.append(directory)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prefetch, "_SpillFile", no_spill_file)
+    items = ["big", *(f"report {i}" for i in range(50))]
+    ahead = Prefetch(
+        lambda: iter(items),
+        size_of=lambda item: 100 if item == "big" else 0,
+        max_bytes=10,
+        spill_bytes=10**6,
+    )
+    with ahead:
+        assert _wait_until(lambda: len(attempts) == 1)
+        assert not _wait_until(lambda: len(attempts) > 1, timeout=0.2)
+        assert list(ahead) == items
+    assert len(attempts) == 1
+
+
+def test_without_a_spill_budget_no_spill_file_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    monkeypatch.setattr(prefetch, "_SpillFile", lambda directory: made.append(directory))
+    items = ["big", *(f"report {i}" for i in range(50))]
+    ahead = Prefetch(
+        lambda: iter(items), size_of=lambda item: 100 if item == "big" else 0, max_bytes=10
+    )
+    with ahead:
+        assert _wait_until(lambda: len(ahead._items) == 1 and ahead._held == 100)
+        assert list(ahead) == items
+    assert made == []

@@ -95,11 +95,14 @@ DECODER_NICENESS = 10
 
 
 def give_way_to_the_command() -> None:
-    """In a decoder process: take the CPU only when the command does not need it. The command
-    is a run's serial part (dlt's extract, then one core of load), and the next chunk is
-    decoded while a chunk loads (loader.py): at equal priority two decoders took a share of the
-    load's core and slowed it by more than they gained. Only ever raised, so no privilege is
-    needed; where the platform has no niceness the decoder runs as it is."""
+    """In a decoder process: lower its priority, so that where the decoders and the command
+    contend for a core the command gets most of it (at niceness 10 a decoder's weight is about
+    a tenth of the command's). The command is a run's serial part (dlt's extract, then a load
+    on one core), and the next chunk is decoded while a chunk loads (loader.py): at equal
+    priority two decoders took a share of the load's core and slowed it by more than they
+    gained. The decoders also yield to other programs of normal priority on the machine (or in
+    the container's cgroup). Only ever lowered, so no privilege is needed; where the platform
+    has no niceness the decoder runs as it is."""
     with contextlib.suppress(AttributeError, OSError):
         os.nice(DECODER_NICENESS)
 

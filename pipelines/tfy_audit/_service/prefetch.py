@@ -95,6 +95,7 @@ class Prefetch(Generic[T]):
         self._spill_dir = spill_dir
         self._spill: _SpillFile | None = None
         self._spilled = 0  # bytes of items spilled, by `size_of`; never given back
+        self._spill_failed = False
         # items in order, each held in memory or (`_Spilled`) where it lies in the spill file
         self._items: deque[tuple[T | _Spilled, int]] = deque()
         self._held = 0  # bytes of the items in memory
@@ -134,41 +135,49 @@ class Prefetch(Generic[T]):
 
     def _hand_on(self, item: T, size: int) -> bool:
         """Queue `item` in memory, or spilled; False once closed."""
-        with self._cond:
-            # One item is always let through, so an item larger than the bound cannot stall
-            # the producer forever.
-            while self._held and self._held + size > self._max_bytes:
+        while True:
+            with self._cond:
+                # One item is always let through, so an item larger than the bound cannot stall
+                # the producer forever.
+                while (
+                    self._held and self._held + size > self._max_bytes and not self._may_spill(size)
+                ):
+                    if self._closed:
+                        return False
+                    self._cond.wait()
                 if self._closed:
                     return False
-                if self._may_spill(size):
-                    break
-                self._cond.wait()
-            if self._closed:
-                return False
-            if not self._held or self._held + size <= self._max_bytes:
-                self._items.append((item, size))
-                self._held += size
-                self._cond.notify_all()
-                return True
-            spill = self._spill_file()
-        # pickled and written outside the lock: the consumer is not held up meanwhile; the
-        # order holds, as this thread alone appends
-        try:
-            spilled = spill.put(item) if spill is not None else None
-        except OSError as exc:
-            logger.info("reading ahead stops spilling to disk: %s", exc)
+                if not self._held or self._held + size <= self._max_bytes:
+                    self._items.append((item, size))
+                    self._held += size
+                    self._cond.notify_all()
+                    return True
+                spill = self._spill_file()
+            # pickled and written outside the lock, so the consumer is not held up meanwhile;
+            # the order holds, as this thread alone appends
             spilled = None
-        with self._cond:
-            if spilled is not None:
-                self._items.append((spilled, 0))
-                self._spilled += size
-                self._cond.notify_all()
-                return not self._closed
-            self._spill_bytes = 0  # no more spilling: the item waits for room in memory
-        return self._hand_on(item, size)
+            if spill is not None:
+                try:
+                    spilled = spill.put(item)
+                except Exception as exc:  # a full disk, above all: reading goes on in memory
+                    logger.info("reading ahead stops spilling to disk: %s", exc)
+            with self._cond:
+                if self._closed:
+                    return False
+                if spilled is not None:
+                    self._items.append((spilled, 0))
+                    self._spilled += size
+                    self._cond.notify_all()
+                    return True
+                self._spill_failed = True  # no more spilling: the item waits for memory
 
     def _may_spill(self, size: int) -> bool:
-        return not self._taken and self._spilled + size <= self._spill_bytes
+        return (
+            not self._taken
+            and not self._spill_failed
+            and self._spill_bytes > 0
+            and self._spilled + size <= self._spill_bytes
+        )
 
     def _spill_file(self) -> _SpillFile | None:
         if self._spill is None:

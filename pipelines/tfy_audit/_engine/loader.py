@@ -77,7 +77,8 @@ class ChunkLoader:
 
     A chunk's pages are read in a thread of their own, a bounded number of bytes ahead of dlt's
     extract, so reading goes on while dlt writes; the first chunk's reading starts before dlt's
-    extract does. Figures go to `summary`, progress to `progress`.
+    extract does, and each later chunk's while the chunk before it loads (what it reads then
+    waits on disk past the memory bound). Figures go to `summary`, progress to `progress`.
 
     `decoder`: where pages are decoded (worker processes), else in the fetching threads.
     `merge_all`: every chunk is merged, as for a re-merge of rows already loaded.
@@ -127,15 +128,16 @@ class ChunkLoader:
         chunk is extracted (the run lets its decoder processes go while the load runs)."""
         chunks = self._chunks(run, windows)
         self._progress.on_plan(len(windows), sum(w.count for w in windows), len(chunks))
-        # The first chunk is read while dlt prepares its extract.
-        first: Prefetch[Item] | None = self._read_ahead(chunks[0])
+        # The reading of the chunk extracted next, started early: the first chunk's while dlt
+        # prepares its extract, each later one's while the chunk before it loads.
+        ahead: Prefetch[Item] | None = self._read_ahead(chunks[0])
         try:
             known_subjects = read_subjects(self._pipeline)
             sync_id = uuid.uuid4().hex
             counter = _Counter(self._progress, self._summary)
             for index, chunk in enumerate(chunks, start=1):
                 self._client.check_run_deadline()  # past --max-duration, stop between chunks
-                reading, first = first or self._read_ahead(chunk), None
+                reading, ahead = ahead or self._read_ahead(chunk), None
                 chunk = dataclasses.replace(chunk, held_back_to=counter.incomplete_from)
                 with reading:
                     extract_seconds = self._extract(
@@ -146,7 +148,7 @@ class ChunkLoader:
                 elif index < len(chunks) and not counter.repeated:
                     # the next chunk is read while this one loads (a chunk that needs its days
                     # re-merged after its load has them re-read first, as before)
-                    first = self._read_ahead(chunks[index])
+                    ahead = self._read_ahead(chunks[index])
                 loaded_before = dict(self._summary.rows)
                 self._normalize_and_load(chunk, index, len(chunks), extract_seconds)
                 if chunk.append:  # its events were never loaded before: its rows are new
@@ -163,8 +165,8 @@ class ChunkLoader:
                     )
                     self._on_repeated(chunk)
         finally:
-            if first is not None:  # never taken: the run failed before its first extract
-                first.close()
+            if ahead is not None:  # never taken: the run failed before that chunk's extract
+                ahead.close()
 
     def _chunks(self, run: RunRange, windows: list[PlannedWindow]) -> list[Chunk]:
         seen_until = loaded_until(pipeline_source_state(self._pipeline, SOURCE_NAME))
